@@ -1,0 +1,322 @@
+"""Bytes <-> frames, with no I/O.
+
+``LineReader`` cuts a byte stream into lines and enforces the frame cap;
+``decode_client``/``decode_server`` turn one line into a validated frame or
+raise ``ProtocolError`` with the code PROTOCOL.md names; ``encode`` turns a
+frame into one newline-terminated line. Server frames for room messages can
+also be built from pre-encoded parts (``message_parts``, ``history_line``), so
+a gateway encodes each message once, not once per recipient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+
+from protocol.errors import ErrorCode, FrameTooLarge, ProtocolError
+from protocol.frames import (
+    CLIENT_TYPES,
+    SERVER_TYPES,
+    Ack,
+    Bye,
+    ByeReason,
+    ClientFrame,
+    DirectMessage,
+    Dm,
+    Error,
+    Goodbye,
+    Hello,
+    History,
+    HistoryQuery,
+    Join,
+    Joined,
+    Leave,
+    Left,
+    Message,
+    Ping,
+    Pong,
+    Position,
+    Send,
+    ServerFrame,
+    Typing,
+    TypingNotice,
+    Welcome,
+    Who,
+    WhoList,
+)
+from protocol.limits import DEFAULT_HISTORY_LIMIT, MAX_SERVER_LINE, Limits
+from protocol.names import LOBBY, check_ref, check_text
+
+NEWLINE = b"\n"
+
+
+class LineReader:
+    """Cuts a byte stream into lines of at most ``max_line`` bytes, newline included.
+
+    Memory is capped: unparsed bytes never exceed ``max_line``; a longer line
+    raises ``FrameTooLarge``, after which the stream is unusable.
+    """
+
+    __slots__ = ("_buffer", "_max_line", "_scan_from")
+
+    def __init__(self, max_line: int) -> None:
+        self._buffer = bytearray()
+        self._max_line = max_line
+        self._scan_from = 0
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """Add received bytes; yield every complete line (without its newline)."""
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        scan = self._scan_from
+        while True:
+            end = buffer.find(NEWLINE, scan)
+            if end < 0:
+                break
+            if end + 1 - start > self._max_line:
+                raise FrameTooLarge()
+            yield bytes(buffer[start:end])
+            start = scan = end + 1
+        if start:
+            del buffer[:start]
+        if len(buffer) >= self._max_line:
+            raise FrameTooLarge()
+        self._scan_from = len(buffer)
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a line begun but not finished."""
+        return len(self._buffer)
+
+
+# --------------------------------------------------------------------------
+# decoding
+
+
+def _load_object(line: bytes) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(ErrorCode.BAD_FRAME, "frame is not valid UTF-8 JSON") from exc
+    if not isinstance(obj, dict):
+        raise ProtocolError(ErrorCode.BAD_FRAME, "frame must be a JSON object")
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(ErrorCode.BAD_FRAME, "frame needs a string field 'type'")
+    return obj
+
+
+def _int_or_none(value: object, what: str) -> int | None:
+    if value is None:
+        return None
+    if type(value) is not int:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"{what} must be an integer")
+    return value
+
+
+def _parse_since(value: object) -> dict[str, Position]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ProtocolError(ErrorCode.BAD_FRAME, "since must be an object room -> {epoch, id}")
+    since: dict[str, Position] = {}
+    for room, pos in value.items():
+        if not isinstance(pos, dict):
+            raise ProtocolError(ErrorCode.BAD_FRAME, "since entries must be {epoch, id} objects")
+        since[room] = Position(pos.get("epoch"), pos.get("id"))  # type: ignore[arg-type]
+    return since
+
+
+def _parse_rooms(value: object) -> tuple[str, ...]:
+    if value is None:
+        return (LOBBY,)
+    if not isinstance(value, list):
+        raise ProtocolError(ErrorCode.BAD_ROOM, "rooms must be a list of room names")
+    return tuple(dict.fromkeys(value))  # drop repeats, keep order
+
+
+def decode_client(line: bytes, limits: Limits | None = None) -> ClientFrame:
+    """One client line -> a validated client frame, or ``ProtocolError``.
+
+    The error carries the frame's ``ref`` when it had a valid one, so the
+    refusal can echo it.
+    """
+    obj = _load_object(line)
+    kind = obj["type"]
+    try:
+        ref = check_ref(obj.get("ref"))
+    except ProtocolError:
+        ref = None
+    try:
+        return _build_client(kind, obj, limits or _DEFAULT_LIMITS)
+    except ProtocolError as exc:
+        raise exc.with_ref(ref) from None
+
+
+_DEFAULT_LIMITS = Limits()
+
+
+def _build_client(kind: str, obj: dict[str, Any], limits: Limits) -> ClientFrame:
+    if kind == "send":
+        return Send(obj.get("room"), check_text(obj.get("text"), limits.max_text), obj.get("ref"))  # type: ignore[arg-type]
+    if kind == "ping":
+        return Ping(obj.get("ref"))
+    if kind == "typing":
+        return Typing(obj.get("room"))  # type: ignore[arg-type]
+    if kind == "dm":
+        return Dm(obj.get("to"), check_text(obj.get("text"), limits.max_text), obj.get("ref"))  # type: ignore[arg-type]
+    if kind == "hello":
+        return Hello(
+            name=obj.get("name"),  # type: ignore[arg-type]
+            rooms=_parse_rooms(obj.get("rooms")),
+            since=_parse_since(obj.get("since")),
+            token=obj.get("token"),
+        )
+    if kind == "join":
+        return Join(obj.get("room"))  # type: ignore[arg-type]
+    if kind == "leave":
+        return Leave(obj.get("room"))  # type: ignore[arg-type]
+    if kind == "history":
+        limit = _int_or_none(obj.get("limit"), "limit")
+        return HistoryQuery(
+            obj.get("room"),  # type: ignore[arg-type]
+            _int_or_none(obj.get("before"), "before"),
+            DEFAULT_HISTORY_LIMIT if limit is None else limit,
+        )
+    if kind == "who":
+        return Who(obj.get("room"))  # type: ignore[arg-type]
+    if kind == "bye":
+        return Bye()
+    raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {kind[:40]!r}")
+
+
+def _message_from(obj: dict[str, Any]) -> Message:
+    return Message(obj["room"], obj["id"], obj["from"], obj["text"], obj["ts"])
+
+
+def decode_server(line: bytes) -> ServerFrame:
+    """One gateway line -> a server frame (client side). Trusts the gateway's shapes."""
+    obj = _load_object(line)
+    kind = obj["type"]
+    try:
+        return _build_server(kind, obj)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"malformed {kind!r} frame: {exc}") from exc
+
+
+def _build_server(kind: str, obj: dict[str, Any]) -> ServerFrame:
+    if kind == "message":
+        return _message_from(obj)
+    if kind == "ack":
+        return Ack(obj["ref"], obj.get("id"))
+    if kind == "history":
+        return History(
+            obj["room"],
+            obj["epoch"],
+            tuple(_message_from(m) for m in obj["messages"]),
+            bool(obj["complete"]),
+        )
+    if kind == "dm":
+        return DirectMessage(obj["from"], obj["to"], obj["text"], obj["ts"])
+    if kind == "joined":
+        return Joined(obj["room"], obj["name"])
+    if kind == "left":
+        return Left(obj["room"], obj["name"])
+    if kind == "typing":
+        return TypingNotice(obj["room"], obj["name"])
+    if kind == "who":
+        return WhoList(obj["room"], tuple(obj["names"]))
+    if kind == "pong":
+        return Pong(obj.get("ref"))
+    if kind == "error":
+        return Error(ErrorCode(obj["code"]), obj["message"], obj.get("ref"))
+    if kind == "bye":
+        return Goodbye(ByeReason(obj["reason"]))
+    if kind == "welcome":
+        return Welcome(obj["name"], obj["gateway"], tuple(obj["rooms"]), obj["token"], obj["limits"])
+    raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {kind[:40]!r}")
+
+
+# --------------------------------------------------------------------------
+# encoding
+
+
+def _message_dict(m: Message) -> dict[str, Any]:
+    return {"type": "message", "room": m.room, "id": m.id, "from": m.sender, "text": m.text, "ts": m.ts}
+
+
+def to_dict(frame: ServerFrame | ClientFrame) -> dict[str, Any]:
+    """The JSON object of a frame, ``type`` first."""
+    if isinstance(frame, Message):
+        return _message_dict(frame)
+    if isinstance(frame, History):
+        return {
+            "type": "history",
+            "room": frame.room,
+            "epoch": frame.epoch,
+            "messages": [_message_dict(m) for m in frame.messages],
+            "complete": frame.complete,
+        }
+    kind = SERVER_TYPES.get(type(frame)) or CLIENT_TYPES[type(frame)]
+    out: dict[str, Any] = {"type": kind}
+    for name in frame.__slots__:  # type: ignore[union-attr]
+        value = getattr(frame, name)
+        if value is None and name in ("ref", "token", "id", "before"):
+            continue
+        if isinstance(frame, Hello) and name == "since":
+            value = {room: {"epoch": p.epoch, "id": p.id} for room, p in value.items()}
+        elif isinstance(value, tuple):
+            value = list(value)
+        out["from" if name == "sender" else name] = value
+    return out
+
+
+def encode(frame: ServerFrame | ClientFrame) -> bytes:
+    """One frame -> one line, newline included."""
+    return orjson.dumps(to_dict(frame)) + NEWLINE
+
+
+def encode_error(exc: ProtocolError) -> bytes:
+    return encode(Error.of(exc))
+
+
+def message_parts(room: str, sender: str, text: str, ts: float) -> tuple[bytes, bytes]:
+    """A ``message`` line cut around its id, which only the broker knows.
+
+    ``prefix + str(id).encode() + suffix`` equals ``encode(Message(...))``
+    without its newline, so the broker can store and publish the final bytes.
+    """
+    head = orjson.dumps({"type": "message", "room": room})
+    tail = orjson.dumps({"from": sender, "text": text, "ts": ts})
+    return head[:-1] + b',"id":', b"," + tail[1:]
+
+
+def history_line(room: str, epoch: str, messages: Iterable[bytes], complete: bool) -> bytes:
+    """A ``history`` line from already-encoded ``message`` objects, oldest first."""
+    head = orjson.dumps({"type": "history", "room": room, "epoch": epoch})
+    return b"".join(
+        (
+            head[:-1],
+            b',"messages":[',
+            b",".join(messages),
+            b'],"complete":',
+            b"true" if complete else b"false",
+            b"}\n",
+        )
+    )
+
+
+__all__ = [
+    "MAX_SERVER_LINE",
+    "LineReader",
+    "decode_client",
+    "decode_server",
+    "encode",
+    "encode_error",
+    "history_line",
+    "message_parts",
+    "to_dict",
+]
