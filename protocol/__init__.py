@@ -13,6 +13,7 @@ from protocol.codec import (
     encode,
     encode_error,
     history_line,
+    history_lines,
     message_parts,
 )
 from protocol.errors import ChatError, ConnectionLost, ErrorCode, FrameTooLarge, ProtocolError
@@ -38,6 +39,7 @@ __all__ = [
     "encode",
     "encode_error",
     "history_line",
+    "history_lines",
     "message_parts",
     "name_key",
 ]

@@ -10,7 +10,7 @@ a gateway encodes each message once, not once per recipient.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -138,11 +138,12 @@ def _parse_rooms(value: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))  # drop repeats, keep order
 
 
-def decode_client(line: bytes, limits: Limits | None = None) -> ClientFrame:
+def decode_client(line: bytes, limits: Limits | None = None, *, logged_in: bool = True) -> ClientFrame:
     """One client line -> a validated client frame, or ``ProtocolError``.
 
     The error carries the frame's ``ref`` when it had a valid one, so the
-    refusal can echo it.
+    refusal can echo it. Before login (``logged_in=False``) every frame but
+    ``hello`` is refused with ``not_logged_in``, whatever else is wrong with it.
     """
     obj = _load_object(line)
     kind = obj["type"]
@@ -150,6 +151,8 @@ def decode_client(line: bytes, limits: Limits | None = None) -> ClientFrame:
         ref = check_ref(obj.get("ref"))
     except ProtocolError:
         ref = None
+    if not logged_in and kind != "hello":
+        raise ProtocolError(ErrorCode.NOT_LOGGED_IN, "log in with hello first", ref)
     try:
         return _build_client(kind, obj, limits or _DEFAULT_LIMITS)
     except ProtocolError as exc:
@@ -294,6 +297,28 @@ def message_parts(room: str, sender: str, text: str, ts: float) -> tuple[bytes, 
     return head[:-1] + b',"id":', b"," + tail[1:]
 
 
+def history_lines(
+    room: str, epoch: str, messages: Sequence[bytes], complete: bool, max_line: int = MAX_SERVER_LINE // 2
+) -> list[bytes]:
+    """``history`` lines of at most about ``max_line`` bytes each, oldest first.
+
+    A long backlog is cut into several frames so none passes the client's
+    line limit; only the first can be incomplete, the rest continue it.
+    """
+    chunks: list[list[bytes]] = [[]]
+    size = 0
+    for m in messages:
+        if chunks[-1] and size + len(m) + 1 > max_line:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(m)
+        size += len(m) + 1
+    return [
+        history_line(room, epoch, chunk, complete if i == 0 else True)
+        for i, chunk in enumerate(chunks)
+    ]
+
+
 def history_line(room: str, epoch: str, messages: Iterable[bytes], complete: bool) -> bytes:
     """A ``history`` line from already-encoded ``message`` objects, oldest first."""
     head = orjson.dumps({"type": "history", "room": room, "epoch": epoch})
@@ -317,6 +342,7 @@ __all__ = [
     "encode",
     "encode_error",
     "history_line",
+    "history_lines",
     "message_parts",
     "to_dict",
 ]

@@ -1,0 +1,19 @@
+"""chat-bench: a one-process load generator that speaks PROTOCOL.md to any gateways.
+
+It measures what the issue's targets name (fan-out throughput and loss,
+end-to-end latency, memory per idle connection, login storms, resume after a
+gateway dies) and is built so that it is not the bottleneck: asyncio (uvloop
+when importable), large reads, and counting newlines instead of decoding
+every frame. Only the frames a scenario needs (acks, markers, latency stamps)
+are looked at. Layout:
+
+- ``options``: command line -> frozen option objects.
+- ``stats``: percentiles and latency summaries (pure).
+- ``tap``: cuts a byte stream into counted lines, picking out marked ones (pure).
+- ``wire``: the frames and texts the bench sends, and the stamps it reads back.
+- ``connection``: one asyncio client connection (login, then cheap counting).
+- ``cluster``: a local Redis and gateways started for a run.
+- ``procstat``: CPU, memory and machine facts from /proc.
+- ``scenarios``: fanout, idle, storm, resume.
+- ``results``, ``report``, ``plots``: JSON lines, terminal table, PNG plots.
+"""

@@ -1,0 +1,291 @@
+"""The command line of chat-bench, turned into frozen option objects.
+
+Every scenario takes the common options (where the gateways are, where
+results and plots go) after its own name, so a command reads as
+``chat-bench fanout --local 3 --receivers 200 --senders 10``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from protocol.errors import ProtocolError
+from protocol.names import check_room
+
+Mode = Literal["saturate", "rate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Common:
+    """Where the gateways are and where the run's output goes."""
+
+    gateways: tuple[Address, ...]
+    local: int
+    """Gateways to start for the run (with their own Redis); 0 means use ``gateways``."""
+    results: Path | None
+    plots: Path | None
+    progress: bool
+    gateway_rate: float
+    gateway_burst: int
+    max_outbound: int | None
+    """--max-outbound of local gateways; None keeps the gateway's default."""
+    concurrency: int
+    """Logins in flight at once while a scenario connects its clients."""
+    connect_timeout: float
+    log_level: str
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutOptions:
+    common: Common
+    receivers: tuple[int, ...]
+    senders: int
+    mode: Mode
+    rate: float
+    window: int
+    duration: float
+    warmup: float
+    size: int
+    slow: int
+    drain_timeout: float
+    room: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IdleOptions:
+    common: Common
+    connections: tuple[int, ...]
+    room_size: int
+    """0: log in to no room; N: rooms of N members each."""
+    hold: float
+    ping_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class StormOptions:
+    common: Common
+    connections: int
+    """The cap: stop after this many logins."""
+    background_rate: float
+    """Messages/s of a fanout measured before and during the storm (0: none)."""
+    receivers: int
+    senders: int
+    baseline: float
+    room: str | None
+    """Room the storm's clients join (None: no room)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeOptions:
+    common: Common
+    clients: int
+    rate: float
+    warmup: float
+    after: float
+
+
+Options = FanoutOptions | IdleOptions | StormOptions | ResumeOptions
+
+
+def parse_address(text: str) -> Address:
+    """``host:port`` (``[v6]:port`` too) -> Address, or ValueError."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not a host:port address: {text!r}")
+    return Address(host.strip("[]"), int(port))
+
+
+def _addresses(text: str) -> tuple[Address, ...]:
+    try:
+        return tuple(parse_address(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError("expected positive integers, e.g. 50,100,200")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def _room(text: str) -> str:
+    try:
+        return check_room(text)
+    except ProtocolError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _common_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("where and what to report")
+    where = g.add_mutually_exclusive_group()
+    where.add_argument("--gateways", type=_addresses, default=(),
+                       help="gateway addresses host:port,... to load (nothing is started)")
+    where.add_argument("--local", type=int, default=0, metavar="N",
+                       help="start a redis-server and N gateways for the run, stop them after")
+    g.add_argument("--results", type=Path, default=None, metavar="FILE",
+                   help="append one JSON line per run to FILE")
+    g.add_argument("--plots", type=Path, default=None, metavar="DIR",
+                   help="write PNG plots into DIR")
+    g.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar on stderr")
+    g.add_argument("--gateway-rate", type=_positive_float, default=100000.0,
+                   help="--rate-per-s of local gateways (default %(default)s)")
+    g.add_argument("--gateway-burst", type=_positive_int, default=100000,
+                   help="--burst of local gateways (default %(default)s)")
+    g.add_argument("--max-outbound", type=_positive_int, default=None, metavar="BYTES",
+                   help="--max-outbound of local gateways (default: the gateway's)")
+    g.add_argument("--concurrency", type=_positive_int, default=200,
+                   help="logins in flight at once (default %(default)s)")
+    g.add_argument("--connect-timeout", type=_positive_float, default=20.0,
+                   help="seconds for one login (default %(default)s)")
+    g.add_argument("--log-level", default="WARNING", type=str.upper,
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_parser()
+    parser = argparse.ArgumentParser(
+        prog="chat-bench",
+        description="Load generator for ChatService gateways (PROTOCOL.md v1).",
+    )
+    sub = parser.add_subparsers(dest="scenario", required=True, metavar="SCENARIO")
+
+    f = sub.add_parser("fanout", parents=[common],
+                       help="R receivers and S senders in one room",
+                       description="R receivers and S senders in one room, spread round-robin "
+                       "over the gateways. saturate: deliveries/s and loss; rate: latency.")
+    f.add_argument("--receivers", type=_int_list, default=(200,),
+                   help="receivers, or a sweep such as 50,100,200 (default 200)")
+    f.add_argument("--senders", type=_positive_int, default=10)
+    f.add_argument("--mode", choices=["saturate", "rate"], default="saturate")
+    f.add_argument("--rate", type=_positive_float, default=None,
+                   help="messages/s across all senders (mode rate)")
+    f.add_argument("--window", type=_positive_int, default=32,
+                   help="unacknowledged sends per sender (mode saturate, default %(default)s)")
+    f.add_argument("--duration", type=_positive_float, default=10.0, help="seconds of sending")
+    f.add_argument("--warmup", type=float, default=1.0,
+                   help="seconds at the start whose latencies are not counted (mode rate)")
+    f.add_argument("--size", type=int, default=64, help="characters of filler per text")
+    f.add_argument("--slow", type=int, default=0,
+                   help="extra members that never read (slow consumers), not counted")
+    f.add_argument("--drain-timeout", type=_positive_float, default=5.0,
+                   help="give up draining after this long without progress")
+    f.add_argument("--room", type=_room, default=None, help="room (default: a fresh one)")
+
+    i = sub.add_parser("idle", parents=[common], help="memory per idle logged-in connection",
+                       description="C logged-in connections: gateway RSS per connection "
+                       "(local gateways) and whether every connection still answers ping.")
+    i.add_argument("--connections", type=_int_list, default=(1000,),
+                   help="connections, or a sweep such as 1000,10000")
+    i.add_argument("--room-size", type=int, default=0,
+                   help="0: no room; N: rooms of N members (default 0)")
+    i.add_argument("--hold", type=float, default=5.0,
+                   help="seconds to stay idle before the second ping round")
+    i.add_argument("--ping-timeout", type=_positive_float, default=30.0)
+
+    s = sub.add_parser("storm", parents=[common], help="login storm until failure or a cap",
+                       description="Open connections (connect, hello, welcome) as fast as "
+                       "--concurrency allows until one fails or --connections succeed; "
+                       "optionally measure a fanout's latency before and during the storm.")
+    s.add_argument("--connections", type=_positive_int, default=1000, help="the cap")
+    s.add_argument("--background-rate", type=float, default=0.0,
+                   help="messages/s of a background fanout whose p99 is compared (0: none)")
+    s.add_argument("--receivers", type=_positive_int, default=200)
+    s.add_argument("--senders", type=_positive_int, default=10)
+    s.add_argument("--baseline", type=_positive_float, default=3.0,
+                   help="seconds of background latency measured before the storm")
+    s.add_argument("--room", type=_room, default=None,
+                   help="room the storm's clients join (default: none)")
+
+    r = sub.add_parser("resume", parents=[common],
+                       help="resume time after a gateway is killed (needs --local >= 2)",
+                       description="Clients on gateway 1 while a sender on gateway 2 sends; "
+                       "gateway 1 is killed and the clients resume elsewhere with since/token.")
+    r.add_argument("--clients", type=_positive_int, default=20)
+    r.add_argument("--rate", type=_positive_float, default=200.0, help="messages/s sent")
+    r.add_argument("--warmup", type=_positive_float, default=1.0,
+                   help="seconds of traffic before the kill")
+    r.add_argument("--after", type=_positive_float, default=2.0,
+                   help="seconds of traffic after the kill")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    """Parse and cross-check; argparse exits with a message on bad input."""
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if not a.gateways and a.local <= 0:
+        parser.error("say where the gateways are: --gateways host:port,... or --local N")
+    common = Common(
+        gateways=a.gateways, local=max(a.local, 0), results=a.results, plots=a.plots,
+        progress=a.progress, gateway_rate=a.gateway_rate, gateway_burst=a.gateway_burst,
+        max_outbound=a.max_outbound, concurrency=a.concurrency,
+        connect_timeout=a.connect_timeout, log_level=a.log_level,
+    )
+    if a.scenario == "fanout":
+        if a.mode == "rate" and a.rate is None:
+            parser.error("--mode rate needs --rate (messages/s across all senders)")
+        if a.size < 0 or a.slow < 0 or a.warmup < 0:
+            parser.error("--size, --slow and --warmup cannot be negative")
+        if a.mode == "rate" and a.warmup >= a.duration:
+            parser.error("--warmup must be shorter than --duration")
+        return FanoutOptions(
+            common=common, receivers=a.receivers, senders=a.senders, mode=a.mode,
+            rate=a.rate or 0.0, window=a.window, duration=a.duration, warmup=a.warmup,
+            size=a.size, slow=a.slow, drain_timeout=a.drain_timeout, room=a.room,
+        )
+    if a.scenario == "idle":
+        if a.room_size < 0 or a.hold < 0:
+            parser.error("--room-size and --hold cannot be negative")
+        return IdleOptions(common=common, connections=a.connections, room_size=a.room_size,
+                           hold=a.hold, ping_timeout=a.ping_timeout)
+    if a.scenario == "storm":
+        if a.background_rate < 0:
+            parser.error("--background-rate cannot be negative")
+        return StormOptions(
+            common=common, connections=a.connections, background_rate=a.background_rate,
+            receivers=a.receivers, senders=a.senders, baseline=a.baseline, room=a.room,
+        )
+    if a.local < 2:
+        parser.error("resume kills a gateway it started: it needs --local 2 or more")
+    return ResumeOptions(common=common, clients=a.clients, rate=a.rate, warmup=a.warmup,
+                         after=a.after)

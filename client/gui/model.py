@@ -1,0 +1,190 @@
+"""What the chat window knows, apart from its widgets: one state per conversation.
+
+A conversation is a room or a direct-message thread with one person. Its
+state (ids shown, how far back history goes, unread count, members, who is
+typing, sends not yet echoed) is plain Python with no Tk and no I/O, owned by
+the chat controller on the Tk main thread, so it needs no lock and tests can
+check it without a display.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from protocol.names import name_key
+
+TYPING_HINT_SECONDS = 4.0
+"""How long "alice is typing…" stays after her last typing notice."""
+
+
+class ConvKind(enum.Enum):
+    ROOM = "room"
+    DIRECT = "direct"
+
+
+@dataclass(frozen=True, slots=True)
+class ConvKey:
+    """Identity of a conversation; direct threads compare names case-insensitively."""
+
+    kind: ConvKind
+    name: str
+
+    @classmethod
+    def room(cls, room: str) -> ConvKey:
+        return cls(ConvKind.ROOM, room)
+
+    @classmethod
+    def direct(cls, peer: str) -> ConvKey:
+        return cls(ConvKind.DIRECT, name_key(peer))
+
+    @property
+    def is_room(self) -> bool:
+        return self.kind is ConvKind.ROOM
+
+    @property
+    def ident(self) -> str:
+        """A string id for widgets: ``#room`` or ``@peer``."""
+        return ("#" if self.is_room else "@") + self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A message this user sent that the server has not echoed back yet."""
+
+    ref: str
+    text: str
+
+
+class Conversation:
+    """State of one room or direct thread."""
+
+    __slots__ = ("_members", "_typing", "has_older", "key", "loading_older", "newest_id",
+                 "oldest_id", "pending", "seen_ids", "title", "unread")
+
+    def __init__(self, key: ConvKey, title: str) -> None:
+        self.key = key
+        self.title = title
+        self.unread = 0
+        self.seen_ids: set[int] = set()
+        self.oldest_id: int | None = None
+        self.newest_id: int | None = None
+        self.has_older = False
+        self.loading_older = False
+        self.pending: list[Pending] = []
+        self._members: dict[str, str] = {}
+        self._typing: dict[str, tuple[str, float]] = {}
+
+    # -- messages ---------------------------------------------------------
+
+    def accept(self, message_id: int) -> bool:
+        """Record a room message id; False when it is already shown."""
+        if message_id in self.seen_ids:
+            return False
+        self.seen_ids.add(message_id)
+        if self.oldest_id is None or message_id < self.oldest_id:
+            self.oldest_id = message_id
+        if self.newest_id is None or message_id > self.newest_id:
+            self.newest_id = message_id
+        return True
+
+    def history_loaded(self, complete: bool, older: bool, count: int) -> None:
+        """Decide whether scrolling to the top should ask for more."""
+        if older:
+            self.loading_older = False
+            if count == 0 or not complete:
+                self.has_older = False
+                return
+        elif not complete:
+            self.has_older = False
+            return
+        self.has_older = self.oldest_id is not None and self.oldest_id > 1
+
+    def reset(self) -> None:
+        """The room's sequence restarted (new epoch): forget every id."""
+        self.seen_ids.clear()
+        self.oldest_id = None
+        self.newest_id = None
+        self.has_older = False
+        self.loading_older = False
+
+    def want_older(self) -> int | None:
+        """The ``before`` id for a scroll-back request, or None when none is due."""
+        if not self.key.is_room or self.loading_older or not self.has_older:
+            return None
+        self.loading_older = True
+        return self.oldest_id
+
+    # -- sends not yet echoed ----------------------------------------------
+
+    def add_pending(self, ref: str, text: str) -> None:
+        self.pending.append(Pending(ref, text))
+
+    def take_echo(self, text: str) -> Pending | None:
+        """The oldest pending send with this text: the server's echo resolves it."""
+        for index, pending in enumerate(self.pending):
+            if pending.text == text:
+                return self.pending.pop(index)
+        return None
+
+    def drop_pending(self, ref: str) -> Pending | None:
+        for index, pending in enumerate(self.pending):
+            if pending.ref == ref:
+                return self.pending.pop(index)
+        return None
+
+    # -- members -----------------------------------------------------------
+
+    def set_members(self, names: Iterable[str]) -> None:
+        self._members = {name_key(name): name for name in names}
+
+    def add_member(self, name: str) -> bool:
+        key = name_key(name)
+        added = key not in self._members
+        self._members[key] = name
+        return added
+
+    def remove_member(self, name: str) -> bool:
+        self._typing.pop(name_key(name), None)
+        return self._members.pop(name_key(name), None) is not None
+
+    def members(self) -> list[str]:
+        return sorted(self._members.values(), key=str.casefold)
+
+    def has_member(self, name: str) -> bool:
+        return name_key(name) in self._members
+
+    # -- typing ------------------------------------------------------------
+
+    def typing_seen(self, name: str, now: float) -> None:
+        self._typing[name_key(name)] = (name, now + TYPING_HINT_SECONDS)
+
+    def typing_stopped(self, name: str) -> None:
+        self._typing.pop(name_key(name), None)
+
+    def clear_typing(self) -> None:
+        self._typing.clear()
+
+    def typing_names(self, now: float) -> list[str]:
+        """Names typing now, oldest first; expired hints are dropped."""
+        for key in [k for k, (_, until) in self._typing.items() if until <= now]:
+            del self._typing[key]
+        return [name for name, _ in self._typing.values()]
+
+
+class TypingThrottle:
+    """Send ``typing`` for a room at most once every ``interval`` seconds."""
+
+    __slots__ = ("_interval", "_last")
+
+    def __init__(self, interval: float = 2.0) -> None:
+        self._interval = interval
+        self._last: dict[str, float] = {}
+
+    def due(self, room: str, now: float) -> bool:
+        last = self._last.get(room)
+        if last is not None and now - last < self._interval:
+            return False
+        self._last[room] = now
+        return True

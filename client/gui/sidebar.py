@@ -1,0 +1,168 @@
+"""The side lists: conversations (rooms and direct threads) and room members.
+
+Both are ``ttk.Treeview``s styled as flat lists. The conversation list shows
+an unread count beside each entry and reports selections; the member list
+shows a coloured dot per person (the same colour as their messages) and
+opens a direct thread on double-click. Main thread only.
+"""
+
+from __future__ import annotations
+
+import tkinter as tk
+from collections.abc import Callable, Sequence
+from tkinter import ttk
+
+from client.gui.model import ConvKey
+from client.gui.theme import Theme, dot_image, sender_colour
+from protocol.names import name_key
+
+_ROOMS = "section:rooms"
+_DIRECT = "section:direct"
+
+
+class ConversationList:
+    """Rooms and direct threads with unread counts; selecting one reports its key."""
+
+    def __init__(self, master: tk.Misc, theme: Theme,
+                 on_select: Callable[[ConvKey], None],
+                 on_close: Callable[[ConvKey], None]) -> None:
+        p, f = theme.palette, theme.fonts
+        self._theme = theme
+        self._on_select = on_select
+        self._on_close = on_close
+        self._keys: dict[str, ConvKey] = {}
+        self._selected: ConvKey | None = None
+        self._images: dict[str, tk.PhotoImage] = {}
+        self.tree = ttk.Treeview(master, style="Sidebar.Treeview", show="tree",
+                                 columns=("unread",), selectmode="browse", takefocus=0)
+        self.tree.column("#0", stretch=True, width=140, minwidth=80)
+        self.tree.column("unread", stretch=False, width=40, minwidth=30, anchor="e")
+        self.tree.tag_configure("section", font=f.section, foreground=p.sidebar_muted)
+        self.tree.tag_configure("unread", font=f.bold, foreground="#ffffff")
+        self.tree.insert("", "end", _ROOMS, text="   ROOMS", open=True, tags=("section",))
+        self.tree.insert("", "end", _DIRECT, text="   DIRECT MESSAGES", open=True,
+                         tags=("section",))
+        self.tree.bind("<<TreeviewSelect>>", self._selected_changed)
+        self.tree.bind("<Button-3>", self._context_menu)
+        self._menu = tk.Menu(self.tree, tearoff=False)
+
+    # -- what the chat view calls ------------------------------------------
+
+    def add(self, key: ConvKey, title: str) -> None:
+        if key.ident in self._keys:
+            return
+        self._keys[key.ident] = key
+        if key.is_room:
+            self.tree.insert(_ROOMS, self._room_index(key.name), key.ident,
+                             text=f"  #  {title}", values=("",))
+        else:
+            self.tree.insert(_DIRECT, "end", key.ident, text=f" {title}", values=("",),
+                             image=self._dot(title))
+
+    def remove(self, key: ConvKey) -> None:
+        if self._keys.pop(key.ident, None) is not None:
+            self.tree.delete(key.ident)
+        if self._selected == key:
+            self._selected = None
+
+    def select(self, key: ConvKey) -> None:
+        self._selected = key
+        if self.tree.selection() != (key.ident,):
+            self.tree.selection_set(key.ident)
+        self.tree.see(key.ident)
+
+    def set_unread(self, key: ConvKey, count: int) -> None:
+        if key.ident not in self._keys:
+            return
+        label = f"{count}  " if count < 100 else "99+  "
+        self.tree.item(key.ident, values=(label if count else "",),
+                       tags=("unread",) if count else ())
+
+    # -- for tests -----------------------------------------------------------
+
+    def keys(self) -> list[ConvKey]:
+        order = list(self.tree.get_children(_ROOMS)) + list(self.tree.get_children(_DIRECT))
+        return [self._keys[ident] for ident in order]
+
+    def unread(self, key: ConvKey) -> int:
+        value = str(self.tree.set(key.ident, "unread")).strip()
+        return int(value.rstrip("+")) if value else 0
+
+    # -- internals ---------------------------------------------------------
+
+    def _room_index(self, room: str) -> int:
+        rooms = [self._keys[ident].name for ident in self.tree.get_children(_ROOMS)]
+        return sum(1 for other in rooms if other < room)
+
+    def _dot(self, name: str) -> tk.PhotoImage:
+        colour = sender_colour(name)
+        if colour not in self._images:
+            self._images[colour] = dot_image(self.tree, colour, self._theme.palette.sidebar)
+        return self._images[colour]
+
+    def _selected_changed(self, _event: object) -> None:
+        chosen = self.tree.selection()
+        key = self._keys.get(chosen[0]) if chosen else None
+        if key is None:
+            if self._selected is not None and self._selected.ident in self._keys:
+                self.tree.selection_set(self._selected.ident)
+            return
+        if key != self._selected:
+            self._selected = key
+            self._on_select(key)
+
+    def _context_menu(self, event: tk.Event) -> None:  # type: ignore[type-arg]
+        key = self._keys.get(self.tree.identify_row(event.y))
+        if key is None:
+            return
+        self._menu.delete(0, "end")
+        label = f"Leave #{key.name}" if key.is_room else "Close conversation"
+        self._menu.add_command(label=label, command=lambda: self._on_close(key))
+        self._menu.tk_popup(event.x_root, event.y_root)
+
+
+class MemberList:
+    """Who is in the current room; double-click someone to message them."""
+
+    def __init__(self, master: tk.Misc, theme: Theme,
+                 on_activate: Callable[[str], None]) -> None:
+        self._theme = theme
+        self._on_activate = on_activate
+        self._images: dict[str, tk.PhotoImage] = {}
+        self._names: dict[str, str] = {}
+        self.tree = ttk.Treeview(master, style="Members.Treeview", show="tree",
+                                 selectmode="browse", takefocus=0)
+        self.tree.tag_configure("me", foreground=theme.palette.muted)
+        self.tree.bind("<Double-Button-1>", self._activated)
+        self.tree.bind("<Return>", self._activated)
+
+    def set_members(self, names: Sequence[str], me: str) -> None:
+        """Show exactly ``names`` (sorted by the caller), marking the user's own."""
+        self.tree.delete(*self.tree.get_children())
+        self._names = {}
+        for name in names:
+            ident = name_key(name)
+            self._names[ident] = name
+            own = ident == name_key(me)
+            self.tree.insert("", "end", ident, text=f" {name}" + ("  (you)" if own else ""),
+                             image=self._dot(name), tags=("me",) if own else ())
+
+    def names(self) -> list[str]:
+        return [self._names[ident] for ident in self.tree.get_children()]
+
+    def activate(self, name: str) -> None:
+        """What a double-click on ``name`` does; tests call it directly."""
+        self._on_activate(name)
+
+    def _dot(self, name: str) -> tk.PhotoImage:
+        colour = sender_colour(name)
+        if colour not in self._images:
+            self._images[colour] = dot_image(self.tree, colour, self._theme.palette.panel)
+        return self._images[colour]
+
+    def _activated(self, event: tk.Event) -> None:  # type: ignore[type-arg]
+        by_key = getattr(event, "keysym", "") == "Return"
+        ident = str(self.tree.focus() if by_key else self.tree.identify_row(event.y))
+        name = self._names.get(ident)
+        if name is not None:
+            self.activate(name)

@@ -1,0 +1,136 @@
+"""Small widgets the views share: the status line, the typing line, the
+composer (message entry with a placeholder and a send button), and the
+placeholder itself. Main thread only.
+"""
+
+from __future__ import annotations
+
+import enum
+import tkinter as tk
+from collections.abc import Callable
+from tkinter import ttk
+
+from client.gui.theme import Theme
+
+
+class StatusLevel(enum.Enum):
+    OK = "ok"
+    WARN = "warn"
+    ERROR = "error"
+    IDLE = "idle"
+
+
+class Placeholder:
+    """Grey hint text shown inside an empty entry (Tk entries have none)."""
+
+    def __init__(self, entry: ttk.Entry, variable: tk.StringVar, text: str,
+                 foreground: str, background: str, font: object, x: int = 10) -> None:
+        self._entry = entry
+        self._variable = variable
+        self.label = tk.Label(entry, text=text, foreground=foreground, background=background,
+                              font=font, borderwidth=0, cursor="xterm")  # type: ignore[arg-type]
+        self._x = x
+        self.label.bind("<Button-1>", lambda _e: entry.focus_set())
+        variable.trace_add("write", lambda *_args: self.refresh())
+        self.refresh()
+
+    def set_text(self, text: str) -> None:
+        self.label.configure(text=text)
+
+    def refresh(self) -> None:
+        if self._variable.get():
+            self.label.place_forget()
+        else:
+            self.label.place(x=self._x, rely=0.5, anchor="w")
+
+    @property
+    def visible(self) -> bool:
+        return bool(self.label.winfo_manager())
+
+
+class StatusLine:
+    """The bottom line: a coloured dot and what the connection is doing."""
+
+    def __init__(self, master: tk.Misc, theme: Theme) -> None:
+        p = theme.palette
+        self._colours = {StatusLevel.OK: p.ok, StatusLevel.WARN: p.warn,
+                         StatusLevel.ERROR: p.error, StatusLevel.IDLE: p.faint}
+        self.frame = ttk.Frame(master, style="Status.TFrame", padding=(12, 4))
+        self.dot = tk.Canvas(self.frame, width=10, height=10, highlightthickness=0,
+                             background=p.panel, borderwidth=0)
+        self._oval = self.dot.create_oval(1, 1, 9, 9, fill=p.faint, outline="")
+        self.label = ttk.Label(self.frame, style="Status.TLabel", text="")
+        self.dot.grid(row=0, column=0, padx=(0, 8))
+        self.label.grid(row=0, column=1, sticky="w")
+        self.level = StatusLevel.IDLE
+
+    def set(self, text: str, level: StatusLevel) -> None:
+        self.level = level
+        self.label.configure(text=text)
+        self.dot.itemconfigure(self._oval, fill=self._colours[level])
+
+    def text(self) -> str:
+        return str(self.label.cget("text"))
+
+
+class TypingLine:
+    """'alice is typing…' under the messages; keeps its height when empty."""
+
+    def __init__(self, master: tk.Misc, theme: Theme) -> None:
+        self.label = ttk.Label(master, style="Typing.TLabel", text="", padding=(20, 0, 0, 0))
+
+    def set(self, text: str) -> None:
+        if str(self.label.cget("text")) != text:
+            self.label.configure(text=text)
+
+    def text(self) -> str:
+        return str(self.label.cget("text"))
+
+
+class Composer:
+    """The message entry: Enter (or the button) submits, any edit reports typing."""
+
+    def __init__(self, master: tk.Misc, theme: Theme, on_submit: Callable[[str], None],
+                 on_edit: Callable[[str], None]) -> None:
+        p, f = theme.palette, theme.fonts
+        self._on_submit = on_submit
+        self._on_edit = on_edit
+        self.frame = ttk.Frame(master, padding=(16, 6, 16, 14))
+        self.frame.columnconfigure(0, weight=1)
+        self.variable = tk.StringVar(self.frame)
+        self.entry = ttk.Entry(self.frame, textvariable=self.variable, font=f.body)
+        self.entry.configure(style="Composer.TEntry")
+        style = ttk.Style(self.frame)
+        style.configure("Composer.TEntry", padding=(12, 9))
+        self.placeholder = Placeholder(self.entry, self.variable, "Message", p.faint,
+                                       p.surface, f.body, x=14)
+        self.button = ttk.Button(self.frame, text="Send", style="Accent.TButton",
+                                 command=self.submit, takefocus=0)
+        self.entry.grid(row=0, column=0, sticky="ew")
+        self.button.grid(row=0, column=1, padx=(8, 0), sticky="ns")
+        self.entry.bind("<Return>", self._return)
+        self.entry.bind("<KP_Enter>", self._return)
+        self.variable.trace_add("write", lambda *_args: self._on_edit(self.variable.get()))
+
+    def submit(self) -> None:
+        text = self.variable.get()
+        if text.strip():
+            self._on_submit(text)
+
+    def clear(self) -> None:
+        self.variable.set("")
+
+    def text(self) -> str:
+        return self.variable.get()
+
+    def focus(self) -> None:
+        self.entry.focus_set()
+
+    def set_enabled(self, enabled: bool) -> None:
+        state = "normal" if enabled else "disabled"
+        self.entry.configure(state=state)
+        self.button.configure(state=state)
+
+    def _return(self, _event: object) -> str:
+        self.submit()
+        return "break"

@@ -1,0 +1,115 @@
+"""Everything the app says to a person, in plain words.
+
+Error codes, connection states and typing hints become short sentences here,
+in one place, so views show text and tests can compare against the same
+functions. Pure: no Tk, no I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.limits import MAX_NAME
+
+NAME_RULE = f"A name is 1 to {MAX_NAME} letters, digits, or the characters _ - ."
+
+_CODE_WORDS: dict[ErrorCode, str] = {
+    ErrorCode.BAD_NAME: f"That name is not allowed. {NAME_RULE}",
+    ErrorCode.NAME_TAKEN: "That name is already taken. Please pick another one.",
+    ErrorCode.BAD_ROOM: "Room names are 1 to 32 lower-case letters, digits, _ or -.",
+    ErrorCode.NOT_IN_ROOM: "You are not in that room. Join it first.",
+    ErrorCode.BAD_TEXT: "That message cannot be sent: it is empty, too long, "
+                        "or contains control characters.",
+    ErrorCode.RATE_LIMITED: "You are sending too fast. Wait a moment and try again.",
+    ErrorCode.NO_SUCH_USER: "Nobody with that name is online.",
+    ErrorCode.UNAVAILABLE: "The chat server is having trouble right now. Try again shortly.",
+    ErrorCode.INTERNAL: "The chat server hit an internal error. Try again.",
+    ErrorCode.FRAME_TOO_LARGE: "That message is too large to send.",
+}
+
+
+def refusal(error: ProtocolError) -> str:
+    """A refusal from the server as a sentence; unknown codes fall back to its message."""
+    return _CODE_WORDS.get(error.code, error.message or str(error.code))
+
+
+def login_refusal(error: ProtocolError, name: str) -> str:
+    """Why the log-in did not work, naming the name where that helps."""
+    if error.code is ErrorCode.NAME_TAKEN:
+        return f"The name “{name}” is already taken. Please pick another one."
+    if error.code is ErrorCode.BAD_NAME:
+        return f"“{name}” is not a valid name. {NAME_RULE}"
+    return refusal(error)
+
+
+def no_gateway(addresses: Sequence[str]) -> str:
+    where = ", ".join(addresses) if addresses else "the given address"
+    return (f"No chat gateway is reachable at {where}. "
+            "Check the address and that the server is running.")
+
+
+def bad_addresses(detail: str) -> str:
+    return f"The gateway address is not valid: {detail}"
+
+
+EMPTY_NAME = "Please enter a name."
+EMPTY_GATEWAYS = "Please enter at least one gateway address, like localhost:5050."
+
+
+def typing_line(names: Sequence[str]) -> str:
+    """'alice is typing…', 'alice and bob are typing…', 'several people are typing…'."""
+    if not names:
+        return ""
+    if len(names) == 1:
+        return f"{names[0]} is typing…"
+    if len(names) == 2:
+        return f"{names[0]} and {names[1]} are typing…"
+    if len(names) == 3:
+        return f"{names[0]}, {names[1]} and {names[2]} are typing…"
+    return "Several people are typing…"
+
+
+def connected(gateway: str, name: str, resumed: bool) -> str:
+    return f"Connected to {gateway} as {name}" + (" (resumed)" if resumed else "")
+
+
+def reconnecting(address: str, seconds_left: float, attempt: int) -> str:
+    if seconds_left >= 0.5:
+        when = f"in {round(seconds_left)} s"
+    else:
+        when = "now"
+    suffix = f" (attempt {attempt})" if attempt > 1 else ""
+    return f"Reconnecting to {address} {when}…{suffix}"
+
+
+def disconnected(reason: str) -> str:
+    return f"Connection lost ({reason}). Waiting to reconnect…" if reason else \
+        "Connection lost. Waiting to reconnect…"
+
+
+def offline(reason: str) -> str:
+    if reason == "replaced":
+        return "Offline: you logged in from somewhere else."
+    return f"Offline ({reason})" if reason else "Offline"
+
+
+def clock(ts: float) -> str:
+    """The local time of a message, HH:MM."""
+    return time.strftime("%H:%M", time.localtime(ts))
+
+
+def day(ts: float) -> str:
+    return time.strftime("%A, %d %B %Y", time.localtime(ts))
+
+
+HELP_LINES: tuple[str, ...] = (
+    "/join room — join a room (or type its name in the field on the left)",
+    "/leave [room] — leave this room, or the named one",
+    "/msg name text — send a direct message (or double-click a member)",
+    "/who [room] — list who is in the room",
+    "/me text — say what you are doing",
+    "/quit — log out and close the window",
+    "/help — this list",
+)

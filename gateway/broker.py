@@ -1,0 +1,479 @@
+"""Everything the gateway asks of Redis: ids, history, presence, names, dms.
+
+Each request that writes is one Lua script (``gateway.lua``): one round trip,
+atomic, so a request Redis refuses is never half done. Transient failures are
+retried by redis-py's own ``Retry`` (see ``Broker.from_url``); when it gives
+up, the broker raises ``BrokerUnavailable`` and the caller answers
+``unavailable``. Because a retry may run a script twice after a lost reply,
+every publication carries a dedup key: the client's ``ref``, or an internal
+one when the client gave none, so a retry never publishes twice.
+
+Thread-safe: the broker keeps no mutable state; redis-py's client pools
+connections. Keys and payloads are those of docs/architecture.md, spelled in
+``gateway.keys``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+from redis.backoff import AbstractBackoff, ExponentialBackoff
+from redis.retry import Retry
+
+from gateway import keys, lua
+from protocol.codec import encode, message_parts
+from protocol.errors import ChatError, ErrorCode, ProtocolError
+from protocol.frames import DirectMessage, Joined, Left, ServerFrame, TypingNotice
+from protocol.names import name_key
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_REF_TTL_MS = 60_000
+"""How long the dedup key of a ref-less publication lives: longer than any retry."""
+
+REAP_CHUNK = 200
+"""Memberships or names dropped per script call, so no single script runs long."""
+
+_UNAVAILABLE_REPLY = re.compile(
+    r"(?:^|: -)(?:OOM|READONLY|MASTERDOWN|MISCONF|NOREPLICAS|LOADING|TRYAGAIN|CLUSTERDOWN)\b"
+)
+"""Error replies meaning Redis cannot serve writes now, not a bug of ours. Inside a script
+Redis 6 reports them as ``Error running script (...): @user_script: 14: -OOM ...``."""
+_UNAVAILABLE_ERRORS = (
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+)
+"""The same replies when redis-py maps them to classes (it strips the code from the text)."""
+
+
+class BrokerUnavailable(ChatError):
+    """Redis is out of reach (after retries) or cannot serve writes: ``unavailable``."""
+
+    code = ErrorCode.UNAVAILABLE
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A room message stored and published, or a repeat of an earlier one."""
+
+    id: int
+    epoch: str
+    duplicate: bool
+    """The ref was seen before (within the ref TTL): nothing stored or published; first id."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryBatch:
+    room: str
+    epoch: str
+    last_id: int
+    """The room's current seq (0 when no message was ever sent)."""
+    messages: tuple[bytes, ...]
+    """Stored ``message`` lines (exact JSON, no newline), oldest first."""
+    first_id: int
+    """Id of ``messages[0]``, or ``last_id + 1`` when there are none."""
+    complete: bool
+    """False when older messages were asked for than Redis keeps."""
+
+
+@dataclass(frozen=True, slots=True)
+class NameClaim:
+    name: str
+    token: str
+    """The fresh secret for the client's ``welcome``; Redis keeps only its sha256."""
+    replaced_gateway: str | None
+    """Gateway of the live session this claim took the name from, if any."""
+    replaced_session: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DmSent:
+    line: bytes
+    """The ``dm`` line (no newline) with the recipient's display name, for the sender's copy."""
+    duplicate: bool
+
+
+def token_hash(token: str) -> str:
+    """What Redis stores of a name token: tokens themselves never leave the gateway."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _line(frame: ServerFrame) -> bytes:
+    return encode(frame)[:-1]
+
+
+def _cut(line: bytes, field: bytes) -> tuple[bytes, bytes]:
+    """Cut ``line`` around the value ``~`` of ``field``: (head up to its opening quote, tail from
+    its closing quote).
+
+    The first match is the field itself: every value before it is a name or a
+    room, which hold no quotes, and a ``"`` inside a JSON string is escaped.
+    """
+    marker = b'"' + field + b'":"~"'
+    at = line.index(marker)
+    return line[: at + len(marker) - 2], line[at + len(marker) - 1 :]
+
+
+def _left_parts(room: str) -> tuple[bytes, bytes]:
+    return _cut(_line(Left(room, "~")), b"name")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Broker:
+    """The gateway's Redis layer; see the module docstring."""
+
+    def __init__(self, client: redis.Redis, gateway_id: str, *, history: int = 1000,
+                 lease_ms: int = 8000, ref_ttl_ms: int = 300_000,
+                 clock: Callable[[], float] = time.time) -> None:
+        if history < 1:
+            raise ValueError("history must keep at least one message")
+        if not gateway_id or "|" in gateway_id:
+            raise ValueError("gateway id must be non-empty and hold no '|'")
+        self._redis = client
+        self._gateway_id = gateway_id
+        self._history = history
+        self._lease_ms = lease_ms
+        self._ref_ttl_ms = ref_ttl_ms
+        self._clock = clock
+        register = client.register_script
+        self._publish_message = register(lua.PUBLISH_MESSAGE)
+        self._read_history = register(lua.READ_HISTORY)
+        self._claim_name = register(lua.CLAIM_NAME)
+        self._release_name = register(lua.RELEASE_NAME)
+        self._join = register(lua.JOIN)
+        self._leave = register(lua.LEAVE)
+        self._send_dm = register(lua.SEND_DM)
+        self._reap = register(lua.REAP)
+
+    @classmethod
+    def from_url(cls, url: str, gateway_id: str, *, retries: int = 3,
+                 backoff: AbstractBackoff | None = None, timeout_s: float = 2.0,
+                 health_check_interval: int = 5, **kw: Any) -> Broker:
+        """A broker on a new client for ``url`` (``redis://`` or ``rediss://``, password included).
+
+        Transient errors (connection, timeout, loading) are retried ``retries``
+        times with ``backoff`` (exponential, capped at 1 s, by default); tests
+        pass a backoff that never sleeps. ``kw`` goes to ``Broker()``.
+        """
+        client = redis.Redis.from_url(
+            url,
+            retry=Retry(backoff or ExponentialBackoff(cap=1.0, base=0.05), retries),
+            socket_connect_timeout=timeout_s,
+            socket_timeout=timeout_s,
+            health_check_interval=health_check_interval,
+            decode_responses=False,
+        )
+        return cls(client, gateway_id, **kw)
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self._redis
+
+    @property
+    def gateway_id(self) -> str:
+        return self._gateway_id
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    @contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        """Turn Redis being out of reach into ``BrokerUnavailable``; let our own bugs through."""
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise BrokerUnavailable(f"redis unavailable during {what}: {exc}") from exc
+        except redis.ResponseError as exc:
+            if isinstance(exc, _UNAVAILABLE_ERRORS) or _UNAVAILABLE_REPLY.search(str(exc)):
+                raise BrokerUnavailable(f"redis refused {what}: {exc}") from exc
+            raise
+
+    # ------------------------------------------------------------------ health
+
+    def ping(self) -> bool:
+        """Whether Redis answers now; never raises."""
+        try:
+            return bool(self._redis.ping())
+        except redis.RedisError as exc:
+            logger.debug("ping failed: %s", exc)
+            return False
+
+    def heartbeat(self) -> None:
+        """Mark this gateway alive for another lease."""
+        with self._guard("heartbeat"):
+            self._redis.zadd(keys.GATEWAYS, {self._gateway_id: self._now_ms()})
+
+    def publish_probe(self, nonce: str) -> None:
+        """Send ``P<nonce>`` to our own channel: the subscriber proves it still hears it."""
+        with self._guard("probe"):
+            self._redis.publish(keys.gateway_channel(self._gateway_id),
+                                keys.TAG_PROBE + nonce.encode())
+
+    def close(self) -> None:
+        self._redis.close()
+
+    # ------------------------------------------------------------------ rooms
+
+    def publish_message(self, room: str, name: str, text: str, ts: float,
+                        ref: str | None) -> Published:
+        """Give the message the room's next id, store it, publish it: one atomic script.
+
+        A ref seen from this user in this room within ``ref_ttl_ms`` makes it a
+        duplicate: nothing is stored or published and the first id comes back.
+        """
+        prefix, suffix = message_parts(room, name, text, ts)
+        internal = ref is None
+        ref_key = keys.room_ref(room, name, f"~{uuid.uuid4().hex}" if internal else str(ref))
+        with self._guard("publish"):
+            duplicate, msg_id, epoch = self._publish_message(
+                keys=[keys.room_seq(room), keys.room_epoch(room), keys.room_log(room), ref_key],
+                args=[uuid.uuid4().hex, prefix, suffix, self._history, keys.room_channel(room),
+                      INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms],
+            )
+        # an internal ref only meets itself when redis-py re-sent the script: one publication
+        return Published(int(msg_id), _text(epoch), bool(duplicate) and not internal)
+
+    def read_history(self, room: str, *, after: int | None = None, before: int | None = None,
+                     limit: int = 50) -> HistoryBatch:
+        """Retained messages of a room, creating its epoch if the room is new.
+
+        With ``after``: every retained message with a larger id (for resume).
+        Otherwise the newest ``limit`` with an id below ``before`` (scroll-back).
+        """
+        ident: int | None
+        if after is not None:
+            mode, ident = b"a", max(after, 0)
+        else:
+            if limit < 1:
+                raise ValueError("limit must be positive")
+            mode, ident = b"b", before
+        with self._guard("history"):
+            reply = self._read_history(
+                keys=[keys.room_seq(room), keys.room_epoch(room), keys.room_log(room)],
+                args=[uuid.uuid4().hex, mode, "" if ident is None else ident, limit],
+            )
+        epoch, last = _text(reply[0]), int(reply[1])
+        complete = bool(reply[2])
+        if len(reply) < 5:
+            return HistoryBatch(room, epoch, last, (), last + 1, complete)
+        return HistoryBatch(room, epoch, last, tuple(reply[4]), int(reply[3]), complete)
+
+    def room_position(self, room: str) -> tuple[str, int]:
+        """(epoch, last id) of a room, creating its epoch if the room is new."""
+        with self._guard("position"):
+            epoch, last = self._read_history(
+                keys=[keys.room_seq(room), keys.room_epoch(room), keys.room_log(room)],
+                args=[uuid.uuid4().hex, b"p", "", 0],
+            )
+        return _text(epoch), int(last)
+
+    def join(self, room: str, name: str) -> bool:
+        """Record ``name`` as present in ``room`` through this gateway.
+
+        Returns True, after publishing ``joined``, when the name was not present
+        (absent, or held by a dead gateway); a name already present through a
+        live gateway (a takeover in progress) just moves here, silently.
+        """
+        lower = name_key(name)
+        with self._guard("join"):
+            newly = self._join(
+                keys=[keys.room_members(room), keys.GATEWAYS,
+                      keys.gateway_members(self._gateway_id)],
+                args=[lower, f"{self._gateway_id}|{name}", self._gateway_id, self._now_ms(),
+                      self._lease_ms, keys.room_channel(room),
+                      keys.TAG_EVENT + _line(Joined(room, name)), keys.membership(room, name)],
+            )
+        return bool(newly)
+
+    def leave(self, room: str, name: str) -> bool:
+        """Remove ``name`` from ``room`` if this gateway holds it there, publishing ``left``.
+
+        The ``left`` line carries the display name stored at join time.
+        """
+        prefix, suffix = _left_parts(room)
+        with self._guard("leave"):
+            removed = self._leave(
+                keys=[keys.room_members(room), keys.gateway_members(self._gateway_id)],
+                args=[name_key(name), self._gateway_id, keys.room_channel(room), prefix, suffix,
+                      keys.membership(room, name)],
+            )
+        return bool(removed)
+
+    def who(self, room: str) -> list[str]:
+        """Display names present in ``room`` through live gateways.
+
+        Sorted case-insensitively (ties by code point), as names are unique
+        case-insensitively.
+        """
+        with self._guard("who"):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hgetall(keys.room_members(room))
+            pipe.zrange(keys.GATEWAYS, 0, -1, withscores=True)
+            members, beats = pipe.execute()
+        alive = self._alive({_text(gw): score for gw, score in beats})
+        names = []
+        for value in members.values():
+            gw, _, display = _text(value).rpartition("|")
+            if gw in alive:
+                names.append(display)
+        return sorted(names, key=lambda n: (n.lower(), n))
+
+    def publish_typing(self, room: str, name: str) -> None:
+        """Tell the room's other members that ``name`` is typing (not stored)."""
+        payload = (keys.TAG_TYPING + name_key(name).encode() + b"|"
+                   + _line(TypingNotice(room, name)))
+        with self._guard("typing"):
+            self._redis.publish(keys.room_channel(room), payload)
+
+    # ------------------------------------------------------------------ names
+
+    def claim_name(self, name: str, session_id: str, token: str | None) -> NameClaim:
+        """Make ``name`` this session's, cluster-wide, or raise ``name_taken``.
+
+        Free when nobody holds it or its holder's gateway is dead; held by a live
+        gateway, it is taken over only with the token of the last claim (the
+        old session is told with ``K`` on its gateway's channel). Every claim
+        issues a fresh token. Also heartbeats, so a new gateway counts as alive.
+        """
+        fresh = secrets.token_urlsafe(16)
+        lower = name_key(name)
+        with self._guard("claim"):
+            reply = self._claim_name(
+                keys=[keys.user(name), keys.GATEWAYS, keys.gateway_names(self._gateway_id)],
+                args=[name, session_id, token_hash(fresh),
+                      "" if token is None else token_hash(token), self._gateway_id,
+                      self._now_ms(), self._lease_ms, lower, keys.GATEWAY_PREFIX],
+            )
+        if not reply[0]:
+            raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name!r} is in use")
+        old_gw, old_sid = _text(reply[1]), _text(reply[2])
+        return NameClaim(name, fresh, old_gw or None, old_sid or None)
+
+    def release_name(self, name: str, session_id: str) -> None:
+        """Free ``name`` if ``session_id`` still holds it (not if it was taken over)."""
+        with self._guard("release"):
+            self._release_name(
+                keys=[keys.user(name), keys.gateway_names(self._gateway_id)],
+                args=[session_id, self._gateway_id, name_key(name)],
+            )
+
+    def send_dm(self, sender: str, to: str, text: str, ts: float, ref: str | None) -> DmSent:
+        """Publish a dm to the gateway holding ``to``, or raise ``no_such_user``.
+
+        A ref seen from ``sender`` within ``ref_ttl_ms`` makes it a duplicate:
+        nothing is published (even if ``to`` has gone since).
+        """
+        prefix, suffix = _cut(_line(DirectMessage(sender, "~", text, ts)), b"to")
+        internal = ref is None
+        ref_key = keys.user_ref(sender, f"~{uuid.uuid4().hex}" if internal else str(ref))
+        with self._guard("dm"):
+            reply = self._send_dm(
+                keys=[keys.user(to), keys.GATEWAYS, ref_key],
+                args=[self._now_ms(), self._lease_ms, prefix, suffix, name_key(to),
+                      INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms,
+                      keys.GATEWAY_PREFIX, to],
+            )
+        if reply[0] == 2:
+            raise ProtocolError(ErrorCode.NO_SUCH_USER, f"no user {to!r} is connected")
+        return DmSent(bytes(reply[1]), reply[0] == 1 and not internal)
+
+    # ------------------------------------------------------------------ gateways
+
+    def _alive(self, beats: dict[str, float]) -> set[str]:
+        now = self._now_ms()
+        return {gw for gw, beat in beats.items() if now - beat < self._lease_ms}
+
+    def reap_dead(self) -> list[str]:
+        """Clean up after every gateway whose lease ran out; returns the ids reaped.
+
+        A lock per dead gateway makes one live gateway do it; its rooms see
+        ``left`` for each membership it held, and its names become free records.
+        A gateway that heartbeats again meanwhile is left alone.
+        """
+        now = self._now_ms()
+        with self._guard("reap"):
+            expired = cast(list[bytes], self._redis.zrangebyscore(
+                keys.GATEWAYS, "-inf", now - self._lease_ms))
+            dead = [_text(gw) for gw in expired]
+            reaped = []
+            for gw in dead:
+                if gw == self._gateway_id:
+                    continue
+                if not self._redis.set(keys.gateway_reaper(gw), self._gateway_id, nx=True,
+                                       px=self._lease_ms):
+                    continue
+                if self._drop_gateway(gw, force=False):
+                    logger.info("reaped dead gateway %s", gw)
+                    reaped.append(gw)
+        return reaped
+
+    def release_gateway(self) -> None:
+        """Graceful shutdown: leave every room (publishing ``left``), free every name,
+        and stop counting as a gateway. Best effort: logs, never raises."""
+        try:
+            with self._guard("release gateway"):
+                self._drop_gateway(self._gateway_id, force=True)
+        except BrokerUnavailable as exc:
+            logger.warning("could not release this gateway's state: %s", exc)
+        except redis.RedisError:
+            logger.exception("could not release this gateway's state")
+
+    def _drop_gateway(self, gw: str, *, force: bool) -> bool:
+        """Drop a gateway's memberships and names in chunks; False if it came back to life."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hkeys(keys.gateway_members(gw))
+        pipe.smembers(keys.gateway_names(gw))
+        fields, names = pipe.execute()
+        memberships = []
+        for raw in fields:
+            try:
+                memberships.append(keys.parse_membership(_text(raw)))
+            except ValueError:
+                logger.warning("ignoring malformed membership %r of gateway %s", raw, gw)
+        lowers = sorted(_text(n) for n in names)
+        chunks = max(1, -(-len(memberships) // REAP_CHUNK), -(-len(lowers) // REAP_CHUNK))
+        for i in range(chunks):
+            part_m = memberships[i * REAP_CHUNK:(i + 1) * REAP_CHUNK]
+            part_n = lowers[i * REAP_CHUNK:(i + 1) * REAP_CHUNK]
+            if self._reap_chunk(gw, part_m, part_n, force=force, final=i == chunks - 1) < 0:
+                return False
+        return True
+
+    def _reap_chunk(self, gw: str, memberships: Sequence[tuple[str, str]],
+                    lowers: Sequence[str], *, force: bool, final: bool) -> int:
+        script_keys = [keys.GATEWAYS, keys.gateway_members(gw), keys.gateway_names(gw)]
+        args: list[Any] = [gw, self._now_ms(), self._lease_ms, int(force), len(memberships),
+                           len(lowers), int(final)]
+        for room, lower in memberships:
+            prefix, suffix = _left_parts(room)
+            script_keys.append(keys.room_members(room))
+            args += [lower, keys.membership(room, lower), keys.room_channel(room), prefix, suffix]
+        script_keys += [keys.user(lower) for lower in lowers]
+        args += lowers
+        return int(self._reap(keys=script_keys, args=args))
+
+
+__all__ = [
+    "Broker",
+    "BrokerUnavailable",
+    "DmSent",
+    "HistoryBatch",
+    "NameClaim",
+    "Published",
+    "token_hash",
+]

@@ -1,0 +1,119 @@
+"""Gateway settings from flags, each also readable from a ``CHAT_*`` variable.
+
+Precedence: command-line flag, then environment, then default; so a container
+sets ``CHAT_REDIS_URL`` and a person overrides it with ``--redis-url``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from protocol.limits import Limits
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    host: str = "0.0.0.0"
+    port: int = 5050
+    redis_url: str = "redis://localhost:6379/0"
+    gateway_id: str = ""
+    health_host: str | None = None
+    """Where /healthz and /metrics listen; None means the same host as chat."""
+    health_port: int | None = 8050
+    """None disables the HTTP endpoint (tests); 0 picks a free port."""
+    history: int = 1000
+    limits: Limits = field(default_factory=Limits)
+    log_level: str = "INFO"
+    heartbeat_s: float = 2.0
+    lease_ms: int = 8000
+    probe_interval_s: float = 1.0
+    probe_timeout_s: float = 5.0
+    max_connections: int = 10000
+    max_per_address: int = 0
+    """0: no per-address cap."""
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    thread_stack_kib: int = 256
+    shutdown_timeout_s: float = 4.0
+
+    def __post_init__(self) -> None:
+        if not self.gateway_id:
+            object.__setattr__(self, "gateway_id", f"{socket.gethostname()}:{self.port}")
+        if self.history < 1:
+            raise ValueError("history must keep at least one message")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+
+
+def _env(environ: Mapping[str, str], name: str, default: str | None) -> str | None:
+    return environ.get(f"CHAT_{name}", default)
+
+
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    d = GatewayConfig(gateway_id="-")
+    lim = d.limits
+
+    def env(name: str, default: object) -> str | None:
+        return _env(environ, name, None if default is None else str(default))
+
+    p = argparse.ArgumentParser(
+        prog="chat-gateway",
+        description="ChatService gateway: a TCP chat server clustered through Redis. "
+        "Every flag can also be set as the CHAT_<NAME> environment variable.",
+    )
+    p.add_argument("--host", default=env("HOST", d.host), help="address to listen on")
+    p.add_argument("--port", type=int, default=env("PORT", d.port), help="chat TCP port")
+    p.add_argument("--redis-url", default=env("REDIS_URL", d.redis_url),
+                   help="redis:// or rediss:// URL, password included if any")
+    p.add_argument("--id", dest="gateway_id", default=env("GATEWAY_ID", ""),
+                   help="gateway id (default: host name and port)")
+    p.add_argument("--health-host", default=env("HEALTH_HOST", None),
+                   help="address of the HTTP /healthz and /metrics endpoint (default: --host)")
+    p.add_argument("--health-port", type=int, default=env("HEALTH_PORT", d.health_port),
+                   help="HTTP port of /healthz and /metrics (-1 disables)")
+    p.add_argument("--history", type=int, default=env("HISTORY", d.history),
+                   help="messages kept per room")
+    p.add_argument("--max-frame", type=int, default=env("MAX_FRAME", lim.max_frame))
+    p.add_argument("--max-text", type=int, default=env("MAX_TEXT", lim.max_text))
+    p.add_argument("--rate-per-s", type=float, default=env("RATE_PER_S", lim.rate_per_s))
+    p.add_argument("--burst", type=int, default=env("BURST", lim.burst))
+    p.add_argument("--idle-timeout", type=float, default=env("IDLE_TIMEOUT", lim.idle_timeout_s))
+    p.add_argument("--login-timeout", type=float,
+                   default=env("LOGIN_TIMEOUT", lim.login_timeout_s))
+    p.add_argument("--max-outbound", type=int, default=env("MAX_OUTBOUND", lim.max_outbound),
+                   help="bytes of unsent output before a client is a slow consumer")
+    p.add_argument("--max-rooms", type=int, default=env("MAX_ROOMS", lim.max_rooms))
+    p.add_argument("--max-connections", type=int,
+                   default=env("MAX_CONNECTIONS", d.max_connections))
+    p.add_argument("--max-per-address", type=int,
+                   default=env("MAX_PER_ADDRESS", d.max_per_address),
+                   help="connections from one source address (0: no cap)")
+    p.add_argument("--tls-cert", default=env("TLS_CERT", None))
+    p.add_argument("--tls-key", default=env("TLS_KEY", None))
+    p.add_argument("--thread-stack-kib", type=int,
+                   default=env("THREAD_STACK_KIB", d.thread_stack_kib))
+    p.add_argument("--log-level", default=env("LOG_LEVEL", d.log_level),
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
+    return p
+
+
+def parse_config(argv: Sequence[str] | None = None,
+                 environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    environ = os.environ if environ is None else environ
+    a = build_parser(environ).parse_args(argv)
+    limits = Limits(
+        max_frame=a.max_frame, max_text=a.max_text, rate_per_s=a.rate_per_s, burst=a.burst,
+        idle_timeout_s=a.idle_timeout, login_timeout_s=a.login_timeout,
+        max_outbound=a.max_outbound, max_rooms=a.max_rooms,
+    )
+    return GatewayConfig(
+        host=a.host, port=a.port, redis_url=a.redis_url, gateway_id=a.gateway_id,
+        health_host=a.health_host, health_port=None if a.health_port < 0 else a.health_port,
+        history=a.history, limits=limits, log_level=a.log_level,
+        max_connections=a.max_connections, max_per_address=a.max_per_address,
+        tls_cert=a.tls_cert, tls_key=a.tls_key, thread_stack_kib=a.thread_stack_kib,
+    )

@@ -1,0 +1,26 @@
+"""What a session needs from its gateway, handed over as one immutable bundle."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.broker import Broker
+    from gateway.config import GatewayConfig
+    from gateway.metrics import GatewayMetrics
+    from gateway.outbound import Flusher
+    from gateway.registry import Registry
+    from gateway.subscriber import Subscriber
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    config: GatewayConfig
+    broker: Broker
+    registry: Registry
+    subscriber: Subscriber
+    flusher: Flusher
+    metrics: GatewayMetrics
+    stopping: Callable[[], bool]

@@ -1,0 +1,137 @@
+"""Every Redis key, pub/sub channel and payload tag of ChatService, in one place.
+
+docs/architecture.md has the tables; this module is their only spelling.
+Room keys carry the hash tag ``{room:<room>}`` and user keys ``{user:<lower>}``
+so a move to Redis Cluster (where a Lua script may only touch one slot)
+changes no name. User names are always keyed by their lower-case form, since
+names are unique case-insensitively. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+from protocol.names import name_key
+
+GATEWAYS = "chat:gateways"
+"""zset: gateway id -> last heartbeat, ms since the epoch (gateway clock)."""
+
+GATEWAY_PREFIX = "chat:gw:"
+"""Start of every per-gateway key and channel; Lua scripts build names of other
+gateways (found in Redis) from it."""
+
+# Payload tags: the first byte of every pub/sub payload says what follows.
+TAG_MESSAGE = b"M"
+"""``M<epoch>|<id>|<message line>`` on a room channel."""
+TAG_EVENT = b"E"
+"""``E<joined or left line>`` on a room channel."""
+TAG_TYPING = b"T"
+"""``T<lower(name)>|<typing line>`` on a room channel."""
+TAG_DM = b"D"
+"""``D<lower(to)>|<dm line>`` on a gateway channel."""
+TAG_KICK = b"K"
+"""``K<lower(name)>|<session id>`` on a gateway channel: that session lost its name."""
+TAG_PROBE = b"P"
+"""``P<nonce>`` on a gateway's own channel: its liveness probe."""
+
+
+def room_tag(room: str) -> str:
+    return f"{{room:{room}}}"
+
+
+def room_seq(room: str) -> str:
+    """string: the last message id assigned in the room."""
+    return f"{room_tag(room)}:seq"
+
+
+def room_epoch(room: str) -> str:
+    """string: the room's epoch, created with SET NX by whoever touches the room first."""
+    return f"{room_tag(room)}:epoch"
+
+
+def room_log(room: str) -> str:
+    """list: the newest ``history`` message lines, oldest first."""
+    return f"{room_tag(room)}:log"
+
+
+def room_members(room: str) -> str:
+    """hash: lower(name) -> ``<gateway id>|<Name>``."""
+    return f"{room_tag(room)}:members"
+
+
+def room_ref(room: str, name: str, ref: str) -> str:
+    """string with a TTL: the id of the message ``name`` first sent with ``ref``."""
+    return f"{room_tag(room)}:ref:{name_key(name)}:{ref}"
+
+
+def room_channel(room: str) -> str:
+    """The room's pub/sub channel (messages, joined/left, typing)."""
+    return f"{room_tag(room)}:ch"
+
+
+def user(name: str) -> str:
+    """hash: ``name``, ``gw``, ``sid``, ``token`` (sha256 hex) of the name's holder."""
+    return f"{{user:{name_key(name)}}}"
+
+
+def user_ref(name: str, ref: str) -> str:
+    """string with a TTL: a dm from ``name`` with ``ref`` was sent."""
+    return f"{user(name)}:ref:{ref}"
+
+
+def gateway_channel(gateway_id: str) -> str:
+    """A gateway's own channel: dms, name losses, probes."""
+    return f"{GATEWAY_PREFIX}{gateway_id}"
+
+
+def gateway_members(gateway_id: str) -> str:
+    """hash: ``<room>|<lower(name)>`` -> 1, the memberships the gateway holds."""
+    return f"{GATEWAY_PREFIX}{gateway_id}:members"
+
+
+def gateway_names(gateway_id: str) -> str:
+    """set: lower(name) of every name the gateway holds."""
+    return f"{GATEWAY_PREFIX}{gateway_id}:names"
+
+
+def gateway_reaper(gateway_id: str) -> str:
+    """string with a TTL: the lock of whoever cleans up after the (dead) gateway."""
+    return f"{GATEWAY_PREFIX}{gateway_id}:reaper"
+
+
+def membership(room: str, name: str) -> str:
+    """A field of ``gateway_members``: ``<room>|<lower(name)>``."""
+    return f"{room}|{name_key(name)}"
+
+
+def parse_membership(field: str) -> tuple[str, str]:
+    """``<room>|<lower(name)>`` -> (room, lower name). Room names hold no ``|``."""
+    room, sep, lower = field.partition("|")
+    if not sep or not room or not lower:
+        raise ValueError(f"not a membership field: {field!r}")
+    return room, lower
+
+
+__all__ = [
+    "GATEWAYS",
+    "GATEWAY_PREFIX",
+    "TAG_DM",
+    "TAG_EVENT",
+    "TAG_KICK",
+    "TAG_MESSAGE",
+    "TAG_PROBE",
+    "TAG_TYPING",
+    "gateway_channel",
+    "gateway_members",
+    "gateway_names",
+    "gateway_reaper",
+    "membership",
+    "parse_membership",
+    "room_channel",
+    "room_epoch",
+    "room_log",
+    "room_members",
+    "room_ref",
+    "room_seq",
+    "room_tag",
+    "user",
+    "user_ref",
+]

@@ -1,0 +1,254 @@
+"""Output to clients without ever blocking the thread that produced it.
+
+Every session owns one ``Outbound``: a bounded queue of encoded lines in front
+of a non-blocking socket. Whoever produces output (the session's reader, the
+subscriber's fan-out) calls ``enqueue`` under its own locks and ``flush``
+after releasing them; ``flush`` writes at once what the kernel takes and
+hands the rest to the gateway's single ``Flusher`` thread, which resumes when
+the socket is writable. So a slow client costs memory up to its limit, never
+another client's latency, and only one thread writes a socket at a time
+(the ``SENDING`` state is the write token, taken under the lock, held outside
+it). Past the limit the queue is dropped, ``bye``/``slow_consumer`` is queued
+behind the frame already half sent, and the owner is told to close.
+
+Lock order: callers may hold their session lock when calling ``enqueue``;
+``Outbound._lock`` is innermost and is never held across a socket call.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import select
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+class _State(enum.Enum):
+    IDLE = "idle"          # nothing in flight; the next flush() may send
+    SENDING = "sending"    # one thread is in send(); others only enqueue
+    BLOCKED = "blocked"    # the kernel buffer is full; the Flusher will resume
+    CLOSED = "closed"
+
+
+class Outbound:
+    """Bytes waiting for one client's socket, at most ``limit`` of them."""
+
+    def __init__(self, sock: socket.socket, limit: int, flusher: Flusher,
+                 on_overflow: Callable[[], None]) -> None:
+        self._sock = sock
+        self._limit = limit
+        self._flusher = flusher
+        self._on_overflow = on_overflow
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._state = _State.IDLE
+        self._partial_head = False
+        self._overflowed = False
+
+    @property
+    def backlog(self) -> int:
+        """Unsent bytes (a metric; read without the lock)."""
+        return self._size
+
+    @property
+    def overflowed(self) -> bool:
+        return self._overflowed
+
+    def enqueue(self, data: bytes) -> bool:
+        """Queue one or more whole lines; False when closed or over the limit."""
+        with self._lock:
+            if self._state is _State.CLOSED or self._overflowed:
+                return False
+            self._chunks.append(data)
+            self._size += len(data)
+            if self._size <= self._limit:
+                return True
+            self._overflowed = True
+        self._on_overflow()
+        return False
+
+    def enqueue_final(self, data: bytes) -> None:
+        """Queue a last line (``bye``) even past the limit, dropping unsent whole lines.
+
+        The line half-written to the socket, if any, is finished first so the
+        client still reads a well-formed stream.
+        """
+        with self._lock:
+            if self._state is _State.CLOSED:
+                return
+            if self._overflowed or self._size > self._limit:
+                head = self._chunks[0] if self._chunks and self._partial_head else b""
+                if head:
+                    cut = head.find(b"\n")
+                    head = head[: cut + 1] if cut >= 0 else head
+                self._chunks.clear()
+                if head:
+                    self._chunks.append(head)
+                self._size = len(head)
+            self._overflowed = True
+            self._chunks.append(data)
+            self._size += len(data)
+
+    def flush(self) -> None:
+        """Send what is queued, unless another thread is already doing so."""
+        with self._lock:
+            if self._state is not _State.IDLE or not self._chunks:
+                return
+            self._state = _State.SENDING
+        self._send_loop()
+
+    def on_writable(self) -> None:
+        """Called by the Flusher when the kernel has room again."""
+        with self._lock:
+            if self._state is not _State.BLOCKED:
+                return
+            self._state = _State.SENDING
+        self._send_loop()
+
+    def _send_loop(self) -> None:
+        # Only the thread that moved the state to SENDING runs this.
+        while True:
+            with self._lock:
+                if self._state is _State.CLOSED or not self._chunks:
+                    if self._state is not _State.CLOSED:
+                        self._state = _State.IDLE
+                    self._partial_head = False
+                    self._idle.notify_all()
+                    return
+                data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+                self._chunks.clear()
+                self._partial_head = False
+            try:
+                sent = self._sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                log.debug("event=send_failed error=%s", exc)
+                self._fail()
+                return
+            with self._lock:
+                self._size -= sent
+                if sent < len(data):
+                    self._chunks.appendleft(data[sent:])
+                    self._partial_head = True
+                    if self._state is _State.CLOSED:
+                        self._idle.notify_all()
+                        return
+                    self._state = _State.BLOCKED
+                    break
+        self._flusher.watch(self._sock.fileno(), self)
+
+    def _fail(self) -> None:
+        with self._lock:
+            self._state = _State.CLOSED
+            self._chunks.clear()
+            self._size = 0
+            self._idle.notify_all()
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Block until everything queued was handed to the kernel, or ``timeout``."""
+        with self._lock:
+            return self._idle.wait_for(
+                lambda: self._state is _State.CLOSED
+                or (self._state is _State.IDLE and not self._chunks),
+                timeout,
+            )
+
+    def close(self) -> None:
+        """Refuse further output; returns once no thread is inside ``send``."""
+        with self._lock:
+            sending = self._state is _State.SENDING
+            self._state = _State.CLOSED
+            if sending:
+                # the sender notices CLOSED after its send() and notifies
+                self._idle.wait(1.0)
+            self._chunks.clear()
+            self._size = 0
+
+
+class Flusher:
+    """The gateway's one writer thread: resumes sockets whose buffers were full.
+
+    Registrations are one-shot (POLLOUT, removed once fired) and are made only
+    by this thread, from requests handed over under a lock and a wake-up
+    byte on a socketpair; so ``poll`` never races with a registration.
+    """
+
+    def __init__(self, name: str = "flusher") -> None:
+        self._lock = threading.Lock()
+        self._requests: list[tuple[int, Outbound]] = []
+        self._waiting: dict[int, Outbound] = {}
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def watch(self, fd: int, outbound: Outbound) -> None:
+        if fd < 0:
+            return
+        with self._lock:
+            self._requests.append((fd, outbound))
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except (BlockingIOError, OSError):
+            pass  # a wake-up byte is already pending, or we are closing
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+        self._wake()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _run(self) -> None:
+        poller = select.poll()
+        wake_fd = self._wake_r.fileno()
+        poller.register(wake_fd, select.POLLIN)
+        try:
+            while True:
+                for fd, event in poller.poll():
+                    if fd == wake_fd:
+                        self._drain_wake()
+                        continue
+                    outbound = self._waiting.pop(fd, None)
+                    poller.unregister(fd)
+                    if outbound is not None and not event & select.POLLNVAL:
+                        outbound.on_writable()
+                with self._lock:
+                    if self._stopping:
+                        return
+                    requests, self._requests = self._requests, []
+                for fd, outbound in requests:
+                    self._waiting[fd] = outbound
+                    poller.register(fd, select.POLLOUT)
+        except Exception:
+            log.exception("event=flusher_crashed")
+            raise
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+
+__all__ = ["Flusher", "Outbound"]

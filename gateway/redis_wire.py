@@ -1,0 +1,118 @@
+"""A bare RESP connection for the subscriber: big reads, hiredis parsing, select-able.
+
+redis-py's ``PubSub`` turns every message into a dict through several Python
+calls and cannot be woken by another thread; the subscriber instead owns this
+plain socket, feeds whole reads to ``hiredis.Reader`` and takes every reply it
+holds at once, so a burst of publications costs one ``recv`` and one pass.
+Settings (host, port, TLS, user, password) come from the same URL the broker
+uses.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import hiredis
+
+_READ_SIZE = 1 << 18
+
+
+class RedisWireError(OSError):
+    """The connection failed or Redis answered a command with an error."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisAddress:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisAddress:
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
+        return cls(
+            host=parts.hostname or "localhost",
+            port=parts.port or 6379,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=parts.scheme == "rediss",
+        )
+
+
+def pack(*args: str | bytes) -> bytes:
+    """One command in RESP."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode() if isinstance(arg, str) else arg
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+class RedisWire:
+    """One connection; used by one thread only."""
+
+    def __init__(self, address: RedisAddress, timeout: float = 2.0,
+                 tls_context: ssl.SSLContext | None = None) -> None:
+        sock = socket.create_connection((address.host, address.port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if address.tls:
+            context = tls_context or ssl.create_default_context()
+            sock = context.wrap_socket(sock, server_hostname=address.host)
+        self.sock = sock
+        self._reader = hiredis.Reader()
+        if address.password is not None:
+            auth = ("AUTH", address.username, address.password) if address.username else (
+                "AUTH", address.password)
+            self.send(pack(*auth))
+            reply = self.read_one()
+            if isinstance(reply, hiredis.ReplyError):
+                raise RedisWireError(f"Redis refused AUTH: {reply}")
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read_one(self) -> Any:
+        """Block (up to the socket timeout) for the next reply."""
+        while True:
+            reply = self._reader.gets()
+            if reply is not False:
+                return reply
+            self._fill()
+
+    def read_available(self) -> list[Any]:
+        """One read from the socket, then every complete reply it made."""
+        self._fill()
+        if isinstance(self.sock, ssl.SSLSocket):
+            while self.sock.pending():
+                self._fill()
+        replies = []
+        while (reply := self._reader.gets()) is not False:
+            replies.append(reply)
+        return replies
+
+    def _fill(self) -> None:
+        try:
+            data = self.sock.recv(_READ_SIZE)
+        except TimeoutError as exc:
+            raise RedisWireError("Redis did not answer in time") from exc
+        if not data:
+            raise RedisWireError("Redis closed the connection")
+        self._reader.feed(data)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass

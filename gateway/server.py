@@ -1,0 +1,276 @@
+"""The gateway server: accept loop, lifecycle and orderly shutdown.
+
+``Gateway`` owns everything a running gateway has: its listening socket, the
+registry of sessions, the broker link, the subscriber, the flusher, the
+housekeeper and the health endpoint, and every thread. Nothing outlives
+``shutdown()``, which is safe to call twice; tests write::
+
+    with run_gateway(config) as gw:
+        host, port = gw.address
+
+The accept loop waits on the listening socket and a socketpair with a
+selector, so shutdown wakes it at once (no polling). One non-daemon thread
+serves each connection; it is registered before it starts so shutdown can
+find and join it.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
+
+from redis.backoff import AbstractBackoff
+
+from gateway.broker import Broker, BrokerUnavailable
+from gateway.config import GatewayConfig
+from gateway.context import Services
+from gateway.health import HealthServer
+from gateway.housekeeping import Housekeeper
+from gateway.metrics import GatewayMetrics
+from gateway.outbound import Flusher
+from gateway.registry import Registry
+from gateway.session import Session
+from gateway.subscriber import Subscriber
+from protocol import codec
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.frames import ByeReason
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, *, backoff: AbstractBackoff | None = None) -> None:
+        self.config = config
+        self.metrics = GatewayMetrics(config.gateway_id)
+        self.registry = Registry()
+        self.broker = Broker.from_url(
+            config.redis_url, config.gateway_id, history=config.history, lease_ms=config.lease_ms)
+        self.flusher = Flusher()
+        self._housekeeper: Housekeeper | None = None
+        self.subscriber = Subscriber(
+            config.redis_url, config.gateway_id, self.registry, self.broker, self.metrics,
+            backoff=backoff, on_probe=self._probe_returned)
+        self._housekeeper = Housekeeper(
+            self.broker, self.subscriber, self.metrics, heartbeat_s=config.heartbeat_s,
+            probe_interval_s=config.probe_interval_s, probe_timeout_s=config.probe_timeout_s)
+        self._tls = self._tls_context(config)
+        self._lock = threading.Lock()
+        self._threads: set[threading.Thread] = set()
+        self._stopping = False
+        self._stopped = threading.Event()
+        self._listener: socket.socket | None = None
+        self._health: HealthServer | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._accept_thread = threading.Thread(target=self._accept_loop, name="accept")
+        self.services = Services(
+            config=config, broker=self.broker, registry=self.registry, subscriber=self.subscriber,
+            flusher=self.flusher, metrics=self.metrics, stopping=lambda: self._stopping)
+        self.metrics.track_backlog(lambda: sum(s.backlog for s in self.registry.sessions()))
+
+    @staticmethod
+    def _tls_context(config: GatewayConfig) -> ssl.SSLContext | None:
+        if config.tls_cert is None or config.tls_key is None:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+        return context
+
+    def _probe_returned(self, nonce: str) -> None:
+        if self._housekeeper is not None:
+            self._housekeeper.probe_returned(nonce)
+
+    # --------------------------------------------------------------- lifecycle
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._listener is not None, "gateway not started"
+        host, port = self._listener.getsockname()[:2]
+        return str(host), int(port)
+
+    @property
+    def health_address(self) -> tuple[str, int] | None:
+        return self._health.address if self._health else None
+
+    @property
+    def healthy(self) -> bool:
+        return self._housekeeper is not None and self._housekeeper.healthy
+
+    def start(self) -> Gateway:
+        cfg = self.config
+        listener = socket.create_server(
+            (cfg.host, cfg.port), backlog=1024, reuse_port=False,
+            family=socket.AF_INET6 if ":" in cfg.host else socket.AF_INET)
+        listener.setblocking(False)
+        self._listener = listener
+        if cfg.health_port is not None:
+            self._health = HealthServer(
+                cfg.health_host or cfg.host, cfg.health_port, lambda: self.healthy,
+                self.metrics.render)
+            self._health.start()
+        self.flusher.start()
+        try:
+            self.broker.heartbeat()
+        except BrokerUnavailable:
+            log.error("event=redis_unreachable url_host=%s hint='start Redis, or run chat-cluster "
+                      "for a local Redis and gateways'", self.subscriber_host())
+        self.subscriber.start()
+        assert self._housekeeper is not None
+        self._housekeeper.start()
+        self._accept_thread.start()
+        log.info("event=listening gateway=%s address=%s:%d health=%s", cfg.gateway_id,
+                 *self.address, self.health_address)
+        return self
+
+    def subscriber_host(self) -> str:
+        return self.config.redis_url.rsplit("@", 1)[-1]
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the gateway has shut down."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop accepting, say ``bye``/``shutdown`` to everyone, release names, stop threads."""
+        with self._lock:
+            if self._stopping:
+                already = True
+            else:
+                already = False
+                self._stopping = True
+        if already:
+            self._stopped.wait(10)
+            return
+        started = time.monotonic()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        if self._accept_thread.is_alive():
+            self._accept_thread.join(5)
+        for session in self.registry.sessions():
+            session.kick(ByeReason.SHUTDOWN)
+        deadline = started + self.config.shutdown_timeout_s * 0.6
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.05, deadline - time.monotonic()))
+        self.broker.release_gateway()
+        if self._housekeeper is not None:
+            self._housekeeper.stop()
+        self.subscriber.stop()
+        self.flusher.stop()
+        if self._health is not None:
+            self._health.stop()
+        if self._listener is not None:
+            self._listener.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        self.broker.close()
+        log.info("event=stopped gateway=%s seconds=%.2f", self.config.gateway_id,
+                 time.monotonic() - started)
+        self._stopped.set()
+
+    # ------------------------------------------------------------------ accept
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self._listener, selectors.EVENT_READ)
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        try:
+            while not self._stopping:
+                for key, _ in selector.select():
+                    if key.fileobj is self._wake_r:
+                        return
+                    self._accept_ready()
+        except Exception:
+            log.exception("event=accept_loop_crashed")
+        finally:
+            selector.close()
+
+    def _accept_ready(self) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                sock, peer = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: log and keep serving
+                log.warning("event=accept_failed error=%r", exc)
+                return
+            self._start_session(sock, peer)
+
+    def _start_session(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        if self._tls is not None:
+            sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        session = Session(sock, peer, self.services)
+        cfg = self.config
+        if not self.registry.admit(session, cfg.max_connections, cfg.max_per_address):
+            self._refuse(sock, peer)
+            return
+        thread = threading.Thread(target=self._serve, args=(session,), name=f"s-{session.sid}")
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def _refuse(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        log.warning("event=connection_refused peer=%s:%d reason=limit", *peer[:2])
+        self.metrics.errors.labels(ErrorCode.UNAVAILABLE.value).inc()
+        line = codec.encode_error(ProtocolError(
+            ErrorCode.UNAVAILABLE, "this gateway is full; try another gateway"))
+        try:
+            if not isinstance(sock, ssl.SSLSocket):
+                sock.send(line)
+        except OSError:
+            pass
+        sock.close()
+
+    def _serve(self, session: Session) -> None:
+        try:
+            if isinstance(session.sock, ssl.SSLSocket) and not self._handshake(session):
+                self.registry.remove(session)
+                session.sock.close()
+                return
+            session.run()
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _handshake(self, session: Session) -> bool:
+        sock = session.sock
+        try:
+            sock.settimeout(self.config.limits.login_timeout_s)
+            sock.do_handshake()  # type: ignore[attr-defined]
+            sock.setblocking(False)
+            return True
+        except (OSError, ssl.SSLError) as exc:
+            log.info("event=tls_handshake_failed peer=%s error=%r", session.peer, exc)
+            return False
+
+
+@contextmanager
+def run_gateway(config: GatewayConfig, *, backoff: AbstractBackoff | None = None
+                ) -> Iterator[Gateway]:
+    """A started gateway that is shut down when the block ends."""
+    gateway = Gateway(config, backoff=backoff)
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.shutdown()

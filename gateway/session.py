@@ -1,0 +1,537 @@
+"""One client connection: its reader thread, its rooms, its output.
+
+The reader thread (``run``) owns the socket's receive side and its close;
+other threads reach a session only through the ``deliver_*`` methods (the
+subscriber's fan-out) and ``kick`` (replacement, shutdown), which queue
+output and, to end the session, shut the socket's read side so the reader
+wakes and cleans up.
+
+Lock order: ``Session._lock`` (room cursors) may be held while calling
+``Outbound.enqueue``; it is never held across socket or Redis calls and is
+never taken together with the registry's lock.
+
+Room cursors make delivery exactly-once and in order: a room is *pending*
+from the moment the session is registered in it until its history frame is
+queued; live messages that arrive meanwhile wait in the cursor and are
+released after the history, skipping ids the history already held. Live
+rooms accept id ``last + 1`` only; a gap or a new epoch asks the subscriber
+to fill the room from Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.broker import BrokerUnavailable, HistoryBatch
+from gateway.context import Services
+from gateway.outbound import Outbound
+from gateway.ratelimit import TokenBucket
+from protocol import codec
+from protocol.errors import ErrorCode, FrameTooLarge, ProtocolError
+from protocol.frames import (
+    Ack,
+    Bye,
+    ByeReason,
+    ClientFrame,
+    Dm,
+    Goodbye,
+    Hello,
+    HistoryQuery,
+    Join,
+    Leave,
+    Left,
+    Ping,
+    Pong,
+    Position,
+    Send,
+    Typing,
+    Welcome,
+    Who,
+    WhoList,
+)
+from protocol.names import name_key
+
+log = logging.getLogger(__name__)
+
+_RECV_SIZE = 65536
+_CLOSE_FLUSH_S = 1.0
+
+
+class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefixes every line with the session's id and name as key=value fields."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        extra = self.extra or {}
+        return f"sid={extra.get('sid')} user={extra.get('user') or '-'} {msg}", kwargs
+
+
+@dataclass(slots=True)
+class RoomCursor:
+    """Where one session stands in one room."""
+
+    epoch: str = ""
+    last_id: int = 0
+    live: bool = False
+    pending: list[tuple[str, int, bytes]] = field(default_factory=list)
+    """(epoch, id, line) held until the history is out; id 0 marks an event."""
+    typing_at: float = float("-inf")
+    leaving_line: bytes | None = None
+    """Our own ``left`` line while a leave is under way: sent directly, not twice."""
+
+
+class Session:
+    def __init__(self, sock: socket.socket, peer: tuple[str, int], services: Services) -> None:
+        self.sid = uuid.uuid4().hex[:16]
+        self.sock = sock
+        self.peer_host = peer[0]
+        self.peer = f"{peer[0]}:{peer[1]}"
+        self.name: str | None = None
+        self._svc = services
+        self._limits = services.config.limits
+        self._lock = threading.Lock()
+        self._rooms: dict[str, RoomCursor] = {}
+        self._out = Outbound(sock, self._limits.max_outbound, services.flusher, self._overflowed)
+        self._bucket = TokenBucket(self._limits.rate_per_s, self._limits.burst)
+        self._closing: ByeReason | None = None
+        self._replaced = False
+        self.log = SessionLog(log, {"sid": self.sid, "user": None})
+
+    # ------------------------------------------------------------------ output
+
+    @property
+    def backlog(self) -> int:
+        return self._out.backlog
+
+    def _send(self, data: bytes, kind: str) -> None:
+        self._svc.metrics.frames_out.labels(kind).inc()
+        self._out.enqueue(data)
+        self._out.flush()
+
+    def _error(self, exc: ProtocolError) -> None:
+        self._svc.metrics.errors.labels(exc.code.value).inc()
+        self.log.info("event=refused code=%s", exc.code.value)
+        self._send(codec.encode_error(exc), "error")
+
+    def _overflowed(self) -> None:
+        self._svc.metrics.slow_consumers.inc()
+        self.log.warning("event=slow_consumer backlog=%d", self._out.backlog)
+        self.kick(ByeReason.SLOW_CONSUMER)
+
+    def kick(self, reason: ByeReason) -> None:
+        """End the session from any thread: ``bye`` with ``reason``, then close."""
+        with self._lock:
+            if self._closing is not None:
+                return
+            self._closing = reason
+            if reason is ByeReason.REPLACED:
+                self._replaced = True
+        self._out.enqueue_final(codec.encode(Goodbye(reason)))
+        self._out.flush()
+        try:
+            self.sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass  # already gone; the reader is on its way out
+
+    # -------------------------------------------------------- fan-out (subscriber)
+
+    def deliver_messages(self, room: str, epoch: str, ids: list[int], lines: list[bytes],
+                         joined: bytes, contiguous: bool) -> bool:
+        """Queue live room messages; True when the room has a gap to fill."""
+        needs_fill = False
+        with self._lock:
+            cursor = self._rooms.get(room)
+            if cursor is None:
+                return False
+            if not cursor.live:
+                cursor.pending.extend((epoch, i, line) for i, line in zip(ids, lines, strict=True))
+                return False
+            if contiguous and epoch == cursor.epoch and ids[0] == cursor.last_id + 1:
+                self._out.enqueue(joined)
+                cursor.last_id = ids[-1]
+            elif epoch != cursor.epoch:
+                needs_fill = True
+            else:
+                fresh = []
+                for i, line in zip(ids, lines, strict=True):
+                    if i <= cursor.last_id:
+                        continue
+                    if i != cursor.last_id + 1:
+                        needs_fill = True
+                        break
+                    fresh.append(line)
+                    cursor.last_id = i
+                if fresh:
+                    self._out.enqueue(b"".join(fresh))
+        self._out.flush()
+        return needs_fill
+
+    def deliver_event(self, room: str, line: bytes, typist: str | None = None) -> None:
+        """Queue a ``joined``/``left``/``typing`` line for a room this session is in."""
+        if typist is not None and self.name is not None and typist == name_key(self.name):
+            return
+        with self._lock:
+            cursor = self._rooms.get(room)
+            if cursor is None or line == cursor.leaving_line:
+                return
+            if not cursor.live:
+                cursor.pending.append(("", 0, line))
+                return
+            self._out.enqueue(line)
+        self._out.flush()
+
+    def deliver_direct(self, line: bytes) -> None:
+        self._out.enqueue(line)
+        self._out.flush()
+
+    def position(self, room: str) -> tuple[str, int] | None:
+        """(epoch, last id) of a live room, for the subscriber's gap fill."""
+        with self._lock:
+            cursor = self._rooms.get(room)
+            if cursor is None or not cursor.live:
+                return None
+            return cursor.epoch, cursor.last_id
+
+    def catch_up(self, room: str, batch: HistoryBatch) -> bool:
+        """Deliver what ``batch`` holds past this session's last id.
+
+        Returns False when the batch is of another epoch than the session's:
+        the caller then resets the room with ``reset_room``.
+        """
+        with self._lock:
+            cursor = self._rooms.get(room)
+            if cursor is None or not cursor.live:
+                return True
+            if batch.epoch != cursor.epoch:
+                return False
+            skip = max(0, cursor.last_id + 1 - batch.first_id)
+            fresh = batch.messages[skip:]
+            if fresh:
+                if batch.first_id + skip > cursor.last_id + 1:
+                    # Trimmed away before we could fetch it: say so in a history frame.
+                    for line in codec.history_lines(room, batch.epoch, fresh, False):
+                        self._out.enqueue(line)
+                else:
+                    self._out.enqueue(b"\n".join(fresh) + b"\n")
+                cursor.last_id = batch.first_id + skip + len(fresh) - 1
+        self._out.flush()
+        return True
+
+    def reset_room(self, room: str, batch: HistoryBatch) -> None:
+        """The room's epoch changed: send the new epoch's retained history."""
+        with self._lock:
+            cursor = self._rooms.get(room)
+            if cursor is None or not cursor.live:
+                return
+            for line in codec.history_lines(room, batch.epoch, batch.messages, batch.complete):
+                self._out.enqueue(line)
+            cursor.epoch = batch.epoch
+            cursor.last_id = batch.last_id
+        self.log.info("event=epoch_reset room=%s epoch=%s", room, batch.epoch)
+        self._out.flush()
+
+    # ------------------------------------------------------------- reader thread
+
+    def run(self) -> None:
+        """The session's thread: read frames until the connection ends."""
+        svc = self._svc
+        svc.metrics.connections.inc()
+        reader = codec.LineReader(self._limits.max_frame)
+        poller = select.poll()
+        poller.register(self.sock.fileno(), select.POLLIN)
+        started = time.monotonic()
+        try:
+            while self._closing is None:
+                if self.name is None:
+                    timeout = self._limits.login_timeout_s - (time.monotonic() - started)
+                else:
+                    timeout = self._limits.idle_timeout_s
+                if timeout <= 0 or not poller.poll(timeout * 1000):
+                    if self._closing is None:
+                        self.log.info("event=timeout logged_in=%s", self.name is not None)
+                        self.kick(ByeReason.IDLE)
+                    break
+                data = self._recv()
+                if not data:
+                    break
+                for line in reader.feed(data):
+                    self._handle_line(line)
+                    if self._closing is not None:
+                        break
+        except FrameTooLarge as exc:
+            self._error(exc)
+            self.kick_quietly()
+        except Exception:
+            self.log.exception("event=session_crashed")
+        finally:
+            self._cleanup()
+            svc.metrics.connections.dec()
+
+    def kick_quietly(self) -> None:
+        with self._lock:
+            if self._closing is None:
+                self._closing = ByeReason.CLIENT
+
+    def _recv(self) -> bytes:
+        while True:
+            try:
+                return self.sock.recv(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+                # spurious wake-up or TLS record not complete: wait again
+                if not select.select([self.sock], [], [], self._limits.idle_timeout_s)[0]:
+                    return b""
+            except OSError:
+                return b""
+
+    def _handle_line(self, line: bytes) -> None:
+        try:
+            frame = codec.decode_client(line, self._limits, logged_in=self.name is not None)
+        except ProtocolError as exc:
+            self._svc.metrics.frames_in.labels("invalid").inc()
+            self._error(exc)
+            return
+        kind = type(frame).__name__.lower()
+        self._svc.metrics.frames_in.labels(kind).inc()
+        if not self._bucket.take():
+            ref = getattr(frame, "ref", None)
+            self._error(ProtocolError(ErrorCode.RATE_LIMITED, "too many frames; slow down", ref))
+            return
+        try:
+            self._dispatch(frame)
+        except BrokerUnavailable:
+            ref = getattr(frame, "ref", None)
+            self._error(ProtocolError(
+                ErrorCode.UNAVAILABLE, "the message broker is unavailable; try again", ref))
+        except ProtocolError as exc:
+            self._error(exc.with_ref(getattr(frame, "ref", None)) if exc.ref is None else exc)
+        except Exception:
+            self.log.exception("event=handler_failed frame=%s", kind)
+            self._error(ProtocolError(ErrorCode.INTERNAL, "internal error", getattr(frame, "ref", None)))
+
+    def _dispatch(self, frame: ClientFrame) -> None:
+        if isinstance(frame, Send):
+            self._on_send(frame)
+        elif isinstance(frame, Ping):
+            self._send(codec.encode(Pong(frame.ref)), "pong")
+        elif isinstance(frame, Typing):
+            self._on_typing(frame)
+        elif isinstance(frame, Hello):
+            self._on_hello(frame)
+        elif isinstance(frame, Dm):
+            self._on_dm(frame)
+        elif isinstance(frame, Join):
+            self._on_join(frame)
+        elif isinstance(frame, Leave):
+            self._on_leave(frame)
+        elif isinstance(frame, HistoryQuery):
+            self._on_history(frame)
+        elif isinstance(frame, Who):
+            names = self._svc.broker.who(frame.room)
+            self._send(codec.encode(WhoList(frame.room, tuple(names))), "who")
+        elif isinstance(frame, Bye):
+            self.kick(ByeReason.CLIENT)
+
+    # ------------------------------------------------------------------ requests
+
+    def _require_room(self, room: str) -> None:
+        if room not in self._rooms:
+            raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"you are not in room {room!r}")
+
+    def _on_send(self, frame: Send) -> None:
+        self._require_room(frame.room)
+        assert self.name is not None
+        started = time.perf_counter()
+        published = self._svc.broker.publish_message(
+            frame.room, self.name, frame.text, time.time(), frame.ref)
+        self._svc.metrics.publish_seconds.observe(time.perf_counter() - started)
+        if frame.ref is not None:
+            self._send(codec.encode(Ack(frame.ref, published.id)), "ack")
+
+    def _on_dm(self, frame: Dm) -> None:
+        assert self.name is not None
+        sent = self._svc.broker.send_dm(self.name, frame.to, frame.text, time.time(), frame.ref)
+        if not sent.duplicate and name_key(frame.to) != name_key(self.name):
+            self._send(sent.line + b"\n", "dm")
+        if frame.ref is not None:
+            self._send(codec.encode(Ack(frame.ref)), "ack")
+
+    def _on_typing(self, frame: Typing) -> None:
+        self._require_room(frame.room)
+        assert self.name is not None
+        now = time.monotonic()
+        with self._lock:
+            cursor = self._rooms[frame.room]
+            if now - cursor.typing_at < self._limits.typing_interval_s:
+                return
+            cursor.typing_at = now
+        self._svc.broker.publish_typing(frame.room, self.name)
+
+    def _on_history(self, frame: HistoryQuery) -> None:
+        self._require_room(frame.room)
+        batch = self._svc.broker.read_history(frame.room, before=frame.before, limit=frame.limit)
+        for line in codec.history_lines(frame.room, batch.epoch, batch.messages, batch.complete):
+            self._send(line, "history")
+
+    def _on_join(self, frame: Join) -> None:
+        if frame.room in self._rooms:
+            # Already a member: answer with the newest history again, change nothing.
+            self._on_history(HistoryQuery(frame.room))
+            return
+        if len(self._rooms) >= self._limits.max_rooms:
+            raise ProtocolError(
+                ErrorCode.BAD_ROOM, f"a session is in at most {self._limits.max_rooms} rooms")
+        self._join_room(frame.room, None)
+
+    def _on_leave(self, frame: Leave) -> None:
+        self._require_room(frame.room)
+        assert self.name is not None
+        left_line = codec.encode(Left(frame.room, self.name))
+        with self._lock:
+            self._rooms[frame.room].leaving_line = left_line
+        try:
+            self._svc.broker.leave(frame.room, self.name)
+        except BaseException:
+            with self._lock:
+                if frame.room in self._rooms:
+                    self._rooms[frame.room].leaving_line = None
+            raise
+        with self._lock:
+            self._rooms.pop(frame.room, None)
+        if self._svc.registry.leave(self, frame.room):
+            self._svc.subscriber.unsubscribe(frame.room)
+        self._send(left_line, "left")
+
+    def _on_hello(self, frame: Hello) -> None:
+        if self.name is not None:
+            raise ProtocolError(ErrorCode.ALREADY_LOGGED_IN, f"already logged in as {self.name}")
+        if len(frame.rooms) > self._limits.max_rooms:
+            raise ProtocolError(
+                ErrorCode.BAD_ROOM, f"a session is in at most {self._limits.max_rooms} rooms")
+        svc = self._svc
+        claim = svc.broker.claim_name(frame.name, self.sid, frame.token)
+        self.name = claim.name
+        self.log.extra = {"sid": self.sid, "user": claim.name}  # type: ignore[misc]
+        displaced = svc.registry.bind_name(self)
+        if displaced is not None:
+            displaced.kick(ByeReason.REPLACED)
+        joined: list[str] = []
+        try:
+            self._send(codec.encode(Welcome(
+                claim.name, svc.config.gateway_id, frame.rooms, claim.token,
+                self._limits.announced())), "welcome")
+            for room in frame.rooms:
+                self._join_room(room, frame.since.get(room))
+                joined.append(room)
+        except (BrokerUnavailable, ProtocolError):
+            self._undo_login(joined)
+            raise
+        svc.metrics.logged_in.inc()
+        self.log.info("event=login rooms=%d resumed=%s replaced=%s", len(frame.rooms),
+                      bool(frame.since), claim.replaced_session is not None)
+
+    def _undo_login(self, rooms: list[str]) -> None:
+        assert self.name is not None
+        for room in rooms:
+            with self._lock:
+                self._rooms.pop(room, None)
+            if self._svc.registry.leave(self, room):
+                self._svc.subscriber.unsubscribe(room)
+        try:
+            for room in rooms:
+                self._svc.broker.leave(room, self.name)
+            self._svc.broker.release_name(self.name, self.sid)
+        except BrokerUnavailable:
+            self.log.warning("event=undo_login_failed")
+        self.name = None
+
+    def _join_room(self, room: str, since: Position | None) -> None:
+        """Register, subscribe, announce, then send history; live messages wait meanwhile."""
+        svc = self._svc
+        assert self.name is not None
+        with self._lock:
+            self._rooms[room] = RoomCursor()
+        svc.registry.join(self, room)
+        try:
+            if not svc.subscriber.subscribe(room).wait(5.0):
+                raise BrokerUnavailable(f"could not subscribe to room {room}")
+            svc.broker.join(room, self.name)
+            if since is not None:
+                batch = svc.broker.read_history(room, after=since.id)
+                if batch.epoch != since.epoch:
+                    batch = svc.broker.read_history(room, after=0)
+            else:
+                batch = svc.broker.read_history(room)
+        except BaseException:
+            with self._lock:
+                self._rooms.pop(room, None)
+            if svc.registry.leave(self, room):
+                svc.subscriber.unsubscribe(room)
+            raise
+        needs_fill = False
+        with self._lock:
+            cursor = self._rooms[room]
+            for line in codec.history_lines(room, batch.epoch, batch.messages, batch.complete):
+                self._out.enqueue(line)
+            cursor.epoch, cursor.last_id = batch.epoch, batch.last_id
+            for epoch, msg_id, line in cursor.pending:
+                if msg_id == 0:
+                    self._out.enqueue(line)
+                elif epoch != cursor.epoch or msg_id > cursor.last_id + 1:
+                    needs_fill = True
+                elif msg_id == cursor.last_id + 1:
+                    self._out.enqueue(line)
+                    cursor.last_id = msg_id
+            cursor.pending.clear()
+            cursor.live = True
+        svc.metrics.frames_out.labels("history").inc()
+        self._out.flush()
+        if needs_fill:
+            svc.subscriber.request_fill(room)
+
+    # ------------------------------------------------------------------ cleanup
+
+    def _cleanup(self) -> None:
+        svc = self._svc
+        for room in svc.registry.remove(self):
+            svc.subscriber.unsubscribe(room)
+        name = self.name
+        if name is not None:
+            svc.metrics.logged_in.dec()
+            if not svc.stopping():
+                self._release(name)
+        self._out.wait_drained(_CLOSE_FLUSH_S)
+        self._out.close()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.log.info("event=closed reason=%s", self._closing.value if self._closing else "eof")
+
+    def _release(self, name: str) -> None:
+        """Give back the name and memberships, unless a successor holds them."""
+        svc = self._svc
+        successor = svc.registry.by_name(name_key(name))
+        with self._lock:
+            rooms = list(self._rooms)
+            self._rooms.clear()
+        if successor is not None and successor is not self:
+            rooms = [r for r in rooms if successor.position(r) is None and not successor.in_room(r)]
+        try:
+            for room in rooms:
+                svc.broker.leave(room, name)
+            if not self._replaced:
+                svc.broker.release_name(name, self.sid)
+        except BrokerUnavailable:
+            self.log.warning("event=release_failed rooms=%d", len(rooms))
+
+    def in_room(self, room: str) -> bool:
+        with self._lock:
+            return room in self._rooms

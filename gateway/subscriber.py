@@ -1,0 +1,358 @@
+"""The gateway's one pub/sub link: receive from Redis, fan out to local sessions.
+
+One thread owns the connection (``RedisWire``). Other threads never touch it:
+they ask for subscriptions, fills and rebuilds through ``_requests`` and a
+wake-up byte on a socketpair, and the thread reconciles the rooms it is
+subscribed to with the rooms the registry says have local members. So a
+``join`` waits for the confirmation of its room's SUBSCRIBE (``Ticket``)
+before it reads history, and no message published after that read is missed.
+
+Each read takes every reply Redis has sent; messages are grouped per room,
+each group is encoded once (lines joined) and handed to every local member.
+Ids decide delivery (see ``Session``): a gap, a new epoch, or a reconnect
+makes the thread read the room's history and fill each session from it,
+before newer live messages, so clients see no gap and no duplicate.
+
+Lock order: ``Subscriber._lock`` guards only the request list, the set of
+confirmed rooms and the tickets; it is never held across I/O or while calling
+sessions.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from redis.backoff import AbstractBackoff, ExponentialBackoff
+
+from gateway import keys
+from gateway.broker import Broker, BrokerUnavailable
+from gateway.metrics import GatewayMetrics
+from gateway.redis_wire import RedisAddress, RedisWire, RedisWireError, pack
+from gateway.registry import Registry
+from protocol.frames import ByeReason
+
+log = logging.getLogger(__name__)
+
+_ROOM_PREFIX = b"{room:"
+_ROOM_SUFFIX = b"}:ch"
+
+
+class Ticket:
+    """Resolved when a room's subscription is confirmed, or refused when Redis is down."""
+
+    __slots__ = ("_event", "ok")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.ok = False
+
+    def resolve(self, ok: bool) -> None:
+        self.ok = ok
+        self._event.set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._event.wait(timeout) and self.ok
+
+
+def _room_of(channel: bytes) -> str | None:
+    if channel.startswith(_ROOM_PREFIX) and channel.endswith(_ROOM_SUFFIX):
+        return channel[len(_ROOM_PREFIX):-len(_ROOM_SUFFIX)].decode()
+    return None
+
+
+class Subscriber:
+    def __init__(self, redis_url: str, gateway_id: str, registry: Registry, broker: Broker,
+                 metrics: GatewayMetrics, *, backoff: AbstractBackoff | None = None,
+                 on_probe: Callable[[str], None] = lambda nonce: None,
+                 connect_timeout: float = 2.0) -> None:
+        self._address = RedisAddress.from_url(redis_url)
+        self._own_channel = keys.gateway_channel(gateway_id).encode()
+        self._registry = registry
+        self._broker = broker
+        self._metrics = metrics
+        self._backoff = backoff or ExponentialBackoff(cap=2.0, base=0.05)
+        self._on_probe = on_probe
+        self._connect_timeout = connect_timeout
+        self._lock = threading.Lock()
+        self._subscribed: set[str] = set()
+        self._tickets: dict[str, list[Ticket]] = {}
+        self._fills: set[str] = set()
+        self._reconcile = False
+        self._rebuild = False
+        self._stopping = False
+        self._connected = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._thread = threading.Thread(target=self._run, name="subscriber")
+
+    # ---------------------------------------------------------------- requests
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+        self._wake()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def subscribe(self, room: str) -> Ticket:
+        """Make sure the room's channel is subscribed; wait on the ticket before reading history."""
+        ticket = Ticket()
+        with self._lock:
+            if room in self._subscribed:
+                ticket.resolve(True)
+                return ticket
+            if not self._connected:
+                ticket.resolve(False)
+                return ticket
+            self._tickets.setdefault(room, []).append(ticket)
+            self._reconcile = True
+        self._wake()
+        return ticket
+
+    def unsubscribe(self, room: str) -> None:
+        with self._lock:
+            self._reconcile = True
+        self._wake()
+
+    def request_fill(self, room: str) -> None:
+        with self._lock:
+            self._fills.add(room)
+        self._wake()
+
+    def request_rebuild(self) -> None:
+        """Drop and rebuild the connection (the watchdog saw probes stop coming back)."""
+        with self._lock:
+            self._rebuild = True
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass  # a wake-up is already pending, or we are stopping
+
+    # ------------------------------------------------------------------ thread
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            wire: RedisWire | None = None
+            try:
+                wire = self._connect()
+                failures = 0
+                self._serve(wire)
+            except (OSError, RedisWireError, BrokerUnavailable) as exc:
+                log.warning("event=pubsub_lost error=%r", exc)
+            except Exception:
+                log.exception("event=subscriber_crashed")
+            finally:
+                self._set_disconnected()
+                if wire is not None:
+                    wire.close()
+            if self._stopping:
+                break
+            failures += 1
+            self._metrics.redis_reconnects.inc()
+            self._sleep(self._backoff.compute(failures))
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait for the backoff, or less if stop() is called."""
+        select.select([self._wake_r], [], [], seconds)
+        self._drain_wake()
+
+    def _set_disconnected(self) -> None:
+        with self._lock:
+            self._connected = False
+            self._subscribed.clear()
+            tickets, self._tickets = self._tickets, {}
+        for waiting in tickets.values():
+            for ticket in waiting:
+                ticket.resolve(False)
+
+    def _connect(self) -> RedisWire:
+        wire = RedisWire(self._address, timeout=self._connect_timeout)
+        try:
+            with self._lock:
+                self._rebuild = False
+                self._reconcile = False
+            rooms = sorted(self._registry.rooms())
+            channels = [self._own_channel] + [keys.room_channel(r).encode() for r in rooms]
+            wire.send(pack("SUBSCRIBE", *channels))
+            for _ in channels:  # Redis sends every confirmation before any message
+                reply = wire.read_one()
+                if not (isinstance(reply, list) and reply[0] == b"subscribe"):
+                    raise RedisWireError(f"unexpected reply to SUBSCRIBE: {reply!r}")
+            wire.sock.settimeout(None)
+        except BaseException:
+            wire.close()
+            raise
+        with self._lock:
+            self._subscribed = set(rooms)
+            self._connected = True
+            self._reconcile = True  # rooms joined while we were connecting
+        log.info("event=pubsub_connected rooms=%d", len(rooms))
+        for room in rooms:  # fill whatever was published while we were away
+            self._fill(room)
+        return wire
+
+    def _serve(self, wire: RedisWire) -> None:
+        wake = self._wake_r
+        while True:
+            timeout = 0.5 if self._fills else None
+            readable = select.select([wire, wake], [], [], timeout)[0]
+            if wake in readable or not readable:
+                self._drain_wake()
+                if self._handle_requests(wire):
+                    return
+            if wire in readable:
+                self._dispatch(wire.read_available())
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def _handle_requests(self, wire: RedisWire) -> bool:
+        """Act on what other threads asked; True to drop the connection."""
+        with self._lock:
+            if self._stopping or self._rebuild:
+                return True
+            reconcile, self._reconcile = self._reconcile, False
+            fills, self._fills = self._fills, set()
+            subscribed = set(self._subscribed)
+            waiting = set(self._tickets)
+        if reconcile:
+            wanted = self._registry.rooms()
+            asked = waiting | wanted
+            add = sorted(asked - subscribed)
+            drop = sorted(subscribed - wanted)
+            if drop:
+                with self._lock:
+                    self._subscribed.difference_update(drop)
+                wire.send(pack("UNSUBSCRIBE", *(keys.room_channel(r) for r in drop)))
+            if add:
+                wire.send(pack("SUBSCRIBE", *(keys.room_channel(r) for r in add)))
+        for room in fills:
+            self._fill(room)
+        return False
+
+    # ---------------------------------------------------------------- fan-out
+
+    def _dispatch(self, replies: list[Any]) -> None:
+        groups: dict[str, list[tuple[bytes, int, bytes]]] = {}
+        for reply in replies:
+            kind = reply[0]
+            if kind == b"message":
+                channel, data = reply[1], reply[2]
+                room = _room_of(channel)
+                if room is None:
+                    self._on_gateway_message(data)
+                    continue
+                tag = data[:1]
+                if tag == b"M":
+                    epoch, msg_id, line = data[1:].split(b"|", 2)
+                    groups.setdefault(room, []).append((epoch, int(msg_id), line + b"\n"))
+                    continue
+                if room in groups:  # keep events in order with the messages before them
+                    self._fan_out(room, groups.pop(room))
+                if tag == b"E":
+                    for session in self._registry.members(room):
+                        session.deliver_event(room, data[1:] + b"\n")
+                elif tag == b"T":
+                    typist, line = data[1:].split(b"|", 1)
+                    who = typist.decode()
+                    for session in self._registry.members(room):
+                        session.deliver_event(room, line + b"\n", who)
+            elif kind == b"subscribe":
+                self._confirmed(reply[1])
+        for room, group in groups.items():
+            self._fan_out(room, group)
+
+    def _confirmed(self, channel: bytes) -> None:
+        room = _room_of(channel)
+        if room is None:
+            return
+        with self._lock:
+            self._subscribed.add(room)
+            tickets = self._tickets.pop(room, [])
+        for ticket in tickets:
+            ticket.resolve(True)
+
+    def _fan_out(self, room: str, group: list[tuple[bytes, int, bytes]]) -> None:
+        members = self._registry.members(room)
+        if not members:
+            return
+        start = 0
+        while start < len(group):  # one run per epoch (a change is rare)
+            epoch = group[start][0]
+            end = start + 1
+            while end < len(group) and group[end][0] == epoch:
+                end += 1
+            run = group[start:end]
+            ids = [m[1] for m in run]
+            lines = [m[2] for m in run]
+            joined = b"".join(lines)
+            contiguous = ids[-1] - ids[0] == len(ids) - 1
+            epoch_text = epoch.decode()
+            gap = False
+            for session in members:
+                if session.deliver_messages(room, epoch_text, ids, lines, joined, contiguous):
+                    gap = True
+            self._metrics.frames_out.labels("message").inc(len(ids) * len(members))
+            if gap:
+                self._fill(room)
+            start = end
+
+    def _fill(self, room: str) -> None:
+        """Read the room's history and bring every local member up to date."""
+        members = self._registry.members(room)
+        positions = [(s, s.position(room)) for s in members]
+        lasts = [p[1] for _, p in positions if p is not None]
+        if not lasts:
+            return
+        try:
+            batch = self._broker.read_history(room, after=min(lasts))
+            fresh_epoch = None
+            for session, pos in positions:
+                if pos is None:
+                    continue
+                if not session.catch_up(room, batch):
+                    if fresh_epoch is None:
+                        fresh_epoch = self._broker.read_history(room, after=0)
+                    session.reset_room(room, fresh_epoch)
+        except BrokerUnavailable as exc:
+            log.warning("event=fill_failed room=%s error=%r", room, exc)
+            with self._lock:
+                self._fills.add(room)
+
+    def _on_gateway_message(self, data: bytes) -> None:
+        tag = data[:1]
+        if tag == b"D":
+            to, line = data[1:].split(b"|", 1)
+            session = self._registry.by_name(to.decode())
+            if session is not None:
+                session.deliver_direct(line + b"\n")
+        elif tag == b"K":
+            _, sid = data[1:].split(b"|", 1)
+            session = self._registry.get(sid.decode())
+            if session is not None:
+                session.kick(ByeReason.REPLACED)
+        elif tag == b"P":
+            self._on_probe(data[1:].decode())
