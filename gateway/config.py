@@ -96,6 +96,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--tls-key", default=env("TLS_KEY", None))
     p.add_argument("--thread-stack-kib", type=int,
                    default=env("THREAD_STACK_KIB", d.thread_stack_kib))
+    p.add_argument("--heartbeat", type=float, default=env("HEARTBEAT", d.heartbeat_s),
+                   help="seconds between heartbeats (and dead-peer checks)")
+    p.add_argument("--lease-ms", type=int, default=env("LEASE_MS", d.lease_ms),
+                   help="a gateway silent this long is dead: its names and memberships go")
+    p.add_argument("--probe-interval", type=float,
+                   default=env("PROBE_INTERVAL", d.probe_interval_s))
+    p.add_argument("--probe-timeout", type=float, default=env("PROBE_TIMEOUT", d.probe_timeout_s))
     p.add_argument("--log-level", default=env("LOG_LEVEL", d.log_level),
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
     return p
@@ -116,4 +123,6 @@ def parse_config(argv: Sequence[str] | None = None,
         history=a.history, limits=limits, log_level=a.log_level,
         max_connections=a.max_connections, max_per_address=a.max_per_address,
         tls_cert=a.tls_cert, tls_key=a.tls_key, thread_stack_kib=a.thread_stack_kib,
+        heartbeat_s=a.heartbeat, lease_ms=a.lease_ms, probe_interval_s=a.probe_interval,
+        probe_timeout_s=a.probe_timeout,
     )

@@ -1,0 +1,93 @@
+"""Start gateways for tests: in-process (fast) or as processes (to SIGKILL them)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
+from typing import Any
+
+from redis.backoff import ConstantBackoff
+
+from gateway.config import GatewayConfig
+from gateway.server import Gateway, run_gateway
+from protocol.limits import Limits
+from tests.support.redis_server import free_port
+
+FAST = dict(heartbeat_s=0.5, lease_ms=2000, probe_interval_s=0.25, probe_timeout_s=2.0)
+"""Timings for tests: a dead gateway is noticed in about two seconds."""
+
+
+def config(redis_url: str, gateway_id: str = "gw1", **overrides: Any) -> GatewayConfig:
+    limits = overrides.pop("limits", Limits())
+    base = GatewayConfig(host="127.0.0.1", port=0, redis_url=redis_url, gateway_id=gateway_id,
+                         health_port=None, limits=limits, **FAST)
+    return replace(base, **overrides)
+
+
+@contextmanager
+def gateways(redis_url: str, n: int = 3, **overrides: Any) -> Iterator[list[Gateway]]:
+    with ExitStack() as stack:
+        yield [stack.enter_context(run_gateway(config(redis_url, f"gw{i + 1}", **overrides),
+                                               backoff=ConstantBackoff(0.05)))
+               for i in range(n)]
+
+
+class GatewayProcess:
+    """``python -m gateway`` as a child process, for kill -9 and SIGTERM tests."""
+
+    def __init__(self, redis_url: str, gateway_id: str, *extra: str) -> None:
+        self.port = free_port()
+        self.health_port = free_port()
+        self.gateway_id = gateway_id
+        self.args = [sys.executable, "-m", "gateway", "--host", "127.0.0.1",
+                     "--port", str(self.port), "--health-port", str(self.health_port),
+                     "--redis-url", redis_url, "--id", gateway_id, "--log-level", "WARNING",
+                     "--heartbeat", "0.5", "--lease-ms", "2000", "--probe-interval", "0.25",
+                     "--probe-timeout", "2", *extra]
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        self.wait_healthy()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    def health(self) -> int:
+        try:
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except OSError:
+            return 0
+
+    def wait_healthy(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.health() != 200:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited: {self.proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            if time.monotonic() > deadline:
+                raise RuntimeError("gateway did not become healthy")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 10.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.proc.stderr:
+            self.proc.stderr.close()
