@@ -213,10 +213,16 @@ class Broker:
             logger.debug("ping failed: %s", exc)
             return False
 
-    def heartbeat(self) -> None:
-        """Mark this gateway alive for another lease."""
+    def heartbeat(self) -> bool:
+        """Mark this gateway alive for another lease.
+
+        Returns True when the gateway was not registered: its first beat, or
+        (later) a sign that a peer reaped it as dead meanwhile, so its names and
+        memberships in Redis are gone. Callers that only beat may ignore it.
+        """
         with self._guard("heartbeat"):
-            self._redis.zadd(keys.GATEWAYS, {self._gateway_id: self._now_ms()})
+            added = self._redis.zadd(keys.GATEWAYS, {self._gateway_id: self._now_ms()})
+        return bool(added)
 
     def publish_probe(self, nonce: str) -> None:
         """Send ``P<nonce>`` to our own channel: the subscriber proves it still hears it."""

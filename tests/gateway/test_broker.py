@@ -140,7 +140,7 @@ def listen(raw: fakeredis.FakeRedis) -> Iterator[Callable[..., Listener]]:
 class DoubleSend(fakeredis.FakeRedis):
     """Runs every script twice, as redis-py's Retry does when a reply is lost."""
 
-    def evalsha(self, *args: Any) -> Any:  # type: ignore[override]
+    def evalsha(self, *args: Any) -> Any:
         super().evalsha(*args)
         return super().evalsha(*args)
 
@@ -439,8 +439,17 @@ def test_typing_and_probe_payloads(gw1: Broker, listen: Callable[..., Listener])
 def test_heartbeat_records_the_gateway_clock_in_ms(gw1: Broker, raw: Any,
                                                    clock: FakeClock) -> None:
     clock.advance(1.5)
-    gw1.heartbeat()
+    assert gw1.heartbeat() is False  # already registered by the fixture
     assert raw.zscore(keys.GATEWAYS, "gw1") == T0 * 1000 + 1500
+
+
+def test_heartbeat_tells_a_gateway_it_was_reaped(gw1: Broker, gw2: Broker,
+                                                 clock: FakeClock) -> None:
+    clock.advance(LEASE_MS / 1000)
+    gw2.heartbeat()
+    assert gw2.reap_dead() == ["gw1"]
+    assert gw1.heartbeat() is True
+    assert gw1.heartbeat() is False
 
 
 # --------------------------------------------------------------------------- names
@@ -639,7 +648,7 @@ def test_a_gateway_that_heartbeats_again_before_the_reap_is_left_alone(
     class ReviveOnLock(fakeredis.FakeRedis):
         """gw1 heartbeats right after the reaper took its lock."""
 
-        def set(self, name: Any, *args: Any, **kw: Any) -> Any:  # type: ignore[override]
+        def set(self, name: Any, *args: Any, **kw: Any) -> Any:
             result = super().set(name, *args, **kw)
             if name == keys.gateway_reaper("gw1"):
                 gw1.heartbeat()
@@ -724,7 +733,7 @@ def test_unreachable_redis_raises_broker_unavailable(gw1: Broker, server: Any) -
 class RefusingClient(fakeredis.FakeRedis):
     reply = "ERR"
 
-    def evalsha(self, *args: Any) -> Any:  # type: ignore[override]
+    def evalsha(self, *args: Any) -> Any:
         raise redis.ResponseError(self.reply)
 
 
