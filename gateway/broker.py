@@ -370,6 +370,20 @@ class Broker:
         old_gw, old_sid = _text(reply[1]), _text(reply[2])
         return NameClaim(name, fresh, old_gw or None, old_sid or None)
 
+    def restore_name(self, name: str, session_id: str, held_token_hash: str) -> bool:
+        """Put back a live session's name record after Redis lost it (restart, reaping).
+
+        Keeps the token the client already holds; never takes the name from
+        another live holder (returns False: the session lost its name).
+        """
+        with self._guard("restore"):
+            reply = self._claim_name(
+                keys=[keys.user(name), keys.GATEWAYS, keys.gateway_names(self._gateway_id)],
+                args=[name, session_id, held_token_hash, "", self._gateway_id,
+                      self._now_ms(), self._lease_ms, name_key(name), keys.GATEWAY_PREFIX],
+            )
+        return bool(reply[0])
+
     def release_name(self, name: str, session_id: str) -> None:
         """Free ``name`` if ``session_id`` still holds it (not if it was taken over)."""
         with self._guard("release"):

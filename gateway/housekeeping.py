@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 from gateway.broker import Broker, BrokerUnavailable
 from gateway.metrics import GatewayMetrics
@@ -24,8 +25,10 @@ log = logging.getLogger(__name__)
 
 class Housekeeper:
     def __init__(self, broker: Broker, subscriber: Subscriber, metrics: GatewayMetrics, *,
-                 heartbeat_s: float, probe_interval_s: float, probe_timeout_s: float) -> None:
+                 heartbeat_s: float, probe_interval_s: float, probe_timeout_s: float,
+                 on_forgotten: Callable[[], None] = lambda: None) -> None:
         self._broker = broker
+        self._on_forgotten = on_forgotten
         self._subscriber = subscriber
         self._metrics = metrics
         self._heartbeat_s = heartbeat_s
@@ -36,6 +39,8 @@ class Housekeeper:
         self._probes: dict[str, float] = {}
         self._last_probe_back = time.monotonic()
         self._redis_ok = False
+        self._beaten = False
+        self._restore_pending = False
         self._thread = threading.Thread(target=self._run, name="housekeeper")
 
     def start(self) -> None:
@@ -77,7 +82,15 @@ class Housekeeper:
 
     def _beat(self) -> None:
         try:
-            self._broker.heartbeat()
+            if self._broker.heartbeat() and self._beaten:
+                # Redis did not know us: it lost its data, or peers reaped us while we
+                # were paused. Put our sessions' names and memberships back.
+                log.warning("event=presence_lost action=restore")
+                self._restore_pending = True
+            self._beaten = True
+            if self._restore_pending:
+                self._on_forgotten()  # raises BrokerUnavailable: tried again next beat
+                self._restore_pending = False
             reaped = self._broker.reap_dead()
             if reaped:
                 log.info("event=reaped gateways=%s", ",".join(reaped))

@@ -59,7 +59,8 @@ class Gateway:
             backoff=backoff, on_probe=self._probe_returned)
         self._housekeeper = Housekeeper(
             self.broker, self.subscriber, self.metrics, heartbeat_s=config.heartbeat_s,
-            probe_interval_s=config.probe_interval_s, probe_timeout_s=config.probe_timeout_s)
+            probe_interval_s=config.probe_interval_s, probe_timeout_s=config.probe_timeout_s,
+            on_forgotten=self._restore_presence)
         self._tls = self._tls_context(config)
         self._lock = threading.Lock()
         self._threads: set[threading.Thread] = set()
@@ -82,6 +83,10 @@ class Gateway:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(config.tls_cert, config.tls_key)
         return context
+
+    def _restore_presence(self) -> None:
+        for session in self.registry.sessions():
+            session.restore_presence()
 
     def _probe_returned(self, nonce: str) -> None:
         if self._housekeeper is not None:

@@ -31,7 +31,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.broker import BrokerUnavailable, HistoryBatch
+from gateway.broker import BrokerUnavailable, HistoryBatch, token_hash
 from gateway.context import Services
 from gateway.outbound import Outbound
 from gateway.ratelimit import TokenBucket
@@ -103,6 +103,7 @@ class Session:
         self._bucket = TokenBucket(self._limits.rate_per_s, self._limits.burst)
         self._closing: ByeReason | None = None
         self._replaced = False
+        self._token_hash = ""
         self.log = SessionLog(log, {"sid": self.sid, "user": None})
 
     # ------------------------------------------------------------------ output
@@ -418,6 +419,7 @@ class Session:
         svc = self._svc
         claim = svc.broker.claim_name(frame.name, self.sid, frame.token)
         self.name = claim.name
+        self._token_hash = token_hash(claim.token)
         self.log.extra = {"sid": self.sid, "user": claim.name}  # type: ignore[misc]
         displaced = svc.registry.bind_name(self)
         if displaced is not None:
@@ -535,3 +537,18 @@ class Session:
     def in_room(self, room: str) -> bool:
         with self._lock:
             return room in self._rooms
+
+    def restore_presence(self) -> None:
+        """Redis forgot this gateway (data loss, or reaped while paused): claim back
+        the name with the token the client holds, and the memberships."""
+        name = self.name
+        if name is None or self._closing is not None:
+            return
+        if not self._svc.broker.restore_name(name, self.sid, self._token_hash):
+            self.log.info("event=name_lost_while_away")
+            self.kick(ByeReason.REPLACED)
+            return
+        with self._lock:
+            rooms = [room for room, cursor in self._rooms.items() if cursor.live]
+        for room in rooms:
+            self._svc.broker.join(room, name)

@@ -269,3 +269,23 @@ def test_password_travels_in_the_url(redis_server: RedisServer, raw: redis.Redis
         wrong.heartbeat()
     broker.close()
     wrong.close()
+
+
+def test_restore_name_keeps_the_held_token_after_data_loss(redis_server: RedisServer) -> None:
+    """After Redis lost its data, a live session's name comes back with the token it holds."""
+    from gateway.broker import Broker, token_hash
+
+    broker = Broker.from_url(redis_server.url, "gw-r")
+    try:
+        claim = broker.claim_name("Zed", "sid-1", None)
+        redis_server.client().flushall()
+        assert broker.restore_name("Zed", "sid-1", token_hash(claim.token))
+        # The client's token still takes the name over from elsewhere.
+        other = Broker.from_url(redis_server.url, "gw-s")
+        taken = other.claim_name("zed", "sid-2", claim.token)
+        assert taken.replaced_session == "sid-1"
+        # ... and then the old session cannot restore over the new live holder.
+        assert not broker.restore_name("Zed", "sid-1", token_hash(claim.token))
+        other.close()
+    finally:
+        broker.close()
