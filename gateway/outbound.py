@@ -9,7 +9,8 @@ the socket is writable. So a slow client costs memory up to its limit, never
 another client's latency, and only one thread writes a socket at a time
 (the ``SENDING`` state is the write token, taken under the lock, held outside
 it). Past the limit the queue is dropped, ``bye``/``slow_consumer`` is queued
-behind the frame already half sent, and the owner is told to close.
+behind the frame already half sent, and the owner, seeing ``overflowed``
+after its locks are released, closes the session.
 
 Lock order: callers may hold their session lock when calling ``enqueue``;
 ``Outbound._lock`` is innermost and is never held across a socket call.
@@ -23,7 +24,6 @@ import select
 import socket
 import threading
 from collections import deque
-from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +38,10 @@ class _State(enum.Enum):
 class Outbound:
     """Bytes waiting for one client's socket, at most ``limit`` of them."""
 
-    def __init__(self, sock: socket.socket, limit: int, flusher: Flusher,
-                 on_overflow: Callable[[], None]) -> None:
+    def __init__(self, sock: socket.socket, limit: int, flusher: Flusher) -> None:
         self._sock = sock
         self._limit = limit
         self._flusher = flusher
-        self._on_overflow = on_overflow
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._chunks: deque[bytes] = deque()
@@ -51,6 +49,7 @@ class Outbound:
         self._state = _State.IDLE
         self._partial_head = False
         self._overflowed = False
+        self._final = False
 
     @property
     def backlog(self) -> int:
@@ -59,20 +58,20 @@ class Outbound:
 
     @property
     def overflowed(self) -> bool:
+        """The limit was passed: the owner must end the session (not under its lock)."""
         return self._overflowed
 
     def enqueue(self, data: bytes) -> bool:
         """Queue one or more whole lines; False when closed or over the limit."""
         with self._lock:
-            if self._state is _State.CLOSED or self._overflowed:
+            if self._state is _State.CLOSED or self._overflowed or self._final:
                 return False
             self._chunks.append(data)
             self._size += len(data)
             if self._size <= self._limit:
                 return True
             self._overflowed = True
-        self._on_overflow()
-        return False
+            return False
 
     def enqueue_final(self, data: bytes) -> None:
         """Queue a last line (``bye``) even past the limit, dropping unsent whole lines.
@@ -92,7 +91,7 @@ class Outbound:
                 if head:
                     self._chunks.append(head)
                 self._size = len(head)
-            self._overflowed = True
+            self._final = True
             self._chunks.append(data)
             self._size += len(data)
 

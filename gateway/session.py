@@ -99,7 +99,7 @@ class Session:
         self._limits = services.config.limits
         self._lock = threading.Lock()
         self._rooms: dict[str, RoomCursor] = {}
-        self._out = Outbound(sock, self._limits.max_outbound, services.flusher, self._overflowed)
+        self._out = Outbound(sock, self._limits.max_outbound, services.flusher)
         self._bucket = TokenBucket(self._limits.rate_per_s, self._limits.burst)
         self._closing: ByeReason | None = None
         self._replaced = False
@@ -115,12 +115,21 @@ class Session:
     def _send(self, data: bytes, kind: str) -> None:
         self._svc.metrics.frames_out.labels(kind).inc()
         self._out.enqueue(data)
-        self._out.flush()
+        self._flush()
 
     def _error(self, exc: ProtocolError) -> None:
         self._svc.metrics.errors.labels(exc.code.value).inc()
         self.log.info("event=refused code=%s", exc.code.value)
         self._send(codec.encode_error(exc), "error")
+
+    def _flush(self) -> None:
+        """Send what is queued; end the session if its backlog passed the limit.
+
+        Never called under ``_lock``: ``kick`` takes it.
+        """
+        self._out.flush()
+        if self._out.overflowed and self._closing is None:
+            self._overflowed()
 
     def _overflowed(self) -> None:
         self._svc.metrics.slow_consumers.inc()
@@ -172,7 +181,7 @@ class Session:
                     cursor.last_id = i
                 if fresh:
                     self._out.enqueue(b"".join(fresh))
-        self._out.flush()
+        self._flush()
         return needs_fill
 
     def deliver_event(self, room: str, line: bytes, typist: str | None = None) -> None:
@@ -187,11 +196,11 @@ class Session:
                 cursor.pending.append(("", 0, line))
                 return
             self._out.enqueue(line)
-        self._out.flush()
+        self._flush()
 
     def deliver_direct(self, line: bytes) -> None:
         self._out.enqueue(line)
-        self._out.flush()
+        self._flush()
 
     def position(self, room: str) -> tuple[str, int] | None:
         """(epoch, last id) of a live room, for the subscriber's gap fill."""
@@ -223,7 +232,7 @@ class Session:
                 else:
                     self._out.enqueue(b"\n".join(fresh) + b"\n")
                 cursor.last_id = batch.first_id + skip + len(fresh) - 1
-        self._out.flush()
+        self._flush()
         return True
 
     def reset_room(self, room: str, batch: HistoryBatch) -> None:
@@ -237,7 +246,7 @@ class Session:
             cursor.epoch = batch.epoch
             cursor.last_id = batch.last_id
         self.log.info("event=epoch_reset room=%s epoch=%s", room, batch.epoch)
-        self._out.flush()
+        self._flush()
 
     # ------------------------------------------------------------- reader thread
 
@@ -494,7 +503,7 @@ class Session:
             cursor.pending.clear()
             cursor.live = True
         svc.metrics.frames_out.labels("history").inc()
-        self._out.flush()
+        self._flush()
         if needs_fill:
             svc.subscriber.request_fill(room)
 
