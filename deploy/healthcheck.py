@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-CLIENTS_METRIC = "chat_clients"
-"""Gauge of the clients connected to a gateway (gateway/metrics.py)."""
+CLIENTS_METRIC = "chat_sessions"
+"""Gauge of the logged-in clients of a gateway (gateway/metrics.py)."""
 
 _ANY_ADDRESS = frozenset({"", "0.0.0.0", "::", "[::]"})
 

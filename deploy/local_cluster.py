@@ -2,7 +2,7 @@
 
 ``LocalCluster`` is what chat-cluster runs, and what tests and chat-bench use:
 
-    with LocalCluster(n=3, base_port=0) as cluster:
+    with LocalCluster(n=3, base_port=0, base_health_port=0) as cluster:
         host, port = cluster.gateway_addresses[0]
 
 It owns its children and nothing else: each runs in its own session (so the
@@ -13,7 +13,7 @@ outlives it. Start it from a thread that lives as long as the cluster: that
 signal follows the thread that started the child.
 
 Ports given as 0 are picked free on the loopback interface before the
-children start.
+children start. One thread owns a ``LocalCluster``; it has no lock.
 """
 
 from __future__ import annotations
@@ -299,6 +299,8 @@ class LocalCluster:
             self._haproxy.stop(self._stop_timeout)
             self._haproxy = None
             self._lb_address = None
+            with contextlib.suppress(FileNotFoundError):
+                self.stats_socket.unlink()
         gateways = [g for g in self._gateways if g is not None]
         for child in gateways:
             if child.running:

@@ -122,6 +122,9 @@ class Gateway:
             self._health.start()
         self.flusher.start()
         try:
+            # A gateway restarted under the same id (a container keeps its host name)
+            # must not inherit the names and memberships of its crashed self.
+            self.broker.release_gateway()
             self.broker.heartbeat()
         except BrokerUnavailable:
             log.error("event=redis_unreachable url_host=%s hint='start Redis, or run chat-cluster "

@@ -1,0 +1,120 @@
+"""The gateways a run loads: given addresses, or a local Redis and N gateways.
+
+``Target`` is what scenarios see: addresses and, for processes the bench
+started, their pids (for CPU and memory) and a way to kill one gateway
+(resume). Local clusters come from ``deploy.local_cluster.LocalCluster``
+(Redis with its append-only file, as deployed, and N gateways), with the
+gateways' rate limits raised so the bench measures capacity, not the
+limiter; everything is stopped when the ``with`` block ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.options import Address
+from deploy.local_cluster import ClusterError, LocalCluster
+
+__all__ = ["ClusterError", "Gateway", "GatewaySettings", "Target", "open_target"]
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    id: str
+    """A short label for reports: gw1, gw2, ... locally, the address remotely."""
+    address: Address
+    pid: int | None
+    """Known only for gateways this process started."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """Flags every local gateway gets (limits raised for benchmarking)."""
+
+    rate_per_s: float = 100000.0
+    burst: int = 100000
+    max_outbound: int | None = None
+    max_connections: int = 100000
+
+    def flags(self) -> list[str]:
+        out = ["--rate-per-s", f"{self.rate_per_s:g}", "--burst", str(self.burst),
+               "--max-connections", str(self.max_connections)]
+        if self.max_outbound is not None:
+            out += ["--max-outbound", str(self.max_outbound)]
+        return out
+
+
+class Target:
+    """The gateways of one run, and the local cluster behind them if any."""
+
+    def __init__(self, gateways: Sequence[Gateway], redis_pid: int | None = None,
+                 cluster: LocalCluster | None = None) -> None:
+        if not gateways:
+            raise ValueError("a target needs at least one gateway")
+        self.gateways = tuple(gateways)
+        self.redis_pid = redis_pid
+        self._cluster = cluster
+
+    @classmethod
+    def remote(cls, addresses: Sequence[Address]) -> Target:
+        return cls([Gateway(str(a), a, None) for a in addresses])
+
+    @classmethod
+    def of_cluster(cls, cluster: LocalCluster) -> Target:
+        gateways = [
+            Gateway(f"gw{i + 1}", Address(host, port), cluster.gateway_pid(i))
+            for i, (host, port) in enumerate(cluster.gateway_addresses)
+        ]
+        others = set(cluster.pids) - {g.pid for g in gateways}
+        redis_pid = others.pop() if len(others) == 1 else None  # no HAProxy: Redis
+        return cls(gateways, redis_pid, cluster)
+
+    @property
+    def local(self) -> bool:
+        return self._cluster is not None
+
+    @property
+    def addresses(self) -> tuple[Address, ...]:
+        return tuple(g.address for g in self.gateways)
+
+    def address_for(self, index: int) -> Address:
+        """Round-robin placement of the ``index``-th client."""
+        return self.gateways[index % len(self.gateways)].address
+
+    def watched_pids(self) -> dict[str, int]:
+        """Local processes whose CPU a run reports, by name."""
+        pids = {g.id: g.pid for g in self.gateways if g.pid is not None}
+        if self.redis_pid is not None:
+            pids["redis"] = self.redis_pid
+        return pids
+
+    def kill_gateway(self, index: int) -> None:
+        """SIGKILL a local gateway: no goodbye, as if its machine died."""
+        if self._cluster is None:
+            raise ClusterError("only gateways started by the bench can be killed")
+        self._cluster.stop_gateway(index, kill=True)
+
+
+@contextlib.contextmanager
+def open_target(addresses: Sequence[Address], local: int, settings: GatewaySettings,
+                cluster_dir: Path | None = None) -> Iterator[Target]:
+    """The run's target: the given addresses, or a local cluster stopped on exit.
+
+    A local cluster keeps its data and logs in ``cluster_dir`` if given, else
+    in a temporary directory removed afterwards.
+    """
+    if local <= 0:
+        yield Target.remote(addresses)
+        return
+    with contextlib.ExitStack() as stack:
+        if cluster_dir is None:
+            cluster_dir = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="chat-bench-")))
+        cluster = LocalCluster(local, base_port=0, base_health_port=0, data_dir=cluster_dir,
+                               log_level="WARNING", gateway_args=settings.flags())
+        stack.enter_context(cluster)
+        yield Target.of_cluster(cluster)
