@@ -47,7 +47,7 @@ from protocol.frames import (
     WhoList,
 )
 from protocol.limits import DEFAULT_HISTORY_LIMIT, MAX_SERVER_LINE, Limits
-from protocol.names import LOBBY, check_ref, check_text
+from protocol.names import LOBBY, check_name, check_ref, check_room, check_text
 
 NEWLINE = b"\n"
 
@@ -55,8 +55,9 @@ NEWLINE = b"\n"
 class LineReader:
     """Cuts a byte stream into lines of at most ``max_line`` bytes, newline included.
 
-    Memory is capped: unparsed bytes never exceed ``max_line``; a longer line
-    raises ``FrameTooLarge``, after which the stream is unusable.
+    Memory is capped: once a feed's lines are consumed, fewer than ``max_line``
+    bytes stay buffered; a longer line raises ``FrameTooLarge`` as soon as it
+    reaches the cap, after which the stream is unusable.
     """
 
     __slots__ = ("_buffer", "_max_line", "_scan_from")
@@ -67,28 +68,34 @@ class LineReader:
         self._scan_from = 0
 
     def feed(self, data: bytes) -> Iterator[bytes]:
-        """Add received bytes; yield every complete line (without its newline)."""
+        """Buffer received bytes; return an iterator over the complete lines (no newline).
+
+        The bytes are kept at once, even if the iterator is never run, and a
+        line is consumed only when the iterator yields it: a caller that stops
+        early gets the remaining lines from its next ``feed``, never twice.
+        """
+        self._buffer += data
+        return self._lines()
+
+    def _lines(self) -> Iterator[bytes]:
         buffer = self._buffer
-        buffer += data
-        start = 0
-        scan = self._scan_from
         while True:
-            end = buffer.find(NEWLINE, scan)
+            end = buffer.find(NEWLINE, self._scan_from)
             if end < 0:
                 break
-            if end + 1 - start > self._max_line:
+            if end + 1 > self._max_line:
                 raise FrameTooLarge()
-            yield bytes(buffer[start:end])
-            start = scan = end + 1
-        if start:
-            del buffer[:start]
+            line = bytes(buffer[:end])
+            del buffer[: end + 1]  # cheap: bytearray drops its head without copying
+            self._scan_from = 0
+            yield line
         if len(buffer) >= self._max_line:
             raise FrameTooLarge()
         self._scan_from = len(buffer)
 
     @property
     def pending(self) -> int:
-        """Bytes of a line begun but not finished."""
+        """Bytes buffered and not yet yielded: a line begun but not finished."""
         return len(self._buffer)
 
 
@@ -135,10 +142,13 @@ def _parse_rooms(value: object) -> tuple[str, ...]:
         return (LOBBY,)
     if not isinstance(value, list):
         raise ProtocolError(ErrorCode.BAD_ROOM, "rooms must be a list of room names")
-    return tuple(dict.fromkeys(value))  # drop repeats, keep order
+    # check before deduplicating: a list or object entry is unhashable
+    return tuple(dict.fromkeys(check_room(room) for room in value))  # drop repeats, keep order
 
 
-def decode_client(line: bytes, limits: Limits | None = None, *, logged_in: bool = True) -> ClientFrame:
+def decode_client(
+    line: bytes, limits: Limits | None = None, *, logged_in: bool = True
+) -> ClientFrame:
     """One client line -> a validated client frame, or ``ProtocolError``.
 
     The error carries the frame's ``ref`` when it had a valid one, so the
@@ -173,7 +183,7 @@ def _build_client(kind: str, obj: dict[str, Any], limits: Limits) -> ClientFrame
         return Dm(obj.get("to"), check_text(obj.get("text"), limits.max_text), obj.get("ref"))  # type: ignore[arg-type]
     if kind == "hello":
         return Hello(
-            name=obj.get("name"),  # type: ignore[arg-type]
+            name=check_name(obj.get("name")),  # first, so a bad name is what the user hears
             rooms=_parse_rooms(obj.get("rooms")),
             since=_parse_since(obj.get("since")),
             token=obj.get("token"),
@@ -239,7 +249,9 @@ def _build_server(kind: str, obj: dict[str, Any]) -> ServerFrame:
     if kind == "bye":
         return Goodbye(ByeReason(obj["reason"]))
     if kind == "welcome":
-        return Welcome(obj["name"], obj["gateway"], tuple(obj["rooms"]), obj["token"], obj["limits"])
+        return Welcome(
+            obj["name"], obj["gateway"], tuple(obj["rooms"]), obj["token"], obj["limits"]
+        )
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {kind[:40]!r}")
 
 
@@ -248,7 +260,14 @@ def _build_server(kind: str, obj: dict[str, Any]) -> ServerFrame:
 
 
 def _message_dict(m: Message) -> dict[str, Any]:
-    return {"type": "message", "room": m.room, "id": m.id, "from": m.sender, "text": m.text, "ts": m.ts}
+    return {
+        "type": "message",
+        "room": m.room,
+        "id": m.id,
+        "from": m.sender,
+        "text": m.text,
+        "ts": m.ts,
+    }
 
 
 def to_dict(frame: ServerFrame | ClientFrame) -> dict[str, Any]:
@@ -265,7 +284,7 @@ def to_dict(frame: ServerFrame | ClientFrame) -> dict[str, Any]:
         }
     kind = SERVER_TYPES.get(type(frame)) or CLIENT_TYPES[type(frame)]
     out: dict[str, Any] = {"type": kind}
-    for name in frame.__slots__:  # type: ignore[union-attr]
+    for name in frame.__slots__:
         value = getattr(frame, name)
         if value is None and name in ("ref", "token", "id", "before"):
             continue
@@ -298,7 +317,11 @@ def message_parts(room: str, sender: str, text: str, ts: float) -> tuple[bytes, 
 
 
 def history_lines(
-    room: str, epoch: str, messages: Sequence[bytes], complete: bool, max_line: int = MAX_SERVER_LINE // 2
+    room: str,
+    epoch: str,
+    messages: Sequence[bytes],
+    complete: bool,
+    max_line: int = MAX_SERVER_LINE // 2,
 ) -> list[bytes]:
     """``history`` lines of at most about ``max_line`` bytes each, oldest first.
 

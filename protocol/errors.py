@@ -61,8 +61,12 @@ class ProtocolError(ChatError):
 class FrameTooLarge(ProtocolError):
     """A line exceeded ``max_frame``: the connection must be closed."""
 
-    def __init__(self, code: ErrorCode = ErrorCode.FRAME_TOO_LARGE, message: str = "frame too large",
-                 ref: str | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode = ErrorCode.FRAME_TOO_LARGE,
+        message: str = "frame too large",
+        ref: str | None = None,
+    ) -> None:
         super().__init__(code, message, ref)
 
 

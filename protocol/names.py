@@ -11,8 +11,8 @@ import re
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.limits import MAX_NAME, MAX_REF, MAX_ROOM
 
-_USER_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,%d}" % MAX_NAME, re.ASCII)
-_ROOM_NAME = re.compile(r"[a-z0-9_\-]{1,%d}" % MAX_ROOM, re.ASCII)
+_USER_NAME = re.compile(rf"[A-Za-z0-9_.\-]{{1,{MAX_NAME}}}", re.ASCII)
+_ROOM_NAME = re.compile(rf"[a-z0-9_\-]{{1,{MAX_ROOM}}}", re.ASCII)
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 """Unicode category Cc (C0, DEL, C1) except newline and tab; one C-speed scan per text."""
 
@@ -62,5 +62,7 @@ def check_ref(value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_REF:
-        raise ProtocolError(ErrorCode.BAD_FRAME, f"ref must be a string of 1 to {MAX_REF} characters")
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME, f"ref must be a string of 1 to {MAX_REF} characters"
+        )
     return value
