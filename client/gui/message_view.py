@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from tkinter import ttk
 
+from client.commands import ME_PREFIX
 from client.gui import wording
 from client.gui.theme import Theme, sender_colour
 from protocol.names import name_key
@@ -21,8 +22,6 @@ from protocol.names import name_key
 GROUP_SECONDS = 300.0
 """Messages from one sender closer than this share a header."""
 
-ACTION_PREFIX = "/me "
-"""A message whose text starts with this is shown as an action: "* alice waves"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +56,8 @@ class MessageView:
         self._on_scroll_top = on_scroll_top
         self._last: _Group | None = None
         self._last_day: str | None = None
+        self._stuck = True
+        """Follow new messages: true until the reader scrolls up, again at the bottom."""
         self._sender_tags: set[str] = set()
         self.frame = ttk.Frame(master)
         self.frame.columnconfigure(0, weight=1)
@@ -64,11 +65,12 @@ class MessageView:
         self.text = tk.Text(
             self.frame, wrap="word", state="disabled", cursor="arrow", relief="flat",
             borderwidth=0, highlightthickness=0, background=p.surface, foreground=p.text,
-            font=f.body, padx=0, pady=10, spacing1=1, spacing3=1, takefocus=0,
+            font=f.body, padx=0, pady=10, width=1, height=1, spacing1=1, spacing3=1, takefocus=0,
             selectbackground=p.selection, inactiveselectbackground=p.selection,
         )
         self.scrollbar = ttk.Scrollbar(self.frame, orient="vertical", command=self.text.yview)
         self.text.configure(yscrollcommand=self._on_yscroll)
+        self.text.bind("<Configure>", self._on_resize)
         self.text.grid(row=0, column=0, sticky="nsew")
         self.scrollbar.grid(row=0, column=1, sticky="ns")
 
@@ -97,10 +99,9 @@ class MessageView:
 
     def append(self, line: ChatLine) -> None:
         """Add a message at the bottom; follow it when the reader was at the bottom."""
-        follow = line.own or self.at_bottom()
         segments, self._last, self._last_day = self._render([line], self._last, self._last_day)
         self._insert("end", segments)
-        if follow:
+        if line.own or self._stuck:
             self.scroll_to_bottom()
 
     def prepend(self, lines: Sequence[ChatLine]) -> None:
@@ -163,7 +164,7 @@ class MessageView:
     def append_system(self, text: str) -> None:
         self._insert("end", [(text + "\n", ("system",))])
         self._last = None
-        if self.at_bottom(slack=0.05):
+        if self._stuck:
             self.scroll_to_bottom()
 
     def append_error(self, text: str) -> None:
@@ -171,11 +172,14 @@ class MessageView:
         self._last = None
         self.scroll_to_bottom()
 
-    def mark_start(self, title: str) -> None:
-        """Say that the reader has reached the oldest message the server keeps."""
-        if self.text.tag_ranges("start"):
-            return
-        self._insert("1.0", [(f"This is the start of {title}.\n", ("start",))])
+    def mark_start(self, text: str) -> None:
+        """Say at the very top that there is nothing older to fetch (replacing an old note)."""
+        ranges = self.text.tag_ranges("start")
+        if ranges:
+            if self.text.get(ranges[0], ranges[-1]) == text + "\n":
+                return
+            self._edit(lambda: self.text.delete(ranges[0], ranges[-1]))
+        self._insert("1.0", [(text + "\n", ("start",))])
 
     def clear(self) -> None:
         self._edit(lambda: self.text.delete("1.0", "end"))
@@ -191,25 +195,42 @@ class MessageView:
     def is_empty(self) -> bool:
         return not self.text.compare("end-1c", "!=", "1.0")
 
+    def laid_out(self) -> bool:
+        """Shown on screen with its real size: only then do scroll positions mean anything."""
+        return bool(self.text.winfo_ismapped()) and self.text.winfo_height() > 1
+
     def at_bottom(self, slack: float = 0.001) -> bool:
         return float(self.text.yview()[1]) >= 1.0 - slack
 
     def at_top(self) -> bool:
-        return float(self.text.yview()[0]) <= 0.0
+        """The reader sees the first line (also when everything fits)."""
+        return self.laid_out() and float(self.text.yview()[0]) <= 0.0
 
     def scroll_to_bottom(self) -> None:
+        self._stuck = True
         self.text.yview_moveto(1.0)
 
     def scroll_to_top(self) -> None:
+        self._stuck = False
         self.text.yview_moveto(0.0)
 
     # -- internals -----------------------------------------------------------
 
-    def _on_yscroll(self, first: str, last: str) -> None:
+    def _on_yscroll(self, first: float | str, last: float | str) -> None:
         self.scrollbar.set(first, last)
-        if self._on_scroll_top is not None and float(first) <= 0.0 \
-                and self.text.winfo_ismapped():
+        if float(first) <= 0.0 and float(last) >= 1.0:
+            self.scrollbar.grid_remove()  # everything fits: no scrollbar
+        else:
+            self.scrollbar.grid()
+        if not self.laid_out():
+            return
+        self._stuck = float(last) >= 0.999
+        if self._on_scroll_top is not None and float(first) <= 0.0:
             self.text.after_idle(self._on_scroll_top)
+
+    def _on_resize(self, _event: object) -> None:
+        if self._stuck:
+            self.text.yview_moveto(1.0)
 
     def _drop_leading_day(self, day: str | None) -> None:
         """Before prepending a batch that ends on ``day``, drop the same day line at the top."""
@@ -228,11 +249,12 @@ class MessageView:
             self.text.configure(state="disabled")
 
     def _insert(self, index: str, segments: Segments) -> None:
-        args: list[object] = []
+        args: list[str | tuple[str, ...]] = []
         for chars, tags in segments:
             args.extend((chars, tags))
         if args:
-            self._edit(lambda: self.text.insert(index, *args))
+            # one Tcl call for the whole batch: "insert index chars tags chars tags ..."
+            self._edit(lambda: self.text.tk.call(str(self.text), "insert", index, *args))
 
     def _sender_tag(self, sender: str) -> str:
         tag = "sender:" + name_key(sender)
@@ -256,8 +278,8 @@ class MessageView:
                 day_before = day
                 last = None
             colour = self._sender_tag(line.sender)
-            if line.text.startswith(ACTION_PREFIX):
-                action = line.text[len(ACTION_PREFIX):].strip()
+            action = _action(line.text)
+            if action:
                 segments.append((f"* {line.sender} ", ("action", colour, *band, *extra)))
                 segments.append((f"{action}  ", ("action", *band, *extra)))
                 segments.append((f"{wording.clock(line.ts)}\n", ("time", *band, *extra)))
@@ -273,6 +295,11 @@ class MessageView:
             segments.append((line.text.rstrip("\n") + "\n", ("body", *band, *extra)))
             last = _Group(line.sender, line.ts)
         return segments, last, day_before
+
+
+def _action(text: str) -> str:
+    """The action of a ``/me`` message (shown as "* alice waves"), else ''."""
+    return text[len(ME_PREFIX):].strip() if text.startswith(ME_PREFIX) else ""
 
 
 def _ref_tag(ref: str) -> str:

@@ -35,7 +35,7 @@ class ConversationList:
         self._images: dict[str, tk.PhotoImage] = {}
         self.tree = ttk.Treeview(master, style="Sidebar.Treeview", show="tree",
                                  columns=("unread",), selectmode="browse", takefocus=0)
-        self.tree.column("#0", stretch=True, width=140, minwidth=80)
+        self.tree.column("#0", stretch=True, width=130, minwidth=60)
         self.tree.column("unread", stretch=False, width=40, minwidth=30, anchor="e")
         self.tree.tag_configure("section", font=f.section, foreground=p.sidebar_muted)
         self.tree.tag_configure("unread", font=f.bold, foreground="#ffffff")
@@ -111,7 +111,7 @@ class ConversationList:
             self._selected = key
             self._on_select(key)
 
-    def _context_menu(self, event: tk.Event) -> None:  # type: ignore[type-arg]
+    def _context_menu(self, event: tk.Event[tk.Misc]) -> None:
         key = self._keys.get(self.tree.identify_row(event.y))
         if key is None:
             return
@@ -132,6 +132,7 @@ class MemberList:
         self._names: dict[str, str] = {}
         self.tree = ttk.Treeview(master, style="Members.Treeview", show="tree",
                                  selectmode="browse", takefocus=0)
+        self.tree.column("#0", stretch=True, width=140, minwidth=60)
         self.tree.tag_configure("me", foreground=theme.palette.muted)
         self.tree.bind("<Double-Button-1>", self._activated)
         self.tree.bind("<Return>", self._activated)
@@ -160,9 +161,10 @@ class MemberList:
             self._images[colour] = dot_image(self.tree, colour, self._theme.palette.panel)
         return self._images[colour]
 
-    def _activated(self, event: tk.Event) -> None:  # type: ignore[type-arg]
+    def _activated(self, event: tk.Event[tk.Misc]) -> None:
         by_key = getattr(event, "keysym", "") == "Return"
         ident = str(self.tree.focus() if by_key else self.tree.identify_row(event.y))
         name = self._names.get(ident)
         if name is not None:
-            self.activate(name)
+            # after the class bindings, which move the keyboard focus to the tree
+            self.tree.after_idle(self.activate, name)

@@ -14,6 +14,7 @@ import tkinter.font as tkfont
 import zlib
 from dataclasses import dataclass
 from tkinter import ttk
+from typing import Literal
 
 from protocol.names import name_key
 
@@ -44,22 +45,23 @@ class Palette:
     error: str = "#c2413b"
     error_tint: str = "#fbeceb"
     selection: str = "#cfe0f7"
+    scroll_thumb: str = "#d3d8df"
+    warn_tint: str = "#fdf3e1"
 
 
 SENDER_COLOURS: tuple[str, ...] = (
-    "#c0392b",  # brick
-    "#2f6fb0",  # blue
-    "#23895a",  # green
-    "#8a4fb0",  # violet
-    "#c0661c",  # orange
-    "#14817d",  # teal
-    "#b03a7a",  # magenta
-    "#5b6a1e",  # olive
-    "#3a4fc0",  # indigo
-    "#9a5a2c",  # brown
-    "#0f7ea6",  # cyan
-    "#a8324a",  # crimson
+    "#c8433a",  # red
+    "#c9711c",  # orange
+    "#8f7a0c",  # dark gold
+    "#3d8f2f",  # green
+    "#12857c",  # teal
+    "#1f7fba",  # sky
+    "#3f55cf",  # blue
+    "#7a4bc9",  # violet
+    "#b23d96",  # magenta
+    "#8a5637",  # brown
 )
+"""Distinct hues of similar weight, all readable on white."""
 
 
 def sender_colour(name: str) -> str:
@@ -108,8 +110,8 @@ def _make_fonts(root: tk.Misc) -> Fonts:
     family = _pick_family(root, _PREFERRED_FAMILIES)
     mono = _pick_family(root, _PREFERRED_MONO)
 
-    def font(size: int, weight: str = "normal", slant: str = "roman",
-             fam: str = family) -> tkfont.Font:
+    def font(size: int, weight: Literal["normal", "bold"] = "normal",
+             slant: Literal["roman", "italic"] = "roman", fam: str = family) -> tkfont.Font:
         return tkfont.Font(root=root, family=fam, size=size, weight=weight, slant=slant)
 
     return Fonts(
@@ -127,7 +129,6 @@ def apply_theme(root: tk.Tk) -> Theme:
         tkfont.nametofont(name, root).configure(
             family=fonts.body.actual("family"), size=fonts.body.actual("size"))
     root.configure(background=palette.window)
-    root.option_add("*Font", fonts.body)
     root.option_add("*selectBackground", palette.selection)
     root.option_add("*selectForeground", palette.text)
 
@@ -163,6 +164,7 @@ def apply_theme(root: tk.Tk) -> Theme:
     style.configure("TEntry", fieldbackground=p.surface, bordercolor=p.border,
                     lightcolor=p.surface, darkcolor=p.surface, padding=(8, 6))
     style.map("TEntry", bordercolor=[("focus", p.accent)], lightcolor=[("focus", p.accent)])
+    style.configure("Composer.TEntry", padding=(12, 9))
     style.configure("Sidebar.TEntry", fieldbackground=p.sidebar_hover, foreground="#ffffff",
                     bordercolor=p.sidebar_hover, lightcolor=p.sidebar_hover,
                     darkcolor=p.sidebar_hover, insertcolor="#ffffff", padding=(6, 4))
@@ -185,11 +187,20 @@ def apply_theme(root: tk.Tk) -> Theme:
                     padding=(8, 4))
     style.map("Flat.TButton", background=[("active", p.panel)],
               foreground=[("active", p.text)])
+    style.configure("Small.Flat.TButton", font=fonts.small, padding=(8, 3))
 
-    style.configure("Vertical.TScrollbar", background=p.panel, troughcolor=p.surface,
-                    bordercolor=p.surface, lightcolor=p.panel, darkcolor=p.panel,
-                    arrowcolor=p.faint, gripcount=0, arrowsize=12)
-    style.map("Vertical.TScrollbar", background=[("active", p.border)])
+    # thin scrollbars without arrows, a rounded-looking thumb on a quiet trough
+    style.layout("Vertical.TScrollbar", [
+        ("Vertical.Scrollbar.trough", {"sticky": "ns", "children": [
+            ("Vertical.Scrollbar.thumb", {"sticky": "nswe"}),
+        ]}),
+    ])
+    style.configure("Vertical.TScrollbar", background=p.scroll_thumb, troughcolor=p.surface,
+                    bordercolor=p.surface, lightcolor=p.scroll_thumb,
+                    darkcolor=p.scroll_thumb, gripcount=0, arrowsize=10, width=10)
+    style.map("Vertical.TScrollbar", background=[("active", p.faint)],
+              lightcolor=[("active", p.faint)], darkcolor=[("active", p.faint)])
+    style.configure("TSeparator", background=p.border)
     style.configure("TPanedwindow", background=p.border)
     style.configure("Sash", sashthickness=1, gripcount=0, background=p.border)
 
@@ -221,30 +232,37 @@ def apply_theme(root: tk.Tk) -> Theme:
 
 def dot_image(master: tk.Misc, colour: str, background: str, size: int = 10,
               pad: int = 6) -> tk.PhotoImage:
-    """A small anti-aliased filled circle, for presence dots in the side lists."""
-    width = size + pad * 2
-    image = tk.PhotoImage(master=master, width=width, height=size + 4)
-    fg = _rgb(colour)
-    bg = _rgb(background)
+    """A small filled circle, for presence dots in the side lists.
+
+    Edge pixels are blended with ``background`` (the list's colour); pixels
+    outside the circle are transparent, so a selected row shows through.
+    """
+    width, height = size + pad * 2, size + 4
+    image = tk.PhotoImage(master=master, width=width, height=height)
+    fg, bg = _rgb(colour), _rgb(background)
     radius = size / 2
     centre_x, centre_y = pad + radius, 2 + radius
     samples = 4
-    rows = []
-    for y in range(size + 4):
+    rows: list[str] = []
+    outside: list[tuple[int, int]] = []
+    for y in range(height):
         row = []
         for x in range(width):
-            inside = 0
-            for sy in range(samples):
-                for sx in range(samples):
-                    dx = x + (sx + 0.5) / samples - centre_x
-                    dy = y + (sy + 0.5) / samples - centre_y
-                    if dx * dx + dy * dy <= radius * radius:
-                        inside += 1
+            inside = sum(
+                1
+                for sy in range(samples) for sx in range(samples)
+                if (x + (sx + 0.5) / samples - centre_x) ** 2
+                + (y + (sy + 0.5) / samples - centre_y) ** 2 <= radius * radius
+            )
+            if not inside:
+                outside.append((x, y))
             alpha = inside / (samples * samples)
             mixed = tuple(round(f * alpha + b * (1 - alpha)) for f, b in zip(fg, bg, strict=True))
-            row.append("#%02x%02x%02x" % mixed)
+            row.append("#{:02x}{:02x}{:02x}".format(*mixed))
         rows.append("{" + " ".join(row) + "}")
     image.put(" ".join(rows))
+    for x, y in outside:
+        image.transparency_set(x, y, True)
     return image
 
 

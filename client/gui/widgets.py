@@ -13,6 +13,23 @@ from tkinter import ttk
 from client.gui.theme import Theme
 
 
+def draw_logo(canvas: tk.Canvas, colour: str, background: str, size: int = 40) -> None:
+    """The app's mark: a speech bubble with three dots, drawn (no image files)."""
+    r = size * 0.22
+    top, bottom, left, right = size * 0.08, size * 0.74, size * 0.04, size * 0.96
+    points = [
+        left + r, top, right - r, top, right, top, right, top + r, right, bottom - r,
+        right, bottom, right - r, bottom, size * 0.42, bottom, size * 0.2, size * 0.96,
+        size * 0.26, bottom, left + r, bottom, left, bottom, left, bottom - r, left, top + r,
+        left, top, left + r, top,
+    ]
+    canvas.create_polygon(points, smooth=True, fill=colour, outline="")
+    middle = (top + bottom) / 2
+    for x in (0.3, 0.5, 0.7):
+        cx, d = size * x, size * 0.07
+        canvas.create_oval(cx - d, middle - d, cx + d, middle + d, fill=background, outline="")
+
+
 class StatusLevel(enum.Enum):
     OK = "ok"
     WARN = "warn"
@@ -98,14 +115,12 @@ class Composer:
         self.frame = ttk.Frame(master, padding=(16, 6, 16, 14))
         self.frame.columnconfigure(0, weight=1)
         self.variable = tk.StringVar(self.frame)
-        self.entry = ttk.Entry(self.frame, textvariable=self.variable, font=f.body)
+        self.entry = ttk.Entry(self.frame, textvariable=self.variable, font=f.body, width=8)
         self.entry.configure(style="Composer.TEntry")
-        style = ttk.Style(self.frame)
-        style.configure("Composer.TEntry", padding=(12, 9))
         self.placeholder = Placeholder(self.entry, self.variable, "Message", p.faint,
                                        p.surface, f.body, x=14)
         self.button = ttk.Button(self.frame, text="Send", style="Accent.TButton",
-                                 command=self.submit, takefocus=0)
+                                 command=self.submit, takefocus=0, width=6)
         self.entry.grid(row=0, column=0, sticky="ew")
         self.button.grid(row=0, column=1, padx=(8, 0), sticky="ns")
         self.entry.bind("<Return>", self._return)

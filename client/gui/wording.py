@@ -76,10 +76,7 @@ def connected(gateway: str, name: str, resumed: bool) -> str:
 
 
 def reconnecting(address: str, seconds_left: float, attempt: int) -> str:
-    if seconds_left >= 0.5:
-        when = f"in {round(seconds_left)} s"
-    else:
-        when = "now"
+    when = f"in {round(seconds_left)} s" if seconds_left >= 0.5 else "now"
     suffix = f" (attempt {attempt})" if attempt > 1 else ""
     return f"Reconnecting to {address} {when}…{suffix}"
 
@@ -104,12 +101,7 @@ def day(ts: float) -> str:
     return time.strftime("%A, %d %B %Y", time.localtime(ts))
 
 
-HELP_LINES: tuple[str, ...] = (
-    "/join room — join a room (or type its name in the field on the left)",
-    "/leave [room] — leave this room, or the named one",
-    "/msg name text — send a direct message (or double-click a member)",
-    "/who [room] — list who is in the room",
-    "/me text — say what you are doing",
-    "/quit — log out and close the window",
-    "/help — this list",
+GUI_TIPS: tuple[str, ...] = (
+    "Tip: type a room name in the field on the left to join it; "
+    "double-click a member to message them.",
 )

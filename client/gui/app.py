@@ -1,0 +1,229 @@
+"""The Tk application: the root window, the event pump, log-in, then chat.
+
+Threading rule: only the Tk main thread touches widgets. The client calls
+``on_event`` on its own reader thread, which only puts the event on a
+``queue.Queue``; connecting (which blocks) runs on a worker thread that puts
+its outcome on the same queue. ``root.after`` drains the queue on the main
+thread. Each log-in attempt tags what it queues, so the events of an attempt
+that failed are dropped instead of reaching the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import tkinter as tk
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from client.errors import LoginRefused, NoGatewayAvailable
+from client.gui import wording
+from client.gui.chat_controller import ChatController
+from client.gui.login_view import LoginView, split_addresses
+from client.gui.ports import ChatClientLike, ClientFactory
+from client.gui.theme import Theme, apply_theme
+from protocol.errors import ChatError, ProtocolError
+from protocol.frames import Welcome
+from protocol.names import check_name
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GATEWAYS = "localhost:5050"
+
+
+def default_gateways(environ: Mapping[str, str] | None = None) -> str:
+    """What the gateway field starts with: ``$CHAT_GATEWAYS`` or localhost:5050."""
+    value = (os.environ if environ is None else environ).get("CHAT_GATEWAYS", "").strip()
+    return value or DEFAULT_GATEWAYS
+
+
+POLL_MS = 25
+"""How often the pump looks at the queue when it was empty."""
+
+BATCH = 500
+"""At most this many events per pump run, so a flood cannot freeze the window."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoginSucceeded:
+    welcome: Welcome
+
+
+@dataclass(frozen=True, slots=True)
+class LoginFailed:
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What the queue carries: an event (client or log-in outcome) and its attempt."""
+
+    attempt: int
+    event: object
+
+
+class ChatApp:
+    """Owns the root window, the queue and the current view."""
+
+    def __init__(self, root: tk.Tk, client_factory: ClientFactory, gateways: str,
+                 name: str = "", connect_timeout: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.root = root
+        self.theme: Theme = apply_theme(root)
+        self._factory = client_factory
+        self._connect_timeout = connect_timeout
+        self._clock = clock
+        self.queue: queue.Queue[Delivery] = queue.Queue()
+        self._attempt = 0
+        self._early: list[object] = []
+        self.client: ChatClientLike | None = None
+        self.chat: ChatController | None = None
+        self._closed = False
+
+        root.title("ChatService")
+        root.minsize(600, 400)
+        root.geometry("1000x660")
+        root.columnconfigure(0, weight=1)
+        root.rowconfigure(0, weight=1)
+        root.protocol("WM_DELETE_WINDOW", self.shutdown)
+        self.login_view: LoginView | None = LoginView(root, self.theme, gateways,
+                                                      self._login, name)
+        self.login_view.frame.grid(row=0, column=0, sticky="nsew")
+        self.login_view.focus()
+        self._pump_id: str | None = root.after(POLL_MS, self._pump)
+
+    # -- log-in ------------------------------------------------------------
+
+    def _login(self, name: str, gateways_text: str) -> None:
+        view = self.login_view
+        assert view is not None
+        if not name:
+            view.show_error(wording.EMPTY_NAME)
+            return
+        try:
+            check_name(name)
+        except ProtocolError as exc:
+            view.show_error(wording.login_refusal(exc, name))
+            return
+        addresses = split_addresses(gateways_text)
+        if not addresses:
+            view.show_error(wording.EMPTY_GATEWAYS)
+            return
+        self._attempt += 1
+        attempt = self._attempt
+        self._early.clear()
+        try:
+            client = self._factory(name, addresses, lambda event: self._deliver(attempt, event))
+        except (ValueError, ChatError) as exc:
+            view.show_error(wording.bad_addresses(str(exc)))
+            return
+        self.client = client
+        view.set_busy(True)
+        worker = threading.Thread(target=self._connect, args=(attempt, client, name, addresses),
+                                  name=f"chat-connect-{attempt}", daemon=True)
+        worker.start()
+
+    def _connect(self, attempt: int, client: ChatClientLike, name: str,
+                 addresses: Sequence[str]) -> None:
+        """Worker thread: block in ``connect`` and queue the outcome; no widget here.
+
+        Daemon, because it only waits in ``connect()`` (bounded by its timeout),
+        and closing the window must not wait for it.
+        """
+        try:
+            welcome = client.connect(self._connect_timeout)
+        except LoginRefused as exc:
+            message = wording.login_refusal(exc, name)
+        except NoGatewayAvailable:
+            message = wording.no_gateway(addresses)
+        except (ChatError, OSError) as exc:
+            logger.warning("log-in failed: %s", exc, exc_info=True)
+            message = f"Could not log in: {exc}"
+        else:
+            self._deliver(attempt, LoginSucceeded(welcome))
+            return
+        try:
+            client.close()
+        except (ChatError, OSError):
+            logger.warning("closing the refused client failed", exc_info=True)
+        self._deliver(attempt, LoginFailed(message))
+
+    def _deliver(self, attempt: int, event: object) -> None:
+        """Any thread: hand an event to the main thread."""
+        self.queue.put(Delivery(attempt, event))
+
+    # -- the pump -------------------------------------------------------------
+
+    def _pump(self) -> None:
+        self._pump_id = None
+        try:
+            for _ in range(BATCH):
+                try:
+                    delivery = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if delivery.attempt == self._attempt and not self._closed:
+                    self._dispatch(delivery.event)
+        finally:
+            if not self._closed:
+                delay = 0 if not self.queue.empty() else POLL_MS
+                self._pump_id = self.root.after(delay, self._pump)
+
+    def pump_now(self) -> None:
+        """Drain the queue at once (tests call this instead of waiting for the timer)."""
+        if self._pump_id is not None:
+            self.root.after_cancel(self._pump_id)
+        self._pump()
+
+    def _dispatch(self, event: object) -> None:
+        if isinstance(event, LoginSucceeded):
+            self._enter_chat(event.welcome)
+        elif isinstance(event, LoginFailed):
+            self.client = None
+            self._early.clear()
+            if self.login_view is not None:
+                self.login_view.set_busy(False)
+                self.login_view.show_error(event.message)
+        elif self.chat is not None:
+            self.chat.handle(event)
+        else:
+            self._early.append(event)
+
+    def _enter_chat(self, welcome: Welcome) -> None:
+        assert self.client is not None
+        if self.login_view is not None:
+            self.login_view.frame.destroy()
+            self.login_view = None
+        self.chat = ChatController(self.root, self.theme, self.client, welcome.name,
+                                   welcome.gateway, welcome.rooms, on_quit=self.shutdown,
+                                   clock=self._clock)
+        self.chat.view.frame.grid(row=0, column=0, sticky="nsew")
+        early, self._early = self._early, []
+        for event in early:
+            self.chat.handle(event)
+
+    # -- closing ----------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Window closed or /quit: say bye, stop the timers, destroy the window."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._pump_id is not None:
+            self.root.after_cancel(self._pump_id)
+            self._pump_id = None
+        if self.chat is not None:
+            self.chat.close()
+        if self.client is not None:
+            try:
+                self.client.close()
+            except (ChatError, OSError):
+                logger.warning("closing the client failed", exc_info=True)
+        self.root.destroy()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

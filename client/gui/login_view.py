@@ -1,0 +1,135 @@
+"""The log-in screen: a name, the gateway address(es), and why a log-in failed.
+
+The view only collects input and shows state; the app validates, connects on
+a worker thread and calls ``show_error``/``set_busy`` with the outcome.
+Main thread only.
+"""
+
+from __future__ import annotations
+
+import tkinter as tk
+from collections.abc import Callable
+from tkinter import ttk
+
+from client.gui.theme import Theme
+from client.gui.widgets import draw_logo
+
+
+def split_addresses(text: str) -> list[str]:
+    """'a:1, b:2,' -> ['a:1', 'b:2']: the comma-separated gateway field."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+class LoginView:
+    """A centred card with the two fields; Enter anywhere in it logs in."""
+
+    def __init__(self, master: tk.Misc, theme: Theme, gateways: str,
+                 on_login: Callable[[str, str], None], name: str = "") -> None:
+        self._on_login = on_login
+        self.frame = ttk.Frame(master, style="Window.TFrame")
+        self.frame.columnconfigure(0, weight=1)
+        self.frame.rowconfigure(0, weight=1)
+        self.frame.rowconfigure(2, weight=1)
+
+        card = ttk.Frame(self.frame, style="Card.TFrame", padding=(36, 22, 36, 22))
+        card.grid(row=1, column=0, padx=16, pady=8)
+        card.columnconfigure(0, weight=1, minsize=340)
+        self.card = card
+
+        brand = ttk.Frame(card)
+        brand.grid(row=0, column=0, sticky="w")
+        logo = tk.Canvas(brand, width=40, height=40, highlightthickness=0,
+                         background=theme.palette.surface)
+        draw_logo(logo, theme.palette.accent, theme.palette.surface)
+        logo.grid(row=0, column=0, rowspan=2, padx=(0, 12))
+        ttk.Label(brand, text="ChatService", style="Title.TLabel").grid(
+            row=0, column=1, sticky="w")
+        ttk.Label(brand, text="Sign in to start chatting", style="Muted.TLabel").grid(
+            row=1, column=1, sticky="w")
+        ttk.Frame(card, height=14).grid(row=1, column=0)
+
+        ttk.Label(card, text="YOUR NAME", style="Field.TLabel").grid(
+            row=2, column=0, sticky="w")
+        self.name_var = tk.StringVar(card, value=name)
+        self.name_entry = ttk.Entry(card, textvariable=self.name_var)
+        self.name_entry.grid(row=3, column=0, sticky="ew", pady=(4, 12))
+
+        ttk.Label(card, text="GATEWAY ADDRESS", style="Field.TLabel").grid(
+            row=4, column=0, sticky="w")
+        self.gateways_var = tk.StringVar(card, value=gateways)
+        self.gateways_entry = ttk.Entry(card, textvariable=self.gateways_var)
+        self.gateways_entry.grid(row=5, column=0, sticky="ew", pady=(4, 2))
+        ttk.Label(card, text="host:port — separate several with commas",
+                  style="Hint.TLabel").grid(row=6, column=0, sticky="w")
+
+        self.error_var = tk.StringVar(card, value="")
+        self.error_label = ttk.Label(card, textvariable=self.error_var, style="Error.TLabel",
+                                     wraplength=340, justify="left")
+        self.error_label.grid(row=7, column=0, sticky="ew", pady=(12, 0))
+        self.error_label.grid_remove()
+        self.error_var.trace_add("write", lambda *_a: self._error_changed())
+
+        self.button = ttk.Button(card, text="Log in", style="Accent.TButton",
+                                 command=self.submit)
+        self.button.grid(row=8, column=0, sticky="ew", pady=(14, 0), ipady=3)
+        self.progress = ttk.Progressbar(card, mode="indeterminate", length=320)
+        self.progress.grid(row=9, column=0, sticky="ew", pady=(10, 0))
+        self.progress.grid_remove()
+        self._busy = False
+
+        for widget in (self.name_entry, self.gateways_entry):
+            widget.bind("<Return>", self._return)
+            widget.bind("<KP_Enter>", self._return)
+        self.name_var.trace_add("write", lambda *_a: self._edited())
+        self.gateways_var.trace_add("write", lambda *_a: self._edited())
+
+    # -- what the app calls --------------------------------------------------
+
+    def focus(self) -> None:
+        """Put the cursor in the name field."""
+        self.name_entry.focus_set()
+        self.name_entry.icursor("end")
+
+    def submit(self) -> None:
+        if not self._busy:
+            self._on_login(self.name_var.get().strip(), self.gateways_var.get())
+
+    def show_error(self, text: str) -> None:
+        self.error_var.set(text)
+
+    def error_text(self) -> str:
+        return self.error_var.get()
+
+    def set_busy(self, busy: bool) -> None:
+        """While connecting: the button says so, the fields are read-only."""
+        self._busy = busy
+        state = "disabled" if busy else "!disabled"
+        for widget in (self.name_entry, self.gateways_entry, self.button):
+            widget.state([state])
+        self.button.configure(text="Connecting…" if busy else "Log in")
+        if busy:
+            self.error_var.set("")
+            self.progress.grid()
+            self.progress.start(12)
+        else:
+            self.progress.stop()
+            self.progress.grid_remove()
+            self.focus()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    def _return(self, _event: object) -> str:
+        self.submit()
+        return "break"
+
+    def _error_changed(self) -> None:
+        if self.error_var.get():
+            self.error_label.grid()
+        else:
+            self.error_label.grid_remove()
+
+    def _edited(self) -> None:
+        if not self._busy and self.error_var.get():
+            self.error_var.set("")

@@ -1,0 +1,66 @@
+"""``python -m client`` as a person starts it: a real process, a real gateway, xdotool keys."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from client.connection import ChatClient
+from client.events import ClientEvent, MemberJoined, MemberLeft
+from gateway.server import Gateway, run_gateway
+from tests.conftest import require_program
+from tests.support.gateways import config
+from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_for
+
+
+@pytest.fixture
+def gateway(redis_server: RedisServer) -> Iterator[Gateway]:
+    with run_gateway(config(redis_server.url, "gw1")) as gw:
+        yield gw
+
+
+def xdotool(*args: str) -> str:
+    done = subprocess.run([require_program("xdotool", "xdotool"), *args], check=True,
+                          capture_output=True, text=True, timeout=30)
+    return done.stdout.strip()
+
+
+def test_chat_client_logs_in_with_enter_and_quits_with_bye(xvfb: str, gateway: Gateway) -> None:
+    host, port = gateway.address
+    with ChatClient("bob", [f"{host}:{port}"]) as bob:
+        bob.connect(timeout=10)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "client", "--name", "alice", "--gateways", f"{host}:{port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        try:
+            window = xdotool("search", "--sync", "--onlyvisible", "--name", "ChatService")
+            window = window.splitlines()[0]
+            xdotool("windowfocus", "--sync", window)
+            xdotool("key", "Return")  # the name is prefilled; the cursor is in its field
+            seen: list[ClientEvent] = []
+
+            def bob_saw(kind: type[MemberJoined | MemberLeft]) -> bool:
+                while not bob.events.empty():
+                    seen.append(bob.events.get_nowait())
+                return any(isinstance(e, kind) and e.name == "alice" for e in seen)
+
+            wait_for(lambda: bob_saw(MemberJoined), timeout=20, what="alice to join")
+            # the chat view is up when the window is titled after the room
+            xdotool("search", "--sync", "--onlyvisible", "--name", "^#lobby")
+            xdotool("type", "--delay", "5", "/quit")
+            xdotool("key", "Return")
+            wait_for(lambda: bob_saw(MemberLeft), timeout=20, what="alice to leave")
+            assert proc.wait(20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+            assert proc.stderr is not None
+            errors = proc.stderr.read().decode()
+            proc.stderr.close()
+        assert "Traceback" not in errors, errors
