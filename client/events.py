@@ -40,7 +40,7 @@ class Connected(ClientEvent):
 
 @dataclass(frozen=True, slots=True)
 class Disconnected(ClientEvent):
-    """The connection ended (lost, silent, or ``bye``/``shutdown``); a reconnect follows if enabled."""
+    """The connection ended (lost, silent, ``bye``/``shutdown``); a reconnect follows if enabled."""
 
     reason: str
 
