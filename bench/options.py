@@ -46,6 +46,8 @@ class Common:
     """Logins in flight at once while a scenario connects its clients."""
     connect_timeout: float
     log_level: str
+    cluster_dir: Path | None
+    """Where a local cluster keeps data and logs (None: a temporary directory)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,8 @@ class IdleOptions:
     room_size: int
     """0: log in to no room; N: rooms of N members each."""
     hold: float
+    ping_spread: float
+    """Seconds over which each ping round is spread (0: every ping at once)."""
     ping_timeout: float
 
 
@@ -119,7 +123,7 @@ def _int_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError("expected positive integers, e.g. 50,100,200")
     return values
@@ -178,6 +182,8 @@ def _common_parser() -> argparse.ArgumentParser:
                    help="seconds for one login (default %(default)s)")
     g.add_argument("--log-level", default="WARNING", type=str.upper,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    g.add_argument("--cluster-dir", type=Path, default=None, metavar="DIR",
+                   help="keep the local cluster's data and logs in DIR (default: a temp dir)")
     return p
 
 
@@ -220,7 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="0: no room; N: rooms of N members (default 0)")
     i.add_argument("--hold", type=float, default=5.0,
                    help="seconds to stay idle before the second ping round")
-    i.add_argument("--ping-timeout", type=_positive_float, default=30.0)
+    i.add_argument("--ping-spread", type=float, default=5.0,
+                   help="spread each ping round over this many seconds; 0 pings every "
+                   "connection at once (default %(default)s)")
+    i.add_argument("--ping-timeout", type=_positive_float, default=30.0,
+                   help="seconds after the last ping to wait for answers")
 
     s = sub.add_parser("storm", parents=[common], help="login storm until failure or a cap",
                        description="Open connections (connect, hello, welcome) as fast as "
@@ -259,7 +269,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         gateways=a.gateways, local=max(a.local, 0), results=a.results, plots=a.plots,
         progress=a.progress, gateway_rate=a.gateway_rate, gateway_burst=a.gateway_burst,
         max_outbound=a.max_outbound, concurrency=a.concurrency,
-        connect_timeout=a.connect_timeout, log_level=a.log_level,
+        connect_timeout=a.connect_timeout, log_level=a.log_level, cluster_dir=a.cluster_dir,
     )
     if a.scenario == "fanout":
         if a.mode == "rate" and a.rate is None:
@@ -274,10 +284,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
             size=a.size, slow=a.slow, drain_timeout=a.drain_timeout, room=a.room,
         )
     if a.scenario == "idle":
-        if a.room_size < 0 or a.hold < 0:
-            parser.error("--room-size and --hold cannot be negative")
+        if a.room_size < 0 or a.hold < 0 or a.ping_spread < 0:
+            parser.error("--room-size, --hold and --ping-spread cannot be negative")
         return IdleOptions(common=common, connections=a.connections, room_size=a.room_size,
-                           hold=a.hold, ping_timeout=a.ping_timeout)
+                           hold=a.hold, ping_spread=a.ping_spread, ping_timeout=a.ping_timeout)
     if a.scenario == "storm":
         if a.background_rate < 0:
             parser.error("--background-rate cannot be negative")

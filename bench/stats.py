@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 NS_PER_MS = 1_000_000
 
@@ -26,7 +27,8 @@ def percentile(ordered: Sequence[int | float], p: float) -> float:
         raise ValueError("no samples")
     if not 0.0 <= p <= 100.0:
         raise ValueError(f"percentile {p} is outside 0..100")
-    rank = math.ceil(p / 100.0 * len(ordered))
+    # Exact arithmetic: 99.9 / 100 * 1000 is 999.0000000000001 in floats.
+    rank = math.ceil(Fraction(str(p)) * len(ordered) / 100)
     return float(ordered[min(max(rank, 1), len(ordered)) - 1])
 
 

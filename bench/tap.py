@@ -11,7 +11,7 @@ lines are carried to the next read, capped like every buffer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from protocol.errors import FrameTooLarge
 from protocol.limits import MAX_SERVER_LINE
@@ -19,12 +19,12 @@ from protocol.limits import MAX_SERVER_LINE
 NEWLINE = b"\n"
 
 
-@dataclass(frozen=True, slots=True)
-class Scan:
+class Scan(NamedTuple):
     """What one read held: ``lines`` complete lines, the marked ones in ``picked``.
 
     ``buffer[:end]`` is the complete lines of the read (the carried tail
-    included), for callers that search it further (latency stamps).
+    included), for callers that search it further (latency stamps). A named
+    tuple, not a dataclass: one is built per read, and this is the hot path.
     """
 
     lines: int
@@ -63,30 +63,35 @@ class LineTap:
 
     def scan(self, data: bytes) -> Scan:
         """Count the complete lines ``data`` finishes; pick the marked ones."""
-        buffer = self._join(data)
+        buffer = self._tail + data if self._tail else data
         last = buffer.rfind(NEWLINE)
         if last < 0:
             self._keep(buffer)
             return _EMPTY
-        self._keep(buffer[last + 1 :])
+        if last + 1 < len(buffer):
+            self._keep(buffer[last + 1 :])
+        else:
+            self._tail = b""
         lines = buffer.count(NEWLINE)
-        if not self._markers:
-            return Scan(lines, (), buffer, last + 1)
-        return Scan(lines, self._pick(buffer, last), buffer, last + 1)
+        for marker in self._markers:
+            if marker in buffer:  # cheap test first: most reads hold no marker
+                return Scan(lines, self._pick(buffer, last), buffer, last + 1)
+        return Scan(lines, (), buffer, last + 1)
 
     def _pick(self, buffer: bytes, last: int) -> tuple[bytes, ...]:
-        starts: dict[int, bytes] = {}
+        found: dict[int, bytes] | None = None
         for marker in self._markers:
             pos = buffer.find(marker, 0, last)
             while pos >= 0:
                 start = buffer.rfind(NEWLINE, 0, pos) + 1
                 end = buffer.find(NEWLINE, pos)
-                if start not in starts:
-                    starts[start] = buffer[start:end]
+                if found is None:
+                    found = {}
+                found.setdefault(start, buffer[start:end])
                 pos = buffer.find(marker, end + 1, last)
-        if len(starts) > 1 and len(self._markers) > 1:
-            return tuple(starts[k] for k in sorted(starts))
-        return tuple(starts.values())
+        if found is None:
+            return ()
+        return tuple(found[k] for k in sorted(found))
 
     def split(self, data: bytes) -> list[bytes]:
         """Every complete line ``data`` finishes, without newlines (for decoding)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import sys
 import threading
@@ -14,6 +15,25 @@ from gateway.config import parse_config
 from gateway.server import Gateway
 
 
+def raise_open_files_limit() -> int:
+    """Lift the soft RLIMIT_NOFILE to the hard limit; returns the soft limit now in force.
+
+    Every client is a file descriptor, and many systems start processes with a
+    soft limit of 1024: without this a gateway refuses clients (EMFILE) long
+    before ``--max-connections``.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            logging.getLogger("gateway").warning(
+                "event=nofile_limit_kept soft=%d hard=%d error=%s", soft, hard, exc)
+    return soft
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     logging.basicConfig(
@@ -21,6 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
         stream=sys.stderr,
     )
+    open_files = raise_open_files_limit()
+    if open_files < config.max_connections + 64:
+        logging.getLogger("gateway").warning(
+            "event=nofile_limit_low limit=%d max_connections=%d hint='raise ulimit -n'",
+            open_files, config.max_connections)
     # Small stacks keep thousands of idle connections cheap; set before any thread starts.
     threading.stack_size(config.thread_stack_kib * 1024)
     gateway = Gateway(config)

@@ -163,21 +163,31 @@ class Broker:
     @classmethod
     def from_url(cls, url: str, gateway_id: str, *, retries: int = 3,
                  backoff: AbstractBackoff | None = None, timeout_s: float = 2.0,
-                 health_check_interval: int = 5, **kw: Any) -> Broker:
+                 health_check_interval: int = 5, pool_size: int = 64,
+                 pool_wait_s: float = 10.0, **kw: Any) -> Broker:
         """A broker on a new client for ``url`` (``redis://`` or ``rediss://``, password included).
 
         Transient errors (connection, timeout, loading) are retried ``retries``
         times with ``backoff`` (exponential, capped at 1 s, by default); tests
         pass a backoff that never sleeps. ``kw`` goes to ``Broker()``.
+
+        Thousands of session threads share ``pool_size`` connections: a thread
+        waits up to ``pool_wait_s`` for a free one (then ``BrokerUnavailable``).
+        redis-py's default pool instead fails at once past 100 connections in
+        use, which turned a login storm into spurious ``unavailable`` errors.
         """
-        client = redis.Redis.from_url(
+        pool = redis.BlockingConnectionPool.from_url(
             url,
+            max_connections=pool_size,
+            timeout=pool_wait_s,
             retry=Retry(backoff or ExponentialBackoff(cap=1.0, base=0.05), retries),
             socket_connect_timeout=timeout_s,
             socket_timeout=timeout_s,
             health_check_interval=health_check_interval,
             decode_responses=False,
         )
+        client = redis.Redis(connection_pool=pool)
+        client.auto_close_connection_pool = True  # close() releases the pool's sockets too
         return cls(client, gateway_id, **kw)
 
     @property

@@ -6,6 +6,10 @@ thread publishes a nonce to the gateway's own channel and the subscriber
 reports it back. A probe unanswered for ``probe_timeout`` marks the gateway
 unhealthy and makes the subscriber rebuild its connection and fill every
 room. Timing uses an ``Event`` wait, so ``stop()`` is immediate.
+
+Dead peers are reaped only once our own heartbeats have succeeded for a full
+lease: while Redis was out of reach no gateway could beat, so right after an
+outage every peer's heartbeat is stale without the peer being dead.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ log = logging.getLogger(__name__)
 class Housekeeper:
     def __init__(self, broker: Broker, subscriber: Subscriber, metrics: GatewayMetrics, *,
                  heartbeat_s: float, probe_interval_s: float, probe_timeout_s: float,
+                 lease_s: float = 0.0,
                  on_forgotten: Callable[[], None] = lambda: None) -> None:
         self._broker = broker
         self._on_forgotten = on_forgotten
@@ -34,6 +39,10 @@ class Housekeeper:
         self._heartbeat_s = heartbeat_s
         self._probe_interval_s = probe_interval_s
         self._probe_timeout_s = probe_timeout_s
+        self._lease_s = lease_s
+        self._beating_since: float | None = None
+        """When the current run of successful heartbeats began (monotonic); None after a
+        failed one."""
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._probes: dict[str, float] = {}
@@ -91,11 +100,16 @@ class Housekeeper:
             if self._restore_pending:
                 self._on_forgotten()  # raises BrokerUnavailable: tried again next beat
                 self._restore_pending = False
-            reaped = self._broker.reap_dead()
-            if reaped:
-                log.info("event=reaped gateways=%s", ",".join(reaped))
+            now = time.monotonic()
+            if self._beating_since is None:
+                self._beating_since = now
+            if now - self._beating_since >= self._lease_s:  # see the module docstring
+                reaped = self._broker.reap_dead()
+                if reaped:
+                    log.info("event=reaped gateways=%s", ",".join(reaped))
             self._redis_ok = True
         except BrokerUnavailable as exc:
+            self._beating_since = None
             if self._redis_ok:
                 log.warning("event=redis_unavailable error=%r", exc)
             self._redis_ok = False

@@ -50,6 +50,9 @@ class Outbound:
         self._partial_head = False
         self._overflowed = False
         self._final = False
+        self._cut_in_flight = False
+        """``enqueue_final`` cut the queue while a send was in flight: the sender
+        keeps only the rest of its half-sent line."""
 
     @property
     def backlog(self) -> int:
@@ -87,10 +90,12 @@ class Outbound:
                 if head:
                     cut = head.find(b"\n")
                     head = head[: cut + 1] if cut >= 0 else head
+                # _size also counts bytes in flight: only take off what is dropped here
+                self._size -= sum(len(c) for c in self._chunks) - len(head)
                 self._chunks.clear()
                 if head:
                     self._chunks.append(head)
-                self._size = len(head)
+                self._cut_in_flight = self._state is _State.SENDING
             self._final = True
             self._chunks.append(data)
             self._size += len(data)
@@ -123,7 +128,7 @@ class Outbound:
                     return
                 data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
                 self._chunks.clear()
-                self._partial_head = False
+                head_partial, self._partial_head = self._partial_head, False
             try:
                 sent = self._sock.send(data)
             except (BlockingIOError, InterruptedError):
@@ -134,8 +139,13 @@ class Outbound:
                 return
             with self._lock:
                 self._size -= sent
-                if sent < len(data):
-                    self._chunks.appendleft(data[sent:])
+                rest = data[sent:]
+                if self._cut_in_flight:
+                    self._cut_in_flight = False
+                    rest = self._rest_of_line(rest, data[sent - 1:sent] if sent else b"",
+                                              head_partial)
+                if rest:
+                    self._chunks.appendleft(rest)
                     self._partial_head = True
                     if self._state is _State.CLOSED:
                         self._idle.notify_all()
@@ -143,6 +153,14 @@ class Outbound:
                     self._state = _State.BLOCKED
                     break
         self._flusher.watch(self._sock.fileno(), self)
+
+    def _rest_of_line(self, rest: bytes, last_sent: bytes, head_partial: bool) -> bytes:
+        """What of an unsent ``rest`` must still go: the end of a line begun, nothing more."""
+        begun = last_sent not in (b"", b"\n") or (not last_sent and head_partial)
+        end = rest.find(b"\n")
+        keep = (rest if end < 0 else rest[: end + 1]) if begun else b""
+        self._size -= len(rest) - len(keep)
+        return keep
 
     def _fail(self) -> None:
         with self._lock:

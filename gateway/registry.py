@@ -22,6 +22,8 @@ class Registry:
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
         self._by_name: dict[str, Session] = {}
+        self._claims: dict[str, set[Session]] = {}
+        """Sessions asking Redis for a name right now (``hello`` in progress)."""
         self._rooms: dict[str, dict[str, Session]] = {}
         self._snapshots: dict[str, tuple[Session, ...]] = {}
         self._per_address: dict[str, int] = {}
@@ -69,6 +71,41 @@ class Registry:
             previous = self._by_name.get(key)
             self._by_name[key] = session
             return previous if previous is not session else None
+
+    def unbind_name(self, session: Session) -> None:
+        """Forget the session's name (a login undone), unless another holds it now."""
+        assert session.name
+        with self._lock:
+            key = name_key(session.name)
+            if self._by_name.get(key) is session:
+                del self._by_name[key]
+
+    def begin_claim(self, key: str, session: Session) -> None:
+        """``session`` is about to claim the name ``key``; call before asking Redis.
+
+        The claim can kick a local holder (``K``) before ``bind_name``: that
+        holder must already see who takes over, to leave it the rooms it wants.
+        """
+        with self._lock:
+            self._claims.setdefault(key, set()).add(session)
+
+    def end_claim(self, key: str, session: Session) -> None:
+        with self._lock:
+            claimants = self._claims.get(key)
+            if claimants is not None:
+                claimants.discard(session)
+                if not claimants:
+                    del self._claims[key]
+
+    def successors(self, key: str, session: Session) -> tuple[Session, ...]:
+        """Local sessions other than ``session`` that hold or are claiming the name ``key``."""
+        with self._lock:
+            found = set(self._claims.get(key, ()))
+            holder = self._by_name.get(key)
+            if holder is not None:
+                found.add(holder)
+        found.discard(session)
+        return tuple(found)
 
     def by_name(self, key: str) -> Session | None:
         with self._lock:

@@ -60,7 +60,7 @@ class Gateway:
         self._housekeeper = Housekeeper(
             self.broker, self.subscriber, self.metrics, heartbeat_s=config.heartbeat_s,
             probe_interval_s=config.probe_interval_s, probe_timeout_s=config.probe_timeout_s,
-            on_forgotten=self._restore_presence)
+            lease_s=config.lease_ms / 1000, on_forgotten=self._restore_presence)
         self._tls = self._tls_context(config)
         self._lock = threading.Lock()
         self._threads: set[threading.Thread] = set()

@@ -31,6 +31,8 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from gateway.broker import BrokerUnavailable, HistoryBatch, token_hash
 from gateway.context import Services
 from gateway.outbound import Outbound
@@ -58,12 +60,28 @@ from protocol.frames import (
     Who,
     WhoList,
 )
-from protocol.names import name_key
+from protocol.names import check_ref, name_key
 
 log = logging.getLogger(__name__)
 
 _RECV_SIZE = 65536
 _CLOSE_FLUSH_S = 1.0
+
+
+def _ref_of(frame: ClientFrame, line: bytes) -> str | None:
+    """The request's ``ref``, to echo in an error whatever the frame's type.
+
+    Only ``send``, ``dm`` and ``ping`` keep theirs in the frame; for the others
+    the line is read again, which happens on the (rare) error path only.
+    """
+    ref: str | None = getattr(frame, "ref", None)
+    if ref is not None:
+        return ref
+    try:
+        raw = orjson.loads(line)
+        return check_ref(raw.get("ref") if isinstance(raw, dict) else None)
+    except (orjson.JSONDecodeError, ProtocolError):
+        return None
 
 
 class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -103,6 +121,8 @@ class Session:
         self._bucket = TokenBucket(self._limits.rate_per_s, self._limits.burst)
         self._closing: ByeReason | None = None
         self._replaced = False
+        self._wanted_rooms: frozenset[str] = frozenset()
+        """The rooms of this session's ``hello``, known before it claims the name."""
         self._token_hash = ""
         self.log = SessionLog(log, {"sid": self.sid, "user": None})
 
@@ -311,20 +331,20 @@ class Session:
         kind = type(frame).__name__.lower()
         self._svc.metrics.frames_in.labels(kind).inc()
         if not self._bucket.take():
-            ref = getattr(frame, "ref", None)
-            self._error(ProtocolError(ErrorCode.RATE_LIMITED, "too many frames; slow down", ref))
+            self._error(ProtocolError(
+                ErrorCode.RATE_LIMITED, "too many frames; slow down", _ref_of(frame, line)))
             return
         try:
             self._dispatch(frame)
         except BrokerUnavailable:
-            ref = getattr(frame, "ref", None)
             self._error(ProtocolError(
-                ErrorCode.UNAVAILABLE, "the message broker is unavailable; try again", ref))
+                ErrorCode.UNAVAILABLE, "the message broker is unavailable; try again",
+                _ref_of(frame, line)))
         except ProtocolError as exc:
-            self._error(exc.with_ref(getattr(frame, "ref", None)) if exc.ref is None else exc)
+            self._error(exc.with_ref(_ref_of(frame, line)) if exc.ref is None else exc)
         except Exception:
             self.log.exception("event=handler_failed frame=%s", kind)
-            self._error(ProtocolError(ErrorCode.INTERNAL, "internal error", getattr(frame, "ref", None)))
+            self._error(ProtocolError(ErrorCode.INTERNAL, "internal error", _ref_of(frame, line)))
 
     def _dispatch(self, frame: ClientFrame) -> None:
         if isinstance(frame, Send):
@@ -398,7 +418,7 @@ class Session:
         if len(self._rooms) >= self._limits.max_rooms:
             raise ProtocolError(
                 ErrorCode.BAD_ROOM, f"a session is in at most {self._limits.max_rooms} rooms")
-        self._join_room(frame.room, None)
+        self._join_room(frame.room)
 
     def _on_leave(self, frame: Leave) -> None:
         self._require_room(frame.room)
@@ -426,66 +446,93 @@ class Session:
             raise ProtocolError(
                 ErrorCode.BAD_ROOM, f"a session is in at most {self._limits.max_rooms} rooms")
         svc = self._svc
-        claim = svc.broker.claim_name(frame.name, self.sid, frame.token)
-        self.name = claim.name
-        self._token_hash = token_hash(claim.token)
-        self.log.extra = {"sid": self.sid, "user": claim.name}  # type: ignore[misc]
-        displaced = svc.registry.bind_name(self)
+        self._wanted_rooms = frozenset(frame.rooms)
+        key = name_key(frame.name)
+        svc.registry.begin_claim(key, self)  # until bound: a kicked holder must see us
+        try:
+            claim = svc.broker.claim_name(frame.name, self.sid, frame.token)
+            self.name = claim.name
+            self._token_hash = token_hash(claim.token)
+            self.log.extra = {"sid": self.sid, "user": claim.name}  # type: ignore[misc]
+            displaced = svc.registry.bind_name(self)
+        finally:
+            svc.registry.end_claim(key, self)
         if displaced is not None:
             displaced.kick(ByeReason.REPLACED)
-        joined: list[str] = []
+        # Every room is subscribed before any is announced, and nothing is sent
+        # before every room is announced: a refused hello gets only its error.
+        entered: list[str] = []
         try:
-            self._send(codec.encode(Welcome(
-                claim.name, svc.config.gateway_id, frame.rooms, claim.token,
-                self._limits.announced())), "welcome")
             for room in frame.rooms:
-                self._join_room(room, frame.since.get(room))
-                joined.append(room)
-        except (BrokerUnavailable, ProtocolError):
-            self._undo_login(joined)
+                entered.append(room)
+                self._enter_room(room)
+            batches = [self._announce(room, frame.since.get(room)) for room in frame.rooms]
+        except BaseException:
+            self._undo_login(entered)
             raise
+        self._send(codec.encode(Welcome(
+            claim.name, svc.config.gateway_id, frame.rooms, claim.token,
+            self._limits.announced())), "welcome")
+        for room, batch in zip(frame.rooms, batches, strict=True):
+            self._go_live(room, batch)
         svc.metrics.logged_in.inc()
         self.log.info("event=login rooms=%d resumed=%s replaced=%s", len(frame.rooms),
                       bool(frame.since), claim.replaced_session is not None)
 
     def _undo_login(self, rooms: list[str]) -> None:
+        """A hello failed after its claim: give back rooms and name, as if never logged in."""
         assert self.name is not None
         for room in rooms:
-            with self._lock:
-                self._rooms.pop(room, None)
-            if self._svc.registry.leave(self, room):
-                self._svc.subscriber.unsubscribe(room)
+            self._abandon_room(room)
         try:
             for room in rooms:
-                self._svc.broker.leave(room, self.name)
+                self._svc.broker.leave(room, self.name)  # a no-op where not announced
             self._svc.broker.release_name(self.name, self.sid)
         except BrokerUnavailable:
             self.log.warning("event=undo_login_failed")
+        self._svc.registry.unbind_name(self)
+        self._wanted_rooms = frozenset()
         self.name = None
 
-    def _join_room(self, room: str, since: Position | None) -> None:
-        """Register, subscribe, announce, then send history; live messages wait meanwhile."""
-        svc = self._svc
-        assert self.name is not None
+    def _join_room(self, room: str) -> None:
+        """``join``: enter, announce, then history; undone if a step fails."""
+        try:
+            self._enter_room(room)
+            batch = self._announce(room, None)
+        except BaseException:
+            self._abandon_room(room)
+            raise
+        self._go_live(room, batch)
+
+    def _enter_room(self, room: str) -> None:
+        """Register and subscribe; from here live messages wait in the room's cursor."""
         with self._lock:
             self._rooms[room] = RoomCursor()
-        svc.registry.join(self, room)
-        try:
-            if not svc.subscriber.subscribe(room).wait(5.0):
-                raise BrokerUnavailable(f"could not subscribe to room {room}")
-            svc.broker.join(room, self.name)
-            if since is not None:
-                batch = svc.broker.read_history(room, after=since.id)
-                if batch.epoch != since.epoch:
-                    batch = svc.broker.read_history(room, after=0)
-            else:
-                batch = svc.broker.read_history(room)
-        except BaseException:
-            with self._lock:
-                self._rooms.pop(room, None)
-            if svc.registry.leave(self, room):
-                svc.subscriber.unsubscribe(room)
-            raise
+        self._svc.registry.join(self, room)
+        if not self._svc.subscriber.subscribe(room).wait(5.0):
+            raise BrokerUnavailable(f"could not subscribe to room {room}")
+
+    def _announce(self, room: str, since: Position | None) -> HistoryBatch:
+        """Record our presence (the room sees ``joined``), then read the history to send."""
+        svc = self._svc
+        assert self.name is not None
+        svc.broker.join(room, self.name)
+        if since is not None:
+            batch = svc.broker.read_history(room, after=since.id)
+            if batch.epoch == since.epoch:
+                return batch
+            return svc.broker.read_history(room, after=0)
+        return svc.broker.read_history(room)
+
+    def _abandon_room(self, room: str) -> None:
+        with self._lock:
+            self._rooms.pop(room, None)
+        if self._svc.registry.leave(self, room):
+            self._svc.subscriber.unsubscribe(room)
+
+    def _go_live(self, room: str, batch: HistoryBatch) -> None:
+        """Send the history, then the live messages that waited, skipping what it held."""
+        svc = self._svc
         needs_fill = False
         with self._lock:
             cursor = self._rooms[room]
@@ -527,14 +574,17 @@ class Session:
         self.log.info("event=closed reason=%s", self._closing.value if self._closing else "eof")
 
     def _release(self, name: str) -> None:
-        """Give back the name and memberships, unless a successor holds them."""
+        """Give back the name and memberships, unless a successor holds or wants them.
+
+        A local successor (same name, same gateway) shares our membership
+        records, so leaving a room it wants would delete its presence there.
+        """
         svc = self._svc
-        successor = svc.registry.by_name(name_key(name))
+        successors = svc.registry.successors(name_key(name), self)
         with self._lock:
             rooms = list(self._rooms)
             self._rooms.clear()
-        if successor is not None and successor is not self:
-            rooms = [r for r in rooms if successor.position(r) is None and not successor.in_room(r)]
+        rooms = [r for r in rooms if not any(s.wants_room(r) for s in successors)]
         try:
             for room in rooms:
                 svc.broker.leave(room, name)
@@ -542,6 +592,10 @@ class Session:
                 svc.broker.release_name(name, self.sid)
         except BrokerUnavailable:
             self.log.warning("event=release_failed rooms=%d", len(rooms))
+
+    def wants_room(self, room: str) -> bool:
+        """In the room, or about to join it as part of its ``hello``."""
+        return room in self._wanted_rooms or self.in_room(room)
 
     def in_room(self, room: str) -> bool:
         with self._lock:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, BinaryIO
 
 from redis.backoff import ConstantBackoff
 
@@ -39,7 +41,13 @@ def gateways(redis_url: str, n: int = 3, **overrides: Any) -> Iterator[list[Gate
 
 
 class GatewayProcess:
-    """``python -m gateway`` as a child process, for kill -9 and SIGTERM tests."""
+    """``python -m gateway`` as a child process, for kill -9 and SIGTERM tests.
+
+    ``start()`` runs it again after ``kill()`` or ``terminate()`` under the
+    same id and on the same ports, as a supervisor restarts a crashed gateway.
+    Its stderr goes to a temporary file, not a pipe: a pipe nobody reads would
+    block the gateway's logging once 64 KiB of warnings piled up.
+    """
 
     def __init__(self, redis_url: str, gateway_id: str, *extra: str) -> None:
         self.port = free_port()
@@ -50,13 +58,41 @@ class GatewayProcess:
                      "--redis-url", redis_url, "--id", gateway_id, "--log-level", "WARNING",
                      "--heartbeat", "0.5", "--lease-ms", "2000", "--probe-interval", "0.25",
                      "--probe-timeout", "2", *extra]
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        self.starts = 0
+        """How many processes were started: 1 after ``__init__``, one more per ``start()``."""
+        self._stderr: BinaryIO | None = None
+        self.proc = self._spawn()
         self.wait_healthy()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        self._close_stderr()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
+        self.starts += 1
+        return subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self._stderr)
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Run the gateway again (same id, same ports) after it exited; waits until healthy."""
+        if self.proc.poll() is None:
+            raise RuntimeError(f"gateway {self.gateway_id} is still running")
+        self.proc = self._spawn()
+        self.wait_healthy(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
 
     @property
     def address(self) -> tuple[str, int]:
         return ("127.0.0.1", self.port)
+
+    def stderr_tail(self, limit: int = 4000) -> str:
+        """The end of what the current process wrote to stderr (its log)."""
+        if self._stderr is None or self._stderr.closed:
+            return ""
+        self._stderr.seek(0, os.SEEK_END)
+        size = self._stderr.tell()
+        self._stderr.seek(max(0, size - limit))
+        return self._stderr.read().decode(errors="replace")
 
     def health(self) -> int:
         try:
@@ -72,7 +108,7 @@ class GatewayProcess:
         deadline = time.monotonic() + timeout
         while self.health() != 200:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited: {self.proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                raise RuntimeError(f"gateway exited: {self.stderr_tail(2000)}")
             if time.monotonic() > deadline:
                 raise RuntimeError("gateway did not become healthy")
             time.sleep(0.05)
@@ -89,5 +125,9 @@ class GatewayProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        self._close_stderr()
+
+    def _close_stderr(self) -> None:
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None

@@ -1,0 +1,5 @@
+"""The four scenarios: ``fanout``, ``idle``, ``storm`` and ``resume``.
+
+Each is an async function from options and a ``Target`` to a result record;
+``bench.runner`` picks one, runs it (once per point of a sweep) and reports.
+"""

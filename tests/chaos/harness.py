@@ -1,0 +1,378 @@
+"""Chatting clients, what each one saw, and the verdict over all of it.
+
+A ``Crowd`` logs ``ChatClient``s in and makes them chat at a steady rate
+from one sender thread, each message text unique (sender, counter, room).
+Every client's events land in its ``EventLog``. ``judge`` then compares what
+every client received with what Redis stored (the authoritative record: ids
+1..seq of each room, while no more than ``history`` messages were sent) and
+with every send's outcome, and counts what the protocol forbids: lost,
+duplicated and reordered deliveries, sends without exactly one outcome,
+failures without a clear error, acks that do not match what was stored.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import redis
+
+from client import events as ev
+from client.backoff import ExponentialBackoff
+from client.connection import ChatClient
+from client.errors import ClientError, SendAborted
+from gateway import keys
+from protocol import frames as fr
+from protocol.codec import decode_server
+from protocol.errors import ErrorCode
+
+E = TypeVar("E", bound=ev.ClientEvent)
+
+SUMMARY_KEY = "chaos_summary"
+"""``record_property`` key of a chaos test's one-line summary (printed by conftest)."""
+NOTES_KEY = "chaos_notes"
+"""``record_property`` key of a list of lines printed under the summary: what ran when."""
+
+CLIENT_BACKOFF = ExponentialBackoff(base=0.05, cap=0.5)
+"""Reconnect delays of 25 ms to 0.5 s: real jitter, no long sleeps."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """One ``send()`` that returned a ref."""
+
+    sender: str
+    room: str
+    text: str
+    ref: str
+    at: float
+    """Seconds since the crowd started chatting."""
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One room message as the caller saw it (fresh history or live)."""
+
+    segment: int
+    """0 until the room's first ``EpochReset`` at this client, then 1, 2 ..."""
+    id: int
+    sender: str
+    text: str
+
+
+@dataclass(slots=True)
+class _RoomView:
+    segment: int = 0
+    received: list[Received] = field(default_factory=list)
+
+
+class EventLog:
+    """``on_event`` of one client: keeps every event, and each room's deliveries, thread-safe."""
+
+    def __init__(self, name: str, rooms: Iterable[str]) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._events: list[tuple[float, ev.ClientEvent]] = []
+        self._rooms = {room: _RoomView() for room in rooms}
+        self._outcomes: dict[str, list[ev.Acked | ev.SendFailed]] = {}
+
+    def __call__(self, event: ev.ClientEvent) -> None:
+        with self._lock:
+            self._events.append((time.monotonic(), event))
+            match event:
+                case ev.Acked(ref=ref) | ev.SendFailed(ref=ref):
+                    self._outcomes.setdefault(ref, []).append(event)
+                case ev.EpochReset(room=room) if room in self._rooms:
+                    self._rooms[room].segment += 1
+                case ev.HistoryLoaded(room=room, older=False) if room in self._rooms:
+                    view = self._rooms[room]
+                    view.received.extend(_received(view.segment, m) for m in event.messages)
+                case ev.RoomMessage(message=m) if m.room in self._rooms:
+                    view = self._rooms[m.room]
+                    view.received.append(_received(view.segment, m))
+                case _:
+                    pass
+
+    def of(self, kind: type[E]) -> list[E]:
+        with self._lock:
+            return [e for _, e in self._events if isinstance(e, kind)]
+
+    def received(self, room: str) -> list[Received]:
+        with self._lock:
+            return list(self._rooms[room].received)
+
+    def last_delivered(self, room: str) -> tuple[int, int]:
+        """(segment, id) of the newest message of ``room`` delivered, id 0 if none yet."""
+        with self._lock:
+            view = self._rooms[room]
+            last = view.received[-1].id if view.received else 0
+            return view.segment, last
+
+    def outcomes(self) -> dict[str, list[ev.Acked | ev.SendFailed]]:
+        with self._lock:
+            return {ref: list(found) for ref, found in self._outcomes.items()}
+
+    def has_outcome(self, ref: str) -> bool:
+        with self._lock:
+            return ref in self._outcomes
+
+
+def _received(segment: int, m: fr.Message) -> Received:
+    return Received(segment, m.id, m.sender, m.text)
+
+
+class Crowd:
+    """Clients that chat: each sends to one of its rooms every ``interval`` seconds.
+
+    ``rooms_of`` gives each client's rooms and ``addresses_of`` its gateways,
+    first choice first. One thread sends for all (a heap of due times), from
+    a seeded random generator, so the sequence of texts and rooms is the same
+    on every run; only the timing of faults around it varies.
+    """
+
+    def __init__(self, rooms_of: Mapping[str, Sequence[str]],
+                 addresses_of: Mapping[str, Sequence[str]], *, seed: int = 7,
+                 interval: tuple[float, float] = (0.5, 1.0), ping_interval: float = 5.0,
+                 connect_timeout: float = 3.0) -> None:
+        self.rooms_of = {name: tuple(rooms) for name, rooms in rooms_of.items()}
+        self.logs = {name: EventLog(name, rooms) for name, rooms in self.rooms_of.items()}
+        self.clients = {
+            name: ChatClient(name, list(addresses_of[name]), rooms, on_event=self.logs[name],
+                             ping_interval=ping_interval, backoff=CLIENT_BACKOFF,
+                             connect_timeout=connect_timeout)
+            for name, rooms in self.rooms_of.items()
+        }
+        self._rng = random.Random(seed)
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._sent: list[Sent] = []
+        self._refused: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._chat, name="chaos-sender", daemon=True)
+        self._started = 0.0
+
+    def members(self, room: str) -> set[str]:
+        return {name for name, rooms in self.rooms_of.items() if room in rooms}
+
+    @property
+    def rooms(self) -> tuple[str, ...]:
+        return tuple(sorted({r for rooms in self.rooms_of.values() for r in rooms}))
+
+    def connect_all(self, timeout: float = 10.0) -> dict[str, str]:
+        """Log every client in; returns the gateway each one landed on."""
+        return {name: c.connect(timeout).gateway for name, c in self.clients.items()}
+
+    def start_chatting(self) -> None:
+        self._started = time.monotonic()
+        self._thread.start()
+
+    def stop_chatting(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "the sender thread hangs in send()"
+
+    def close_all(self) -> None:
+        for client in self.clients.values():
+            client.close()
+
+    @property
+    def sent(self) -> list[Sent]:
+        with self._lock:
+            return list(self._sent)
+
+    @property
+    def refused(self) -> list[str]:
+        """``send()`` calls that raised (the client was closed): each one a problem."""
+        with self._lock:
+            return list(self._refused)
+
+    def unresolved(self) -> list[Sent]:
+        """Sends with neither ``Acked`` nor ``SendFailed`` yet."""
+        return [s for s in self.sent if not self.logs[s.sender].has_outcome(s.ref)]
+
+    def _chat(self) -> None:
+        counters = dict.fromkeys(self.clients, 0)
+        due = [(self._started + self._rng.uniform(0, self._interval[1]), name)
+               for name in sorted(self.clients)]
+        heapq.heapify(due)
+        while due:
+            when, name = heapq.heappop(due)
+            if self._stop.wait(max(0.0, when - time.monotonic())):
+                return
+            counters[name] += 1
+            room = self._rng.choice(self.rooms_of[name])
+            text = f"{name} #{counters[name]} in {room}"
+            try:
+                ref = self.clients[name].send(room, text)
+            except ClientError as exc:
+                with self._lock:
+                    self._refused.append(f"{name}: send() raised {exc!r}")
+            else:
+                with self._lock:
+                    self._sent.append(Sent(name, room, text, ref, when - self._started))
+            heapq.heappush(due, (when + self._rng.uniform(*self._interval), name))
+
+
+# ---------------------------------------------------------------- the record
+
+
+def stored_messages(client: redis.Redis, room: str) -> list[fr.Message]:
+    """What Redis keeps of a room, oldest first: the record deliveries are judged against."""
+    messages = []
+    lines: list[bytes] = client.lrange(keys.room_log(room), 0, -1)  # type: ignore[assignment]
+    for line in lines:
+        frame = decode_server(line)
+        assert isinstance(frame, fr.Message), frame
+        messages.append(frame)
+    return messages
+
+
+def room_seq(client: redis.Redis, room: str) -> int:
+    value = client.get(keys.room_seq(room))
+    return int(value) if value is not None else 0
+
+
+def caught_up(crowd: Crowd, seqs: Callable[[str], int]) -> bool:
+    """Every client has delivered its rooms up to their current last id."""
+    for room in crowd.rooms:
+        last = seqs(room)
+        for name in crowd.members(room):
+            if crowd.logs[name].last_delivered(room)[1] != last:
+                return False
+    return True
+
+
+# ---------------------------------------------------------------- the verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    sent: int
+    acked: int
+    failed: int
+    delivered: int
+    lost: int
+    duplicated: int
+    reordered: int
+    problems: tuple[str, ...]
+    """Everything else the protocol forbids, one line each (empty when all is well)."""
+
+    def summary(self, label: str = "chaos") -> str:
+        return (f"{label}: sent={self.sent} acked={self.acked} failed={self.failed} "
+                f"delivered={self.delivered} lost={self.lost} duplicated={self.duplicated} "
+                f"reordered={self.reordered}")
+
+
+def _check_outcomes(sent: Sequence[Sent], logs: Mapping[str, EventLog],
+                    problems: list[str]) -> tuple[dict[str, int], set[str]]:
+    """Every send ends in exactly one Acked or SendFailed with a clear error.
+
+    Returns the acked ids by text and the texts whose send failed.
+    """
+    acked: dict[str, int] = {}
+    failed: set[str] = set()
+    by_ref = {s.ref: s for s in sent}
+    for name, log in logs.items():
+        for ref, found in log.outcomes().items():
+            s = by_ref.get(ref)
+            if s is None or s.sender != name:
+                problems.append(f"{name}: outcome for a ref never sent: {ref} {found}")
+                continue
+            if len(found) != 1:
+                problems.append(f"{name}: {len(found)} outcomes for {ref} ({s.text!r}): {found}")
+            outcome = found[0]
+            if isinstance(outcome, ev.Acked):
+                if outcome.id is None:
+                    problems.append(f"{name}: ack without an id for {s.text!r}")
+                else:
+                    acked[s.text] = outcome.id
+                continue
+            failed.add(s.text)
+            error = outcome.error
+            if error.code is not ErrorCode.UNAVAILABLE and not isinstance(error, SendAborted):
+                problems.append(f"{name}: {s.text!r} failed without a clear error: {error!r}")
+    for s in sent:
+        if not logs[s.sender].has_outcome(s.ref):
+            problems.append(f"{s.sender}: no outcome for {s.ref} ({s.text!r}, sent at {s.at:.1f}s)")
+    return acked, failed
+
+
+def _check_record(stored: Mapping[str, Sequence[fr.Message]], sent: Sequence[Sent],
+                  acked: Mapping[str, int], failed: set[str], problems: list[str]) -> None:
+    """What Redis stored matches what was sent: ids 1..n, each text once, acks right."""
+    texts = {s.text: s for s in sent}
+    for room, messages in stored.items():
+        ids = [m.id for m in messages]
+        if ids != list(range(1, len(ids) + 1)):
+            problems.append(f"{room}: stored ids are not 1..{len(ids)} (history trimmed?)")
+        for text, count in Counter(m.text for m in messages).items():
+            if count > 1:
+                problems.append(f"{room}: {text!r} was published {count} times")
+        for m in messages:
+            s = texts.get(m.text)
+            if s is None or s.room != room or s.sender != m.sender:
+                problems.append(f"{room}: stored message {m.id} {m.text!r} was never sent here")
+            elif m.text in failed:
+                problems.append(f"{room}: {m.text!r} was published (id {m.id}) although its "
+                                f"send failed")
+    stored_ids = {m.text: m.id for messages in stored.values() for m in messages}
+    for text, msg_id in acked.items():
+        if stored_ids.get(text) != msg_id:
+            problems.append(f"acked {text!r} as id {msg_id}, stored as {stored_ids.get(text)}")
+
+
+def judge(sent: Sequence[Sent], logs: Mapping[str, EventLog],
+          rooms_of: Mapping[str, Sequence[str]], stored: Mapping[str, Sequence[fr.Message]],
+          *, resets_allowed: bool = False) -> Verdict:
+    """Compare every client's deliveries with what Redis stored; see the module docstring.
+
+    The newest epoch segment of each client is compared with ``stored``
+    (which is that epoch's record). Without ``resets_allowed`` an
+    ``EpochReset`` is itself a problem: Redis kept its data.
+    """
+    problems: list[str] = []
+    acked, failed = _check_outcomes(sent, logs, problems)
+    _check_record(stored, sent, acked, failed, problems)
+    delivered = lost = duplicated = reordered = 0
+    for name, rooms in rooms_of.items():
+        log = logs[name]
+        closed = log.of(ev.Closed)
+        if closed:
+            problems.append(f"{name}: the client ended early: {closed}")
+        for room in rooms:
+            got = log.received(room)
+            delivered += len(got)
+            segments = {r.segment for r in got} | {log.last_delivered(room)[0]}
+            if max(segments) and not resets_allowed:
+                problems.append(f"{name}: {max(segments)} epoch reset(s) in {room}")
+            seen_ids: set[tuple[int, int]] = set()
+            seen_texts: set[str] = set()
+            highest: dict[int, int] = {}
+            for r in got:
+                if (r.segment, r.id) in seen_ids or r.text in seen_texts:
+                    duplicated += 1
+                elif r.id < highest.get(r.segment, 0):
+                    reordered += 1
+                seen_ids.add((r.segment, r.id))
+                seen_texts.add(r.text)
+                highest[r.segment] = max(r.id, highest.get(r.segment, 0))
+            newest = max(segments)
+            have = {(r.id, r.text) for r in got if r.segment == newest}
+            missing = [m for m in stored[room] if (m.id, m.text) not in have]
+            if missing:
+                lost += len(missing)
+                problems.append(f"{name}: {len(missing)} message(s) of {room} never delivered, "
+                                f"ids {[m.id for m in missing][:20]}")
+            stored_pairs = {(m.id, m.text) for m in stored[room]}
+            foreign = [r for r in got if r.segment == newest and (r.id, r.text) not in stored_pairs]
+            if foreign:
+                problems.append(f"{name}: {len(foreign)} delivery(ies) in {room} differ from the "
+                                f"record: {foreign[:3]}")
+    return Verdict(len(sent), len(acked), len(failed), delivered, lost, duplicated, reordered,
+                   tuple(problems))

@@ -1,0 +1,72 @@
+"""TokenBucket: the per-connection frame rate, on a clock the test moves."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.ratelimit import TokenBucket
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def test_a_full_bucket_allows_exactly_the_burst(clock: FakeClock) -> None:
+    bucket = TokenBucket(rate=20.0, burst=40, clock=clock)
+    assert all(bucket.take() for _ in range(40))
+    assert not bucket.take()
+    assert not bucket.take()
+
+
+def test_tokens_come_back_at_the_rate(clock: FakeClock) -> None:
+    bucket = TokenBucket(rate=20.0, burst=40, clock=clock)
+    for _ in range(40):
+        bucket.take()
+    clock.now += 0.049  # not quite one token (1/20 s)
+    assert not bucket.take()
+    clock.now += 0.002
+    assert bucket.take()
+    assert not bucket.take()
+    clock.now += 0.5  # ten tokens
+    assert [bucket.take() for _ in range(11)] == [True] * 10 + [False]
+
+
+def test_saving_up_is_capped_at_the_burst(clock: FakeClock) -> None:
+    bucket = TokenBucket(rate=5.0, burst=3, clock=clock)
+    clock.now += 3600
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+
+
+def test_refused_frames_cost_nothing(clock: FakeClock) -> None:
+    """A dropped frame does not push the next allowed one further away."""
+    bucket = TokenBucket(rate=1.0, burst=1, clock=clock)
+    assert bucket.take()
+    for _ in range(100):
+        assert not bucket.take()
+    clock.now += 1.0
+    assert bucket.take()
+
+
+def test_fractional_rates_accumulate(clock: FakeClock) -> None:
+    bucket = TokenBucket(rate=0.5, burst=1, clock=clock)
+    assert bucket.take()
+    clock.now += 1.0
+    assert not bucket.take()
+    clock.now += 1.0
+    assert bucket.take()
+
+
+def test_a_steady_sender_at_the_rate_is_never_refused(clock: FakeClock) -> None:
+    bucket = TokenBucket(rate=20.0, burst=2, clock=clock)
+    for _ in range(1000):
+        assert bucket.take()
+        clock.now += 0.05
