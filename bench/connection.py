@@ -32,8 +32,8 @@ BYE_MARK = b'"bye"'
 ERROR_MARK = b'"error"'
 DEFAULT_MARKERS: tuple[bytes, ...] = (ACK_MARK, ERROR_MARK, BYE_MARK)
 """What a sender must see while counting: answers to its sends, and goodbyes."""
-RECEIVER_MARKERS: tuple[bytes, ...] = (BYE_MARK,)
-"""A receiver only needs to know why it was disconnected."""
+RECEIVER_MARKERS: tuple[bytes, ...] = (BYE_MARK, b'"left"', b'"joined"')
+"""A receiver must see why it was disconnected, and membership changes (not messages)."""
 
 
 class LoginFailed(ChatError):
@@ -62,6 +62,8 @@ class BenchConnection(asyncio.Protocol):
         self.closed: asyncio.Future[str] = self._loop.create_future()
         self.lines = 0
         """Lines received in count mode."""
+        self.control_lines = 0
+        """Of those, picked lines that were not room messages (acks, joined, left, ...)."""
         self.rx_bytes = 0
         self.last_rx_ns = 0
         self.stamps: array[int] | None = None
@@ -96,7 +98,8 @@ class BenchConnection(asyncio.Protocol):
         if lines:
             self.lines += lines
             for line in picked:
-                self._decode_one(line, now)
+                if not isinstance(self._decode_one(line, now), Message):
+                    self.control_lines += 1
             stamps = self.stamps
             if stamps is not None:
                 floor = self.stamp_floor
@@ -167,6 +170,11 @@ class BenchConnection(asyncio.Protocol):
         """One read has been handled."""
 
     # ------------------------------------------------------------------ API
+
+    @property
+    def messages(self) -> int:
+        """Room messages received in count mode: lines that were not control frames."""
+        return self.lines - self.control_lines
 
     @property
     def is_open(self) -> bool:

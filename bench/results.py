@@ -34,7 +34,7 @@ class FanoutResult:
     """Messages received, summed over receivers."""
     lost: int
     extra: int
-    """Lines received beyond the expected (duplicates or stray frames)."""
+    """Messages received beyond the expected (duplicates; control frames are not counted)."""
     deliveries_per_s: float
     """received / (last receipt - first send)."""
     messages_per_s: float

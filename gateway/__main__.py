@@ -10,6 +10,8 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+import redis
+
 from gateway.broker import BrokerUnavailable
 from gateway.config import parse_config
 from gateway.server import Gateway
@@ -34,6 +36,25 @@ def raise_open_files_limit() -> int:
     return soft
 
 
+def check_redis(gateway: Gateway) -> None:
+    """Say at start, in words an operator can act on, why Redis does not answer.
+
+    The gateway starts anyway (unhealthy, refusing requests with ``unavailable``)
+    and keeps retrying: Redis may simply be starting too.
+    """
+    log = logging.getLogger("gateway")
+    where = gateway.subscriber_host()  # never the password
+    try:
+        gateway.broker.redis.ping()
+    except redis.AuthenticationError as exc:
+        log.error("event=redis_auth_failed redis=%s error=%r hint='Redis wants a password or "
+                  "refused the one given: check --redis-url (redis://:PASSWORD@host:port/db)'",
+                  where, str(exc))
+    except redis.RedisError as exc:
+        log.error("event=redis_unreachable redis=%s error=%r hint='is Redis running? For a "
+                  "local Redis and gateways in one command run: chat-cluster'", where, str(exc))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     logging.basicConfig(
@@ -49,10 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Small stacks keep thousands of idle connections cheap; set before any thread starts.
     threading.stack_size(config.thread_stack_kib * 1024)
     gateway = Gateway(config)
-    if not gateway.broker.ping():
-        logging.getLogger("gateway").error(
-            "event=redis_unreachable redis=%s hint='is Redis running? For a local Redis and "
-            "gateways in one command run: chat-cluster'", gateway.subscriber_host())
+    check_redis(gateway)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

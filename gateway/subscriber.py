@@ -246,12 +246,31 @@ class Subscriber:
             if drop:
                 with self._lock:
                     self._subscribed.difference_update(drop)
+                drop = self._keep_raced(drop)
+            if drop:
                 wire.send(pack("UNSUBSCRIBE", *(keys.room_channel(r) for r in drop)))
             if add:
                 wire.send(pack("SUBSCRIBE", *(keys.room_channel(r) for r in add)))
         for room in fills:
             self._fill(room)
         return False
+
+    def _keep_raced(self, drop: list[str]) -> list[str]:
+        """Of the rooms about to be dropped, keep those a session joined meanwhile.
+
+        A join registers in the registry, then asks ``subscribe``; if it asked
+        before ``drop`` left ``_subscribed`` it was told "subscribed" at once, and
+        its registration, earlier still, shows in this second look.
+        """
+        raced = set(drop) & self._registry.rooms()
+        if not raced:
+            return drop
+        with self._lock:
+            self._subscribed.update(raced)
+            tickets = [t for room in raced for t in self._tickets.pop(room, [])]
+        for ticket in tickets:
+            ticket.resolve(True)
+        return [room for room in drop if room not in raced]
 
     # ---------------------------------------------------------------- fan-out
 

@@ -189,7 +189,7 @@ class FanoutRoom:
             raise
 
     def received(self) -> int:
-        return sum(r.lines for r in self.receivers)
+        return sum(r.messages for r in self.receivers)
 
     def sent(self) -> int:
         return sum(s.sent for s in self.senders)

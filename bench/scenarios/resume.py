@@ -25,7 +25,7 @@ from bench.scenarios.common import LoginPlan, closed_all, login_many, require_al
 from bench.scenarios.fanout import Sender
 from bench.stats import LatencySummary
 from bench.wire import hello, nonce, padding
-from protocol.frames import History, Message, Position, ServerFrame
+from protocol.frames import History, Message, Position, ServerFrame, Welcome
 
 Report = Callable[[str, float, str], None]
 
@@ -65,10 +65,13 @@ class TrackedConnection(BenchConnection):
         super().__init__(name, markers=())
         self.tracker = tracker
         self.history_ns = 0
+        self.welcome_ns = 0
         self.replayed = 0
 
     def frame_received(self, frame: ServerFrame, now_ns: int) -> None:
-        if isinstance(frame, Message) and frame.room == self.tracker.room:
+        if isinstance(frame, Welcome):
+            self.welcome_ns = now_ns
+        elif isinstance(frame, Message) and frame.room == self.tracker.room:
             self.tracker.see(frame.id)
         elif isinstance(frame, History) and frame.room == self.tracker.room:
             self.replayed += self.tracker.history(frame)
@@ -107,8 +110,8 @@ class ResumeClient:
         except (OSError, TimeoutError, LoginFailed) as exc:
             self.failure = f"{self.name}: {type(exc).__name__}: {exc}"
             return
-        self.welcome_ns = time.monotonic_ns()
         await wait_progress(lambda: conn.history_ns > 0, lambda: 0, timeout)
+        self.welcome_ns = conn.welcome_ns
         self.history_ns = conn.history_ns
         self.replayed = conn.replayed
 

@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from bench.connection import BenchConnection, LoginFailed, connect
+from bench.connection import RECEIVER_MARKERS, BenchConnection, LoginFailed, connect
 from bench.options import Address
 from bench.scenarios.fanout import Sender
 from bench.wire import hello, start_marker
 from protocol.codec import encode
 from protocol.errors import ErrorCode
-from protocol.frames import Ack, Error, History, Joined, Message, Welcome
+from protocol.frames import Ack, Error, History, Joined, Left, Message, Welcome
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -51,7 +51,7 @@ def test_counting_starts_right_after_the_marker_in_the_same_read() -> None:
             + message(f"~T{stamp}~ c", 4)[:10]  # half a line
         )
         await writer.drain()
-        writer.write(message(f"~T{stamp}~ c", 4)[10:])
+        writer.write(message(f"~T{stamp}~ c", 4)[10:] + encode(Left("r", "carol")))
         await writer.drain()
         await reader.read()  # until the client closes
         writer.close()
@@ -59,21 +59,22 @@ def test_counting_starts_right_after_the_marker_in_the_same_read() -> None:
     async def scenario() -> tuple[int, int, int]:
         server, address = await serve(script)
         async with server:
-            conn = await connect(lambda: BenchConnection("bob"), address, 5.0)
+            conn = await connect(lambda: BenchConnection("bob", RECEIVER_MARKERS), address, 5.0)
             welcome = await conn.login(hello("bob", ["r"]), 5.0)
             assert welcome.token == "tok"
             conn.stamps = array("q")
             switched = conn.count_after(start_marker("run1"))
             conn.write(b"go\n")
             await asyncio.wait_for(switched, 5.0)
-            while conn.lines < 3:
+            while conn.lines < 4:
                 await asyncio.sleep(0.01)
             conn.close()
             await conn.closed
-            return conn.lines, len(conn.stamps), min(conn.stamps)
+            return conn.lines, conn.messages, len(conn.stamps), min(conn.stamps)
 
-    lines, stamps, smallest = asyncio.run(asyncio.wait_for(scenario(), 20))
-    assert lines == 3  # the joined frame and the marker are not counted
+    lines, messages, stamps, smallest = asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert lines == 4  # the joined frame and the marker came before counting began
+    assert messages == 3  # the left frame is a line but not a message
     assert stamps == 3
     assert smallest >= 0
 

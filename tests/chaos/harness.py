@@ -103,6 +103,11 @@ class EventLog:
         with self._lock:
             return [e for _, e in self._events if isinstance(e, kind)]
 
+    def timed(self) -> list[tuple[float, ev.ClientEvent]]:
+        """Every event with the ``time.monotonic()`` it arrived at."""
+        with self._lock:
+            return list(self._events)
+
     def received(self, room: str) -> list[Received]:
         with self._lock:
             return list(self._rooms[room].received)

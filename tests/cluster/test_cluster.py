@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from gateway.server import Gateway
+from gateway.subscriber import Ticket
 from protocol.limits import Limits
 from tests.gateway.live import (
     Collector,
@@ -225,6 +226,7 @@ def test_token_takeover_replaces_the_old_connection_and_keeps_the_rooms(
     welcome, _ = login(old, "alice", ["lobby", "dev"])
     observer.recv_type("joined", room="dev", name="alice")
     send_ok(observer, "dev", "before", "b")
+    frames_until(observer, "message", room="dev", id=1)
     new = connect(cluster[0] if same_gateway else cluster[1])
     new_welcome, histories = login(new, "ALICE", ["lobby", "dev"], token=welcome["token"])
     assert new_welcome["name"] == "ALICE" and new_welcome["token"] != welcome["token"]
@@ -232,6 +234,9 @@ def test_token_takeover_replaces_the_old_connection_and_keeps_the_rooms(
     wait_closed_with_bye(old, "replaced")
     send_ok(observer, "dev", "after", "a")
     assert new.recv_type("message", room="dev")["text"] == "after"
+    seen = frames_until(observer, "message", room="dev", id=2)
+    if same_gateway:  # across gateways, see the xfail below
+        assert [f for f in seen if f["type"] in ("left", "joined")] == []
     for room in ("lobby", "dev"):
         observer.send(type="who", room=room)
         assert observer.recv_type("who")["names"] == ["ALICE", "observer"]
@@ -246,6 +251,34 @@ def test_token_takeover_replaces_the_old_connection_and_keeps_the_rooms(
     assert observer.recv_type("who")["names"] == ["observer"]
     observer.send(type="who", room="dev")
     assert observer.recv_type("who")["names"] == ["alice", "observer"]
+
+
+@pytest.mark.xfail(strict=True, reason="design: the replaced session's gateway leaves every "
+                   "room it held, not knowing which ones the new session takes over; when the "
+                   "new session's join comes later, the room sees left + joined (reported)")
+def test_a_takeover_on_another_gateway_is_not_announced_as_left_and_joined(
+        cluster: list[Gateway], connect: Connect, monkeypatch: pytest.MonkeyPatch) -> None:
+    observer = connect(cluster[2])
+    login(observer, "observer", ["dev"])
+    old = connect(cluster[0])
+    welcome, _ = login(old, "alice", ["dev"])
+    frames_until(observer, "joined", room="dev", name="alice")
+    old_gone = threading.Event()
+    real_subscribe = cluster[1].subscriber.subscribe
+
+    def subscribe(room: str) -> Ticket:
+        old_gone.wait(10)  # the slowest legal order: the old session has cleaned up first
+        return real_subscribe(room)
+
+    monkeypatch.setattr(cluster[1].subscriber, "subscribe", subscribe)
+    new = connect(cluster[1])
+    new.send(type="hello", name="alice", rooms=["dev"], token=welcome["token"])
+    wait_closed_with_bye(old, "replaced")  # closed after its cleanup
+    old_gone.set()
+    new.recv_type("history", room="dev")
+    send_ok(observer, "dev", "marker", "m")
+    seen = frames_until(observer, "message", room="dev", id=1)
+    assert [f for f in seen if f["type"] in ("left", "joined")] == []
 
 
 def test_resume_with_since_on_another_gateway_has_no_gap_and_no_duplicate(
@@ -557,35 +590,50 @@ def test_an_outage_longer_than_the_lease_reaps_nobody(
     assert _who(marker, "dev") == ["user0", "user1", "user2"]
 
 
+class HeldHeartbeat:
+    """Parks one gateway's heartbeats: 'it has not beaten again yet'."""
+
+    def __init__(self, gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._open = threading.Event()
+        self._open.set()
+        self._parked = threading.Event()
+        real = gw.broker.heartbeat
+
+        def heartbeat() -> bool:
+            if not self._open.is_set():
+                self._parked.set()
+                self._open.wait(30)
+            return real()
+
+        monkeypatch.setattr(gw.broker, "heartbeat", heartbeat)
+
+    def hold(self) -> None:
+        """Return once the gateway's housekeeper waits before its next heartbeat."""
+        self._open.clear()
+        wait_for(self._parked.is_set, 10, what="the heartbeat parked")
+
+    def release(self) -> None:
+        self._open.set()
+
+
 @pytest.fixture
 def held_heartbeat(cluster: list[Gateway], monkeypatch: pytest.MonkeyPatch
-                   ) -> Iterator[threading.Event]:
-    """gw2's heartbeats wait until the test sets the event: 'it has not beaten yet'."""
-    gw2 = cluster[1]
-    release = threading.Event()
-    release.set()
-    real = gw2.broker.heartbeat
-
-    def heartbeat() -> bool:
-        release.wait(30)
-        return real()
-
-    monkeypatch.setattr(gw2.broker, "heartbeat", heartbeat)
+                   ) -> Iterator[HeldHeartbeat]:
+    held = HeldHeartbeat(cluster[1], monkeypatch)
     try:
-        yield release
+        yield held
     finally:
-        release.set()
+        held.release()
 
 
 def _outage_longer_than_the_lease(redis_server: RedisServer, cluster: list[Gateway],
-                                  held: threading.Event) -> None:
-    """Stop Redis past the lease; start it again with gw2's heartbeat held back."""
+                                  held: HeldHeartbeat) -> None:
+    """Stop Redis past the lease and start it again, gw2's last beat from before the outage."""
     lease_s = cluster[0].config.lease_ms / 1000
+    held.hold()
     redis_server.stop()
     stopped = time.monotonic()
-    wait_for(lambda: not any(gw.healthy for gw in cluster), 10, what="every gateway unhealthy")
     wait_for(lambda: time.monotonic() - stopped > lease_s, 10, what="the lease ran out")
-    held.clear()
     redis_server.start()
     wait_for(lambda: cluster[0].healthy, 15, what="gw1 healthy")
 
@@ -595,7 +643,7 @@ def _outage_longer_than_the_lease(redis_server: RedisServer, cluster: list[Gatew
                    "it beats again (reported to the lead)")
 def test_users_of_a_gateway_that_has_not_beaten_yet_still_get_their_dms(
         redis_server: RedisServer, cluster: list[Gateway], connect: Connect,
-        held_heartbeat: threading.Event) -> None:
+        held_heartbeat: HeldHeartbeat) -> None:
     alice = connect(cluster[0])
     bob = connect(cluster[1])
     login(alice, "alice")
@@ -611,11 +659,11 @@ def test_users_of_a_gateway_that_has_not_beaten_yet_still_get_their_dms(
                    "token (reported to the lead)")
 def test_a_held_name_is_not_free_before_its_gateway_beats_again(
         redis_server: RedisServer, cluster: list[Gateway], connect: Connect,
-        held_heartbeat: threading.Event) -> None:
+        held_heartbeat: HeldHeartbeat) -> None:
     bob = connect(cluster[1])
     login(bob, "bob")
     _outage_longer_than_the_lease(redis_server, cluster, held_heartbeat)
     thief = connect(cluster[0])
     thief.send(type="hello", name="bob")
     frame = thief.recv()
-    print("THIEF", frame, time.time()*1000, redis_server.client().zrange("chat:gateways", 0, -1, withscores=True)); assert frame["type"] == "error" and frame["code"] in ("name_taken", "unavailable"), frame
+    assert frame["type"] == "error" and frame["code"] in ("name_taken", "unavailable"), frame

@@ -500,11 +500,12 @@ def test_typing_is_relayed_to_others_not_the_typist_at_most_every_2_s(
     bob = connect(gw.address)
     login(alice, "alice")
     login(bob, "bob")
-    first = time.monotonic()
+    first_sent = time.monotonic()
     for _ in range(5):
         alice.send(type="typing", room="lobby")
     send_ok(alice, "lobby", "marker", "m1")  # travels the same channel, after the typings
     frames = read_messages(bob, "lobby", 1)
+    first_seen = time.monotonic()
     assert [f for f in frames if f["type"] == "typing"] == [
         {"type": "typing", "room": "lobby", "name": "alice"}]
     assert not [f for f in read_messages(alice, "lobby", 1) if f["type"] == "typing"]
@@ -519,8 +520,10 @@ def test_typing_is_relayed_to_others_not_the_typist_at_most_every_2_s(
         return any(f["type"] == "typing" for f in read_messages(bob, "lobby", n))
 
     wait_for(relayed, 5.0, interval=0.1, what="a second typing relayed")
-    assert attempts[-1] - first >= 2.0 - 0.05
-    assert len(attempts) == 1 or attempts[-2] - first < 2.0 + 0.05
+    # bounds that hold however slow the machine: the gateway handled the first typing
+    # between first_sent and first_seen, and each later one after it was sent
+    assert time.monotonic() - first_sent >= 2.0  # relayed no sooner than 2 s after the first
+    assert len(attempts) == 1 or attempts[-2] < first_seen + 2.0  # a dropped one was early
     assert not [f for f in alice.drain(0) if f["type"] == "typing"]
 
 

@@ -1,0 +1,82 @@
+"""A Redis stall longer than the lease must not make the gateways reap each other.
+
+While Redis is stopped (SIGSTOP) no gateway can heartbeat, so when it runs
+again every heartbeat in ``chat:gateways`` looks older than the lease. A
+gateway that reaped its peers then would publish ``left`` for every member of
+the cluster, delete their name records (any name briefly claimable without
+its token), and the victims would restore everything a heartbeat later: a
+cluster-wide presence flap although nobody left. Found by the chaos test
+(1200 ``left`` + 1200 ``joined`` after its 5 s pause).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from gateway import keys
+from gateway.server import Gateway
+from tests.gateway.live import login
+from tests.support.gateways import gateways
+from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_for
+from tests.support.wire import WireClient
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(60)]
+
+LEASE_S = 2.0  # tests.support.gateways.FAST
+
+
+@pytest.fixture
+def cluster(redis_server: RedisServer) -> Iterator[list[Gateway]]:
+    with gateways(redis_server.url, 3) as gws:
+        yield gws
+
+
+def beaten_since(redis_server: RedisServer, since_ms: int) -> bool:
+    """Every gateway's heartbeat in Redis is from after ``since_ms``."""
+    admin = redis_server.client()
+    try:
+        beats = admin.zrange(keys.GATEWAYS, 0, -1, withscores=True)
+    finally:
+        admin.close()
+    return len(beats) == 3 and all(score >= since_ms for _, score in beats)
+
+
+@pytest.mark.parametrize("attempt", range(2))
+def test_a_redis_stall_longer_than_the_lease_shows_nobody_leaving(
+        redis_server: RedisServer, cluster: list[Gateway], caplog: pytest.LogCaptureFixture,
+        attempt: int) -> None:
+    caplog.set_level(logging.INFO, logger="gateway")
+    users = [WireClient(gw.address) for gw in cluster]
+    try:
+        for i, user in enumerate(users):
+            login(user, f"user{i}")
+        for i, user in enumerate(users):  # everyone has seen those after it join
+            for later in range(i, 3):
+                user.recv_type("joined", name=f"user{later}")
+        redis_server.pause()
+        threading.Event().wait(LEASE_S + 1.5)  # the fault: a stall longer than the lease
+        redis_server.resume()
+        resumed_ms = int(time.time() * 1000)
+        # Once every gateway has beaten after the stall none can look dead any more:
+        # whatever reaping the stall caused has happened by then.
+        wait_for(lambda: beaten_since(redis_server, resumed_ms), 15,
+                 what="a fresh heartbeat from every gateway")
+        users[0].send(type="send", room="lobby", text="after the stall", ref="mark")
+        for user in users:
+            frames = []
+            while not any(f["type"] == "message" and f["text"] == "after the stall"
+                          for f in frames):
+                frames.append(user.recv(timeout=15))
+            assert [f for f in frames if f["type"] == "left"] == []
+        users[0].send(type="who", room="lobby")
+        assert users[0].recv_type("who")["names"] == ["user0", "user1", "user2"]
+        assert [r.getMessage() for r in caplog.records if "reaped" in r.getMessage()] == []
+    finally:
+        for user in users:
+            user.close()
