@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from functools import partial
+from typing import Any
 
 from bench.cluster import GatewaySettings, Target, open_target
 from bench.options import FanoutOptions, IdleOptions, Options, StormOptions
@@ -46,50 +48,60 @@ def scenario_name(opts: Options) -> str:
     return "resume"
 
 
-async def run_scenario(opts: Options, target: Target, progress: Progress, loop_name: str,
-                       on_record: OnRecord) -> list[RunRecord]:
-    """Every run the options ask for (one per sweep point), in order."""
-    machine = Machine.read()
-    records: list[RunRecord] = []
+Point = Callable[[Target, Progress], Coroutine[Any, Any, tuple[Result, CpuUse]]]
 
-    def keep(result: Result, cpu: CpuUse, started: str) -> None:
-        progress.done()
-        record = RunRecord(
-            scenario=scenario_name(opts), started_utc=started,
-            target="local" if target.local else "remote",
-            gateways=tuple(str(a) for a in target.addresses), loop=loop_name,
-            options=opts, result=result, cpu=cpu, machine=machine,
-        )
-        records.append(record)
-        on_record(record)
 
-    report = progress.update
+def points(opts: Options) -> list[Point]:
+    """One coroutine factory per run the options ask for (one per sweep point)."""
     if isinstance(opts, FanoutOptions):
-        for receivers in opts.receivers:
-            started = utc_now()
-            keep(*await run_fanout(target, opts, receivers, report), started)
-    elif isinstance(opts, IdleOptions):
-        for connections in opts.connections:
-            started = utc_now()
-            keep(*await run_idle(target, opts, connections, report), started)
-    elif isinstance(opts, StormOptions):
-        started = utc_now()
-        keep(*await run_storm(target, opts, report), started)
-    else:
-        started = utc_now()
-        keep(*await run_resume(target, opts, report), started)
-    return records
+        f = opts
+        return [partial(_fanout_point, f, r) for r in f.receivers]
+    if isinstance(opts, IdleOptions):
+        i = opts
+        return [partial(_idle_point, i, c) for c in i.connections]
+    if isinstance(opts, StormOptions):
+        s = opts
+        return [lambda target, progress: run_storm(target, s, progress.update)]
+    r = opts
+    return [lambda target, progress: run_resume(target, r, progress.update)]
+
+
+def _fanout_point(opts: FanoutOptions, receivers: int, target: Target,
+                  progress: Progress) -> Coroutine[Any, Any, tuple[Result, CpuUse]]:
+    return run_fanout(target, opts, receivers, progress.update)
+
+
+def _idle_point(opts: IdleOptions, connections: int, target: Target,
+                progress: Progress) -> Coroutine[Any, Any, tuple[Result, CpuUse]]:
+    return run_idle(target, opts, connections, progress.update)
 
 
 def execute(opts: Options, progress: Progress, on_record: OnRecord) -> list[RunRecord]:
-    """Open the target (starting a local cluster if asked), run, stop what was started."""
+    """Run every point, each on a fresh local cluster when one is asked for.
+
+    A fresh cluster per point keeps points independent: a gateway keeps
+    memory it once allocated, which would flatter the next point's figure.
+    """
     common = opts.common
     settings = GatewaySettings(rate_per_s=common.gateway_rate, burst=common.gateway_burst,
                                max_outbound=common.max_outbound)
     factory, loop_name = choose_loop()
-    with open_target(common.gateways, common.local, settings, common.cluster_dir) as target, \
-            asyncio.Runner(loop_factory=factory) as runner:
-        try:
-            return runner.run(run_scenario(opts, target, progress, loop_name, on_record))
-        finally:
-            progress.done()
+    records: list[RunRecord] = []
+    for point in points(opts):
+        started = utc_now()
+        machine = Machine.read()
+        with open_target(common.gateways, common.local, settings, common.cluster_dir) as target, \
+                asyncio.Runner(loop_factory=factory) as runner:
+            try:
+                result, cpu = runner.run(point(target, progress))
+            finally:
+                progress.done()
+            record = RunRecord(
+                scenario=scenario_name(opts), started_utc=started,
+                target="local" if target.local else "remote",
+                gateways=tuple(str(a) for a in target.addresses), loop=loop_name,
+                options=opts, result=result, cpu=cpu, machine=machine,
+            )
+        records.append(record)
+        on_record(record)
+    return records

@@ -96,6 +96,10 @@ class NameClaim:
     replaced_gateway: str | None
     """Gateway of the live session this claim took the name from, if any."""
     replaced_session: str | None
+    rooms: tuple[str, ...] = ()
+    """Rooms where the name's membership is now this gateway's: taken over with the name
+    (token takeover), so the rooms see no left/joined. The new session leaves those its
+    ``hello`` does not list."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +163,9 @@ class Broker:
         self._leave = register(lua.LEAVE)
         self._send_dm = register(lua.SEND_DM)
         self._reap = register(lua.REAP)
+        self._heartbeat = register(lua.HEARTBEAT)
+        self._who = register(lua.WHO)
+        self._dead_gateways = register(lua.DEAD_GATEWAYS)
 
     @classmethod
     def from_url(cls, url: str, gateway_id: str, *, retries: int = 3,
@@ -229,9 +236,11 @@ class Broker:
         Returns True when the gateway was not registered: its first beat, or
         (later) a sign that a peer reaped it as dead meanwhile, so its names and
         memberships in Redis are gone. Callers that only beat may ignore it.
+        The first beat after an outage opens the grace (``lua.LIVENESS``).
         """
         with self._guard("heartbeat"):
-            added = self._redis.zadd(keys.GATEWAYS, {self._gateway_id: self._now_ms()})
+            added = self._heartbeat(keys=[keys.GATEWAYS, keys.GRACE],
+                                    args=[self._gateway_id, self._now_ms(), self._lease_ms])
         return bool(added)
 
     def publish_probe(self, nonce: str) -> None:
@@ -309,10 +318,11 @@ class Broker:
         with self._guard("join"):
             newly = self._join(
                 keys=[keys.room_members(room), keys.GATEWAYS,
-                      keys.gateway_members(self._gateway_id)],
+                      keys.gateway_members(self._gateway_id), keys.GRACE, keys.user_rooms(name)],
                 args=[lower, f"{self._gateway_id}|{name}", self._gateway_id, self._now_ms(),
                       self._lease_ms, keys.room_channel(room),
-                      keys.TAG_EVENT + _line(Joined(room, name)), keys.membership(room, name)],
+                      keys.TAG_EVENT + _line(Joined(room, name)), keys.membership(room, name),
+                      room],
             )
         return bool(newly)
 
@@ -324,9 +334,10 @@ class Broker:
         prefix, suffix = _left_parts(room)
         with self._guard("leave"):
             removed = self._leave(
-                keys=[keys.room_members(room), keys.gateway_members(self._gateway_id)],
+                keys=[keys.room_members(room), keys.gateway_members(self._gateway_id),
+                      keys.user_rooms(name)],
                 args=[name_key(name), self._gateway_id, keys.room_channel(room), prefix, suffix,
-                      keys.membership(room, name)],
+                      keys.membership(room, name), room],
             )
         return bool(removed)
 
@@ -337,16 +348,9 @@ class Broker:
         case-insensitively.
         """
         with self._guard("who"):
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hgetall(keys.room_members(room))
-            pipe.zrange(keys.GATEWAYS, 0, -1, withscores=True)
-            members, beats = pipe.execute()
-        alive = self._alive({_text(gw): score for gw, score in beats})
-        names = []
-        for value in members.values():
-            gw, _, display = _text(value).rpartition("|")
-            if gw in alive:
-                names.append(display)
+            values = self._who(keys=[keys.room_members(room), keys.GATEWAYS, keys.GRACE],
+                               args=[self._now_ms(), self._lease_ms])
+        names = [_text(value).rpartition("|")[2] for value in values]
         return sorted(names, key=lambda n: (n.lower(), n))
 
     def publish_typing(self, room: str, name: str) -> None:
@@ -365,20 +369,42 @@ class Broker:
         gateway, it is taken over only with the token of the last claim (the
         old session is told with ``K`` on its gateway's channel). Every claim
         issues a fresh token. Also heartbeats, so a new gateway counts as alive.
+
+        With the token, the name's room memberships come along (``NameClaim.rooms``):
+        the script needs their keys, so the holder and its rooms are read first;
+        should they change in between, what changed is left to the old gateway's
+        cleanup (``left``, then this session's ``joined``).
         """
         fresh = secrets.token_urlsafe(16)
-        lower = name_key(name)
         with self._guard("claim"):
-            reply = self._claim_name(
-                keys=[keys.user(name), keys.GATEWAYS, keys.gateway_names(self._gateway_id)],
-                args=[name, session_id, token_hash(fresh),
-                      "" if token is None else token_hash(token), self._gateway_id,
-                      self._now_ms(), self._lease_ms, lower, keys.GATEWAY_PREFIX],
-            )
+            holder, rooms = self._holder_and_rooms(name) if token is not None else ("", [])
+            reply = self._claim(name, session_id, token_hash(fresh),
+                                "" if token is None else token_hash(token), holder, rooms)
         if not reply[0]:
             raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name!r} is in use")
         old_gw, old_sid = _text(reply[1]), _text(reply[2])
-        return NameClaim(name, fresh, old_gw or None, old_sid or None)
+        return NameClaim(name, fresh, old_gw or None, old_sid or None,
+                         tuple(_text(room) for room in reply[3]))
+
+    def _holder_and_rooms(self, name: str) -> tuple[str, list[str]]:
+        """The gateway holding ``name`` and the rooms of its memberships, as Redis has them now."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hget(keys.user(name), "gw")
+        pipe.smembers(keys.user_rooms(name))
+        holder, rooms = pipe.execute()
+        return ("" if holder is None else _text(holder)), sorted(_text(r) for r in rooms)
+
+    def _claim(self, name: str, session_id: str, new_hash: str, presented_hash: str,
+               holder: str, rooms: Sequence[str]) -> list[Any]:
+        script_keys = [keys.user(name), keys.GATEWAYS, keys.gateway_names(self._gateway_id),
+                       keys.GRACE, keys.gateway_members(self._gateway_id), keys.user_rooms(name),
+                       keys.gateway_members(holder or self._gateway_id)]
+        script_keys += [keys.room_members(room) for room in rooms]
+        return cast(list[Any], self._claim_name(
+            keys=script_keys,
+            args=[name, session_id, new_hash, presented_hash, self._gateway_id, self._now_ms(),
+                  self._lease_ms, name_key(name), keys.GATEWAY_PREFIX, holder, *rooms],
+        ))
 
     def restore_name(self, name: str, session_id: str, held_token_hash: str) -> bool:
         """Put back a live session's name record after Redis lost it (restart, reaping).
@@ -387,11 +413,7 @@ class Broker:
         another live holder (returns False: the session lost its name).
         """
         with self._guard("restore"):
-            reply = self._claim_name(
-                keys=[keys.user(name), keys.GATEWAYS, keys.gateway_names(self._gateway_id)],
-                args=[name, session_id, held_token_hash, "", self._gateway_id,
-                      self._now_ms(), self._lease_ms, name_key(name), keys.GATEWAY_PREFIX],
-            )
+            reply = self._claim(name, session_id, held_token_hash, "", "", ())
         return bool(reply[0])
 
     def release_name(self, name: str, session_id: str) -> None:
@@ -413,7 +435,7 @@ class Broker:
         ref_key = keys.user_ref(sender, f"~{uuid.uuid4().hex}" if internal else str(ref))
         with self._guard("dm"):
             reply = self._send_dm(
-                keys=[keys.user(to), keys.GATEWAYS, ref_key],
+                keys=[keys.user(to), keys.GATEWAYS, ref_key, keys.GRACE],
                 args=[self._now_ms(), self._lease_ms, prefix, suffix, name_key(to),
                       INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms,
                       keys.GATEWAY_PREFIX, to],
@@ -424,21 +446,17 @@ class Broker:
 
     # ------------------------------------------------------------------ gateways
 
-    def _alive(self, beats: dict[str, float]) -> set[str]:
-        now = self._now_ms()
-        return {gw for gw, beat in beats.items() if now - beat < self._lease_ms}
-
     def reap_dead(self) -> list[str]:
-        """Clean up after every gateway whose lease ran out; returns the ids reaped.
+        """Clean up after every gateway that is not alive; returns the ids reaped.
 
+        Alive is ``lua.LIVENESS``'s rule, so nobody is reaped during a grace.
         A lock per dead gateway makes one live gateway do it; its rooms see
         ``left`` for each membership it held, and its names become free records.
         A gateway that heartbeats again meanwhile is left alone.
         """
-        now = self._now_ms()
         with self._guard("reap"):
-            expired = cast(list[bytes], self._redis.zrangebyscore(
-                keys.GATEWAYS, "-inf", now - self._lease_ms))
+            expired = cast(list[bytes], self._dead_gateways(
+                keys=[keys.GATEWAYS, keys.GRACE], args=[self._now_ms(), self._lease_ms]))
             dead = [_text(gw) for gw in expired]
             reaped = []
             for gw in dead:
@@ -486,13 +504,15 @@ class Broker:
 
     def _reap_chunk(self, gw: str, memberships: Sequence[tuple[str, str]],
                     lowers: Sequence[str], *, force: bool, final: bool) -> int:
-        script_keys = [keys.GATEWAYS, keys.gateway_members(gw), keys.gateway_names(gw)]
+        script_keys = [keys.GATEWAYS, keys.GRACE, keys.gateway_members(gw),
+                       keys.gateway_names(gw), keys.gateway_reaper(gw)]
         args: list[Any] = [gw, self._now_ms(), self._lease_ms, int(force), len(memberships),
-                           len(lowers), int(final)]
+                           len(lowers), int(final), self._gateway_id]
         for room, lower in memberships:
             prefix, suffix = _left_parts(room)
-            script_keys.append(keys.room_members(room))
-            args += [lower, keys.membership(room, lower), keys.room_channel(room), prefix, suffix]
+            script_keys += [keys.room_members(room), keys.user_rooms(lower)]
+            args += [lower, keys.membership(room, lower), keys.room_channel(room), prefix, suffix,
+                     room]
         script_keys += [keys.user(lower) for lower in lowers]
         args += lowers
         return int(self._reap(keys=script_keys, args=args))

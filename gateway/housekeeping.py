@@ -9,7 +9,10 @@ room. Timing uses an ``Event`` wait, so ``stop()`` is immediate.
 
 Dead peers are reaped only once our own heartbeats have succeeded for a full
 lease: while Redis was out of reach no gateway could beat, so right after an
-outage every peer's heartbeat is stale without the peer being dead.
+outage every peer's heartbeat is stale without the peer being dead. A stall
+counts as an outage too: while Redis is stopped (SIGSTOP, a long fsync) a
+heartbeat blocks in redis-py's retries and then succeeds, so two successful
+beats more than half a lease apart also start the run afresh.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class Housekeeper:
         self._beating_since: float | None = None
         """When the current run of successful heartbeats began (monotonic); None after a
         failed one."""
+        self._last_beat = 0.0
+        """When the last successful heartbeat returned (monotonic)."""
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._probes: dict[str, float] = {}
@@ -101,8 +106,9 @@ class Housekeeper:
                 self._on_forgotten()  # raises BrokerUnavailable: tried again next beat
                 self._restore_pending = False
             now = time.monotonic()
-            if self._beating_since is None:
-                self._beating_since = now
+            if self._beating_since is None or now - self._last_beat > self._lease_s / 2:
+                self._beating_since = now  # first beat, or the first after an outage or stall
+            self._last_beat = now
             if now - self._beating_since >= self._lease_s:  # see the module docstring
                 reaped = self._broker.reap_dead()
                 if reaped:

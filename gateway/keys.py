@@ -14,6 +14,10 @@ from protocol.names import name_key
 GATEWAYS = "chat:gateways"
 """zset: gateway id -> last heartbeat, ms since the epoch (gateway clock)."""
 
+GRACE = "chat:grace"
+"""string, PX lease: until when (ms, gateway clock) every registered gateway counts as alive,
+because a script found no heartbeat younger than the lease (Redis was out of reach)."""
+
 GATEWAY_PREFIX = "chat:gw:"
 """Start of every per-gateway key and channel; Lua scripts build names of other
 gateways (found in Redis) from it."""
@@ -72,6 +76,12 @@ def user(name: str) -> str:
     return f"{{user:{name_key(name)}}}"
 
 
+def user_rooms(name: str) -> str:
+    """set: the rooms where ``name`` has a membership (in ``room_members``), whatever the
+    gateway: a takeover moves them all at once."""
+    return f"{user(name)}:rooms"
+
+
 def user_ref(name: str, ref: str) -> str:
     """string with a TTL: a dm from ``name`` with ``ref`` was sent."""
     return f"{user(name)}:ref:{ref}"
@@ -113,6 +123,7 @@ def parse_membership(field: str) -> tuple[str, str]:
 __all__ = [
     "GATEWAYS",
     "GATEWAY_PREFIX",
+    "GRACE",
     "TAG_DM",
     "TAG_EVENT",
     "TAG_KICK",
@@ -134,4 +145,5 @@ __all__ = [
     "room_tag",
     "user",
     "user_ref",
+    "user_rooms",
 ]

@@ -1,4 +1,4 @@
-"""The broker's Lua scripts, one per request that writes.
+"""The broker's Lua scripts: one per request that writes or that judges liveness.
 
 Each script does a whole request in one round trip and atomically, so a
 request Redis refuses is never half done, and a reply lost on the way back
@@ -6,9 +6,11 @@ cannot leave a partial state behind. Scripts are idempotent where redis-py's
 Retry may send them twice (the broker gives every publication a dedup key).
 
 Conventions: times are ms since the epoch from the gateway's clock (passed in,
-never Redis ``TIME``, so tests can move the clock); a gateway is alive while
-``now - heartbeat < lease``; membership values are ``<gateway id>|<Name>`` and
-names hold no ``|``, so the gateway id is everything before the last ``|``.
+never Redis ``TIME``, so tests can move the clock); whether a gateway is alive
+is decided by ``LIVENESS``, the one rule every script shares (Python asks
+``WHO`` and ``DEAD_GATEWAYS`` rather than judge heartbeats itself); membership
+values are ``<gateway id>|<Name>`` and names hold no ``|``, so the gateway id
+is everything before the last ``|``.
 Lines of JSON are built by the broker with ``protocol.codec`` and cut around
 the one value only Redis knows (an id, a display name): Lua only concatenates.
 Only Lua 5.1 as Redis embeds it (no cjson), so the scripts also run on fakeredis.
@@ -78,30 +80,124 @@ return {epoch, last, complete, first,
         redis.call('LRANGE', KEYS[3], first - oldest, hi - oldest)}
 """
 
-CLAIM_NAME = """
--- KEYS: user record, gateways zset, my names set
+LIVENESS = """
+-- Liveness: the one rule of every script (docs/architecture.md, "Liveness").
+-- A registered gateway (one in the gateways zset) is alive while its heartbeat is younger
+-- than the lease, and while a grace runs. A script that finds no heartbeat younger than
+-- the lease opens a grace of one lease: nobody could beat, so Redis was out of reach or
+-- stalled, and the gateways are not all dead. Scripts that beat look before they write
+-- their own heartbeat, which would erase that evidence.
+local function grace_open(gateways, grace, now, lease)
+  if now < (tonumber(redis.call('GET', grace) or 0) or 0) then
+    return true
+  end
+  local newest = redis.call('ZREVRANGE', gateways, 0, 0, 'WITHSCORES')
+  if newest[2] and now - tonumber(newest[2]) >= lease then
+    redis.call('SET', grace, string.format('%d', now + lease), 'PX', string.format('%d', lease))
+    return true
+  end
+  return false
+end
+
+local function alive(gateways, open, gw, now, lease)
+  local beat = redis.call('ZSCORE', gateways, gw)
+  if not beat then return false end
+  return open or now - tonumber(beat) < lease
+end
+"""
+"""Prepended to every script that asks whether a gateway is alive, or that heartbeats."""
+
+HEARTBEAT = LIVENESS + """
+-- KEYS: gateways zset, grace
+-- ARGV: me, now ms, lease ms
+-- -> 1 when the gateway was not registered (its first beat, or it was reaped meanwhile)
+grace_open(KEYS[1], KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]))
+return redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+"""
+
+DEAD_GATEWAYS = LIVENESS + """
+-- KEYS: gateways zset, grace
+-- ARGV: now ms, lease ms
+-- -> the registered gateways that are not alive
+local now, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
+if grace_open(KEYS[1], KEYS[2], now, lease) then
+  return {}
+end
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now - lease))
+"""
+
+WHO = LIVENESS + """
+-- KEYS: room members, gateways zset, grace
+-- ARGV: now ms, lease ms
+-- -> the member values ('<gateway id>|<Name>') held through live gateways
+local now, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
+local open = grace_open(KEYS[2], KEYS[3], now, lease)
+local verdict, out = {}, {}
+for _, value in ipairs(redis.call('HVALS', KEYS[1])) do
+  local gw = string.match(value, '^(.*)|')
+  if gw then
+    if verdict[gw] == nil then
+      verdict[gw] = alive(KEYS[2], open, gw, now, lease)
+    end
+    if verdict[gw] then
+      out[#out + 1] = value
+    end
+  end
+end
+return out
+"""
+
+CLAIM_NAME = LIVENESS + """
+-- KEYS: user record, gateways zset, my names set, grace, my members hash, the name's rooms
+--       set, the members hash of the holder seen before, then one room members hash per room
 -- ARGV: display name, session id, new token hash, presented token hash or '', me,
---       now ms, lease ms, lower name, gateway prefix
--- -> {0} taken, or {1, replaced gateway or '', replaced session or ''}
-local now = tonumber(ARGV[6])
-redis.call('ZADD', KEYS[2], now, ARGV[5])
+--       now ms, lease ms, lower name, gateway prefix, holder seen before or '',
+--       then the name's rooms seen before (read with the holder, for the keys above)
+-- -> {0} taken, or {1, replaced gateway or '', replaced session or '', {rooms}}: the rooms
+--    of the name whose membership is now this gateway's
+-- With the right token from another gateway the claim takes the memberships too, so a
+-- takeover shows no left/joined in the rooms the new session also joins.
+local me, lower = ARGV[5], ARGV[8]
+local now, lease = tonumber(ARGV[6]), tonumber(ARGV[7])
+local open = grace_open(KEYS[2], KEYS[4], now, lease)
+redis.call('ZADD', KEYS[2], now, me)
 local rec = redis.call('HMGET', KEYS[1], 'gw', 'sid', 'token')
 local gw, sid, hash = rec[1], rec[2], rec[3]
 local old_gw, old_sid = '', ''
-if gw and not (gw == ARGV[5] and sid == ARGV[2]) then
-  local beat = redis.call('ZSCORE', KEYS[2], gw)
-  if beat and now - tonumber(beat) < tonumber(ARGV[7]) then
-    if ARGV[4] == '' or hash ~= ARGV[4] then
+local heir = false
+if gw and not (gw == me and sid == ARGV[2]) then
+  local token_ok = ARGV[4] ~= '' and hash == ARGV[4]
+  if alive(KEYS[2], open, gw, now, lease) then
+    if not token_ok then
       return {0}
     end
     old_gw, old_sid = gw, sid
   end
+  heir = token_ok and gw ~= me and gw == ARGV[10]
   -- tell the holder, live or presumed dead (it may only be paused), that its session lost the name
-  redis.call('PUBLISH', ARGV[9] .. gw, 'K' .. ARGV[8] .. '|' .. (sid or ''))
+  redis.call('PUBLISH', ARGV[9] .. gw, 'K' .. lower .. '|' .. (sid or ''))
 end
-redis.call('HSET', KEYS[1], 'name', ARGV[1], 'gw', ARGV[5], 'sid', ARGV[2], 'token', ARGV[3])
-redis.call('SADD', KEYS[3], ARGV[8])
-return {1, old_gw, old_sid}
+redis.call('HSET', KEYS[1], 'name', ARGV[1], 'gw', me, 'sid', ARGV[2], 'token', ARGV[3])
+redis.call('SADD', KEYS[3], lower)
+local here = {}
+for i = 11, #ARGV do
+  local room, members = ARGV[i], KEYS[i - 3]
+  local cur = redis.call('HGET', members, lower)
+  if cur then
+    local owner, display = string.match(cur, '^(.*)|(.*)$')
+    if heir and owner == gw then
+      local field = room .. '|' .. lower
+      redis.call('HSET', members, lower, me .. '|' .. display)
+      redis.call('HDEL', KEYS[7], field)
+      redis.call('HSET', KEYS[5], field, '1')
+      owner = me
+    end
+    if owner == me then
+      here[#here + 1] = room
+    end
+  end
+end
+return {1, old_gw, old_sid, here}
 """
 
 RELEASE_NAME = """
@@ -120,10 +216,10 @@ if rec[1] == ARGV[2] then return 1 end
 return 0
 """
 
-JOIN = """
--- KEYS: room members, gateways zset, my members hash
+JOIN = LIVENESS + """
+-- KEYS: room members, gateways zset, my members hash, grace, the name's rooms set
 -- ARGV: lower name, '<me>|<Name>', me, now ms, lease ms, room channel, 'E' .. joined line,
---       membership field
+--       membership field, room
 -- -> 1 when the name was not present before (absent, or held by a dead gateway)
 local newly = 1
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
@@ -132,14 +228,15 @@ if cur then
   if gw == ARGV[3] then
     newly = 0
   else
-    local beat = redis.call('ZSCORE', KEYS[2], gw)
-    if beat and tonumber(ARGV[4]) - tonumber(beat) < tonumber(ARGV[5]) then
+    local now, lease = tonumber(ARGV[4]), tonumber(ARGV[5])
+    if alive(KEYS[2], grace_open(KEYS[2], KEYS[4], now, lease), gw, now, lease) then
       newly = 0
     end
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[8], '1')
+redis.call('SADD', KEYS[5], ARGV[9])
 if newly == 1 then
   redis.call('PUBLISH', ARGV[6], ARGV[7])
 end
@@ -147,21 +244,26 @@ return newly
 """
 
 LEAVE = """
--- KEYS: room members, my members hash
--- ARGV: lower name, me, room channel, left line prefix, left line suffix, membership field
+-- KEYS: room members, my members hash, the name's rooms set
+-- ARGV: lower name, me, room channel, left line prefix, left line suffix, membership field,
+--       room
 -- -> 1 when this gateway's membership was removed
 redis.call('HDEL', KEYS[2], ARGV[6])
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if not cur then return 0 end
+if not cur then
+  redis.call('SREM', KEYS[3], ARGV[7])
+  return 0
+end
 local gw, name = string.match(cur, '^(.*)|(.*)$')
-if gw ~= ARGV[2] then return 0 end
+if gw ~= ARGV[2] then return 0 end  -- taken over through another gateway: its membership now
 redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[7])
 redis.call('PUBLISH', ARGV[3], 'E' .. ARGV[4] .. name .. ARGV[5])
 return 1
 """
 
-SEND_DM = """
--- KEYS: recipient's user record, gateways zset, dedup key
+SEND_DM = LIVENESS + """
+-- KEYS: recipient's user record, gateways zset, dedup key, grace
 -- ARGV: now ms, lease ms, line prefix, line suffix, lower recipient, ref ttl ms,
 --       gateway prefix, recipient name as given
 -- -> {0, line} sent, {1, line} duplicate, {2} no such user
@@ -171,8 +273,8 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
   return {1, line}
 end
 if not rec[2] then return {2} end
-local beat = redis.call('ZSCORE', KEYS[2], rec[2])
-if not beat or tonumber(ARGV[1]) - tonumber(beat) >= tonumber(ARGV[2]) then
+local now, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
+if not alive(KEYS[2], grace_open(KEYS[2], KEYS[4], now, lease), rec[2], now, lease) then
   return {2}
 end
 redis.call('PUBLISH', ARGV[7] .. rec[2], 'D' .. ARGV[5] .. '|' .. line)
@@ -180,59 +282,69 @@ redis.call('SET', KEYS[3], '1', 'PX', ARGV[6])
 return {0, line}
 """
 
-REAP = """
+REAP = LIVENESS + """
 -- Drop a gateway's memberships and names (a dead one's, or our own at shutdown).
--- KEYS: gateways zset, its members hash, its names set,
---       then one room members hash per membership, then one user record per name
+-- KEYS: gateways zset, grace, its members hash, its names set, its reaper lock,
+--       then per membership: the room members hash, the name's rooms set;
+--       then one user record per name
 -- ARGV: gateway id, now ms, lease ms, force ('1': skip the liveness check),
---       number of memberships, number of names, final ('1': forget the gateway),
+--       number of memberships, number of names, final ('1': forget the gateway), me,
 --       then per membership: lower name, membership field, room channel,
---                            left line prefix, left line suffix
+--                            left line prefix, left line suffix, room
 --       then per name: lower name
--- -> -1 when the gateway is alive again (nothing done), else the number of lefts published
+-- -> -1 when the gateway is alive (nothing done, our lock given back), else the number of
+--    lefts published
 local gw = ARGV[1]
 if ARGV[4] ~= '1' then
-  local beat = redis.call('ZSCORE', KEYS[1], gw)
-  if beat and tonumber(ARGV[2]) - tonumber(beat) < tonumber(ARGV[3]) then
+  local now, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
+  if alive(KEYS[1], grace_open(KEYS[1], KEYS[2], now, lease), gw, now, lease) then
+    if redis.call('GET', KEYS[5]) == ARGV[8] then
+      redis.call('DEL', KEYS[5])
+    end
     return -1
   end
 end
 local nm, nn = tonumber(ARGV[5]), tonumber(ARGV[6])
 local lefts = 0
 for i = 1, nm do
-  local key, a = KEYS[3 + i], 7 + (i - 1) * 5
-  local cur = redis.call('HGET', key, ARGV[a + 1])
+  local members, rooms, a = KEYS[4 + 2 * i], KEYS[5 + 2 * i], 8 + (i - 1) * 6
+  local cur = redis.call('HGET', members, ARGV[a + 1])
   if cur then
     local owner, name = string.match(cur, '^(.*)|(.*)$')
     if owner == gw then
-      redis.call('HDEL', key, ARGV[a + 1])
+      redis.call('HDEL', members, ARGV[a + 1])
+      redis.call('SREM', rooms, ARGV[a + 6])
       redis.call('PUBLISH', ARGV[a + 3], 'E' .. ARGV[a + 4] .. name .. ARGV[a + 5])
       lefts = lefts + 1
     end
   end
-  redis.call('HDEL', KEYS[2], ARGV[a + 2])
+  redis.call('HDEL', KEYS[3], ARGV[a + 2])
 end
 for j = 1, nn do
-  local key, lower = KEYS[3 + nm + j], ARGV[7 + nm * 5 + j]
+  local key, lower = KEYS[5 + 2 * nm + j], ARGV[8 + nm * 6 + j]
   if redis.call('HGET', key, 'gw') == gw then
     redis.call('DEL', key)
   end
-  redis.call('SREM', KEYS[3], lower)
+  redis.call('SREM', KEYS[4], lower)
 end
 if ARGV[7] == '1' then
   redis.call('ZREM', KEYS[1], gw)
-  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('DEL', KEYS[3], KEYS[4])
 end
 return lefts
 """
 
 __all__ = [
     "CLAIM_NAME",
+    "DEAD_GATEWAYS",
+    "HEARTBEAT",
     "JOIN",
     "LEAVE",
+    "LIVENESS",
     "PUBLISH_MESSAGE",
     "READ_HISTORY",
     "REAP",
     "RELEASE_NAME",
     "SEND_DM",
+    "WHO",
 ]

@@ -13,6 +13,7 @@ failures without a clear error, acks that do not match what was stored.
 from __future__ import annotations
 
 import heapq
+import logging
 import random
 import threading
 import time
@@ -197,6 +198,10 @@ class Crowd:
         with self._lock:
             return list(self._refused)
 
+    def elapsed(self) -> float:
+        """Seconds since chatting started, on the clock of ``Sent.at``."""
+        return time.monotonic() - self._started
+
     def unresolved(self) -> list[Sent]:
         """Sends with neither ``Acked`` nor ``SendFailed`` yet."""
         return [s for s in self.sent if not self.logs[s.sender].has_outcome(s.ref)]
@@ -225,6 +230,13 @@ class Crowd:
 
 
 # ---------------------------------------------------------------- the record
+
+
+def library_errors(records: Iterable[logging.LogRecord]) -> list[str]:
+    """Errors the client library logged (a reader thread that failed, an ``on_event`` that
+    raised): each one a crash the events alone would not show."""
+    return [f"client log: {r.name}: {r.getMessage()}" for r in records
+            if r.name.startswith("client") and r.levelno >= logging.ERROR]
 
 
 def stored_messages(client: redis.Redis, room: str) -> list[fr.Message]:
@@ -309,8 +321,13 @@ def _check_outcomes(sent: Sequence[Sent], logs: Mapping[str, EventLog],
 
 
 def _check_record(stored: Mapping[str, Sequence[fr.Message]], sent: Sequence[Sent],
-                  acked: Mapping[str, int], failed: set[str], problems: list[str]) -> None:
-    """What Redis stored matches what was sent: ids 1..n, each text once, acks right."""
+                  acked: Mapping[str, int], failed: set[str], record_from: float,
+                  problems: list[str]) -> None:
+    """What Redis stored matches what was sent: ids 1..n, each text once, acks right.
+
+    An acked send from before ``record_from`` may be missing: it belonged to
+    an epoch Redis lost.
+    """
     texts = {s.text: s for s in sent}
     for room, messages in stored.items():
         ids = [m.id for m in messages]
@@ -328,22 +345,26 @@ def _check_record(stored: Mapping[str, Sequence[fr.Message]], sent: Sequence[Sen
                                 f"send failed")
     stored_ids = {m.text: m.id for messages in stored.values() for m in messages}
     for text, msg_id in acked.items():
+        if text not in stored_ids and texts[text].at < record_from:
+            continue
         if stored_ids.get(text) != msg_id:
             problems.append(f"acked {text!r} as id {msg_id}, stored as {stored_ids.get(text)}")
 
 
 def judge(sent: Sequence[Sent], logs: Mapping[str, EventLog],
           rooms_of: Mapping[str, Sequence[str]], stored: Mapping[str, Sequence[fr.Message]],
-          *, resets_allowed: bool = False) -> Verdict:
+          *, resets_allowed: bool = False, record_from: float = 0.0) -> Verdict:
     """Compare every client's deliveries with what Redis stored; see the module docstring.
 
     The newest epoch segment of each client is compared with ``stored``
     (which is that epoch's record). Without ``resets_allowed`` an
-    ``EpochReset`` is itself a problem: Redis kept its data.
+    ``EpochReset`` is itself a problem: Redis kept its data. With it, sends
+    acked before ``record_from`` (``Sent.at`` time) may be absent from the
+    record: Redis lost them with the old epoch.
     """
     problems: list[str] = []
     acked, failed = _check_outcomes(sent, logs, problems)
-    _check_record(stored, sent, acked, failed, problems)
+    _check_record(stored, sent, acked, failed, record_from, problems)
     delivered = lost = duplicated = reordered = 0
     for name, rooms in rooms_of.items():
         log = logs[name]

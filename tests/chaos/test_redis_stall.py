@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,8 @@ def beaten_since(redis_server: RedisServer, since_ms: int) -> bool:
     """Every gateway's heartbeat in Redis is from after ``since_ms``."""
     admin = redis_server.client()
     try:
-        beats = admin.zrange(keys.GATEWAYS, 0, -1, withscores=True)
+        beats: list[tuple[bytes, float]] = admin.zrange(  # type: ignore[assignment]
+            keys.GATEWAYS, 0, -1, withscores=True)
     finally:
         admin.close()
     return len(beats) == 3 and all(score >= since_ms for _, score in beats)
@@ -69,7 +71,7 @@ def test_a_redis_stall_longer_than_the_lease_shows_nobody_leaving(
                  what="a fresh heartbeat from every gateway")
         users[0].send(type="send", room="lobby", text="after the stall", ref="mark")
         for user in users:
-            frames = []
+            frames: list[dict[str, Any]] = []
             while not any(f["type"] == "message" and f["text"] == "after the stall"
                           for f in frames):
                 frames.append(user.recv(timeout=15))

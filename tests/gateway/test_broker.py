@@ -42,6 +42,18 @@ class FakeClock:
         self.now += seconds
 
 
+def lease_runs_out(clock: FakeClock, *beating: Broker) -> None:
+    """Let a lease pass while ``beating`` keep beating: every other gateway's lease runs out.
+
+    Someone must beat meanwhile: a lease without any heartbeat reads as an outage,
+    after which every gateway counts as alive for one more lease (the grace).
+    """
+    for _ in range(2):
+        clock.advance(LEASE_MS / 2000)
+        for broker in beating:
+            broker.heartbeat()
+
+
 class Listener:
     """A subscriber that returns exactly what was published so far, in order.
 
@@ -160,6 +172,8 @@ def test_room_keys_share_the_room_hash_tag() -> None:
 def test_user_and_gateway_keys_are_spelled_as_documented() -> None:
     assert keys.user("BoB") == "{user:bob}"
     assert keys.user_ref("BoB", "x") == "{user:bob}:ref:x"
+    assert keys.user_rooms("BoB") == "{user:bob}:rooms"
+    assert keys.GRACE == "chat:grace"
     assert keys.GATEWAYS == "chat:gateways"
     assert keys.gateway_channel("g-1") == "chat:gw:g-1"
     assert keys.gateway_members("g-1") == "chat:gw:g-1:members"
@@ -392,8 +406,7 @@ def test_join_of_a_name_present_through_a_live_gateway_moves_it_silently(
 def test_join_of_a_name_held_by_a_dead_gateway_is_new(
         gw1: Broker, gw2: Broker, clock: FakeClock, listen: Callable[..., Listener]) -> None:
     gw1.join("dev", "Bob")
-    clock.advance(LEASE_MS / 1000)
-    gw2.heartbeat()
+    lease_runs_out(clock, gw2)
     sub = listen(keys.room_channel("dev"))
     assert gw2.join("dev", "Bob") is True
     assert sub.take() == [("{room:dev}:ch", b"E" + line(Joined("dev", "Bob")))]
@@ -445,8 +458,7 @@ def test_heartbeat_records_the_gateway_clock_in_ms(gw1: Broker, raw: Any,
 
 def test_heartbeat_tells_a_gateway_it_was_reaped(gw1: Broker, gw2: Broker,
                                                  clock: FakeClock) -> None:
-    clock.advance(LEASE_MS / 1000)
-    gw2.heartbeat()
+    lease_runs_out(clock, gw2)
     assert gw2.reap_dead() == ["gw1"]
     assert gw1.heartbeat() is True
     assert gw1.heartbeat() is False
@@ -507,7 +519,7 @@ def test_takeover_on_the_same_gateway_keeps_the_name_in_its_set(gw1: Broker, raw
 def test_name_held_by_a_dead_gateway_is_free(
         gw1: Broker, gw2: Broker, clock: FakeClock, listen: Callable[..., Listener]) -> None:
     gw1.claim_name("Bob", "s1", None)
-    clock.advance(LEASE_MS / 1000)
+    lease_runs_out(clock, gw2)
     sub = listen(keys.gateway_channel("gw1"))
     claim = gw2.claim_name("Bob", "s2", None)
     assert (claim.replaced_gateway, claim.replaced_session) == (None, None)
@@ -581,8 +593,7 @@ def test_dm_to_nobody_or_to_a_dead_gateway_is_refused_and_leaves_no_trace(
         gw1.send_dm("Bob", "ghost", "x", 1.0, "d1")
     assert info.value.code is ErrorCode.NO_SUCH_USER
     gw2.claim_name("Alice", "s2", None)
-    clock.advance(LEASE_MS / 1000)
-    gw1.heartbeat()
+    lease_runs_out(clock, gw1)
     sub = listen(keys.gateway_channel("gw2"))
     with pytest.raises(ProtocolError) as info:
         gw1.send_dm("Bob", "Alice", "x", 1.0, "d1")
@@ -610,8 +621,7 @@ def test_dead_gateway_is_reaped_once_with_left_for_its_rooms(
     gw1.join("dev", "Bob")
     gw1.join("lobby", "Bob")
     gw2.join("lobby", "Ann")
-    clock.advance(LEASE_MS / 1000)
-    gw2.heartbeat()
+    lease_runs_out(clock, gw2)
     gw3 = make_broker("gw3")
     gw3.heartbeat()
     sub = listen(keys.room_channel("dev"), keys.room_channel("lobby"))
@@ -633,8 +643,7 @@ def test_reaping_spares_what_a_live_gateway_took_over(
     gw1.join("dev", "Bob")
     gw2.claim_name("Bob", "s2", first.token)
     gw2.join("dev", "Bob")
-    clock.advance(LEASE_MS / 1000)
-    gw2.heartbeat()
+    lease_runs_out(clock, gw2)
     sub = listen(keys.room_channel("dev"))
     assert gw2.reap_dead() == ["gw1"]
     assert sub.take() == []
@@ -655,12 +664,13 @@ def test_a_gateway_that_heartbeats_again_before_the_reap_is_left_alone(
             return result
 
     gw1.join("dev", "Bob")
-    clock.advance(LEASE_MS / 1000)
     reaper = make_broker("gw2", client=no_retry_client(server, ReviveOnLock))
     reaper.heartbeat()
+    lease_runs_out(clock, reaper)
     assert reaper.reap_dead() == []
     assert raw.hget(keys.room_members("dev"), "bob") == b"gw1|Bob"
     assert raw.zscore(keys.GATEWAYS, "gw1") is not None
+    assert raw.get(keys.gateway_reaper("gw1")) is None  # the lock is given back at once
 
 
 def test_reaping_never_takes_oneself(gw1: Broker, clock: FakeClock, raw: Any) -> None:
@@ -679,8 +689,7 @@ def test_reaping_in_chunks(gw1: Broker, gw2: Broker, clock: FakeClock, raw: Any,
         gw1.claim_name(name, f"s-{name}", None)
     for room in rooms:
         gw1.join(room, "Bob")
-    clock.advance(LEASE_MS / 1000)
-    gw2.heartbeat()
+    lease_runs_out(clock, gw2)
     sub = listen(*(keys.room_channel(r) for r in rooms))
     assert gw2.reap_dead() == ["gw1"]
     assert len(sub.take()) == 5
@@ -699,6 +708,199 @@ def test_release_gateway_leaves_rooms_frees_names_and_forgets_itself(
     assert raw.exists(keys.user("bob"), keys.gateway_members("gw1"),
                       keys.gateway_names("gw1")) == 0
     assert gw2.who("dev") == ["Ann"]
+
+
+# --------------------------------------------------------------------------- after an outage
+
+OUTAGE_S = 3 * LEASE_MS / 1000
+"""Longer than the lease: nobody could beat meanwhile."""
+
+
+@pytest.fixture
+def ann_on_gw2(gw1: Broker, gw2: Broker) -> None:
+    """Ann is logged in through gw2 and in rooms dev and lobby; Bob through gw1."""
+    gw1.claim_name("Bob", "s1", None)
+    gw2.claim_name("Ann", "s2", None)
+    gw2.join("dev", "Ann")
+    gw2.join("lobby", "Ann")
+
+
+FIRST_CALLS: dict[str, Callable[[Broker], object]] = {
+    "heartbeat": lambda b: b.heartbeat(),
+    "who": lambda b: b.who("dev"),
+    "dm": lambda b: b.send_dm("Bob", "Ann", "x", 1.0, None),
+    "claim": lambda b: b.claim_name("Cy", "s3", None),
+    "join": lambda b: b.join("lobby", "Ann"),  # asks whether Ann's gateway is alive
+    "reap": lambda b: b.reap_dead(),
+}
+
+
+@pytest.mark.usefixtures("ann_on_gw2")
+@pytest.mark.parametrize("first", sorted(FIRST_CALLS))
+def test_after_an_outage_every_registered_gateway_is_alive_for_one_more_lease(
+        gw1: Broker, clock: FakeClock, raw: Any, listen: Callable[..., Listener],
+        first: str) -> None:
+    clock.advance(OUTAGE_S)
+    FIRST_CALLS[first](gw1)  # whatever Redis sees first after the outage opens the grace
+    now_ms = int(clock() * 1000)
+    assert raw.get(keys.GRACE) == str(now_ms + LEASE_MS).encode()
+    assert 0 < raw.pttl(keys.GRACE) <= LEASE_MS
+    clock.advance(LEASE_MS / 1000 - 0.001)  # gw2 has not beaten yet
+    assert gw1.who("dev") == ["Ann"]
+    sub = listen(keys.gateway_channel("gw2"))
+    gw1.send_dm("Bob", "ann", "still there?", 2.0, "d1")
+    assert [ch for ch, _ in sub.take()] == ["chat:gw:gw2"]
+    with pytest.raises(ProtocolError) as info:
+        gw1.claim_name("ANN", "s9", None)
+    assert info.value.code is ErrorCode.NAME_TAKEN
+    assert gw1.reap_dead() == []
+    assert raw.hget(keys.room_members("dev"), "ann") == b"gw2|Ann"
+
+
+@pytest.mark.usefixtures("ann_on_gw2")
+def test_a_gateway_that_died_in_the_outage_is_dead_once_the_grace_ends(
+        gw1: Broker, clock: FakeClock, raw: Any, listen: Callable[..., Listener]) -> None:
+    """The bound: reaped one lease after the first script that follows the outage."""
+    clock.advance(OUTAGE_S)
+    gw1.heartbeat()
+    lease_runs_out(clock, gw1)  # gw1 beats on; gw2 never comes back
+    assert gw1.who("dev") == []
+    with pytest.raises(ProtocolError):
+        gw1.send_dm("Bob", "Ann", "x", 1.0, None)
+    sub = listen(keys.room_channel("dev"))
+    assert gw1.reap_dead() == ["gw2"]
+    assert sub.take() == [("{room:dev}:ch", b"E" + line(Left("dev", "Ann")))]
+    assert gw1.claim_name("Ann", "s9", None).replaced_gateway is None
+    assert raw.get(keys.GRACE) is not None  # expired by the clock, not yet by Redis: ignored
+
+
+@pytest.mark.usefixtures("ann_on_gw2")
+def test_no_grace_while_any_gateway_beats(gw1: Broker, clock: FakeClock, raw: Any) -> None:
+    """One gateway dying is not an outage: it is dead as soon as its lease runs out."""
+    lease_runs_out(clock, gw1)
+    assert gw1.who("dev") == []
+    assert gw1.reap_dead() == ["gw2"]
+    assert raw.exists(keys.GRACE) == 0
+
+
+@pytest.mark.usefixtures("ann_on_gw2")
+def test_the_grace_is_not_extended_by_later_scripts(gw1: Broker, gw2: Broker,
+                                                     clock: FakeClock, raw: Any) -> None:
+    clock.advance(OUTAGE_S)
+    gw1.who("dev")
+    opened = raw.get(keys.GRACE)
+    clock.advance(LEASE_MS / 2000)
+    gw2.heartbeat()  # the grace still runs: this first beat of gw2 changes nothing
+    gw1.claim_name("Cy", "s3", None)
+    assert raw.get(keys.GRACE) == opened
+
+
+def test_the_grace_revives_no_gateway_that_is_not_registered(
+        gw1: Broker, clock: FakeClock, raw: Any) -> None:
+    """A record left by a gateway that was reaped (or never beat) stays free in a grace."""
+    raw.hset(keys.user("zed"), mapping={"name": "Zed", "gw": "gw-gone", "sid": "s", "token": "t"})
+    raw.hset(keys.room_members("dev"), "zed", "gw-gone|Zed")
+    clock.advance(OUTAGE_S)
+    with pytest.raises(ProtocolError) as info:
+        gw1.send_dm("Bob", "zed", "x", 1.0, None)
+    assert info.value.code is ErrorCode.NO_SUCH_USER
+    assert raw.exists(keys.GRACE) == 1
+    assert gw1.who("dev") == []
+    assert gw1.claim_name("ZED", "s1", None).replaced_gateway is None
+
+
+# --------------------------------------------------------------------------- takeover
+
+
+def test_a_token_takeover_from_another_gateway_moves_the_memberships_silently(
+        gw1: Broker, gw2: Broker, raw: Any, listen: Callable[..., Listener]) -> None:
+    first = gw1.claim_name("Bob", "s1", None)
+    gw1.join("dev", "Bob")
+    gw1.join("lobby", "Bob")
+    assert raw.smembers(keys.user_rooms("bob")) == {b"dev", b"lobby"}
+    sub = listen(keys.room_channel("dev"), keys.room_channel("lobby"))
+    claim = gw2.claim_name("BOB", "s2", first.token)
+    assert claim.rooms == ("dev", "lobby")
+    for room in ("dev", "lobby"):
+        assert raw.hget(keys.room_members(room), "bob") == b"gw2|Bob"
+    assert raw.hgetall(keys.gateway_members("gw1")) == {}
+    assert raw.hgetall(keys.gateway_members("gw2")) == {b"dev|bob": b"1", b"lobby|bob": b"1"}
+    # the old gateway's cleanup finds nothing of its own; the new session joins dev only
+    assert gw1.leave("dev", "Bob") is False and gw1.leave("lobby", "Bob") is False
+    assert gw2.join("dev", "BOB") is False
+    assert gw2.leave("lobby", "BOB") is True
+    assert sub.take() == [("{room:lobby}:ch", b"E" + line(Left("lobby", "Bob")))]
+    assert gw1.who("dev") == ["BOB"] and gw1.who("lobby") == []
+    assert raw.smembers(keys.user_rooms("bob")) == {b"dev"}
+
+
+def test_a_claim_without_the_token_moves_no_membership(
+        gw1: Broker, gw2: Broker, clock: FakeClock, raw: Any,
+        listen: Callable[..., Listener]) -> None:
+    gw1.claim_name("Bob", "s1", None)
+    gw1.join("dev", "Bob")
+    lease_runs_out(clock, gw2)
+    assert gw2.claim_name("bob", "s2", None).rooms == ()  # another person may take a dead name
+    assert raw.hget(keys.room_members("dev"), "bob") == b"gw1|Bob"
+    sub = listen(keys.room_channel("dev"))
+    assert gw2.reap_dead() == ["gw1"]
+    assert sub.take() == [("{room:dev}:ch", b"E" + line(Left("dev", "Bob")))]
+
+
+def test_a_resume_with_the_token_after_a_crash_takes_the_memberships_too(
+        gw1: Broker, gw2: Broker, clock: FakeClock, raw: Any,
+        listen: Callable[..., Listener]) -> None:
+    first = gw1.claim_name("Bob", "s1", None)
+    gw1.join("dev", "Bob")
+    lease_runs_out(clock, gw2)  # gw1 crashed and is not reaped yet
+    claim = gw2.claim_name("Bob", "s2", first.token)
+    assert (claim.replaced_gateway, claim.rooms) == (None, ("dev",))
+    sub = listen(keys.room_channel("dev"))
+    assert gw2.reap_dead() == ["gw1"]
+    assert gw2.join("dev", "Bob") is False
+    assert sub.take() == []
+    assert gw2.who("dev") == ["Bob"]
+
+
+def test_a_token_takeover_on_the_same_gateway_reports_the_rooms_and_moves_nothing(
+        gw1: Broker, raw: Any) -> None:
+    first = gw1.claim_name("Bob", "s1", None)
+    gw1.join("dev", "Bob")
+    assert gw1.claim_name("Bob", "s2", first.token).rooms == ("dev",)
+    assert raw.hget(keys.room_members("dev"), "bob") == b"gw1|Bob"
+    assert raw.hgetall(keys.gateway_members("gw1")) == {b"dev|bob": b"1"}
+
+
+def test_a_resent_takeover_still_reports_the_rooms(
+        make_broker: Callable[..., Broker], server: Any, gw1: Broker, raw: Any) -> None:
+    first = gw1.claim_name("Bob", "s1", None)
+    gw1.join("dev", "Bob")
+    twice = make_broker("gw2", client=no_retry_client(server, DoubleSend))
+    assert twice.claim_name("Bob", "s2", first.token).rooms == ("dev",)
+    assert raw.hget(keys.room_members("dev"), "bob") == b"gw2|Bob"
+
+
+def test_a_takeover_skips_rooms_the_holder_no_longer_has(
+        gw1: Broker, gw2: Broker, raw: Any) -> None:
+    """The rooms are read before the claim; one left meanwhile is not taken."""
+    first = gw1.claim_name("Bob", "s1", None)
+    gw1.join("dev", "Bob")
+    raw.sadd(keys.user_rooms("bob"), "gone")  # stale: no membership behind it
+    assert gw2.claim_name("Bob", "s2", first.token).rooms == ("dev",)
+    assert raw.exists(keys.room_members("gone")) == 0
+    assert gw2.leave("gone", "Bob") is False
+    assert raw.smembers(keys.user_rooms("bob")) == {b"dev"}
+
+
+def test_reaping_drops_the_rooms_of_the_names_it_frees(
+        gw1: Broker, gw2: Broker, clock: FakeClock, raw: Any) -> None:
+    gw1.claim_name("Bob", "s1", None)
+    gw1.join("dev", "Bob")
+    gw2.join("dev", "Ann")
+    lease_runs_out(clock, gw2)
+    assert gw2.reap_dead() == ["gw1"]
+    assert raw.exists(keys.user_rooms("bob")) == 0
+    assert raw.smembers(keys.user_rooms("ann")) == {b"dev"}
 
 
 # --------------------------------------------------------------------------- failures
