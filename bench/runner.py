@@ -7,7 +7,6 @@ sweep that is interrupted keeps the runs it finished.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
@@ -21,8 +20,6 @@ from bench.scenarios.fanout import run_fanout
 from bench.scenarios.idle import run_idle
 from bench.scenarios.resume import run_resume
 from bench.scenarios.storm import run_storm
-
-log = logging.getLogger(__name__)
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 OnRecord = Callable[[RunRecord], None]

@@ -239,7 +239,7 @@ class Broker:
         The first beat after an outage opens the grace (``lua.LIVENESS``).
         """
         with self._guard("heartbeat"):
-            added = self._heartbeat(keys=[keys.GATEWAYS, keys.GRACE],
+            added = self._heartbeat(keys=[keys.GATEWAYS, keys.GRACE, keys.PULSE],
                                     args=[self._gateway_id, self._now_ms(), self._lease_ms])
         return bool(added)
 
@@ -318,7 +318,8 @@ class Broker:
         with self._guard("join"):
             newly = self._join(
                 keys=[keys.room_members(room), keys.GATEWAYS,
-                      keys.gateway_members(self._gateway_id), keys.GRACE, keys.user_rooms(name)],
+                      keys.gateway_members(self._gateway_id), keys.GRACE, keys.PULSE,
+                      keys.user_rooms(name)],
                 args=[lower, f"{self._gateway_id}|{name}", self._gateway_id, self._now_ms(),
                       self._lease_ms, keys.room_channel(room),
                       keys.TAG_EVENT + _line(Joined(room, name)), keys.membership(room, name),
@@ -348,7 +349,8 @@ class Broker:
         case-insensitively.
         """
         with self._guard("who"):
-            values = self._who(keys=[keys.room_members(room), keys.GATEWAYS, keys.GRACE],
+            values = self._who(keys=[keys.room_members(room), keys.GATEWAYS, keys.GRACE,
+                                     keys.PULSE],
                                args=[self._now_ms(), self._lease_ms])
         names = [_text(value).rpartition("|")[2] for value in values]
         return sorted(names, key=lambda n: (n.lower(), n))
@@ -397,8 +399,8 @@ class Broker:
     def _claim(self, name: str, session_id: str, new_hash: str, presented_hash: str,
                holder: str, rooms: Sequence[str]) -> list[Any]:
         script_keys = [keys.user(name), keys.GATEWAYS, keys.gateway_names(self._gateway_id),
-                       keys.GRACE, keys.gateway_members(self._gateway_id), keys.user_rooms(name),
-                       keys.gateway_members(holder or self._gateway_id)]
+                       keys.GRACE, keys.PULSE, keys.gateway_members(self._gateway_id),
+                       keys.user_rooms(name), keys.gateway_members(holder or self._gateway_id)]
         script_keys += [keys.room_members(room) for room in rooms]
         return cast(list[Any], self._claim_name(
             keys=script_keys,
@@ -435,7 +437,7 @@ class Broker:
         ref_key = keys.user_ref(sender, f"~{uuid.uuid4().hex}" if internal else str(ref))
         with self._guard("dm"):
             reply = self._send_dm(
-                keys=[keys.user(to), keys.GATEWAYS, ref_key, keys.GRACE],
+                keys=[keys.user(to), keys.GATEWAYS, ref_key, keys.GRACE, keys.PULSE],
                 args=[self._now_ms(), self._lease_ms, prefix, suffix, name_key(to),
                       INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms,
                       keys.GATEWAY_PREFIX, to],
@@ -456,7 +458,8 @@ class Broker:
         """
         with self._guard("reap"):
             expired = cast(list[bytes], self._dead_gateways(
-                keys=[keys.GATEWAYS, keys.GRACE], args=[self._now_ms(), self._lease_ms]))
+                keys=[keys.GATEWAYS, keys.GRACE, keys.PULSE],
+                args=[self._now_ms(), self._lease_ms]))
             dead = [_text(gw) for gw in expired]
             reaped = []
             for gw in dead:
@@ -504,7 +507,7 @@ class Broker:
 
     def _reap_chunk(self, gw: str, memberships: Sequence[tuple[str, str]],
                     lowers: Sequence[str], *, force: bool, final: bool) -> int:
-        script_keys = [keys.GATEWAYS, keys.GRACE, keys.gateway_members(gw),
+        script_keys = [keys.GATEWAYS, keys.GRACE, keys.PULSE, keys.gateway_members(gw),
                        keys.gateway_names(gw), keys.gateway_reaper(gw)]
         args: list[Any] = [gw, self._now_ms(), self._lease_ms, int(force), len(memberships),
                            len(lowers), int(final), self._gateway_id]

@@ -16,7 +16,7 @@ class HealthServer:
     def __init__(self, host: str, port: int, healthy: Callable[[], bool],
                  metrics: Callable[[], bytes]) -> None:
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:  # http.server's naming
                 if self.path == "/healthz":
                     ok = healthy()
                     body = b"ok\n" if ok else b"unavailable\n"
@@ -33,7 +33,7 @@ class HealthServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:  # http.server's naming
                 log.debug("event=http " + format, *args)
 
         self._server = ThreadingHTTPServer((host, port), Handler)

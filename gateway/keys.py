@@ -15,8 +15,12 @@ GATEWAYS = "chat:gateways"
 """zset: gateway id -> last heartbeat, ms since the epoch (gateway clock)."""
 
 GRACE = "chat:grace"
-"""string, PX lease: until when (ms, gateway clock) every registered gateway counts as alive,
-because a script found no heartbeat younger than the lease (Redis was out of reach)."""
+"""string, PX lease: while it exists every registered gateway counts as alive. Opened by the
+first script that finds no ``PULSE``: nobody reached Redis for a lease (an outage)."""
+
+PULSE = "chat:pulse"
+"""string, PX lease: renewed by every heartbeat; gone when no gateway beat for a lease,
+measured by Redis's own clock."""
 
 GATEWAY_PREFIX = "chat:gw:"
 """Start of every per-gateway key and channel; Lua scripts build names of other
@@ -124,6 +128,7 @@ __all__ = [
     "GATEWAYS",
     "GATEWAY_PREFIX",
     "GRACE",
+    "PULSE",
     "TAG_DM",
     "TAG_EVENT",
     "TAG_KICK",

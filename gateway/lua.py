@@ -83,17 +83,17 @@ return {epoch, last, complete, first,
 LIVENESS = """
 -- Liveness: the one rule of every script (docs/architecture.md, "Liveness").
 -- A registered gateway (one in the gateways zset) is alive while its heartbeat is younger
--- than the lease, and while a grace runs. A script that finds no heartbeat younger than
--- the lease opens a grace of one lease: nobody could beat, so Redis was out of reach or
--- stalled, and the gateways are not all dead. Scripts that beat look before they write
--- their own heartbeat, which would erase that evidence.
-local function grace_open(gateways, grace, now, lease)
-  if now < (tonumber(redis.call('GET', grace) or 0) or 0) then
+-- than the lease, or while the grace runs. Every beat renews the pulse (PX lease, Redis's
+-- own clock); a script that finds no pulse while gateways are registered opens the grace
+-- (PX lease): nobody reached Redis for a lease, so Redis was out of reach or stalled, and
+-- the gateways are not all dead. Redis's clock, not the gateways': a beat that redis-py
+-- re-sent across the outage carries a time from before Redis came back.
+local function grace_open(gateways, grace, pulse, lease)
+  if redis.call('EXISTS', grace) == 1 then
     return true
   end
-  local newest = redis.call('ZREVRANGE', gateways, 0, 0, 'WITHSCORES')
-  if newest[2] and now - tonumber(newest[2]) >= lease then
-    redis.call('SET', grace, string.format('%d', now + lease), 'PX', string.format('%d', lease))
+  if redis.call('EXISTS', pulse) == 0 and redis.call('ZCARD', gateways) > 0 then
+    redis.call('SET', grace, '1', 'PX', lease)
     return true
   end
   return false
@@ -104,34 +104,41 @@ local function alive(gateways, open, gw, now, lease)
   if not beat then return false end
   return open or now - tonumber(beat) < lease
 end
+
+-- A heartbeat (after grace_open, whose evidence it erases); 1 when gw was not registered.
+local function beat(gateways, pulse, gw, now, lease)
+  redis.call('SET', pulse, '1', 'PX', lease)
+  return redis.call('ZADD', gateways, now, gw)
+end
 """
 """Prepended to every script that asks whether a gateway is alive, or that heartbeats."""
 
 HEARTBEAT = LIVENESS + """
--- KEYS: gateways zset, grace
+-- KEYS: gateways zset, grace, pulse
 -- ARGV: me, now ms, lease ms
 -- -> 1 when the gateway was not registered (its first beat, or it was reaped meanwhile)
-grace_open(KEYS[1], KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]))
-return redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local lease = tonumber(ARGV[3])
+grace_open(KEYS[1], KEYS[2], KEYS[3], lease)
+return beat(KEYS[1], KEYS[3], ARGV[1], tonumber(ARGV[2]), lease)
 """
 
 DEAD_GATEWAYS = LIVENESS + """
--- KEYS: gateways zset, grace
+-- KEYS: gateways zset, grace, pulse
 -- ARGV: now ms, lease ms
 -- -> the registered gateways that are not alive
 local now, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
-if grace_open(KEYS[1], KEYS[2], now, lease) then
+if grace_open(KEYS[1], KEYS[2], KEYS[3], lease) then
   return {}
 end
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now - lease))
 """
 
 WHO = LIVENESS + """
--- KEYS: room members, gateways zset, grace
+-- KEYS: room members, gateways zset, grace, pulse
 -- ARGV: now ms, lease ms
 -- -> the member values ('<gateway id>|<Name>') held through live gateways
 local now, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
-local open = grace_open(KEYS[2], KEYS[3], now, lease)
+local open = grace_open(KEYS[2], KEYS[3], KEYS[4], lease)
 local verdict, out = {}, {}
 for _, value in ipairs(redis.call('HVALS', KEYS[1])) do
   local gw = string.match(value, '^(.*)|')
@@ -148,8 +155,9 @@ return out
 """
 
 CLAIM_NAME = LIVENESS + """
--- KEYS: user record, gateways zset, my names set, grace, my members hash, the name's rooms
---       set, the members hash of the holder seen before, then one room members hash per room
+-- KEYS: user record, gateways zset, my names set, grace, pulse, my members hash, the name's
+--       rooms set, the members hash of the holder seen before, then one room members hash
+--       per room
 -- ARGV: display name, session id, new token hash, presented token hash or '', me,
 --       now ms, lease ms, lower name, gateway prefix, holder seen before or '',
 --       then the name's rooms seen before (read with the holder, for the keys above)
@@ -159,8 +167,8 @@ CLAIM_NAME = LIVENESS + """
 -- takeover shows no left/joined in the rooms the new session also joins.
 local me, lower = ARGV[5], ARGV[8]
 local now, lease = tonumber(ARGV[6]), tonumber(ARGV[7])
-local open = grace_open(KEYS[2], KEYS[4], now, lease)
-redis.call('ZADD', KEYS[2], now, me)
+local open = grace_open(KEYS[2], KEYS[4], KEYS[5], lease)
+beat(KEYS[2], KEYS[5], me, now, lease)
 local rec = redis.call('HMGET', KEYS[1], 'gw', 'sid', 'token')
 local gw, sid, hash = rec[1], rec[2], rec[3]
 local old_gw, old_sid = '', ''
@@ -181,15 +189,15 @@ redis.call('HSET', KEYS[1], 'name', ARGV[1], 'gw', me, 'sid', ARGV[2], 'token', 
 redis.call('SADD', KEYS[3], lower)
 local here = {}
 for i = 11, #ARGV do
-  local room, members = ARGV[i], KEYS[i - 3]
+  local room, members = ARGV[i], KEYS[i - 2]
   local cur = redis.call('HGET', members, lower)
   if cur then
     local owner, display = string.match(cur, '^(.*)|(.*)$')
     if heir and owner == gw then
       local field = room .. '|' .. lower
       redis.call('HSET', members, lower, me .. '|' .. display)
-      redis.call('HDEL', KEYS[7], field)
-      redis.call('HSET', KEYS[5], field, '1')
+      redis.call('HDEL', KEYS[8], field)
+      redis.call('HSET', KEYS[6], field, '1')
       owner = me
     end
     if owner == me then
@@ -217,7 +225,7 @@ return 0
 """
 
 JOIN = LIVENESS + """
--- KEYS: room members, gateways zset, my members hash, grace, the name's rooms set
+-- KEYS: room members, gateways zset, my members hash, grace, pulse, the name's rooms set
 -- ARGV: lower name, '<me>|<Name>', me, now ms, lease ms, room channel, 'E' .. joined line,
 --       membership field, room
 -- -> 1 when the name was not present before (absent, or held by a dead gateway)
@@ -229,14 +237,14 @@ if cur then
     newly = 0
   else
     local now, lease = tonumber(ARGV[4]), tonumber(ARGV[5])
-    if alive(KEYS[2], grace_open(KEYS[2], KEYS[4], now, lease), gw, now, lease) then
+    if alive(KEYS[2], grace_open(KEYS[2], KEYS[4], KEYS[5], lease), gw, now, lease) then
       newly = 0
     end
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[8], '1')
-redis.call('SADD', KEYS[5], ARGV[9])
+redis.call('SADD', KEYS[6], ARGV[9])
 if newly == 1 then
   redis.call('PUBLISH', ARGV[6], ARGV[7])
 end
@@ -263,7 +271,7 @@ return 1
 """
 
 SEND_DM = LIVENESS + """
--- KEYS: recipient's user record, gateways zset, dedup key, grace
+-- KEYS: recipient's user record, gateways zset, dedup key, grace, pulse
 -- ARGV: now ms, lease ms, line prefix, line suffix, lower recipient, ref ttl ms,
 --       gateway prefix, recipient name as given
 -- -> {0, line} sent, {1, line} duplicate, {2} no such user
@@ -274,7 +282,7 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
 end
 if not rec[2] then return {2} end
 local now, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
-if not alive(KEYS[2], grace_open(KEYS[2], KEYS[4], now, lease), rec[2], now, lease) then
+if not alive(KEYS[2], grace_open(KEYS[2], KEYS[4], KEYS[5], lease), rec[2], now, lease) then
   return {2}
 end
 redis.call('PUBLISH', ARGV[7] .. rec[2], 'D' .. ARGV[5] .. '|' .. line)
@@ -284,7 +292,7 @@ return {0, line}
 
 REAP = LIVENESS + """
 -- Drop a gateway's memberships and names (a dead one's, or our own at shutdown).
--- KEYS: gateways zset, grace, its members hash, its names set, its reaper lock,
+-- KEYS: gateways zset, grace, pulse, its members hash, its names set, its reaper lock,
 --       then per membership: the room members hash, the name's rooms set;
 --       then one user record per name
 -- ARGV: gateway id, now ms, lease ms, force ('1': skip the liveness check),
@@ -297,9 +305,9 @@ REAP = LIVENESS + """
 local gw = ARGV[1]
 if ARGV[4] ~= '1' then
   local now, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
-  if alive(KEYS[1], grace_open(KEYS[1], KEYS[2], now, lease), gw, now, lease) then
-    if redis.call('GET', KEYS[5]) == ARGV[8] then
-      redis.call('DEL', KEYS[5])
+  if alive(KEYS[1], grace_open(KEYS[1], KEYS[2], KEYS[3], lease), gw, now, lease) then
+    if redis.call('GET', KEYS[6]) == ARGV[8] then
+      redis.call('DEL', KEYS[6])
     end
     return -1
   end
@@ -307,7 +315,7 @@ end
 local nm, nn = tonumber(ARGV[5]), tonumber(ARGV[6])
 local lefts = 0
 for i = 1, nm do
-  local members, rooms, a = KEYS[4 + 2 * i], KEYS[5 + 2 * i], 8 + (i - 1) * 6
+  local members, rooms, a = KEYS[5 + 2 * i], KEYS[6 + 2 * i], 8 + (i - 1) * 6
   local cur = redis.call('HGET', members, ARGV[a + 1])
   if cur then
     local owner, name = string.match(cur, '^(.*)|(.*)$')
@@ -318,18 +326,18 @@ for i = 1, nm do
       lefts = lefts + 1
     end
   end
-  redis.call('HDEL', KEYS[3], ARGV[a + 2])
+  redis.call('HDEL', KEYS[4], ARGV[a + 2])
 end
 for j = 1, nn do
-  local key, lower = KEYS[5 + 2 * nm + j], ARGV[8 + nm * 6 + j]
+  local key, lower = KEYS[6 + 2 * nm + j], ARGV[8 + nm * 6 + j]
   if redis.call('HGET', key, 'gw') == gw then
     redis.call('DEL', key)
   end
-  redis.call('SREM', KEYS[4], lower)
+  redis.call('SREM', KEYS[5], lower)
 end
 if ARGV[7] == '1' then
   redis.call('ZREM', KEYS[1], gw)
-  redis.call('DEL', KEYS[3], KEYS[4])
+  redis.call('DEL', KEYS[4], KEYS[5])
 end
 return lefts
 """

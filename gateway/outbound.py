@@ -18,6 +18,7 @@ Lock order: callers may hold their session lock when calling ``enqueue``;
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import select
@@ -116,12 +117,17 @@ class Outbound:
             self._state = _State.SENDING
         self._send_loop()
 
+    def _closed(self) -> bool:
+        """Under ``_lock``. A call, not a test of ``_state`` in place: ``close()`` runs on
+        other threads, so a state tested before a ``send`` says nothing after it."""
+        return self._state is _State.CLOSED
+
     def _send_loop(self) -> None:
         # Only the thread that moved the state to SENDING runs this.
         while True:
             with self._lock:
-                if self._state is _State.CLOSED or not self._chunks:
-                    if self._state is not _State.CLOSED:
+                if self._closed() or not self._chunks:
+                    if not self._closed():
                         self._state = _State.IDLE
                     self._partial_head = False
                     self._idle.notify_all()
@@ -147,7 +153,7 @@ class Outbound:
                 if rest:
                     self._chunks.appendleft(rest)
                     self._partial_head = True
-                    if self._state is _State.CLOSED:
+                    if self._closed():  # close() ran during the send
                         self._idle.notify_all()
                         return
                     self._state = _State.BLOCKED
@@ -219,10 +225,9 @@ class Flusher:
         self._wake()
 
     def _wake(self) -> None:
-        try:
+        # BlockingIOError: a wake-up byte is already pending; OSError: we are closing
+        with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
-        except (BlockingIOError, OSError):
-            pass  # a wake-up byte is already pending, or we are closing
 
     def stop(self) -> None:
         with self._lock:

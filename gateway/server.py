@@ -16,6 +16,7 @@ find and join it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import selectors
 import socket
@@ -163,10 +164,8 @@ class Gateway:
             self._stopped.wait(10)
             return
         started = time.monotonic()
-        try:
+        with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
-        except OSError:
-            pass
         if self._accept_thread.is_alive():
             self._accept_thread.join(5)
         for session in self.registry.sessions():

@@ -20,6 +20,7 @@ to fill the room from Redis.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import socket
@@ -87,7 +88,8 @@ def _ref_of(frame: ClientFrame, line: bytes) -> str | None:
 class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """Prefixes every line with the session's id and name as key=value fields."""
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]
+                ) -> tuple[Any, MutableMapping[str, Any]]:
         extra = self.extra or {}
         return f"sid={extra.get('sid')} user={extra.get('user') or '-'} {msg}", kwargs
 
@@ -156,6 +158,12 @@ class Session:
         self.log.warning("event=slow_consumer backlog=%d", self._out.backlog)
         self.kick(ByeReason.SLOW_CONSUMER)
 
+    def _closing_reason(self) -> ByeReason | None:
+        """Why the session is ending, None while it is not. Read fresh each time (a call,
+        never a narrowed attribute): ``kick`` sets it from other threads."""
+        with self._lock:
+            return self._closing
+
     def kick(self, reason: ByeReason) -> None:
         """End the session from any thread: ``bye`` with ``reason``, then close."""
         with self._lock:
@@ -166,10 +174,8 @@ class Session:
                 self._replaced = True
         self._out.enqueue_final(codec.encode(Goodbye(reason)))
         self._out.flush()
-        try:
+        with contextlib.suppress(OSError):  # already gone: the reader is on its way out
             self.sock.shutdown(socket.SHUT_RD)
-        except OSError:
-            pass  # already gone; the reader is on its way out
 
     # -------------------------------------------------------- fan-out (subscriber)
 
@@ -279,13 +285,13 @@ class Session:
         poller.register(self.sock.fileno(), select.POLLIN)
         started = time.monotonic()
         try:
-            while self._closing is None:
+            while self._closing_reason() is None:
                 if self.name is None:
                     timeout = self._limits.login_timeout_s - (time.monotonic() - started)
                 else:
                     timeout = self._limits.idle_timeout_s
                 if timeout <= 0 or not poller.poll(timeout * 1000):
-                    if self._closing is None:
+                    if self._closing_reason() is None:
                         self.log.info("event=timeout logged_in=%s", self.name is not None)
                         self.kick(ByeReason.IDLE)
                     break
@@ -294,7 +300,7 @@ class Session:
                     break
                 for line in reader.feed(data):
                     self._handle_line(line)
-                    if self._closing is not None:
+                    if self._closing_reason() is not None:
                         break
         except FrameTooLarge as exc:
             self._error(exc)
@@ -453,7 +459,7 @@ class Session:
             claim = svc.broker.claim_name(frame.name, self.sid, frame.token)
             self.name = claim.name
             self._token_hash = token_hash(claim.token)
-            self.log.extra = {"sid": self.sid, "user": claim.name}  # type: ignore[misc]
+            self.log.extra = {"sid": self.sid, "user": claim.name}
             displaced = svc.registry.bind_name(self)
         finally:
             svc.registry.end_claim(key, self)
@@ -461,14 +467,19 @@ class Session:
             displaced.kick(ByeReason.REPLACED)
         # Every room is subscribed before any is announced, and nothing is sent
         # before every room is announced: a refused hello gets only its error.
+        # Rooms the name's memberships came along from (a token takeover) and the
+        # hello does not list are left: the old session was there, this one is not.
+        unwanted = [room for room in claim.rooms if room not in self._wanted_rooms]
         entered: list[str] = []
         try:
             for room in frame.rooms:
                 entered.append(room)
                 self._enter_room(room)
             batches = [self._announce(room, frame.since.get(room)) for room in frame.rooms]
+            for room in unwanted:
+                svc.broker.leave(room, claim.name)
         except BaseException:
-            self._undo_login(entered)
+            self._undo_login(entered, unwanted)
             raise
         self._send(codec.encode(Welcome(
             claim.name, svc.config.gateway_id, frame.rooms, claim.token,
@@ -479,14 +490,18 @@ class Session:
         self.log.info("event=login rooms=%d resumed=%s replaced=%s", len(frame.rooms),
                       bool(frame.since), claim.replaced_session is not None)
 
-    def _undo_login(self, rooms: list[str]) -> None:
-        """A hello failed after its claim: give back rooms and name, as if never logged in."""
+    def _undo_login(self, rooms: list[str], taken_over: list[str]) -> None:
+        """A hello failed after its claim: give back rooms and name, as if never logged in.
+
+        ``taken_over``: rooms whose membership came with the name and that the hello
+        does not list.
+        """
         assert self.name is not None
         for room in rooms:
             self._abandon_room(room)
         try:
-            for room in rooms:
-                self._svc.broker.leave(room, self.name)  # a no-op where not announced
+            for room in rooms + taken_over:
+                self._svc.broker.leave(room, self.name)  # a no-op where not ours
             self._svc.broker.release_name(self.name, self.sid)
         except BrokerUnavailable:
             self.log.warning("event=undo_login_failed")
@@ -567,10 +582,8 @@ class Session:
                 self._release(name)
         self._out.wait_drained(_CLOSE_FLUSH_S)
         self._out.close()
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
         self.log.info("event=closed reason=%s", self._closing.value if self._closing else "eof")
 
     def _release(self, name: str) -> None:

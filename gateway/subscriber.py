@@ -20,6 +20,7 @@ sessions.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import socket
@@ -141,16 +142,19 @@ class Subscriber:
         self._wake()
 
     def _wake(self) -> None:
-        try:
+        with contextlib.suppress(OSError):  # a wake-up is already pending, or we are stopping
             self._wake_w.send(b"x")
-        except OSError:
-            pass  # a wake-up is already pending, or we are stopping
 
     # ------------------------------------------------------------------ thread
 
+    def _stop_requested(self) -> bool:
+        """Read fresh each time: ``stop()`` sets it from another thread."""
+        with self._lock:
+            return self._stopping
+
     def _run(self) -> None:
         failures = 0
-        while not self._stopping:
+        while not self._stop_requested():
             wire: RedisWire | None = None
             try:
                 wire = self._connect()
@@ -164,7 +168,7 @@ class Subscriber:
                 self._set_disconnected()
                 if wire is not None:
                     wire.close()
-            if self._stopping:
+            if self._stop_requested():
                 break
             failures += 1
             self._metrics.redis_reconnects.inc()
@@ -211,15 +215,15 @@ class Subscriber:
         return wire
 
     def _serve(self, wire: RedisWire) -> None:
-        wake = self._wake_r
+        wire_fd, wake_fd = wire.fileno(), self._wake_r.fileno()
         while True:
             timeout = 0.5 if self._fills else None
-            readable = select.select([wire, wake], [], [], timeout)[0]
-            if wake in readable or not readable:
+            readable = select.select([wire_fd, wake_fd], [], [], timeout)[0]
+            if wake_fd in readable or not readable:
                 self._drain_wake()
                 if self._handle_requests(wire):
                     return
-            if wire in readable:
+            if wire_fd in readable:
                 self._dispatch(wire.read_available())
 
     def _drain_wake(self) -> None:

@@ -40,8 +40,6 @@ SUMMARY_KEY = "chaos_summary"
 NOTES_KEY = "chaos_notes"
 """``record_property`` key of a list of lines printed under the summary: what ran when."""
 
-CLIENT_BACKOFF = ExponentialBackoff(base=0.05, cap=0.5)
-"""Reconnect delays of 25 ms to 0.5 s: real jitter, no long sleeps."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +51,7 @@ class Sent:
     text: str
     ref: str
     at: float
-    """Seconds since the crowd started chatting."""
+    """When ``send()`` was called, in seconds since the crowd started chatting."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,10 +145,11 @@ class Crowd:
                  interval: tuple[float, float] = (0.5, 1.0), ping_interval: float = 5.0,
                  connect_timeout: float = 3.0) -> None:
         self.rooms_of = {name: tuple(rooms) for name, rooms in rooms_of.items()}
+        backoff = ExponentialBackoff(base=0.05, cap=0.5)  # 25 ms to 0.5 s: jitter, no long sleeps
         self.logs = {name: EventLog(name, rooms) for name, rooms in self.rooms_of.items()}
         self.clients = {
             name: ChatClient(name, list(addresses_of[name]), rooms, on_event=self.logs[name],
-                             ping_interval=ping_interval, backoff=CLIENT_BACKOFF,
+                             ping_interval=ping_interval, backoff=backoff,
                              connect_timeout=connect_timeout)
             for name, rooms in self.rooms_of.items()
         }
@@ -218,6 +217,7 @@ class Crowd:
             counters[name] += 1
             room = self._rng.choice(self.rooms_of[name])
             text = f"{name} #{counters[name]} in {room}"
+            at = self.elapsed()
             try:
                 ref = self.clients[name].send(room, text)
             except ClientError as exc:
@@ -225,7 +225,7 @@ class Crowd:
                     self._refused.append(f"{name}: send() raised {exc!r}")
             else:
                 with self._lock:
-                    self._sent.append(Sent(name, room, text, ref, when - self._started))
+                    self._sent.append(Sent(name, room, text, ref, at))
             heapq.heappush(due, (when + self._rng.uniform(*self._interval), name))
 
 

@@ -7,6 +7,12 @@ the cluster, delete their name records (any name briefly claimable without
 its token), and the victims would restore everything a heartbeat later: a
 cluster-wide presence flap although nobody left. Found by the chaos test
 (1200 ``left`` + 1200 ``joined`` after its 5 s pause).
+
+A stall longer than the broker's retries (about 8 s) is answered with
+``unavailable``, which PROTOCOL.md defines as "not carried out"; but the
+script the gateway sent is still in the stopped Redis's socket buffer and
+runs when Redis resumes. That last test is a known bug, marked xfail
+(strict) until the gateway fixes it.
 """
 
 from __future__ import annotations
@@ -82,3 +88,33 @@ def test_a_redis_stall_longer_than_the_lease_shows_nobody_leaving(
     finally:
         for user in users:
             user.close()
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "gateway bug: after a Redis stall longer than the broker's retries the gateway answers "
+    "unavailable, yet the EVALSHA it had sent runs when Redis resumes: the message is stored "
+    "and published (reported to the lead)"))
+def test_a_send_answered_unavailable_during_a_stall_is_never_published(
+        redis_server: RedisServer) -> None:
+    with gateways(redis_server.url, 1) as (gw,):
+        alice = WireClient(gw.address, timeout=30)
+        try:
+            login(alice, "alice")
+            alice.send(type="send", room="lobby", text="before", ref="r1")
+            alice.recv_type("ack", ref="r1")  # the publish script is cached in Redis now
+            redis_server.pause()
+            try:
+                alice.send(type="send", room="lobby", text="during the stall", ref="r2")
+                assert alice.recv_type("error", ref="r2", timeout=30)["code"] == "unavailable"
+            finally:
+                redis_server.resume()
+            alice.send(type="send", room="lobby", text="after", ref="r3")
+            alice.recv_type("ack", ref="r3")  # Redis ran whatever was buffered before this
+            admin = redis_server.client()
+            lines: list[bytes] = admin.lrange(keys.room_log("lobby"), 0, -1)  # type: ignore[assignment]
+            stored = [line.decode() for line in lines]
+            admin.close()
+            assert not [line for line in stored if "during the stall" in line], stored
+        finally:
+            alice.close()

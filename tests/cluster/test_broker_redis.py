@@ -23,6 +23,7 @@ from protocol.codec import encode
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import DirectMessage, Joined, Left, Message
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_for
 
 T0 = 1_700_000_000.0
 
@@ -186,7 +187,9 @@ def test_names_takeover_and_dead_gateways(redis_server: RedisServer, raw: redis.
     gw1.release_name("Bob", "s1")
     assert raw.hget(keys.user("bob"), "sid") == b"s2"
 
-    clock.now += 8.0  # gw2's lease ran out
+    for _ in range(2):  # gw2's lease runs out while gw1 beats (no beat at all: an outage)
+        clock.now += 4.0
+        gw1.heartbeat()
     third = gw1.claim_name("Bob", "s3", None)
     assert third.replaced_gateway is None
     assert raw.hget(keys.user("bob"), "gw") == b"gw1"
@@ -212,8 +215,9 @@ def test_presence_dms_and_reaping(redis_server: RedisServer, raw: redis.Redis) -
         ("chat:gw:gw2", b"Dann|" + sent.line),
     ]
 
-    clock.now += 9.0
-    gw2.heartbeat()  # gw1 stopped heartbeating: dead
+    for _ in range(3):  # gw1 stopped heartbeating: dead
+        clock.now += 3.0
+        gw2.heartbeat()
     assert gw2.who("dev") == ["Ann"]
     with pytest.raises(ProtocolError):
         gw2.send_dm("Ann", "Bob", "x", 1.0, None)
@@ -223,6 +227,38 @@ def test_presence_dms_and_reaping(redis_server: RedisServer, raw: redis.Redis) -
     gw2.release_gateway()
     assert sub.take() == [("{room:dev}:ch", b"E" + line(Left("dev", "Ann")))]
     assert raw.zcard(keys.GATEWAYS) == 0
+    gw1.close()
+    gw2.close()
+
+
+def test_after_an_outage_the_grace_runs_on_redis_clock(redis_server: RedisServer,
+                                                       raw: redis.Redis) -> None:
+    """The pulse and the grace expire by Redis's clock (PX): a beat re-sent across the outage
+    with a time from before it still opens the grace, and the grace ends by itself."""
+    clock = FakeClock()
+    gw1 = fast_broker(redis_server.url, "gw1", clock=clock, lease_ms=1000)
+    gw2 = fast_broker(redis_server.url, "gw2", clock=clock, lease_ms=1000)
+    gw1.claim_name("Bob", "s1", None)
+    gw2.claim_name("Ann", "s2", None)
+    wait_for(lambda: not raw.exists(keys.PULSE), 10, what="no beat for a lease")
+    assert not raw.exists(keys.GRACE)
+    gw1.heartbeat()  # the gateway clock did not move: it alone shows no outage
+    assert 0 < raw.pttl(keys.GRACE) <= 1000
+    clock.now += 2.0  # gw2's beat is two leases old, gw1 beats on
+    gw1.heartbeat()
+    sub = Listener(raw, keys.gateway_channel("gw2"))
+    gw1.send_dm("Bob", "Ann", "during the grace", 1.0, None)
+    assert [channel for channel, _ in sub.take()] == ["chat:gw:gw2"]
+
+    def grace_over() -> bool:
+        gw1.heartbeat()  # a live gateway beats on meanwhile
+        return not raw.exists(keys.GRACE)
+
+    wait_for(grace_over, 10, what="the grace ran out")
+    with pytest.raises(ProtocolError):
+        gw1.send_dm("Bob", "Ann", "after it", 1.0, None)
+    assert gw1.reap_dead() == ["gw2"]
+    assert not raw.exists(keys.GRACE)
     gw1.close()
     gw2.close()
 

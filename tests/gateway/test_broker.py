@@ -45,8 +45,8 @@ class FakeClock:
 def lease_runs_out(clock: FakeClock, *beating: Broker) -> None:
     """Let a lease pass while ``beating`` keep beating: every other gateway's lease runs out.
 
-    Someone must beat meanwhile: a lease without any heartbeat reads as an outage,
-    after which every gateway counts as alive for one more lease (the grace).
+    As in a live cluster someone beats meanwhile; a lease without any heartbeat
+    would be an outage (see ``outage``).
     """
     for _ in range(2):
         clock.advance(LEASE_MS / 2000)
@@ -174,6 +174,7 @@ def test_user_and_gateway_keys_are_spelled_as_documented() -> None:
     assert keys.user_ref("BoB", "x") == "{user:bob}:ref:x"
     assert keys.user_rooms("BoB") == "{user:bob}:rooms"
     assert keys.GRACE == "chat:grace"
+    assert keys.PULSE == "chat:pulse"
     assert keys.GATEWAYS == "chat:gateways"
     assert keys.gateway_channel("g-1") == "chat:gw:g-1"
     assert keys.gateway_members("g-1") == "chat:gw:g-1:members"
@@ -716,6 +717,16 @@ OUTAGE_S = 3 * LEASE_MS / 1000
 """Longer than the lease: nobody could beat meanwhile."""
 
 
+def outage(clock: FakeClock, raw: Any) -> None:
+    """Redis was out of reach for longer than the lease: no gateway could beat.
+
+    fakeredis expires keys by the real clock, so the pulse's PX running out is
+    played by deleting it.
+    """
+    clock.advance(OUTAGE_S)
+    raw.delete(keys.PULSE)
+
+
 @pytest.fixture
 def ann_on_gw2(gw1: Broker, gw2: Broker) -> None:
     """Ann is logged in through gw2 and in rooms dev and lobby; Bob through gw1."""
@@ -723,6 +734,16 @@ def ann_on_gw2(gw1: Broker, gw2: Broker) -> None:
     gw2.claim_name("Ann", "s2", None)
     gw2.join("dev", "Ann")
     gw2.join("lobby", "Ann")
+
+
+def test_every_heartbeat_renews_the_pulse(gw1: Broker, raw: Any) -> None:
+    raw.delete(keys.PULSE)
+    gw1.claim_name("Bob", "s1", None)  # a claim beats too
+    assert 0 < raw.pttl(keys.PULSE) <= LEASE_MS
+    raw.delete(keys.PULSE)
+    gw1.heartbeat()  # the first beat after an outage: opens the grace, then renews the pulse
+    assert 0 < raw.pttl(keys.PULSE) <= LEASE_MS
+    assert 0 < raw.pttl(keys.GRACE) <= LEASE_MS
 
 
 FIRST_CALLS: dict[str, Callable[[Broker], object]] = {
@@ -737,15 +758,15 @@ FIRST_CALLS: dict[str, Callable[[Broker], object]] = {
 
 @pytest.mark.usefixtures("ann_on_gw2")
 @pytest.mark.parametrize("first", sorted(FIRST_CALLS))
-def test_after_an_outage_every_registered_gateway_is_alive_for_one_more_lease(
+def test_after_an_outage_every_registered_gateway_is_alive_during_the_grace(
         gw1: Broker, clock: FakeClock, raw: Any, listen: Callable[..., Listener],
         first: str) -> None:
-    clock.advance(OUTAGE_S)
-    FIRST_CALLS[first](gw1)  # whatever Redis sees first after the outage opens the grace
-    now_ms = int(clock() * 1000)
-    assert raw.get(keys.GRACE) == str(now_ms + LEASE_MS).encode()
+    outage(clock, raw)
+    FIRST_CALLS[first](gw1)  # whatever Redis runs first after the outage opens the grace
     assert 0 < raw.pttl(keys.GRACE) <= LEASE_MS
-    clock.advance(LEASE_MS / 1000 - 0.001)  # gw2 has not beaten yet
+    gw1.heartbeat()
+    clock.advance(LEASE_MS / 1000)  # gw1 beats on, gw2 has not beaten yet
+    gw1.heartbeat()
     assert gw1.who("dev") == ["Ann"]
     sub = listen(keys.gateway_channel("gw2"))
     gw1.send_dm("Bob", "ann", "still there?", 2.0, "d1")
@@ -760,10 +781,11 @@ def test_after_an_outage_every_registered_gateway_is_alive_for_one_more_lease(
 @pytest.mark.usefixtures("ann_on_gw2")
 def test_a_gateway_that_died_in_the_outage_is_dead_once_the_grace_ends(
         gw1: Broker, clock: FakeClock, raw: Any, listen: Callable[..., Listener]) -> None:
-    """The bound: reaped one lease after the first script that follows the outage."""
-    clock.advance(OUTAGE_S)
+    outage(clock, raw)
     gw1.heartbeat()
     lease_runs_out(clock, gw1)  # gw1 beats on; gw2 never comes back
+    assert gw1.who("dev") == ["Ann"]  # the grace runs on Redis's clock
+    raw.delete(keys.GRACE)  # its PX ran out
     assert gw1.who("dev") == []
     with pytest.raises(ProtocolError):
         gw1.send_dm("Bob", "Ann", "x", 1.0, None)
@@ -771,7 +793,7 @@ def test_a_gateway_that_died_in_the_outage_is_dead_once_the_grace_ends(
     assert gw1.reap_dead() == ["gw2"]
     assert sub.take() == [("{room:dev}:ch", b"E" + line(Left("dev", "Ann")))]
     assert gw1.claim_name("Ann", "s9", None).replaced_gateway is None
-    assert raw.get(keys.GRACE) is not None  # expired by the clock, not yet by Redis: ignored
+    assert raw.exists(keys.GRACE) == 0  # the pulse is there: no new grace
 
 
 @pytest.mark.usefixtures("ann_on_gw2")
@@ -786,13 +808,21 @@ def test_no_grace_while_any_gateway_beats(gw1: Broker, clock: FakeClock, raw: An
 @pytest.mark.usefixtures("ann_on_gw2")
 def test_the_grace_is_not_extended_by_later_scripts(gw1: Broker, gw2: Broker,
                                                      clock: FakeClock, raw: Any) -> None:
-    clock.advance(OUTAGE_S)
+    outage(clock, raw)
     gw1.who("dev")
-    opened = raw.get(keys.GRACE)
-    clock.advance(LEASE_MS / 2000)
-    gw2.heartbeat()  # the grace still runs: this first beat of gw2 changes nothing
+    raw.pexpire(keys.GRACE, 10 * LEASE_MS)  # a mark: a new SET would bring it back to a lease
+    gw1.send_dm("Bob", "Ann", "x", 1.0, None)  # no pulse yet: the grace is open already
+    gw2.heartbeat()
     gw1.claim_name("Cy", "s3", None)
-    assert raw.get(keys.GRACE) == opened
+    assert raw.pttl(keys.GRACE) > LEASE_MS
+
+
+def test_no_grace_when_no_gateway_is_registered(gw1: Broker, raw: Any) -> None:
+    """Redis came back empty: there is nobody to keep alive."""
+    raw.flushall()
+    assert gw1.who("dev") == []
+    assert gw1.heartbeat() is True
+    assert raw.exists(keys.GRACE) == 0
 
 
 def test_the_grace_revives_no_gateway_that_is_not_registered(
@@ -800,7 +830,7 @@ def test_the_grace_revives_no_gateway_that_is_not_registered(
     """A record left by a gateway that was reaped (or never beat) stays free in a grace."""
     raw.hset(keys.user("zed"), mapping={"name": "Zed", "gw": "gw-gone", "sid": "s", "token": "t"})
     raw.hset(keys.room_members("dev"), "zed", "gw-gone|Zed")
-    clock.advance(OUTAGE_S)
+    outage(clock, raw)
     with pytest.raises(ProtocolError) as info:
         gw1.send_dm("Bob", "zed", "x", 1.0, None)
     assert info.value.code is ErrorCode.NO_SUCH_USER

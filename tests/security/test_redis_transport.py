@@ -27,6 +27,7 @@ from redis.backoff import ConstantBackoff, NoBackoff
 from redis.retry import Retry
 
 from gateway.server import Gateway, run_gateway
+from tests.conftest import REQUIRE_SYSTEM
 from tests.security.conftest import Connect, Pki
 from tests.support.gateways import config
 from tests.support.redis_server import free_port, redis_binary
@@ -173,5 +174,8 @@ def test_gateway_reaches_redis_over_tls_with_rediss_url(
             if "Bad directive" not in str(exc):
                 raise
             refusals.append(binary)
-    pytest.skip(f"no redis-server built with TLS here ({', '.join(refusals)} refuse --tls-port):"
-                " install Debian's 'redis-server' package for the rediss:// test")
+    message = (f"no redis-server built with TLS here ({', '.join(refusals)} refuse "
+               "--tls-port): install the Debian package 'redis-server' for the rediss:// test")
+    if REQUIRE_SYSTEM:
+        pytest.fail(message)
+    pytest.skip(message)

@@ -6,6 +6,7 @@ prove the wire format, not our own client's view of it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -61,7 +62,8 @@ class WireClient:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while not self._frames:
             if not self._fill(deadline) and (self.closed or time.monotonic() >= deadline):
-                raise AssertionError("no frame arrived" + (" (connection closed)" if self.closed else ""))
+                raise AssertionError(
+                    "no frame arrived" + (" (connection closed)" if self.closed else ""))
         return self._frames.pop(0)
 
     def recv_type(self, kind: str, timeout: float | None = None, **match: Any) -> dict[str, Any]:
@@ -92,7 +94,5 @@ class WireClient:
         return frames
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
