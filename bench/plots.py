@@ -89,12 +89,16 @@ def idle_plot(results: Sequence[IdleResult], path: Path) -> bool:
         return False
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
-    ax.plot([r.connections for r in runs], [r.per_connection_kib_max or 0.0 for r in runs],
-            marker="o", label="measured (worst gateway)")
+    xs = [r.connections for r in runs]
+    ys = [r.per_connection_kib_max or 0.0 for r in runs]
+    ax.plot(xs, ys, marker="o", label="measured (worst gateway)")
+    for x, y in zip(xs, ys, strict=True):
+        ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(0, 6),
+                    ha="center", fontsize="small")
     ax.axhline(IDLE_KIB_TARGET, color="tab:red", linestyle="--", linewidth=1, label="target")
     ax.set_xlabel("idle logged-in connections")
     ax.set_ylabel("gateway RSS per connection (KiB)")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, max([*ys, IDLE_KIB_TARGET]) * 1.2)
     ax.set_title("Memory per idle connection")
     ax.legend(fontsize="small")
     fig.savefig(path, dpi=110)
