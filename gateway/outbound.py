@@ -23,6 +23,7 @@ import enum
 import logging
 import select
 import socket
+import ssl
 import threading
 from collections import deque
 
@@ -122,6 +123,28 @@ class Outbound:
         other threads, so a state tested before a ``send`` says nothing after it."""
         return self._state is _State.CLOSED
 
+    def write(self, data: bytes) -> bool:
+        """``enqueue`` and ``flush`` in one step: the common case, nothing queued and
+        nobody sending, costs one ``send`` and two lock round trips.
+
+        False when closed or over the limit (then ``overflowed`` says which).
+        """
+        with self._lock:
+            if self._state is not _State.IDLE or self._chunks or self._overflowed or self._final:
+                if self._state is _State.CLOSED or self._overflowed or self._final:
+                    return False
+                self._chunks.append(data)
+                self._size += len(data)
+                if self._size <= self._limit:
+                    return True
+                self._overflowed = True
+                return False
+            self._state = _State.SENDING
+            self._size += len(data)
+        if self._send_once(data, head_partial=False):
+            self._send_loop()
+        return True
+
     def _send_loop(self) -> None:
         # Only the thread that moved the state to SENDING runs this.
         while True:
@@ -135,30 +158,46 @@ class Outbound:
                 data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
                 self._chunks.clear()
                 head_partial, self._partial_head = self._partial_head, False
-            try:
-                sent = self._sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError as exc:
-                log.debug("event=send_failed error=%s", exc)
-                self._fail()
+            if not self._send_once(data, head_partial):
                 return
-            with self._lock:
-                self._size -= sent
-                rest = data[sent:]
-                if self._cut_in_flight:
-                    self._cut_in_flight = False
-                    rest = self._rest_of_line(rest, data[sent - 1:sent] if sent else b"",
-                                              head_partial)
-                if rest:
-                    self._chunks.appendleft(rest)
-                    self._partial_head = True
-                    if self._closed():  # close() ran during the send
-                        self._idle.notify_all()
-                        return
-                    self._state = _State.BLOCKED
-                    break
+
+    def _send_once(self, data: bytes, head_partial: bool) -> bool:
+        """One ``send`` by the thread holding the SENDING state.
+
+        True to go on sending what others queued meanwhile; False when done:
+        idle with nothing queued, blocked (handed to the Flusher), or failed.
+        """
+        try:
+            sent = self._sock.send(data)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0
+        except OSError as exc:
+            log.debug("event=send_failed error=%s", exc)
+            self._fail()
+            return False
+        with self._lock:
+            self._size -= sent
+            rest = data[sent:]
+            if self._cut_in_flight:
+                self._cut_in_flight = False
+                rest = self._rest_of_line(rest, data[sent - 1:sent] if sent else b"",
+                                          head_partial)
+            if not rest:
+                if self._chunks and not self._closed():
+                    return True
+                if not self._closed():
+                    self._state = _State.IDLE
+                self._partial_head = False
+                self._idle.notify_all()
+                return False
+            self._chunks.appendleft(rest)
+            self._partial_head = True
+            if self._closed():  # close() ran during the send
+                self._idle.notify_all()
+                return False
+            self._state = _State.BLOCKED
         self._flusher.watch(self._sock.fileno(), self)
+        return False
 
     def _rest_of_line(self, rest: bytes, last_sent: bytes, head_partial: bool) -> bytes:
         """What of an unsent ``rest`` must still go: the end of a line begun, nothing more."""

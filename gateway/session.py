@@ -136,8 +136,12 @@ class Session:
 
     def _send(self, data: bytes, kind: str) -> None:
         self._svc.metrics.frames_out.labels(kind).inc()
-        self._out.enqueue(data)
-        self._flush()
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        """Send now or queue (never under ``_lock``); a full backlog ends the session."""
+        if not self._out.write(data) and self._out.overflowed and self._closing is None:
+            self._overflowed()
 
     def _error(self, exc: ProtocolError) -> None:
         self._svc.metrics.errors.labels(exc.code.value).inc()
@@ -181,8 +185,14 @@ class Session:
 
     def deliver_messages(self, room: str, epoch: str, ids: list[int], lines: list[bytes],
                          joined: bytes, contiguous: bool) -> bool:
-        """Queue live room messages; True when the room has a gap to fill."""
+        """Send live room messages; True when the room has a gap to fill.
+
+        Called by the subscriber thread only, which is the only writer of a
+        live room's cursor: so the decision is made under ``_lock`` and the
+        bytes are written after it, in the same order.
+        """
         needs_fill = False
+        payload = b""
         with self._lock:
             cursor = self._rooms.get(room)
             if cursor is None:
@@ -191,7 +201,7 @@ class Session:
                 cursor.pending.extend((epoch, i, line) for i, line in zip(ids, lines, strict=True))
                 return False
             if contiguous and epoch == cursor.epoch and ids[0] == cursor.last_id + 1:
-                self._out.enqueue(joined)
+                payload = joined
                 cursor.last_id = ids[-1]
             elif epoch != cursor.epoch:
                 needs_fill = True
@@ -205,9 +215,9 @@ class Session:
                         break
                     fresh.append(line)
                     cursor.last_id = i
-                if fresh:
-                    self._out.enqueue(b"".join(fresh))
-        self._flush()
+                payload = b"".join(fresh)
+        if payload:
+            self._write(payload)
         return needs_fill
 
     def deliver_event(self, room: str, line: bytes, typist: str | None = None) -> None:
@@ -225,8 +235,7 @@ class Session:
         self._flush()
 
     def deliver_direct(self, line: bytes) -> None:
-        self._out.enqueue(line)
-        self._flush()
+        self._write(line)
 
     def position(self, room: str) -> tuple[str, int] | None:
         """(epoch, last id) of a live room, for the subscriber's gap fill."""

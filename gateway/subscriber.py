@@ -76,6 +76,7 @@ class Subscriber:
         self._registry = registry
         self._broker = broker
         self._metrics = metrics
+        self._delivered = metrics.frames_out.labels("message")
         self._backoff = backoff or ExponentialBackoff(cap=2.0, base=0.05)
         self._on_probe = on_probe
         self._connect_timeout = connect_timeout
@@ -338,7 +339,7 @@ class Subscriber:
             for session in members:
                 if session.deliver_messages(room, epoch_text, ids, lines, joined, contiguous):
                     gap = True
-            self._metrics.frames_out.labels("message").inc(len(ids) * len(members))
+            self._delivered.inc(len(ids) * len(members))
             if gap:
                 self._fill(room)
             start = end
