@@ -69,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             open_files, config.max_connections)
     # Small stacks keep thousands of idle connections cheap; set before any thread starts.
     threading.stack_size(config.thread_stack_kib * 1024)
+    sys.setswitchinterval(config.switch_interval_ms / 1000)
     gateway = Gateway(config)
     check_redis(gateway)
     stop = threading.Event()

@@ -46,6 +46,7 @@ class Outbound:
         self._flusher = flusher
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
+        self._waiters = 0
         self._chunks: deque[bytes] = deque()
         self._size = 0
         self._state = _State.IDLE
@@ -118,6 +119,12 @@ class Outbound:
             self._state = _State.SENDING
         self._send_loop()
 
+    def _wake_waiters(self) -> None:
+        """Under ``_lock``. Waiting (close, drain) is rare; notifying costs a few
+        microseconds per send, so only do it when someone waits."""
+        if self._waiters:
+            self._idle.notify_all()
+
     def _closed(self) -> bool:
         """Under ``_lock``. A call, not a test of ``_state`` in place: ``close()`` runs on
         other threads, so a state tested before a ``send`` says nothing after it."""
@@ -153,7 +160,7 @@ class Outbound:
                     if not self._closed():
                         self._state = _State.IDLE
                     self._partial_head = False
-                    self._idle.notify_all()
+                    self._wake_waiters()
                     return
                 data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
                 self._chunks.clear()
@@ -188,12 +195,12 @@ class Outbound:
                 if not self._closed():
                     self._state = _State.IDLE
                 self._partial_head = False
-                self._idle.notify_all()
+                self._wake_waiters()
                 return False
             self._chunks.appendleft(rest)
             self._partial_head = True
             if self._closed():  # close() ran during the send
-                self._idle.notify_all()
+                self._wake_waiters()
                 return False
             self._state = _State.BLOCKED
         self._flusher.watch(self._sock.fileno(), self)
@@ -212,16 +219,20 @@ class Outbound:
             self._state = _State.CLOSED
             self._chunks.clear()
             self._size = 0
-            self._idle.notify_all()
+            self._wake_waiters()
 
     def wait_drained(self, timeout: float) -> bool:
         """Block until everything queued was handed to the kernel, or ``timeout``."""
         with self._lock:
-            return self._idle.wait_for(
-                lambda: self._state is _State.CLOSED
-                or (self._state is _State.IDLE and not self._chunks),
-                timeout,
-            )
+            self._waiters += 1
+            try:
+                return self._idle.wait_for(
+                    lambda: self._state is _State.CLOSED
+                    or (self._state is _State.IDLE and not self._chunks),
+                    timeout,
+                )
+            finally:
+                self._waiters -= 1
 
     def close(self) -> None:
         """Refuse further output; returns once no thread is inside ``send``."""
@@ -230,7 +241,11 @@ class Outbound:
             self._state = _State.CLOSED
             if sending:
                 # the sender notices CLOSED after its send() and notifies
-                self._idle.wait(1.0)
+                self._waiters += 1
+                try:
+                    self._idle.wait(1.0)
+                finally:
+                    self._waiters -= 1
             self._chunks.clear()
             self._size = 0
 
