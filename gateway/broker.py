@@ -8,6 +8,20 @@ up, the broker raises ``BrokerUnavailable`` and the caller answers
 every publication carries a dedup key: the client's ``ref``, or an internal
 one when the client gave none, so a retry never publishes twice.
 
+Deadlines. A script the broker gave up on may still run: a stalled Redis
+(SIGSTOP) keeps it in its socket buffer and runs it when it resumes, after the
+client was told ``unavailable`` (not carried out). So a message or dm carries
+a deadline, the gateway's clock when it was asked for plus a window
+(``window_for_timeout``), and its script writes nothing once Redis's clock is
+past it (``lua.DEADLINE``). Once it wrote a script, the broker gives up on it
+only when the reply timed out (a reset connection takes the script with it),
+at least a socket timeout later; the window ends ``CLOCK_SKEW_MARGIN_MS``
+before that, so a late run is refused while Redis's clock lags the gateway's
+by less than the margin. (A Redis clock ahead by more than the window would
+refuse every send: never a half-done one.) redis-py's retries re-send the same
+deadline; a retry of a run whose reply was lost meets the dedup key first and
+stays a duplicate.
+
 Thread-safe: the broker keeps no mutable state; redis-py's client pools
 connections. Keys and payloads are those of docs/architecture.md, spelled in
 ``gateway.keys``.
@@ -43,6 +57,13 @@ INTERNAL_REF_TTL_MS = 60_000
 
 REAP_CHUNK = 200
 """Memberships or names dropped per script call, so no single script runs long."""
+
+DEFAULT_TIMEOUT_S = 2.0
+"""Socket timeout of Redis commands (``Broker.from_url``)."""
+
+CLOCK_SKEW_MARGIN_MS = 500
+"""How far Redis's clock may lag a gateway's: deadlines end this long before a reply times out.
+The one assumption on clocks the ``unavailable`` promise rests on (NTP keeps far tighter)."""
 
 _UNAVAILABLE_REPLY = re.compile(
     r"(?:^|: -)(?:OOM|READONLY|MASTERDOWN|MISCONF|NOREPLICAS|LOADING|TRYAGAIN|CLUSTERDOWN)\b"
@@ -109,6 +130,19 @@ class DmSent:
     duplicate: bool
 
 
+def window_for_timeout(socket_timeout_s: float | None) -> int:
+    """How long after a message or dm is asked for Redis may still carry it out.
+
+    Strictly less than the socket timeout, the least time the broker takes to
+    give up on a script it wrote, by ``CLOCK_SKEW_MARGIN_MS``; timeouts under
+    twice the margin (tests) keep half of themselves as the margin. Without a
+    timeout the broker never gives up on a reply: the default's window will do.
+    """
+    timeout_ms = round((DEFAULT_TIMEOUT_S if socket_timeout_s is None else socket_timeout_s)
+                       * 1000)
+    return timeout_ms - min(CLOCK_SKEW_MARGIN_MS, timeout_ms // 2)
+
+
 def token_hash(token: str) -> str:
     """What Redis stores of a name token: tokens themselves never leave the gateway."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -143,17 +177,31 @@ class Broker:
 
     def __init__(self, client: redis.Redis, gateway_id: str, *, history: int = 1000,
                  lease_ms: int = 8000, ref_ttl_ms: int = 300_000,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 deadline_clock: Callable[[], float] = time.time,
+                 publish_window_ms: int | None = None) -> None:
+        """``clock`` times heartbeats and leases (tests move it); ``deadline_clock`` times
+        deadlines, which Redis compares with its own clock, so it is the real time but in
+        tests. ``publish_window_ms`` defaults to the one that fits the client's socket
+        timeout, and must end before it (module docstring)."""
         if history < 1:
             raise ValueError("history must keep at least one message")
         if not gateway_id or "|" in gateway_id:
             raise ValueError("gateway id must be non-empty and hold no '|'")
+        socket_timeout = client.get_connection_kwargs().get("socket_timeout")
+        window = (window_for_timeout(socket_timeout) if publish_window_ms is None
+                  else publish_window_ms)
+        if window <= 0 or (socket_timeout is not None and window >= socket_timeout * 1000):
+            raise ValueError(f"a publish window of {window} ms must be positive and end "
+                             f"before the socket timeout ({socket_timeout} s)")
         self._redis = client
         self._gateway_id = gateway_id
         self._history = history
         self._lease_ms = lease_ms
         self._ref_ttl_ms = ref_ttl_ms
         self._clock = clock
+        self._deadline_clock = deadline_clock
+        self._window_ms = window
         register = client.register_script
         self._publish_message = register(lua.PUBLISH_MESSAGE)
         self._read_history = register(lua.READ_HISTORY)
@@ -169,7 +217,7 @@ class Broker:
 
     @classmethod
     def from_url(cls, url: str, gateway_id: str, *, retries: int = 3,
-                 backoff: AbstractBackoff | None = None, timeout_s: float = 2.0,
+                 backoff: AbstractBackoff | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
                  health_check_interval: int = 5, pool_size: int = 64,
                  pool_wait_s: float = 10.0, **kw: Any) -> Broker:
         """A broker on a new client for ``url`` (``redis://`` or ``rediss://``, password included).
@@ -205,8 +253,24 @@ class Broker:
     def gateway_id(self) -> str:
         return self._gateway_id
 
+    @property
+    def publish_window_ms(self) -> int:
+        """How long after it was asked for Redis may still carry out a message or dm."""
+        return self._window_ms
+
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+    def _deadline_ms(self) -> int:
+        """After this (Redis's clock) the request's script must write nothing: see Deadlines."""
+        return int(self._deadline_clock() * 1000) + self._window_ms
+
+    @staticmethod
+    def _too_late(what: str) -> BrokerUnavailable:
+        logger.warning("redis ran a %s after its deadline: nothing done (a stalled or slow "
+                       "redis, a long wait for a connection, or redis's clock ahead of ours)",
+                       what)
+        return BrokerUnavailable(f"redis ran the {what} after its deadline")
 
     @contextmanager
     def _guard(self, what: str) -> Iterator[None]:
@@ -265,11 +329,15 @@ class Broker:
         internal = ref is None
         ref_key = keys.room_ref(room, name, f"~{uuid.uuid4().hex}" if internal else str(ref))
         with self._guard("publish"):
-            duplicate, msg_id, epoch = self._publish_message(
+            reply = self._publish_message(
                 keys=[keys.room_seq(room), keys.room_epoch(room), keys.room_log(room), ref_key],
                 args=[uuid.uuid4().hex, prefix, suffix, self._history, keys.room_channel(room),
-                      INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms],
+                      INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms,
+                      self._deadline_ms()],
             )
+        if reply[0] == lua.TOO_LATE:
+            raise self._too_late("publish")
+        duplicate, msg_id, epoch = reply
         # an internal ref only meets itself when redis-py re-sent the script: one publication
         return Published(int(msg_id), _text(epoch), bool(duplicate) and not internal)
 
@@ -440,8 +508,10 @@ class Broker:
                 keys=[keys.user(to), keys.GATEWAYS, ref_key, keys.GRACE, keys.PULSE],
                 args=[self._now_ms(), self._lease_ms, prefix, suffix, name_key(to),
                       INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms,
-                      keys.GATEWAY_PREFIX, to],
+                      keys.GATEWAY_PREFIX, to, self._deadline_ms()],
             )
+        if reply[0] == lua.TOO_LATE:
+            raise self._too_late("dm")
         if reply[0] == 2:
             raise ProtocolError(ErrorCode.NO_SUCH_USER, f"no user {to!r} is connected")
         return DmSent(bytes(reply[1]), reply[0] == 1 and not internal)
@@ -529,4 +599,5 @@ __all__ = [
     "NameClaim",
     "Published",
     "token_hash",
+    "window_for_timeout",
 ]

@@ -4,10 +4,13 @@ Each script does a whole request in one round trip and atomically, so a
 request Redis refuses is never half done, and a reply lost on the way back
 cannot leave a partial state behind. Scripts are idempotent where redis-py's
 Retry may send them twice (the broker gives every publication a dedup key).
+The scripts whose refusal a client sees (a message, a dm) carry a deadline
+and do nothing when Redis runs them after it (``DEADLINE``).
 
 Conventions: times are ms since the epoch from the gateway's clock (passed in,
-never Redis ``TIME``, so tests can move the clock); whether a gateway is alive
-is decided by ``LIVENESS``, the one rule every script shares (Python asks
+never Redis ``TIME``, so tests can move the clock), except that a deadline is
+compared with Redis ``TIME``, the clock of the moment a script runs; whether a
+gateway is alive is decided by ``LIVENESS``, the one rule every script shares (Python asks
 ``WHO`` and ``DEAD_GATEWAYS`` rather than judge heartbeats itself); membership
 values are ``<gateway id>|<Name>`` and names hold no ``|``, so the gateway id
 is everything before the last ``|``.
@@ -18,16 +21,38 @@ Only Lua 5.1 as Redis embeds it (no cjson), so the scripts also run on fakeredis
 
 from __future__ import annotations
 
-PUBLISH_MESSAGE = """
+TOO_LATE = -1
+"""First element of the reply of a script that Redis ran after its deadline: it wrote nothing."""
+
+DEADLINE = f"""
+-- Deadline: once a request's deadline (ms since the epoch, from the gateway) has passed, the
+-- gateway may have answered it 'unavailable' (not carried out), so a script that Redis runs
+-- later (it waited in the socket buffer of a stalled Redis, or came in a late retry) must
+-- write nothing and answer {{TOO_LATE}}. Judged by Redis's clock, the one of the moment the
+-- script runs. TIME before writes is fine under effects replication (Redis >= 5 default).
+local TOO_LATE = {TOO_LATE}
+local function too_late(deadline)
+  local now = redis.call('TIME')
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(deadline)
+end
+"""
+"""Prepended to every script whose refusal the client sees; checked before any write."""
+
+PUBLISH_MESSAGE = DEADLINE + """
 -- KEYS: seq, epoch, log, ref
--- ARGV: epoch candidate, line prefix, line suffix, history, channel, ref ttl ms
--- -> {duplicate 0/1, id, epoch}
+-- ARGV: epoch candidate, line prefix, line suffix, history, channel, ref ttl ms, deadline ms
+-- -> {duplicate 0/1, id, epoch}, or {TOO_LATE}: past the deadline, nothing written
+-- The ref is read before the deadline: a run whose reply was lost stays a duplicate when
+-- redis-py's retry arrives late, never an 'unavailable' for a message that was published.
 local epoch = redis.call('GET', KEYS[2])
+local seen = redis.call('GET', KEYS[4])
+if not seen and too_late(ARGV[7]) then
+  return {TOO_LATE}
+end
 if not epoch then
   epoch = ARGV[1]
   redis.call('SET', KEYS[2], epoch)
 end
-local seen = redis.call('GET', KEYS[4])
 if seen then
   return {1, tonumber(seen), epoch}
 end
@@ -270,15 +295,19 @@ redis.call('PUBLISH', ARGV[3], 'E' .. ARGV[4] .. name .. ARGV[5])
 return 1
 """
 
-SEND_DM = LIVENESS + """
+SEND_DM = LIVENESS + DEADLINE + """
 -- KEYS: recipient's user record, gateways zset, dedup key, grace, pulse
 -- ARGV: now ms, lease ms, line prefix, line suffix, lower recipient, ref ttl ms,
---       gateway prefix, recipient name as given
--- -> {0, line} sent, {1, line} duplicate, {2} no such user
+--       gateway prefix, recipient name as given, deadline ms
+-- -> {0, line} sent, {1, line} duplicate, {2} no such user, {TOO_LATE} past the deadline
+-- (the dedup key is read first, as in PUBLISH_MESSAGE)
 local rec = redis.call('HMGET', KEYS[1], 'name', 'gw')
 local line = ARGV[3] .. (rec[1] or ARGV[8]) .. ARGV[4]
 if redis.call('EXISTS', KEYS[3]) == 1 then
   return {1, line}
+end
+if too_late(ARGV[9]) then
+  return {TOO_LATE}
 end
 if not rec[2] then return {2} end
 local now, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -344,6 +373,7 @@ return lefts
 
 __all__ = [
     "CLAIM_NAME",
+    "DEADLINE",
     "DEAD_GATEWAYS",
     "HEARTBEAT",
     "JOIN",
@@ -354,5 +384,6 @@ __all__ = [
     "REAP",
     "RELEASE_NAME",
     "SEND_DM",
+    "TOO_LATE",
     "WHO",
 ]

@@ -312,13 +312,22 @@ class Session:
                     if self._closing_reason() is not None:
                         break
         except FrameTooLarge as exc:
-            self._error(exc)
-            self.kick_quietly()
+            self._fatal(exc)
         except Exception:
             self.log.exception("event=session_crashed")
         finally:
             self._cleanup()
             svc.metrics.connections.dec()
+
+    def _fatal(self, exc: ProtocolError) -> None:
+        """The stream cannot be resynchronised: ``exc`` is the last line the client
+        gets (a room message racing in must not follow it), then the close."""
+        self.kick_quietly()
+        self._svc.metrics.errors.labels(exc.code.value).inc()
+        self._svc.metrics.frames_out.labels("error").inc()
+        self.log.info("event=refused code=%s", exc.code.value)
+        self._out.enqueue_final(codec.encode_error(exc))
+        self._out.flush()
 
     def kick_quietly(self) -> None:
         with self._lock:

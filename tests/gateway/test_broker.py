@@ -8,6 +8,7 @@ tests/cluster/test_broker_redis.py.
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,7 +21,13 @@ from redis.retry import Retry
 
 import gateway.broker as broker_module
 from gateway import keys
-from gateway.broker import Broker, BrokerUnavailable, HistoryBatch, token_hash
+from gateway.broker import (
+    Broker,
+    BrokerUnavailable,
+    HistoryBatch,
+    token_hash,
+    window_for_timeout,
+)
 from protocol.codec import encode
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import DirectMessage, Joined, Left, Message, TypingNotice
@@ -612,6 +619,115 @@ def test_a_resent_dm_script_publishes_once(make_broker: Callable[..., Broker], s
     assert len(sub.take()) == 1
 
 
+# --------------------------------------------------------------------------- deadlines
+
+WINDOW_MS = 1000
+
+
+def deadline_clock(offset_s: float) -> Callable[[], float]:
+    """A gateway clock ``offset_s`` away from the real one, which Redis's (fakeredis's) TIME
+    follows: -2 makes every deadline (a 1 s window) a second in the past."""
+    return lambda: time.time() + offset_s
+
+
+@pytest.fixture
+def late(make_broker: Callable[..., Broker]) -> Broker:
+    """A broker whose scripts all reach Redis after their deadline."""
+    return make_broker("gw1", deadline_clock=deadline_clock(-2), publish_window_ms=WINDOW_MS)
+
+
+class LostReplyThenLate(fakeredis.FakeRedis):
+    """Redis runs a script in time but its reply is lost; redis-py's retry, the same
+    script with the same deadline, reaches Redis after that deadline."""
+
+    def evalsha(self, *args: Any) -> Any:
+        super().evalsha(*args[:-1], int(time.time() * 1000) + 60_000)  # the deadline is last
+        return super().evalsha(*args)
+
+
+def test_a_publish_redis_runs_after_its_deadline_stores_and_publishes_nothing(
+        late: Broker, raw: Any, listen: Callable[..., Listener]) -> None:
+    sub = listen(keys.room_channel("lobby"))
+    for ref in ("r1", None):
+        with pytest.raises(BrokerUnavailable) as info:
+            late.publish_message("lobby", "Bob", "x", 1.0, ref)
+        assert info.value.code is ErrorCode.UNAVAILABLE
+    assert sub.take() == []
+    assert raw.keys("{room:lobby}*") == []  # no epoch, id, log line or dedup key
+
+
+def test_a_dm_redis_runs_after_its_deadline_publishes_nothing(
+        late: Broker, gw2: Broker, raw: Any, listen: Callable[..., Listener]) -> None:
+    gw2.claim_name("Alice", "s2", None)
+    sub = listen(keys.gateway_channel("gw2"))
+    for ref in ("d1", None):
+        with pytest.raises(BrokerUnavailable):
+            late.send_dm("Bob", "Alice", "x", 1.0, ref)
+    assert sub.take() == []
+    assert raw.keys("{user:bob}*") == []  # no dedup key: a resend is no duplicate
+
+
+def test_a_dm_to_nobody_after_its_deadline_is_unavailable_too(late: Broker) -> None:
+    with pytest.raises(BrokerUnavailable):
+        late.send_dm("Bob", "ghost", "x", 1.0, "d1")
+
+
+def test_requests_inside_their_window_are_carried_out(
+        make_broker: Callable[..., Broker], gw2: Broker, listen: Callable[..., Listener]) -> None:
+    """Deadlines run on the real clock, not the fake liveness clock (in 2023): ``gw2`` works,
+    and so does a gateway clock behind Redis's by most of the window."""
+    behind = make_broker("gw1", deadline_clock=deadline_clock(-0.5), publish_window_ms=WINDOW_MS)
+    gw2.claim_name("Alice", "s2", None)
+    sub = listen(keys.room_channel("lobby"), keys.gateway_channel("gw2"))
+    assert behind.publish_message("lobby", "Bob", "x", 1.0, "r1").id == 1
+    assert not behind.send_dm("Bob", "Alice", "y", 1.0, "d1").duplicate
+    assert gw2.publish_message("lobby", "Ann", "z", 1.0, None).id == 2
+    assert [channel for channel, _ in sub.take()] == ["{room:lobby}:ch", "chat:gw:gw2",
+                                                      "{room:lobby}:ch"]
+
+
+def test_a_late_retry_of_a_publish_that_ran_is_a_repeat_not_a_refusal(
+        make_broker: Callable[..., Broker], server: Any, raw: Any,
+        listen: Callable[..., Listener]) -> None:
+    broker = make_broker(client=no_retry_client(server, LostReplyThenLate),
+                         deadline_clock=deadline_clock(-2), publish_window_ms=WINDOW_MS)
+    sub = listen(keys.room_channel("lobby"))
+    pub = broker.publish_message("lobby", "Bob", "x", 1.0, None)
+    assert (pub.id, pub.duplicate) == (1, False)
+    assert broker.publish_message("lobby", "Bob", "y", 1.0, "r1") == broker_module.Published(
+        2, pub.epoch, True)  # a client ref: the repeat of its first run, as for any resend
+    assert len(sub.take()) == 2
+    assert raw.get(keys.room_seq("lobby")) == b"2"
+
+
+def test_a_late_retry_of_a_dm_that_ran_is_a_repeat_not_a_refusal(
+        make_broker: Callable[..., Broker], server: Any, gw2: Broker,
+        listen: Callable[..., Listener]) -> None:
+    gw2.claim_name("Alice", "s2", None)
+    broker = make_broker(client=no_retry_client(server, LostReplyThenLate),
+                         deadline_clock=deadline_clock(-2), publish_window_ms=WINDOW_MS)
+    sub = listen(keys.gateway_channel("gw2"))
+    assert not broker.send_dm("Bob", "Alice", "x", 1.0, None).duplicate
+    assert len(sub.take()) == 1
+
+
+@pytest.mark.parametrize(("timeout_s", "window_ms"), [
+    (2.0, 1500), (5.0, 4500), (1.0, 500), (0.2, 100), (None, 1500)])
+def test_the_window_ends_a_skew_margin_before_the_socket_timeout(
+        timeout_s: float | None, window_ms: int, server: Any) -> None:
+    assert window_for_timeout(timeout_s) == window_ms
+    client = fakeredis.FakeRedis(server=server, socket_timeout=timeout_s)
+    assert Broker(client, "gw1").publish_window_ms == window_ms
+
+
+def test_a_window_reaching_the_socket_timeout_is_refused(server: Any) -> None:
+    client = fakeredis.FakeRedis(server=server, socket_timeout=1.0)
+    assert Broker(client, "gw1", publish_window_ms=999).publish_window_ms == 999
+    for window in (1000, 0):
+        with pytest.raises(ValueError):
+            Broker(client, "gw1", publish_window_ms=window)
+
+
 # --------------------------------------------------------------------------- reaping
 
 
@@ -1003,4 +1119,5 @@ def test_from_url_configures_retry_timeouts_and_tls() -> None:
     assert kwargs["retry"].get_retries() == 7
     assert kwargs["decode_responses"] is False and kwargs["health_check_interval"] > 0
     assert broker.gateway_id == "gw1"
+    assert broker.publish_window_ms == 1000  # the socket timeout less the skew margin
     broker.close()
