@@ -425,8 +425,10 @@ def machine_for(live: Live, tags: Iterator[int]) -> type[RuleBasedStateMachine]:
                 return self.refuse(s, frame, "bad_room")
             answers = self.request(s, frame)
             assert [a["type"] for a in answers] == ["who"], answers
-            members = sorted(x.name for x in self.sessions
-                             if x.name is not None and not x.client.closed and room_name in x.rooms)
+            present = [x.name for x in self.sessions
+                       if x.name is not None and not x.client.closed and room_name in x.rooms]
+            # sorted as names compare: case-insensitively
+            members = sorted(present, key=lambda n: (n.lower(), n))
             assert answers[0] == {"type": "who", "room": room_name, "names": members}
             return None
 

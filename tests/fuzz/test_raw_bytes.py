@@ -95,7 +95,7 @@ def test_random_byte_streams_get_one_error_per_line_and_never_hurt_the_gateway(
                 frames = client.until_closed()
                 codes = [f.get("code") for f in frames]
                 full = [*want.codes, "frame_too_large"]
-                if client.reset:
+                if client.reset or client.send_failed:  # (the reset may hit our send)
                     # KNOWN GAP (test_close_after_frame_too_large_keeps_the_answers): an
                     # abortive close can drop the answers still in the gateway's send
                     # buffer; what did arrive must still be right and in order.
@@ -129,10 +129,10 @@ def test_close_after_frame_too_large_keeps_the_answers(no_leaks: Live) -> None:
 
     PROTOCOL.md: the oversized line is answered with ``frame_too_large`` before
     the close, and every earlier line has its ``error``. The gateway closes the
-    socket while answers still wait in its send buffer (the client has not read
-    them yet); the client's next bytes reach a closed socket, the kernel answers
-    with a reset and discards those answers. A lingering close (FIN, then read
-    and drop input until the client closes, bounded) would keep them.
+    socket with the client's later bytes unread (or they arrive after the close);
+    the kernel answers with a reset, and answers the client had not yet read are
+    lost (seen with as few as 77 answers queued). A lingering close (FIN, then
+    read and drop input until the client closes, bounded in time) would keep them.
     """
     lost = []
     for _ in range(10):

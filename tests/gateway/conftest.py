@@ -27,7 +27,8 @@ def start_gateway(redis_server: RedisServer) -> Iterator[StartGateway]:
         def start(gateway_id: str | None = None, **overrides: Any) -> Gateway:
             nonlocal count
             count += 1
-            cfg = config(redis_server.url, gateway_id or f"gw{count}", **overrides)
+            url = overrides.pop("redis_url", redis_server.url)
+            cfg = config(url, gateway_id or f"gw{count}", **overrides)
             return stack.enter_context(run_gateway(cfg, backoff=ConstantBackoff(0.05)))
 
         yield start
