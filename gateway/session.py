@@ -67,6 +67,8 @@ log = logging.getLogger(__name__)
 
 _RECV_SIZE = 65536
 _CLOSE_FLUSH_S = 1.0
+_LINGER_S = 1.0
+_LINGER_BYTES = 1 << 20
 
 
 def _ref_of(frame: ClientFrame, line: bytes) -> str | None:
@@ -600,9 +602,31 @@ class Session:
                 self._release(name)
         self._out.wait_drained(_CLOSE_FLUSH_S)
         self._out.close()
+        self._linger()
         with contextlib.suppress(OSError):
             self.sock.close()
         self.log.info("event=closed reason=%s", self._closing.value if self._closing else "eof")
+
+    def _linger(self) -> None:
+        """Close gracefully: FIN first, then read and drop what the client still sends.
+
+        Closing a socket with unread input makes the kernel send a reset, and a
+        reset destroys the answers the client has not read yet (the
+        ``frame_too_large`` it must see, say). Bounded in time and bytes.
+        """
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + _LINGER_S
+        dropped = 0
+        with contextlib.suppress(OSError, ValueError):
+            while dropped < _LINGER_BYTES:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not select.select([self.sock], [], [], remaining)[0]:
+                    return
+                data = self.sock.recv(_RECV_SIZE)
+                if not data:
+                    return
+                dropped += len(data)
 
     def _release(self, name: str) -> None:
         """Give back the name and memberships, unless a successor holds or wants them.

@@ -121,9 +121,6 @@ def test_random_byte_streams_get_one_error_per_line_and_never_hurt_the_gateway(
     assert max(slowest) < WATCH_BOUND_S
 
 
-@pytest.mark.xfail(reason="gateway bug, reported: input that arrives after the gateway closed "
-                   "resets the connection and drops the answers still in its send buffer",
-                   strict=False)
 def test_close_after_frame_too_large_keeps_the_answers(no_leaks: Live) -> None:
     """Hundreds of bad lines, an oversized one, then more bytes while the gateway closes.
 
