@@ -70,14 +70,18 @@ class Outbound:
     def enqueue(self, data: bytes) -> bool:
         """Queue one or more whole lines; False when closed or over the limit."""
         with self._lock:
-            if self._state is _State.CLOSED or self._overflowed or self._final:
-                return False
-            self._chunks.append(data)
-            self._size += len(data)
-            if self._size <= self._limit:
-                return True
-            self._overflowed = True
+            return self._append(data)
+
+    def _append(self, data: bytes) -> bool:
+        """Under ``_lock``: queue behind what is there, within the limit."""
+        if self._state is _State.CLOSED or self._overflowed or self._final:
             return False
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size <= self._limit:
+            return True
+        self._overflowed = True
+        return False
 
     def enqueue_final(self, data: bytes) -> None:
         """Queue a last line (``bye``) even past the limit, dropping unsent whole lines.
@@ -138,14 +142,7 @@ class Outbound:
         """
         with self._lock:
             if self._state is not _State.IDLE or self._chunks or self._overflowed or self._final:
-                if self._state is _State.CLOSED or self._overflowed or self._final:
-                    return False
-                self._chunks.append(data)
-                self._size += len(data)
-                if self._size <= self._limit:
-                    return True
-                self._overflowed = True
-                return False
+                return self._append(data)
             self._state = _State.SENDING
             self._size += len(data)
         if self._send_once(data, head_partial=False):
