@@ -47,6 +47,9 @@ class Outbound:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._waiters = 0
+        self._answers = 0
+        """Unsent bytes of history answers, which the limit does not count (an
+        estimate: they are taken to leave first)."""
         self._chunks: deque[bytes] = deque()
         self._size = 0
         self._state = _State.IDLE
@@ -67,18 +70,26 @@ class Outbound:
         """The limit was passed: the owner must end the session (not under its lock)."""
         return self._overflowed
 
-    def enqueue(self, data: bytes) -> bool:
-        """Queue one or more whole lines; False when closed or over the limit."""
-        with self._lock:
-            return self._append(data)
+    def enqueue(self, data: bytes, *, answer: bool = False) -> bool:
+        """Queue one or more whole lines; False when closed or over the limit.
 
-    def _append(self, data: bytes) -> bool:
+        ``answer``: a history answer the client asked for. It may pass the limit
+        on its own (1000 long messages outweigh 1 MiB); only what is queued
+        besides unsent answers counts, so a reader that keeps up is never taken
+        for a slow consumer, and memory stays bounded by the history kept.
+        """
+        with self._lock:
+            return self._append(data, answer)
+
+    def _append(self, data: bytes, answer: bool = False) -> bool:
         """Under ``_lock``: queue behind what is there, within the limit."""
         if self._state is _State.CLOSED or self._overflowed or self._final:
             return False
         self._chunks.append(data)
         self._size += len(data)
-        if self._size <= self._limit:
+        if answer:
+            self._answers += len(data)
+        if self._size - self._answers <= self._limit:
             return True
         self._overflowed = True
         return False
@@ -99,6 +110,7 @@ class Outbound:
                     head = head[: cut + 1] if cut >= 0 else head
                 # _size also counts bytes in flight: only take off what is dropped here
                 self._size -= sum(len(c) for c in self._chunks) - len(head)
+                self._answers = 0
                 self._chunks.clear()
                 if head:
                     self._chunks.append(head)
@@ -134,7 +146,7 @@ class Outbound:
         other threads, so a state tested before a ``send`` says nothing after it."""
         return self._state is _State.CLOSED
 
-    def write(self, data: bytes) -> bool:
+    def write(self, data: bytes, *, answer: bool = False) -> bool:
         """``enqueue`` and ``flush`` in one step: the common case, nothing queued and
         nobody sending, costs one ``send`` and two lock round trips.
 
@@ -142,9 +154,11 @@ class Outbound:
         """
         with self._lock:
             if self._state is not _State.IDLE or self._chunks or self._overflowed or self._final:
-                return self._append(data)
+                return self._append(data, answer)
             self._state = _State.SENDING
             self._size += len(data)
+            if answer:
+                self._answers += len(data)
         if self._send_once(data, head_partial=False):
             self._send_loop()
         return True
@@ -181,6 +195,8 @@ class Outbound:
             return False
         with self._lock:
             self._size -= sent
+            if self._answers:
+                self._answers = max(0, self._answers - sent)
             rest = data[sent:]
             if self._cut_in_flight:
                 self._cut_in_flight = False
@@ -216,6 +232,7 @@ class Outbound:
             self._state = _State.CLOSED
             self._chunks.clear()
             self._size = 0
+            self._answers = 0
             self._wake_waiters()
 
     def wait_drained(self, timeout: float) -> bool:
@@ -245,6 +262,7 @@ class Outbound:
                     self._waiters -= 1
             self._chunks.clear()
             self._size = 0
+            self._answers = 0
 
 
 class Flusher:

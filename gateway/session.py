@@ -136,13 +136,18 @@ class Session:
     def backlog(self) -> int:
         return self._out.backlog
 
-    def _send(self, data: bytes, kind: str) -> None:
+    def _send(self, data: bytes, kind: str, *, answer: bool = False) -> None:
         self._svc.metrics.frames_out.labels(kind).inc()
-        self._write(data)
+        self._write(data, answer=answer)
 
-    def _write(self, data: bytes) -> None:
-        """Send now or queue (never under ``_lock``); a full backlog ends the session."""
-        if not self._out.write(data) and self._out.overflowed and self._closing is None:
+    def _write(self, data: bytes, *, answer: bool = False) -> None:
+        """Send now or queue (never under ``_lock``); a full backlog ends the session.
+
+        ``answer``: history the client asked for, which the backlog limit does
+        not count (see ``Outbound.enqueue``).
+        """
+        if (not self._out.write(data, answer=answer) and self._out.overflowed
+                and self._closing is None):
             self._overflowed()
 
     def _error(self, exc: ProtocolError) -> None:
@@ -265,9 +270,9 @@ class Session:
                 if batch.first_id + skip > cursor.last_id + 1:
                     # Trimmed away before we could fetch it: say so in a history frame.
                     for line in codec.history_lines(room, batch.epoch, fresh, False):
-                        self._out.enqueue(line)
+                        self._out.enqueue(line, answer=True)
                 else:
-                    self._out.enqueue(b"\n".join(fresh) + b"\n")
+                    self._out.enqueue(b"\n".join(fresh) + b"\n", answer=True)
                 cursor.last_id = batch.first_id + skip + len(fresh) - 1
         self._flush()
         return True
@@ -279,7 +284,7 @@ class Session:
             if cursor is None or not cursor.live:
                 return
             for line in codec.history_lines(room, batch.epoch, batch.messages, batch.complete):
-                self._out.enqueue(line)
+                self._out.enqueue(line, answer=True)
             cursor.epoch = batch.epoch
             cursor.last_id = batch.last_id
         self.log.info("event=epoch_reset room=%s epoch=%s", room, batch.epoch)
@@ -434,7 +439,7 @@ class Session:
         self._require_room(frame.room)
         batch = self._svc.broker.read_history(frame.room, before=frame.before, limit=frame.limit)
         for line in codec.history_lines(frame.room, batch.epoch, batch.messages, batch.complete):
-            self._send(line, "history")
+            self._send(line, "history", answer=True)
 
     def _on_join(self, frame: Join) -> None:
         if frame.room in self._rooms:
@@ -572,7 +577,7 @@ class Session:
         with self._lock:
             cursor = self._rooms[room]
             for line in codec.history_lines(room, batch.epoch, batch.messages, batch.complete):
-                self._out.enqueue(line)
+                self._out.enqueue(line, answer=True)
             cursor.epoch, cursor.last_id = batch.epoch, batch.last_id
             for epoch, msg_id, line in cursor.pending:
                 if msg_id == 0:

@@ -295,3 +295,33 @@ def test_close_while_blocked_drops_the_rest_and_refuses_more(
     assert not out.enqueue(line(1))
     metered.open_gate()  # the Flusher's one-shot watch fires on a closed outbound: a no-op
     wait_for(lambda: out.wait_drained(0), 5, what="closed outbound counts as drained")
+
+
+def test_a_history_answer_larger_than_the_limit_does_not_make_a_slow_consumer(
+        pair: tuple[socket.socket, socket.socket], flusher: Flusher) -> None:
+    """1000 long messages outweigh the backlog limit; a reader that keeps up is not cut."""
+    a, b = pair
+    out = Outbound(a, 8000, flusher)
+    # Fill the kernel's buffer so everything after it waits in the queue.
+    while out.write(line(0, 4000)) and out.backlog == 0:
+        pass
+    filler = out.backlog
+    answer = b"".join(line(i) for i in range(1, 31))  # 30 KB, almost 4x the limit
+    assert out.enqueue(answer, answer=True)
+    assert out.write(line(99, 500))  # a live line behind it still fits
+    assert not out.overflowed
+    lines = read_lines(b, b"000099:" + b"x" * 492)
+    assert [ln[:6] for ln in lines if not ln.startswith(b"000000")] == [
+        f"{i:06d}".encode() for i in (*range(1, 31), 99)]
+    wait_for(lambda: out.backlog == 0, what="the queue to drain")
+    assert filler > 0
+
+
+def test_plain_output_past_the_limit_still_overflows(
+        pair: tuple[socket.socket, socket.socket], flusher: Flusher) -> None:
+    a, _ = pair
+    out = Outbound(a, 8000, flusher)
+    while out.write(line(0, 4000)) and out.backlog == 0:
+        pass
+    assert not out.enqueue(b"".join(line(i) for i in range(1, 31)))
+    assert out.overflowed
