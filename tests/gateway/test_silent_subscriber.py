@@ -39,7 +39,7 @@ class FreezingProxy:
 
     @property
     def url(self) -> str:
-        return "redis://127.0.0.1:%d/0" % self._listener.getsockname()[1]
+        return f"redis://127.0.0.1:{self._listener.getsockname()[1]}/0"
 
     def freeze(self) -> int:
         """Silence every pub/sub connection open now; returns how many."""

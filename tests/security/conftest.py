@@ -1,59 +1,12 @@
-"""Fixtures for security tests: an in-process gateway, raw clients, a test CA."""
+"""Fixtures for security tests: a test CA (gateways and clients come from the root conftest)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trustme
-from redis.backoff import ConstantBackoff
-
-from gateway.server import Gateway, run_gateway
-from tests.support.gateways import config
-from tests.support.redis_server import RedisServer
-from tests.support.wire import WireClient
-
-StartGateway = Callable[..., Gateway]
-Connect = Callable[..., WireClient]
-
-
-@pytest.fixture
-def start_gateway(redis_server: RedisServer) -> Iterator[StartGateway]:
-    """Start in-process gateways (on ``redis_server`` unless ``redis_url`` is given)."""
-    with ExitStack() as stack:
-        count = 0
-
-        def start(redis_url: str | None = None, **overrides: Any) -> Gateway:
-            nonlocal count
-            count += 1
-            cfg = config(redis_url or redis_server.url, f"gw{count}", **overrides)
-            return stack.enter_context(run_gateway(cfg, backoff=ConstantBackoff(0.05)))
-
-        yield start
-
-
-@pytest.fixture
-def gateway(start_gateway: StartGateway) -> Gateway:
-    return start_gateway()
-
-
-@pytest.fixture
-def connect() -> Iterator[Connect]:
-    """Open raw protocol clients; all closed after the test."""
-    clients: list[WireClient] = []
-
-    def open_client(address: tuple[str, int], **kw: Any) -> WireClient:
-        client = WireClient(address, **kw)
-        clients.append(client)
-        return client
-
-    yield open_client
-    for client in clients:
-        client.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from gateway.server import Gateway
-from tests.security.conftest import Connect
+from tests.conftest import Connect
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_for
 from tests.support.wire import WireClient

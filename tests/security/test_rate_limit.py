@@ -16,7 +16,7 @@ from typing import Any
 
 from gateway.server import Gateway
 from protocol.limits import Limits
-from tests.security.conftest import Connect
+from tests.conftest import Connect
 from tests.support.wire import WireClient
 
 FLOOD = 1500

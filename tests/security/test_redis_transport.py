@@ -27,8 +27,8 @@ from redis.backoff import ConstantBackoff, NoBackoff
 from redis.retry import Retry
 
 from gateway.server import Gateway, run_gateway
-from tests.conftest import REQUIRE_SYSTEM
-from tests.security.conftest import Connect, Pki
+from tests.conftest import REQUIRE_SYSTEM, Connect
+from tests.security.conftest import Pki
 from tests.support.gateways import config
 from tests.support.redis_server import free_port, redis_binary
 from tests.support.waiting import wait_for

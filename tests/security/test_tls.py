@@ -19,7 +19,8 @@ from client.connection import ChatClient
 from client.errors import NoGatewayAvailable
 from client.events import ClientEvent, RoomMessage
 from gateway.server import Gateway
-from tests.security.conftest import Pki, StartGateway
+from tests.conftest import StartGateway
+from tests.security.conftest import Pki
 from tests.support.waiting import wait_for
 
 
