@@ -38,10 +38,12 @@ class GatewayConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     thread_stack_kib: int = 256
-    switch_interval_ms: float = 50.0
+    switch_interval_ms: float = 1000.0
     """CPython's GIL switch interval. Thousands of I/O-bound threads waking at once
-    (a ping round) thrash on the default 5 ms; every thread here blocks long
-    before 50 ms, so the longer interval costs no latency."""
+    (a ping round) thrash on the default 5 ms: each waiter wakes every interval
+    to demand the GIL. Every thread here blocks in a system call (which hands
+    the GIL over at once) within microseconds, so a long interval costs no
+    latency: measured in docs/benchmarks.md."""
     shutdown_timeout_s: float = 4.0
 
     def __post_init__(self) -> None:
