@@ -205,6 +205,7 @@ class Broker:
         register = client.register_script
         self._publish_message = register(lua.PUBLISH_MESSAGE)
         self._read_history = register(lua.READ_HISTORY)
+        self._renew_epoch = register(lua.RENEW_EPOCH)
         self._claim_name = register(lua.CLAIM_NAME)
         self._release_name = register(lua.RELEASE_NAME)
         self._join = register(lua.JOIN)
@@ -365,6 +366,18 @@ class Broker:
         if len(reply) < 5:
             return HistoryBatch(room, epoch, last, (), last + 1, complete)
         return HistoryBatch(room, epoch, last, tuple(reply[4]), int(reply[3]), complete)
+
+    def renew_epoch(self, room: str, rolled_back: str) -> str:
+        """Start a new epoch for a room whose ids went backwards under ``rolled_back``.
+
+        Redis that lost its last writes (a crash with AOF ``everysec``) hands out
+        ids again that clients already hold: without a new epoch they would drop
+        the new messages as duplicates. Idempotent across gateways.
+        """
+        with self._guard("renew epoch"):
+            epoch = self._renew_epoch(keys=[keys.room_epoch(room)],
+                                      args=[rolled_back, uuid.uuid4().hex])
+        return _text(epoch)
 
     def room_position(self, room: str) -> tuple[str, int]:
         """(epoch, last id) of a room, creating its epoch if the room is new."""

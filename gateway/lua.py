@@ -66,6 +66,18 @@ redis.call('SET', KEYS[4], sid, 'PX', ARGV[6])
 return {0, id, epoch}
 """
 
+RENEW_EPOCH = """
+-- KEYS: epoch
+-- ARGV: the epoch that was seen rolled back, a fresh epoch
+-- -> the room's epoch now (the fresh one, or one another gateway already set)
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return ARGV[2]
+end
+return cur
+"""
+
 READ_HISTORY = """
 -- KEYS: seq, epoch, log
 -- ARGV: epoch candidate, mode ('a' after, 'b' before, 'p' position only), id ('' = none), limit

@@ -84,6 +84,8 @@ class Subscriber:
         self._subscribed: set[str] = set()
         self._tickets: dict[str, list[Ticket]] = {}
         self._fills: set[str] = set()
+        self._seen: dict[str, tuple[bytes, int]] = {}
+        """Per room, the epoch and id of the last publication received (this thread only)."""
         self._reconcile = False
         self._rebuild = False
         self._stopping = False
@@ -279,8 +281,27 @@ class Subscriber:
 
     # ---------------------------------------------------------------- fan-out
 
+    def _went_back(self, room: str, epoch: bytes, msg_id: int) -> bool:
+        """Pub/sub never repeats a publication: an id at or below one already seen
+        in the same epoch means Redis lost its last writes and reused ids."""
+        seen = self._seen.get(room)
+        self._seen[room] = (epoch, msg_id)
+        return seen is not None and seen[0] == epoch and msg_id <= seen[1]
+
+    def _renew_epochs(self, rolled_back: set[tuple[str, bytes]]) -> None:
+        for room, epoch in rolled_back:
+            try:
+                fresh = self._broker.renew_epoch(room, epoch.decode())
+            except BrokerUnavailable as exc:
+                log.warning("event=renew_epoch_failed room=%s error=%r", room, exc)
+                continue
+            log.warning("event=ids_went_back room=%s old_epoch=%s epoch=%s", room,
+                        epoch.decode(), fresh)
+            self._fill(room)  # every session gets the new epoch's history
+
     def _dispatch(self, replies: list[Any]) -> None:
         groups: dict[str, list[tuple[bytes, int, bytes]]] = {}
+        rolled_back: set[tuple[str, bytes]] = set()
         for reply in replies:
             kind = reply[0]
             if kind == b"message":
@@ -291,8 +312,11 @@ class Subscriber:
                     continue
                 tag = data[:1]
                 if tag == b"M":
-                    epoch, msg_id, line = data[1:].split(b"|", 2)
-                    groups.setdefault(room, []).append((epoch, int(msg_id), line + b"\n"))
+                    epoch, raw_id, line = data[1:].split(b"|", 2)
+                    msg_id = int(raw_id)
+                    if self._went_back(room, epoch, msg_id):
+                        rolled_back.add((room, epoch))
+                    groups.setdefault(room, []).append((epoch, msg_id, line + b"\n"))
                     continue
                 if room in groups:  # keep events in order with the messages before them
                     self._fan_out(room, groups.pop(room))
@@ -308,6 +332,8 @@ class Subscriber:
                 self._confirmed(reply[1])
         for room, group in groups.items():
             self._fan_out(room, group)
+        if rolled_back:
+            self._renew_epochs(rolled_back)
 
     def _confirmed(self, channel: bytes) -> None:
         room = _room_of(channel)

@@ -325,3 +325,20 @@ def test_restore_name_keeps_the_held_token_after_data_loss(redis_server: RedisSe
         other.close()
     finally:
         broker.close()
+
+
+def test_renew_epoch_is_idempotent_across_gateways(redis_server: RedisServer) -> None:
+    """Two gateways that both saw ids go back start one new epoch, not two."""
+    from gateway.broker import Broker
+
+    a = Broker.from_url(redis_server.url, "gw-a")
+    b = Broker.from_url(redis_server.url, "gw-b")
+    try:
+        old, _ = a.room_position("lobby")
+        fresh = a.renew_epoch("lobby", old)
+        assert fresh != old
+        assert b.renew_epoch("lobby", old) == fresh  # the second one finds it done
+        assert a.room_position("lobby")[0] == fresh
+    finally:
+        a.close()
+        b.close()
