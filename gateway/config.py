@@ -35,6 +35,9 @@ class GatewayConfig:
     max_connections: int = 10000
     max_per_address: int = 0
     """0: no per-address cap."""
+    socket_sndbuf: int = 256 * 1024
+    """Kernel send buffer per client socket (0: the kernel's autotuning, up to 4 MiB
+    on loopback). With it, ``max_outbound`` plus this bounds a slow client's cost."""
     tls_cert: str | None = None
     tls_key: str | None = None
     thread_stack_kib: int = 256
@@ -98,6 +101,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--max-per-address", type=int,
                    default=env("MAX_PER_ADDRESS", d.max_per_address),
                    help="connections from one source address (0: no cap)")
+    p.add_argument("--socket-sndbuf", type=int, default=env("SOCKET_SNDBUF", d.socket_sndbuf),
+                   help="kernel send buffer per client socket in bytes (0: kernel default)")
     p.add_argument("--tls-cert", default=env("TLS_CERT", None))
     p.add_argument("--tls-key", default=env("TLS_KEY", None))
     p.add_argument("--thread-stack-kib", type=int,
@@ -131,6 +136,7 @@ def parse_config(argv: Sequence[str] | None = None,
         health_host=a.health_host, health_port=None if a.health_port < 0 else a.health_port,
         history=a.history, limits=limits, log_level=a.log_level,
         max_connections=a.max_connections, max_per_address=a.max_per_address,
+        socket_sndbuf=a.socket_sndbuf,
         tls_cert=a.tls_cert, tls_key=a.tls_key, thread_stack_kib=a.thread_stack_kib,
         switch_interval_ms=a.switch_interval_ms,
         heartbeat_s=a.heartbeat, lease_ms=a.lease_ms, probe_interval_s=a.probe_interval,
