@@ -15,7 +15,7 @@ import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
 
@@ -33,19 +33,36 @@ class RedisAddress:
     username: str | None
     password: str | None
     tls: bool
+    ca_file: str | None = None
+    """``?ssl_ca_certs=`` of the URL: the CA that signed Redis's certificate."""
+    verify: bool = True
+    """False for ``?ssl_cert_reqs=none`` (a test setup, never production)."""
 
     @classmethod
     def from_url(cls, url: str) -> RedisAddress:
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss"):
             raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
+        query = parse_qs(parts.query)
+        ca = query.get("ssl_ca_certs", [None])[-1]
+        reqs = query.get("ssl_cert_reqs", ["required"])[-1].lower()
         return cls(
             host=parts.hostname or "localhost",
             port=parts.port or 6379,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             tls=parts.scheme == "rediss",
+            ca_file=ca,
+            verify=reqs not in ("none", "cert_none"),
         )
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The same trust the broker's redis-py pool gets from the URL's options."""
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
 
 def pack(*args: str | bytes) -> bytes:
@@ -66,7 +83,7 @@ class RedisWire:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         if address.tls:
-            context = tls_context or ssl.create_default_context()
+            context = tls_context or address.tls_context()
             sock = context.wrap_socket(sock, server_hostname=address.host)
         self.sock = sock
         self._reader = hiredis.Reader()

@@ -151,22 +151,28 @@ def quick_client(port: int, **kw: Any) -> redis.Redis:
                        **kw)
 
 
+@pytest.mark.parametrize("trust", ["env", "url"])
 def test_gateway_reaches_redis_over_tls_with_rediss_url(
-        connect: Connect, pki: Pki,
+        connect: Connect, pki: Pki, trust: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CA comes from SSL_CERT_FILE (env) or from ``?ssl_ca_certs=`` (url); both the
+    command pool and the pub/sub connection use it."""
     port = free_port()
     tls_args = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(pki.cert_file),
                 "--tls-key-file", str(pki.key_file), "--tls-ca-cert-file", str(pki.ca_file),
                 "--tls-auth-clients", "no"]
-    # Both the gateway's command pool and its pub/sub connection trust the CA through
-    # the standard OpenSSL variable, as a deployment would set it.
-    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca_file))
+    url = f"rediss://127.0.0.1:{port}/0"
+    if trust == "env":
+        monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca_file))
+    else:
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        url += f"?ssl_ca_certs={pki.ca_file}"
     refusals = []
     for binary in redis_binaries():
         probe = quick_client(port, ssl=True, ssl_ca_certs=str(pki.ca_file))
         try:
             with redis_process(binary, tls_args, probe):
-                with in_process_gateway(f"rediss://127.0.0.1:{port}/0") as gw:
+                with in_process_gateway(url) as gw:
                     wait_for(healthy(gw), timeout=10, what="a healthy gateway over TLS")
                     chat_works(connect, gw.address)
                 return
