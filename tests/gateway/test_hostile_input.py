@@ -366,7 +366,7 @@ def test_random_frames_never_break_the_gateway(gw: Gateway, connect: Connect) ->
 
     @settings(max_examples=150, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(st.lists(frames(), min_size=5, max_size=40))
+    @given(st.lists(frames(), min_size=7, max_size=40))  # 150 x 7: at least 1,050 frames
     def check(lines: list[bytes]) -> None:
         nonlocal examples, sent
         examples += 1
