@@ -47,10 +47,6 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def own_max_rss_kib() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
 def raise_open_files_limit() -> int:
     """Lift the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
 

@@ -10,9 +10,6 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-import redis
-
-from gateway.broker import BrokerUnavailable
 from gateway.config import parse_config
 from gateway.server import Gateway
 
@@ -36,25 +33,6 @@ def raise_open_files_limit() -> int:
     return soft
 
 
-def check_redis(gateway: Gateway) -> None:
-    """Say at start, in words an operator can act on, why Redis does not answer.
-
-    The gateway starts anyway (unhealthy, refusing requests with ``unavailable``)
-    and keeps retrying: Redis may simply be starting too.
-    """
-    log = logging.getLogger("gateway")
-    where = gateway.subscriber_host()  # never the password
-    try:
-        gateway.broker.redis.ping()
-    except redis.AuthenticationError as exc:
-        log.error("event=redis_auth_failed redis=%s error=%r hint='Redis wants a password or "
-                  "refused the one given: check --redis-url (redis://:PASSWORD@host:port/db)'",
-                  where, str(exc))
-    except redis.RedisError as exc:
-        log.error("event=redis_unreachable redis=%s error=%r hint='is Redis running? For a "
-                  "local Redis and gateways in one command run: chat-cluster'", where, str(exc))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     logging.basicConfig(
@@ -71,7 +49,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     threading.stack_size(config.thread_stack_kib * 1024)
     sys.setswitchinterval(config.switch_interval_ms / 1000)
     gateway = Gateway(config)
-    check_redis(gateway)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -84,8 +61,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         logging.getLogger("gateway").error("event=cannot_listen error=%s", exc)
         return 2
-    except BrokerUnavailable:
-        pass
     stop.wait()
     gateway.shutdown()
     return 0

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
+import redis
 from redis.backoff import AbstractBackoff
 
 from gateway.broker import Broker, BrokerUnavailable
@@ -127,9 +128,16 @@ class Gateway:
             # must not inherit the names and memberships of its crashed self.
             self.broker.release_gateway()
             self.broker.heartbeat()
-        except BrokerUnavailable:
-            log.error("event=redis_unreachable url_host=%s hint='start Redis, or run chat-cluster "
-                      "for a local Redis and gateways'", self.subscriber_host())
+        except BrokerUnavailable as exc:
+            # Start anyway (unhealthy, answering ``unavailable``): Redis may be starting too.
+            if isinstance(exc.__cause__, redis.AuthenticationError):
+                log.error("event=redis_auth_failed redis=%s hint='Redis wants a password or "
+                          "refused the one given: check --redis-url "
+                          "(redis://:PASSWORD@host:port/db)'", self.redis_location())
+            else:
+                log.error("event=redis_unreachable redis=%s hint='is Redis running? For a local "
+                          "Redis and gateways in one command run: chat-cluster'",
+                          self.redis_location())
         self.subscriber.start()
         assert self._housekeeper is not None
         self._housekeeper.start()
@@ -138,7 +146,8 @@ class Gateway:
                  *self.address, self.health_address)
         return self
 
-    def subscriber_host(self) -> str:
+    def redis_location(self) -> str:
+        """The Redis URL without its credentials, for logs."""
         return self.config.redis_url.rsplit("@", 1)[-1]
 
     def wait(self, timeout: float | None = None) -> bool:

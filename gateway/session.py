@@ -329,17 +329,14 @@ class Session:
     def _fatal(self, exc: ProtocolError) -> None:
         """The stream cannot be resynchronised: ``exc`` is the last line the client
         gets (a room message racing in must not follow it), then the close."""
-        self.kick_quietly()
+        with self._lock:
+            if self._closing is None:
+                self._closing = ByeReason.CLIENT
         self._svc.metrics.errors.labels(exc.code.value).inc()
         self._svc.metrics.frames_out.labels("error").inc()
         self.log.info("event=refused code=%s", exc.code.value)
         self._out.enqueue_final(codec.encode_error(exc))
         self._out.flush()
-
-    def kick_quietly(self) -> None:
-        with self._lock:
-            if self._closing is None:
-                self._closing = ByeReason.CLIENT
 
     def _recv(self) -> bytes:
         while True:

@@ -172,12 +172,6 @@ class ChatApp:
                 delay = 0 if not self.queue.empty() else POLL_MS
                 self._pump_id = self.root.after(delay, self._pump)
 
-    def pump_now(self) -> None:
-        """Drain the queue at once (tests call this instead of waiting for the timer)."""
-        if self._pump_id is not None:
-            self.root.after_cancel(self._pump_id)
-        self._pump()
-
     def _dispatch(self, event: object) -> None:
         if isinstance(event, LoginSucceeded):
             self._enter_chat(event.welcome)

@@ -199,9 +199,6 @@ class MessageView:
         """Shown on screen with its real size: only then do scroll positions mean anything."""
         return bool(self.text.winfo_ismapped()) and self.text.winfo_height() > 1
 
-    def at_bottom(self, slack: float = 0.001) -> bool:
-        return float(self.text.yview()[1]) >= 1.0 - slack
-
     def at_top(self) -> bool:
         """The reader sees the first line (also when everything fits)."""
         return self.laid_out() and float(self.text.yview()[0]) <= 0.0

@@ -282,12 +282,15 @@ def machine_for(live: Live, tags: Iterator[int]) -> type[RuleBasedStateMachine]:
                 room = self.room_names.index(rooms[pick % len(rooms)])
                 self.send(i, room, "ok", "new" if ref else "none")
 
+        def ref_value(self, ref: str) -> str | None:
+            """The ``ref`` a frame carries for a drawn kind: none, too long, or fresh."""
+            return {"none": None, "bad": "r" * 200, "new": f"n{next(self.syncs)}"}.get(ref, ref)
+
         @rule(i=SESSION, room=ROOM, text=TEXT, ref=REF)
         def send(self, i: int, room: int | str, text: str, ref: str) -> None:
             s = self.session(i)
             room_name = self.room(room)
-            ref_value = {"none": None, "bad": "r" * 200, "new": f"n{next(self.syncs)}"}.get(
-                ref, ref)
+            ref_value = self.ref_value(ref)
             frame: dict[str, Any] = {"type": "send", "room": room_name,
                                      "text": "hi" if text == "ok" else BAD_TEXTS[text]}
             if ref_value is not None:
@@ -323,8 +326,7 @@ def machine_for(live: Live, tags: Iterator[int]) -> type[RuleBasedStateMachine]:
         def dm(self, i: int, to: int | str, text: str, ref: str) -> None:
             s = self.session(i)
             target = "bad name!" if to == "bad" else self.names[int(to)]
-            ref_value = {"none": None, "bad": "r" * 200, "new": f"n{next(self.syncs)}"}.get(
-                ref, ref)
+            ref_value = self.ref_value(ref)
             frame: dict[str, Any] = {"type": "dm", "to": target,
                                      "text": "psst" if text == "ok" else BAD_TEXTS[text]}
             if ref_value is not None:
