@@ -124,7 +124,6 @@ class Session:
         self._out = Outbound(sock, self._limits.max_outbound, services.flusher)
         self._bucket = TokenBucket(self._limits.rate_per_s, self._limits.burst)
         self._closing: ByeReason | None = None
-        self._replaced = False
         self._wanted_rooms: frozenset[str] = frozenset()
         """The rooms of this session's ``hello``, known before it claims the name."""
         self._token_hash = ""
@@ -181,8 +180,6 @@ class Session:
             if self._closing is not None:
                 return
             self._closing = reason
-            if reason is ByeReason.REPLACED:
-                self._replaced = True
         self._out.enqueue_final(codec.encode(Goodbye(reason)))
         self._out.flush()
         with contextlib.suppress(OSError):  # already gone: the reader is on its way out
@@ -645,7 +642,7 @@ class Session:
         try:
             for room in rooms:
                 svc.broker.leave(room, name)
-            if not self._replaced:
+            if self._closing_reason() is not ByeReason.REPLACED:
                 svc.broker.release_name(name, self.sid)
         except BrokerUnavailable:
             self.log.warning("event=release_failed rooms=%d", len(rooms))
