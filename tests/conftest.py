@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,18 @@ Connect = Callable[..., WireClient]
 REQUIRE_SYSTEM = os.environ.get("CHAT_REQUIRE_SYSTEM") == "1" or os.environ.get(
     "CHAT_REQUIRE_GUI"
 ) == "1"
+
+
+def installed_program(program: str) -> str | None:
+    """``program`` as installed with the project (beside this Python), else from PATH.
+
+    Console scripts of the project's dependencies (the Compose CLI, chat-cluster)
+    live in the virtual environment's bin/, which need not be on PATH.
+    """
+    beside = Path(sys.executable).parent / program
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(program)
 
 
 def require_program(program: str, package: str) -> str:

@@ -24,7 +24,7 @@ import redis
 from deploy.cluster import format_table
 from deploy.healthcheck import Health
 from deploy.local_cluster import ClusterError, LocalCluster
-from tests.conftest import require_program
+from tests.conftest import installed_program, require_program
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_for
 from tests.support.wire import WireClient
@@ -132,7 +132,7 @@ class Output:
 
 
 def cluster_command() -> list[str]:
-    script = shutil.which("chat-cluster")
+    script = installed_program("chat-cluster")
     return [script] if script else [sys.executable, "-m", "deploy.cluster"]
 
 

