@@ -21,6 +21,11 @@ from tests.support.wire import WireClient
 StartGateway = Callable[..., Gateway]
 Connect = Callable[..., WireClient]
 
+TESTS = Path(__file__).parent
+TIERS = ("protocol", "gateway", "cluster", "client", "gui", "deploy", "chaos", "load", "fuzz",
+         "security", "bench", "accounts")
+"""Test tiers, one folder each; every test gets its folder's marker (``-m gateway``)."""
+
 REQUIRE_SYSTEM = os.environ.get("CHAT_REQUIRE_SYSTEM") == "1" or os.environ.get(
     "CHAT_REQUIRE_GUI"
 ) == "1"
@@ -47,6 +52,14 @@ def require_program(program: str, package: str) -> str:
     if REQUIRE_SYSTEM:
         pytest.fail(message)
     pytest.skip(message)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its tier, read from the folder it lives in."""
+    for item in items:
+        parts = item.path.relative_to(TESTS).parts
+        if len(parts) > 1 and parts[0] in TIERS:
+            item.add_marker(parts[0])
 
 
 @pytest.fixture
