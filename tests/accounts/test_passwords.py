@@ -129,6 +129,25 @@ def test_waste_time_does_a_real_verify(monkeypatch: pytest.MonkeyPatch,
     assert len(calls) == 2
 
 
+def test_warm_up_makes_the_dummy_hash_once(monkeypatch: pytest.MonkeyPatch,
+                                           fast_hasher: PasswordHasher) -> None:
+    """After warm_up, the unknown-name path verifies only: it costs what a wrong
+    password costs from the first time on."""
+    made: list[str] = []
+    real = argon2.PasswordHasher.hash
+
+    def spy(self: argon2.PasswordHasher, password: str, *, salt: bytes | None = None) -> str:
+        made.append(password)
+        return real(self, password, salt=salt)
+
+    monkeypatch.setattr(argon2.PasswordHasher, "hash", spy)
+    fast_hasher.warm_up()
+    assert len(made) == 1
+    fast_hasher.waste_time()
+    fast_hasher.waste_time()
+    assert len(made) == 1
+
+
 def test_repr_and_logs_hold_no_secret(fast_hasher: PasswordHasher,
                                       caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
