@@ -48,6 +48,8 @@ class Common:
     log_level: str
     cluster_dir: Path | None
     """Where a local cluster keeps data and logs (None: a temporary directory)."""
+    redis_url: str | None = None
+    """The Redis behind ``gateways``, asked for ``INFO cpu`` (CPU per message)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,9 @@ def _common_parser() -> argparse.ArgumentParser:
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     g.add_argument("--cluster-dir", type=Path, default=None, metavar="DIR",
                    help="keep the local cluster's data and logs in DIR (default: a temp dir)")
+    g.add_argument("--redis-url", default=None, metavar="URL",
+                   help="the Redis behind --gateways, for its CPU per message (INFO cpu); "
+                   "a --local cluster's own is used otherwise")
     return p
 
 
@@ -270,6 +275,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         progress=a.progress, gateway_rate=a.gateway_rate, gateway_burst=a.gateway_burst,
         max_outbound=a.max_outbound, concurrency=a.concurrency,
         connect_timeout=a.connect_timeout, log_level=a.log_level, cluster_dir=a.cluster_dir,
+        redis_url=a.redis_url,
     )
     if a.scenario == "fanout":
         if a.mode == "rate" and a.rate is None:

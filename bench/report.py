@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
+from bench.cost import MessageCost, PerMessage
 from bench.procstat import CpuUse
 from bench.results import (
     FanoutResult,
@@ -66,6 +67,25 @@ def cpu_rows(cpu: CpuUse) -> list[Row]:
     return rows
 
 
+def _per_message(value: PerMessage | None, unknown: str) -> str:
+    if value is None:
+        return unknown
+    return f"{value.us:.1f} µs ({value.user_us:.1f} user, {value.system_us:.1f} system)"
+
+
+def cost_rows(cost: MessageCost | None) -> list[Row]:
+    """CPU per message taken in, for the gateways and for Redis."""
+    if cost is None:
+        return []
+    gateways = _per_message(cost.gateway, "unknown (no gateway pid on this machine)")
+    if cost.gateway is not None:
+        gateways += f" over {cost.gateways_measured} gateway(s)"
+    return [
+        ("gateway CPU / message", gateways),
+        ("Redis CPU / message", _per_message(cost.redis, "unknown (give --redis-url)")),
+    ]
+
+
 def _fanout_rows(r: FanoutResult) -> list[Row]:
     rows: list[Row] = [
         ("receivers / senders", f"{r.receivers} / {r.senders}"
@@ -82,7 +102,7 @@ def _fanout_rows(r: FanoutResult) -> list[Row]:
         rows.insert(2, ("target rate", f"{r.rate_target:g} msg/s"))
         rows.append(("pacing lag max", ms(r.send_lag_ms_max)))
         rows += latency_rows("latency", r.latency)
-    return rows
+    return rows + cost_rows(r.cost)
 
 
 def _idle_rows(r: IdleResult) -> list[Row]:

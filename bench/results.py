@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 
+from bench.cost import MessageCost
 from bench.procstat import CpuUse, Machine
 from bench.stats import LatencySummary
 
@@ -46,6 +47,8 @@ class FanoutResult:
     send_lag_ms_max: float
     """Rate mode: how late the bench's pacing fell behind its schedule."""
     latency: LatencySummary | None
+    cost: MessageCost | None = None
+    """Gateway and Redis CPU per acked message, from the first send to the end of the drain."""
 
 
 @dataclass(frozen=True, slots=True)

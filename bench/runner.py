@@ -87,7 +87,8 @@ def execute(opts: Options, progress: Progress, on_record: OnRecord) -> list[RunR
     for point in points(opts):
         started = utc_now()
         machine = Machine.read()
-        with open_target(common.gateways, common.local, settings, common.cluster_dir) as target, \
+        with open_target(common.gateways, common.local, settings, common.cluster_dir,
+                         common.redis_url) as target, \
                 asyncio.Runner(loop_factory=factory) as runner:
             try:
                 result, cpu = runner.run(point(target, progress))
