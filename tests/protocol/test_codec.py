@@ -416,8 +416,13 @@ BAD_NAMES: list[object] = [
     ["alice"],
     {"n": "alice"},
     True,
+    "_",
+    "-",
+    ".",
+    "...",
+    "_alice",
 ]
-GOOD_NAMES = ["a", "Z", "0", "_", "-", ".", "a" * 32, "Alice_B-0.9", "..."]
+GOOD_NAMES = ["a", "Z", "0", "a_", "9-", "x.", "a" * 32, "Alice_B-0.9", "a..."]
 
 
 @pytest.mark.parametrize("name", BAD_NAMES, ids=repr)
@@ -521,11 +526,32 @@ BAD_TEXTS: list[object] = [
     "a\rb",
     "a\x0bb",
     "\x1b[31mred",
+    "\u200b",  # zero-width space: shows as nothing
+    "\ufeff",
+    " \u200b\u200c\u200d\u2060\u00ad ",
+    "abc\u202egnp.exe",  # right-to-left override
+    "\u2066x",  # left-to-right isolate
     5,
     None,
     ["hi"],
     {"t": "hi"},
 ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("\u200b", "text is empty"),
+        ("\ufeff \u2060", "text is empty"),
+        ("a\u202eb", "text contains bidirectional formatting character U+202E"
+                     " (RIGHT-TO-LEFT OVERRIDE)"),
+    ],
+)
+def test_invisible_and_bidi_text_is_refused_with_a_message_that_says_why(
+    text: str, message: str
+) -> None:
+    raw = line(type="send", room="r", text=text, ref="q")
+    assert encode_error(refusal(raw)) == encode(Error(ErrorCode.BAD_TEXT, message, "q"))
 
 
 @pytest.mark.parametrize("text", BAD_TEXTS, ids=lambda v: repr(v)[:30])

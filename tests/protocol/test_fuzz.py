@@ -8,6 +8,7 @@ valid frame survives encode -> decode unchanged.
 from __future__ import annotations
 
 import itertools
+import string
 from typing import Any
 
 import orjson
@@ -55,7 +56,7 @@ from protocol.frames import (
     Who,
     WhoList,
 )
-from protocol.names import check_ref
+from protocol.names import INVISIBLE_CHARACTERS, check_ref
 
 # no example database: the tier leaves nothing behind in the repository
 # Budgets keep the whole tier under a few seconds on a shared 2-core box.
@@ -87,15 +88,17 @@ CLIENT_CODES = {
 unicode = st.characters(codec="utf-8")  # no lone surrogates: UTF-8 JSON cannot carry them
 any_text = st.text(unicode, max_size=40)
 
-names = st.from_regex(r"[A-Za-z0-9_.\-]{1,32}", fullmatch=True)
+names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}", fullmatch=True)
 rooms = st.from_regex(r"[a-z0-9_\-]{1,32}", fullmatch=True)
+BIDI_CONTROLS = "".join(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
 texts = (
     st.text(
-        st.characters(codec="utf-8", exclude_categories=["Cc"]) | st.sampled_from("\n\t"),
+        st.characters(codec="utf-8", exclude_categories=["Cc"], exclude_characters=BIDI_CONTROLS)
+        | st.sampled_from("\n\t"),
         max_size=80,
     )
     .map(str.strip)
-    .filter(bool)
+    .filter(lambda t: t.strip(INVISIBLE_CHARACTERS + string.whitespace) != "")
 )
 refs = st.none() | st.text(unicode, min_size=1, max_size=128)
 ids = st.integers(0, 2**63 - 1)
