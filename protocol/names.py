@@ -1,4 +1,4 @@
-"""Validation of user names, room names, message text and refs.
+"""Validation of user names, room names, message text, refs and passwords.
 
 Pure functions that return the normalised value or raise ``ProtocolError``
 with the code PROTOCOL.md names for that field. ``name_key`` is the one form
@@ -11,7 +11,7 @@ import re
 import unicodedata
 
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.limits import MAX_NAME, MAX_REF, MAX_ROOM
+from protocol.limits import MAX_NAME, MAX_PASSWORD, MAX_REF, MAX_ROOM, MIN_PASSWORD
 
 _USER_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.\-]{{0,{MAX_NAME - 1}}}", re.ASCII)
 _ROOM_NAME = re.compile(rf"[a-z0-9_\-]{{1,{MAX_ROOM}}}", re.ASCII)
@@ -139,3 +139,36 @@ def check_ref(value: object) -> str | None:
             ErrorCode.BAD_FRAME, f"ref must be a string of 1 to {MAX_REF} characters"
         )
     return value
+
+
+def check_password(value: object, field: str = "password") -> str:
+    """The password NFKC-normalised (the form a gateway hashes), or ``bad_password``.
+
+    The refusal never quotes the value: passwords stay out of every message.
+    """
+    if not isinstance(value, str):
+        raise ProtocolError(ErrorCode.BAD_PASSWORD, f"{field} must be a string")
+    password = normalise_password(value)
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise ProtocolError(
+            ErrorCode.BAD_PASSWORD,
+            f"{field} must be {MIN_PASSWORD} to {MAX_PASSWORD} characters",
+        )
+    return password
+
+
+def normalise_password(value: str) -> str:
+    """NFKC: the same password typed on any keyboard or input method hashes the same."""
+    return unicodedata.normalize("NFKC", value)
+
+
+CONVERSATION_PREFIX = "@"
+"""``since`` keys that start with it name a conversation (``"@bob"``), others a room."""
+
+
+def check_since_key(value: object) -> str:
+    """A ``since`` key: a room name, or ``@`` and a user name for a conversation."""
+    if isinstance(value, str) and value.startswith(CONVERSATION_PREFIX):
+        check_name(value[len(CONVERSATION_PREFIX) :], "a since conversation")
+        return value
+    return check_room(value)
