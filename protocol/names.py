@@ -67,7 +67,7 @@ INVISIBLE_CHARACTERS = FORMAT_CHARACTERS + "".join(
 )
 """What "empty once invisible characters are ignored" ignores, besides whitespace."""
 _INVISIBLE_CLASS = "".join(f"{chr(a)}-{chr(b)}" for a, b in _FORMAT_RANGES + _BLANK_RANGES)
-_BLANK = re.compile(f"[\\s{_INVISIBLE_CLASS}]*")
+_BLANK = re.compile(f"[\\s{_INVISIBLE_CLASS}]*+")  # possessive: no backtracking
 """Text that ``fullmatch``es this shows nothing: whitespace and invisible characters only."""
 
 LOBBY = "lobby"
