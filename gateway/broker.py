@@ -44,7 +44,7 @@ import redis
 from redis.backoff import AbstractBackoff, ExponentialBackoff
 from redis.retry import Retry
 
-from gateway import keys, lua
+from gateway import account_keys, keys, lua
 from protocol.codec import encode, message_parts
 from protocol.errors import ChatError, ErrorCode, ProtocolError
 from protocol.frames import DirectMessage, Joined, Left, ServerFrame, TypingNotice
@@ -121,6 +121,9 @@ class NameClaim:
     """Rooms where the name's membership is now this gateway's: taken over with the name
     (token takeover), so the rooms see no left/joined. The new session leaves those its
     ``hello`` does not list."""
+    account: bool = False
+    """The name has an account and this claim is its owner's (password, or a token of an
+    owner's claim)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,7 +448,8 @@ class Broker:
 
     # ------------------------------------------------------------------ names
 
-    def claim_name(self, name: str, session_id: str, token: str | None) -> NameClaim:
+    def claim_name(self, name: str, session_id: str, token: str | None, *,
+                   owner: bool = False) -> NameClaim:
         """Make ``name`` this session's, cluster-wide, or raise ``name_taken``.
 
         Free when nobody holds it or its holder's gateway is dead; held by a live
@@ -457,17 +461,23 @@ class Broker:
         the script needs their keys, so the holder and its rooms are read first;
         should they change in between, what changed is left to the old gateway's
         cleanup (``left``, then this session's ``joined``).
+
+        A name with an account (``gateway.account_keys.account``, checked in the same
+        script) goes only to its ``owner`` (the caller checked the password: it takes
+        the name from any live session, as a token does) or to a token of an owner's
+        claim; anyone else gets ``name_taken``, whether the name is held or not.
         """
         fresh = secrets.token_urlsafe(16)
+        presented = "*" if owner else ("" if token is None else token_hash(token))
         with self._guard("claim"):
-            holder, rooms = self._holder_and_rooms(name) if token is not None else ("", [])
-            reply = self._claim(name, session_id, token_hash(fresh),
-                                "" if token is None else token_hash(token), holder, rooms)
+            wants_rooms = owner or token is not None
+            holder, rooms = self._holder_and_rooms(name) if wants_rooms else ("", [])
+            reply = self._claim(name, session_id, token_hash(fresh), presented, holder, rooms)
         if not reply[0]:
             raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name!r} is in use")
         old_gw, old_sid = _text(reply[1]), _text(reply[2])
         return NameClaim(name, fresh, old_gw or None, old_sid or None,
-                         tuple(_text(room) for room in reply[3]))
+                         tuple(_text(room) for room in reply[3]), bool(reply[4]))
 
     def _holder_and_rooms(self, name: str) -> tuple[str, list[str]]:
         """The gateway holding ``name`` and the rooms of its memberships, as Redis has them now."""
@@ -483,20 +493,24 @@ class Broker:
                        keys.GRACE, keys.PULSE, keys.gateway_members(self._gateway_id),
                        keys.user_rooms(name), keys.gateway_members(holder or self._gateway_id)]
         script_keys += [keys.room_members(room) for room in rooms]
+        script_keys.append(account_keys.account(name))
         return cast(list[Any], self._claim_name(
             keys=script_keys,
             args=[name, session_id, new_hash, presented_hash, self._gateway_id, self._now_ms(),
                   self._lease_ms, name_key(name), keys.GATEWAY_PREFIX, holder, *rooms],
         ))
 
-    def restore_name(self, name: str, session_id: str, held_token_hash: str) -> bool:
+    def restore_name(self, name: str, session_id: str, held_token_hash: str, *,
+                     owner: bool = False) -> bool:
         """Put back a live session's name record after Redis lost it (restart, reaping).
 
         Keeps the token the client already holds; never takes the name from
-        another live holder (returns False: the session lost its name).
+        another live holder (returns False: the session lost its name). ``owner``:
+        the session is logged in to the name's account.
         """
         with self._guard("restore"):
-            reply = self._claim(name, session_id, held_token_hash, "", "", ())
+            reply = self._claim(name, session_id, held_token_hash, "+" if owner else "", "",
+                                ())
         return bool(reply[0])
 
     def release_name(self, name: str, session_id: str) -> None:

@@ -48,12 +48,17 @@ class GatewayConfig:
     the GIL over at once) within microseconds, so a long interval costs no
     latency: measured in docs/benchmarks.md."""
     shutdown_timeout_s: float = 4.0
+    guests: str = "allow"
+    """``allow``: anyone may log in as a guest and ``register``; ``deny``: only accounts
+    log in, and accounts are created by the operator (``chat-admin``)."""
 
     def __post_init__(self) -> None:
         if not self.gateway_id:
             object.__setattr__(self, "gateway_id", f"{socket.gethostname()}:{self.port}")
         if self.history < 1:
             raise ValueError("history must keep at least one message")
+        if self.guests not in ("allow", "deny"):
+            raise ValueError("--guests is allow or deny")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
 
@@ -117,6 +122,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--probe-interval", type=float,
                    default=env("PROBE_INTERVAL", d.probe_interval_s))
     p.add_argument("--probe-timeout", type=float, default=env("PROBE_TIMEOUT", d.probe_timeout_s))
+    p.add_argument("--guests", default=env("GUESTS", d.guests), choices=["allow", "deny"],
+                   help="allow: guests may log in and register accounts; deny: accounts only, "
+                   "created by the operator with chat-admin")
     p.add_argument("--log-level", default=env("LOG_LEVEL", d.log_level),
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
     return p
@@ -140,5 +148,5 @@ def parse_config(argv: Sequence[str] | None = None,
         tls_cert=a.tls_cert, tls_key=a.tls_key, thread_stack_kib=a.thread_stack_kib,
         switch_interval_ms=a.switch_interval_ms,
         heartbeat_s=a.heartbeat, lease_ms=a.lease_ms, probe_interval_s=a.probe_interval,
-        probe_timeout_s=a.probe_timeout,
+        probe_timeout_s=a.probe_timeout, guests=a.guests,
     )

@@ -195,24 +195,39 @@ return out
 CLAIM_NAME = LIVENESS + """
 -- KEYS: user record, gateways zset, my names set, grace, pulse, my members hash, the name's
 --       rooms set, the members hash of the holder seen before, then one room members hash
---       per room
--- ARGV: display name, session id, new token hash, presented token hash or '', me,
+--       per room, then the name's account key (last; same slot as the user record)
+-- ARGV: display name, session id, new token hash, presented token hash or '' or '*' (the
+--       account's owner, whose password was checked) or '+' (the owner's session putting
+--       back its record: never taken from a live holder), me,
 --       now ms, lease ms, lower name, gateway prefix, holder seen before or '',
 --       then the name's rooms seen before (read with the holder, for the keys above)
--- -> {0} taken, or {1, replaced gateway or '', replaced session or '', {rooms}}: the rooms
---    of the name whose membership is now this gateway's
+-- -> {0} taken, or {1, replaced gateway or '', replaced session or '', {rooms}, account 0/1}:
+--    the rooms of the name whose membership is now this gateway's
 -- With the right token from another gateway the claim takes the memberships too, so a
 -- takeover shows no left/joined in the rooms the new session also joins.
+-- Accounts (issue 12): a name with an account goes only to its owner ('*': takes it from
+-- any live session, like a token takeover) or to a token of a claim that was the owner's
+-- (the record's 'acct'); a guest never gets it, whether someone holds it or not.
 local me, lower = ARGV[5], ARGV[8]
 local now, lease = tonumber(ARGV[6]), tonumber(ARGV[7])
 local open = grace_open(KEYS[2], KEYS[4], KEYS[5], lease)
 beat(KEYS[2], KEYS[5], me, now, lease)
-local rec = redis.call('HMGET', KEYS[1], 'gw', 'sid', 'token')
+local rec = redis.call('HMGET', KEYS[1], 'gw', 'sid', 'token', 'acct')
 local gw, sid, hash = rec[1], rec[2], rec[3]
+local owner = ARGV[4] == '*' or ARGV[4] == '+'
+local has_account = redis.call('EXISTS', KEYS[#KEYS]) == 1
+local acct = '0'
+if has_account then
+  local owner_token = gw and ARGV[4] ~= '' and hash == ARGV[4] and rec[4] == '1'
+  if not (owner or owner_token) then
+    return {0}
+  end
+  acct = '1'
+end
 local old_gw, old_sid = '', ''
 local heir = false
 if gw and not (gw == me and sid == ARGV[2]) then
-  local token_ok = ARGV[4] ~= '' and hash == ARGV[4]
+  local token_ok = ARGV[4] == '*' or (ARGV[4] ~= '' and hash == ARGV[4])
   if alive(KEYS[2], open, gw, now, lease) then
     if not token_ok then
       return {0}
@@ -223,7 +238,8 @@ if gw and not (gw == me and sid == ARGV[2]) then
   -- tell the holder, live or presumed dead (it may only be paused), that its session lost the name
   redis.call('PUBLISH', ARGV[9] .. gw, 'K' .. lower .. '|' .. (sid or ''))
 end
-redis.call('HSET', KEYS[1], 'name', ARGV[1], 'gw', me, 'sid', ARGV[2], 'token', ARGV[3])
+redis.call('HSET', KEYS[1], 'name', ARGV[1], 'gw', me, 'sid', ARGV[2], 'token', ARGV[3],
+           'acct', acct)
 redis.call('SADD', KEYS[3], lower)
 local here = {}
 for i = 11, #ARGV do
@@ -243,7 +259,7 @@ for i = 11, #ARGV do
     end
   end
 end
-return {1, old_gw, old_sid, here}
+return {1, old_gw, old_sid, here, tonumber(acct)}
 """
 
 RELEASE_NAME = """

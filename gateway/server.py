@@ -30,6 +30,7 @@ from types import TracebackType
 import redis
 from redis.backoff import AbstractBackoff
 
+from gateway.account_requests import account_gate
 from gateway.broker import Broker, BrokerUnavailable
 from gateway.config import GatewayConfig
 from gateway.context import Services
@@ -74,7 +75,8 @@ class Gateway:
         self._accept_thread = threading.Thread(target=self._accept_loop, name="accept")
         self.services = Services(
             config=config, broker=self.broker, registry=self.registry, subscriber=self.subscriber,
-            flusher=self.flusher, metrics=self.metrics, stopping=lambda: self._stopping)
+            flusher=self.flusher, metrics=self.metrics, stopping=lambda: self._stopping,
+            accounts=account_gate(self.broker, config))
         self.metrics.track_backlog(lambda: sum(s.backlog for s in self.registry.sessions()))
 
     @staticmethod

@@ -152,8 +152,15 @@ def check_password(value: object, field: str = "password") -> str:
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise ProtocolError(
             ErrorCode.BAD_PASSWORD,
-            f"{field} must be {MIN_PASSWORD} to {MAX_PASSWORD} characters",
+            f"{field} must be {MIN_PASSWORD} to {MAX_PASSWORD} characters "
+            "(after Unicode NFKC normalisation)",
         )
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError(
+            ErrorCode.BAD_PASSWORD, f"{field} must be valid Unicode (no lone surrogates)"
+        ) from None
     return password
 
 
