@@ -47,7 +47,8 @@ def compose_command() -> list[str]:
 def compose_env() -> dict[str, str]:
     """The environment minus anything that would change what Compose resolves."""
     return {k: v for k, v in os.environ.items()
-            if not k.startswith(("COMPOSE_", "DOCKER_", "CHAT_"))}
+            if not k.startswith(("COMPOSE_", "DOCKER_", "CHAT_"))
+            and k not in ("REDIS_IMAGE", "HAPROXY_IMAGE")}
 
 
 def run_compose(*args: str, file: Path = COMPOSE_FILE) -> subprocess.CompletedProcess[str]:
