@@ -48,7 +48,7 @@ def compose_env() -> dict[str, str]:
     """The environment minus anything that would change what Compose resolves."""
     return {k: v for k, v in os.environ.items()
             if not k.startswith(("COMPOSE_", "DOCKER_", "CHAT_"))
-            and k not in ("REDIS_IMAGE", "HAPROXY_IMAGE")}
+            and k not in ("REDIS_IMAGE", "HAPROXY_IMAGE", "PYTHON_IMAGE")}
 
 
 def run_compose(*args: str, file: Path = COMPOSE_FILE) -> subprocess.CompletedProcess[str]:
@@ -132,6 +132,14 @@ def test_gateway_builds_from_deploy_dockerfile_in_repo_root(resolved: dict[str, 
     assert Path(build["context"]) == ROOT
     assert build["dockerfile"] == "deploy/Dockerfile"
     assert (ROOT / build["dockerfile"]).is_file()
+
+
+def test_base_images_default_to_the_official_ones(resolved: dict[str, Any]) -> None:
+    """REDIS_IMAGE, HAPROXY_IMAGE and PYTHON_IMAGE may name others; unset, the official."""
+    services = resolved["services"]
+    assert services["redis"]["image"] == "redis:7"
+    assert services["lb"]["image"] == "haproxy:2.8"
+    assert services["gateway"]["build"]["args"] == {"PYTHON_IMAGE": "python:3.11-slim"}
 
 
 def test_gateway_waits_for_healthy_redis(resolved: dict[str, Any]) -> None:
