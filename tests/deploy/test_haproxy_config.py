@@ -1,7 +1,7 @@
 """deploy/haproxy.cfg: accepted by haproxy itself, and shaped as the issue asks.
 
 The derived local config (deploy/haproxy.py) must differ from the shipped
-one only where Docker's DNS cannot work on one host, so the topology tests
+one only where the container engine's DNS cannot work on one host, so the topology tests
 exercise the real timeouts, balancing and health checks.
 """
 
