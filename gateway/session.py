@@ -123,6 +123,7 @@ class Session:
         self._rooms: dict[str, RoomCursor] = {}
         self._out = Outbound(sock, self._limits.max_outbound, services.flusher)
         self._bucket = TokenBucket(self._limits.rate_per_s, self._limits.burst)
+        self._refusals = TokenBucket(self._limits.rate_per_s, self._limits.max_refused)
         self._closing: ByeReason | None = None
         self._wanted_rooms: frozenset[str] = frozenset()
         """The rooms of this session's ``hello``, known before it claims the name."""
@@ -153,6 +154,17 @@ class Session:
         self._svc.metrics.errors.labels(exc.code.value).inc()
         self.log.info("event=refused code=%s", exc.code.value)
         self._send(codec.encode_error(exc), "error")
+
+    def _refused(self, exc: ProtocolError) -> None:
+        """Answer a refusal the client caused; one too many ends the session with
+        ``bye``/``abuse``. The budget is ``max_refused``, refilled at the frame rate,
+        so a client that errs now and then never runs out, and one that sends junk
+        as fast as it can costs at most ``max_refused`` error lines."""
+        self._error(exc)
+        if not self._refusals.take() and self._closing_reason() is None:
+            self._svc.metrics.abusers.inc()
+            self.log.warning("event=abuse refused_budget=%d", self._limits.max_refused)
+            self.kick(ByeReason.ABUSE)
 
     def _flush(self) -> None:
         """Send what is queued; end the session if its backlog passed the limit.
@@ -347,16 +359,19 @@ class Session:
                 return b""
 
     def _handle_line(self, line: bytes) -> None:
+        """Every line costs a frame token, junk included; every refusal the client
+        caused also costs a refusal token (see ``_refused``)."""
         try:
             frame = codec.decode_client(line, self._limits, logged_in=self.name is not None)
         except ProtocolError as exc:
             self._svc.metrics.frames_in.labels("invalid").inc()
-            self._error(exc)
+            self._refused(exc if self._bucket.take() else ProtocolError(
+                ErrorCode.RATE_LIMITED, "too many frames; slow down"))
             return
         kind = type(frame).__name__.lower()
         self._svc.metrics.frames_in.labels(kind).inc()
         if not self._bucket.take():
-            self._error(ProtocolError(
+            self._refused(ProtocolError(
                 ErrorCode.RATE_LIMITED, "too many frames; slow down", _ref_of(frame, line)))
             return
         try:
@@ -366,7 +381,7 @@ class Session:
                 ErrorCode.UNAVAILABLE, "the message broker is unavailable; try again",
                 _ref_of(frame, line)))
         except ProtocolError as exc:
-            self._error(exc.with_ref(_ref_of(frame, line)) if exc.ref is None else exc)
+            self._refused(exc.with_ref(_ref_of(frame, line)) if exc.ref is None else exc)
         except Exception:
             self.log.exception("event=handler_failed frame=%s", kind)
             self._error(ProtocolError(ErrorCode.INTERNAL, "internal error", _ref_of(frame, line)))

@@ -25,6 +25,8 @@ class ByeReason(enum.StrEnum):
     SLOW_CONSUMER = "slow_consumer"
     REPLACED = "replaced"
     CLIENT = "client"
+    ABUSE = "abuse"
+    """v1.1: disconnected for repeated refused frames."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,7 @@ def test_bye_reasons_are_those_of_protocol_md() -> None:
         "slow_consumer",
         "replaced",
         "client",
+        "abuse",
     ]
 
 
