@@ -96,6 +96,19 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--max-outbound", type=int, default=env("MAX_OUTBOUND", lim.max_outbound),
                    help="bytes of unsent output before a client is a slow consumer")
     p.add_argument("--max-rooms", type=int, default=env("MAX_ROOMS", lim.max_rooms))
+    p.add_argument("--max-refused", type=int, default=env("MAX_REFUSED", lim.max_refused),
+                   help="refused frames a client may send (refilled at --rate-per-s) "
+                   "before bye/abuse")
+    p.add_argument("--send-timeout", type=float,
+                   default=env("SEND_TIMEOUT", lim.send_timeout_s),
+                   help="seconds output may wait with no byte reaching the client "
+                   "before bye/slow_consumer")
+    p.add_argument("--history-bytes-per-s", type=float,
+                   default=env("HISTORY_BYTES_PER_S", lim.history_bytes_per_s),
+                   help="bytes of history answers a client may draw per second")
+    p.add_argument("--history-burst-bytes", type=int,
+                   default=env("HISTORY_BURST_BYTES", lim.history_burst_bytes),
+                   help="bytes of history answers a client may draw at once")
     p.add_argument("--max-connections", type=int,
                    default=env("MAX_CONNECTIONS", d.max_connections))
     p.add_argument("--max-per-address", type=int,
@@ -129,7 +142,9 @@ def parse_config(argv: Sequence[str] | None = None,
     limits = Limits(
         max_frame=a.max_frame, max_text=a.max_text, rate_per_s=a.rate_per_s, burst=a.burst,
         idle_timeout_s=a.idle_timeout, login_timeout_s=a.login_timeout,
-        max_outbound=a.max_outbound, max_rooms=a.max_rooms,
+        max_outbound=a.max_outbound, max_rooms=a.max_rooms, max_refused=a.max_refused,
+        send_timeout_s=a.send_timeout, history_bytes_per_s=a.history_bytes_per_s,
+        history_burst_bytes=a.history_burst_bytes,
     )
     return GatewayConfig(
         host=a.host, port=a.port, redis_url=a.redis_url, gateway_id=a.gateway_id,
