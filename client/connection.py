@@ -55,7 +55,7 @@ NAME_RECLAIM_S = 20.0
 TYPING_INTERVAL_S = Limits().typing_interval_s
 """The gateway relays one ``typing`` per user and room this often; sending more wastes rate."""
 
-FINAL_BYES = frozenset({fr.ByeReason.REPLACED, fr.ByeReason.CLIENT})
+FINAL_BYES = frozenset({fr.ByeReason.REPLACED, fr.ByeReason.CLIENT, fr.ByeReason.ABUSE})
 
 
 class _Phase(enum.Enum):

@@ -271,19 +271,23 @@ def test_bye_shutdown_leads_to_a_reconnect_on_the_same_list(recorder: Recorder) 
         assert recorder.of(ev.Closed) == []
 
 
-def test_bye_replaced_is_final_and_fails_pending_sends(recorder: Recorder) -> None:
+@pytest.mark.parametrize("reason", [fr.ByeReason.REPLACED, fr.ByeReason.ABUSE])
+def test_bye_replaced_or_abuse_is_final_and_fails_pending_sends(
+        recorder: Recorder, reason: fr.ByeReason) -> None:
+    """Reconnecting after ``replaced`` would fight the new session; after ``abuse``, the
+    gateway that cut us off."""
     sent = threading.Event()
 
     def script(conn: FakeConnection) -> None:
         conn.login()
         conn.expect(fr.Send)
         sent.set()
-        conn.bye(fr.ByeReason.REPLACED)
+        conn.bye(reason)
 
     with FakeGateway(script, serving()) as gw, client_for(recorder, gw.address) as client:
         client.connect()
         ref = client.send("lobby", "never acked")
-        assert recorder.wait(ev.Closed) == ev.Closed("replaced")
+        assert recorder.wait(ev.Closed) == ev.Closed(reason.value)
         failed = recorder.wait(ev.SendFailed)
         assert failed.ref == ref and isinstance(failed.error, SendAborted)
         assert gw.accepted == 1 and not client.connected
