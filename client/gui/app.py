@@ -27,6 +27,7 @@ from client.gui.ports import ChatClientLike, ClientFactory
 from client.gui.theme import Theme, apply_theme
 from protocol.errors import ChatError, ProtocolError
 from protocol.frames import Welcome
+from protocol.limits import Limits
 from protocol.names import check_name
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,12 @@ class Delivery:
 
     attempt: int
     event: object
+
+
+def _max_text(welcome: Welcome) -> int:
+    """The gateway's announced text limit (PROTOCOL.md ``limits``), else the default."""
+    value = welcome.limits.get("max_text")
+    return value if isinstance(value, int) and value > 0 else Limits().max_text
 
 
 class ChatApp:
@@ -193,7 +200,7 @@ class ChatApp:
             self.login_view = None
         self.chat = ChatController(self.root, self.theme, self.client, welcome.name,
                                    welcome.gateway, welcome.rooms, on_quit=self.shutdown,
-                                   clock=self._clock)
+                                   clock=self._clock, max_text=_max_text(welcome))
         self.chat.view.frame.grid(row=0, column=0, sticky="nsew")
         early, self._early = self._early, []
         for event in early:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from client import commands
+from client.compose import check_draft
 from client.errors import CommandError
 from client.events import (
     Acked,
@@ -37,12 +38,13 @@ from client.events import (
 from client.gui import wording
 from client.gui.chat_view import ChatView
 from client.gui.message_view import ChatLine
-from client.gui.model import Conversation, ConvKey, TypingThrottle
+from client.gui.model import Conversation, ConvKey, Drafts, TypingThrottle
 from client.gui.ports import ChatClientLike
 from client.gui.theme import Theme
 from client.gui.widgets import StatusLevel
 from protocol.errors import ChatError, ProtocolError
 from protocol.frames import Message
+from protocol.limits import Limits
 from protocol.names import LOBBY, check_name, check_room, name_key
 
 logger = logging.getLogger(__name__)
@@ -51,6 +53,8 @@ TICK_MS = 250
 """How often typing hints expire and the reconnect countdown moves."""
 
 HISTORY_PAGE = 50
+
+DEFAULT_MAX_TEXT = Limits().max_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +72,11 @@ class ChatController:
     def __init__(self, master: tk.Misc, theme: Theme, client: ChatClientLike, me: str,
                  gateway: str, rooms: Iterable[str], on_quit: Callable[[], None],
                  clock: Callable[[], float] = time.monotonic,
-                 typing_interval: float = 2.0) -> None:
+                 typing_interval: float = 2.0, max_text: int = DEFAULT_MAX_TEXT) -> None:
         self._client = client
+        self._max_text = max_text
+        self._drafts = Drafts()
+        self._restoring = False
         self._me = me
         self._on_quit = on_quit
         self._clock = clock
@@ -263,9 +270,20 @@ class ChatController:
         except CommandError as exc:
             self._notice(_sentence(str(exc)), error=True)
             return  # the line stays in the entry, to be fixed
-        self.view.composer.clear()
-        if command is not None:
-            self._run(command)
+        if command is None:
+            return
+        payload = _payload(command)
+        if payload is not None:
+            problem = check_draft(payload, self._max_text).problem
+            if problem is not None:
+                self._notice(problem, error=True)
+                return  # never lose a draft: it stays to be shortened or fixed
+        key = self.view.active
+        if self._run(command) and not self._closed:
+            if key is not None:
+                self._drafts.forget(key)
+            if self.view.active == key:
+                self.view.composer.clear()
 
     def select(self, key: ConvKey) -> None:
         conv = self._convs.get(key)
@@ -273,11 +291,18 @@ class ChatController:
             return
         conv.unread = 0
         self.view.set_unread(key, 0)
+        draft = self._drafts.switch(self.view.active, self.view.composer.text(), key)
         if key.is_room:
             title, placeholder = f"# {key.name}", f"Message #{key.name}"
         else:
             title, placeholder = conv.title, f"Message {conv.title}"
         self.view.show_conversation(key, title, self._subtitle(conv), placeholder)
+        if self.view.composer.text() != draft:
+            self._restoring = True  # putting a draft back is not typing
+            try:
+                self.view.composer.set_text(draft)
+            finally:
+                self._restoring = False
         self.view.frame.winfo_toplevel().title(f"{title.replace('# ', '#')} — ChatService")
         self._refresh_members(key)
         self._refresh_typing()
@@ -289,6 +314,7 @@ class ChatController:
         self._join(room.strip().lstrip("#"))
 
     def close_conversation(self, key: ConvKey) -> None:
+        self._drafts.forget(key)
         if key.is_room:
             self._call(self._client.leave, key.name)
         self._convs.pop(key, None)
@@ -304,8 +330,12 @@ class ChatController:
         self.select(self._open_direct(name).key)
 
     def edited(self, text: str) -> None:
+        payload = _draft_payload(text)
+        check = check_draft(payload, self._max_text)
+        self.view.composer.set_counter(check.counter, check.over)
         key = self.view.active
-        if key is None or not key.is_room or not text.strip() or _is_command(text):
+        if (self._restoring or key is None or not key.is_room or not text.strip()
+                or _is_command(text)):
             return
         if self._throttle.due(key.name, self._clock()):
             self._call(self._client.typing, key.name)
@@ -320,14 +350,15 @@ class ChatController:
 
     # -- commands ------------------------------------------------------------
 
-    def _run(self, command: commands.Command) -> None:
+    def _run(self, command: commands.Command) -> bool:
+        """Carry out a command; False when it did not happen (the draft stays)."""
         active = self.view.active
         match command:
             case commands.Say(text=text):
                 if active is None:
                     self._notice("Join a room first.", error=True)
-                else:
-                    self._send(active, text)
+                    return False
+                return self._send(active, text)
             case commands.JoinRoom(room=room):
                 self._join(room)
             case commands.LeaveRoom(room=room):
@@ -335,38 +366,43 @@ class ChatController:
                 if key is None or key not in self._convs:
                     self._notice(f"You are not in #{room}." if room else "Nothing to leave.",
                                  error=True)
-                else:
-                    self.close_conversation(key)
+                    return False
+                self.close_conversation(key)
             case commands.SendDirect(to=to, text=text):
                 try:
                     check_name(to, "to")
                 except ProtocolError as exc:
                     self._notice(wording.refusal(exc), error=True)
-                    return
+                    return False
                 if name_key(to) == name_key(self._me):
                     self._notice("That is you.", error=True)
-                    return
+                    return False
                 conv = self._open_direct(to)
+                sent = self._send(conv.key, text)
+                if active is not None:
+                    self._drafts.forget(active)
+                    self.view.composer.clear()
                 self.select(conv.key)
-                self._send(conv.key, text)
+                return sent
             case commands.ListMembers(room=room):
                 target = room or (active.name if active is not None and active.is_room
                                   else None)
                 if target is None or ConvKey.room(target) not in self._convs:
                     self._notice("/who needs a room you are in.", error=True)
-                    return
+                    return False
                 self._announce_who.add(target)
                 self._call(self._client.who, target)
             case commands.Emote(text=text):
                 if active is None:
                     self._notice("Join a room first.", error=True)
-                else:
-                    self._send(active, commands.emote_text(text))
+                    return False
+                return self._send(active, commands.emote_text(text))
             case commands.Quit():
                 self._on_quit()
             case commands.ShowHelp():
                 for line in (*commands.HELP.splitlines(), *wording.GUI_TIPS):
                     self._notice(line)
+        return True
 
     def _join(self, room: str) -> None:
         try:
@@ -383,10 +419,11 @@ class ChatController:
 
     # -- helpers ---------------------------------------------------------------
 
-    def _send(self, key: ConvKey, text: str) -> None:
+    def _send(self, key: ConvKey, text: str) -> bool:
+        """Hand a message to the client; False (and a notice) when it was not taken."""
         text = text.strip()
         if not text:
-            return
+            return False
         conv = self._convs[key]
         try:
             if key.is_room:
@@ -395,13 +432,14 @@ class ChatController:
                 ref = self._client.dm(conv.title, text)
         except ProtocolError as exc:
             self._notice(wording.refusal(exc), error=True)
-            return
+            return False
         except ChatError as exc:
             self._notice(f"Not sent: {exc}", error=True)
-            return
+            return False
         conv.add_pending(ref, text)
         self._pending_refs[ref] = key
         self.view.view(key).append_pending(ref, self._me, text, time.time())
+        return True
 
     def _open_room(self, room: str) -> Conversation:
         key = ConvKey.room(room)
@@ -491,6 +529,26 @@ class ChatController:
         if self._tick_id is not None:
             self.view.frame.after_cancel(self._tick_id)
             self._tick_id = None
+
+
+def _payload(command: commands.Command) -> str | None:
+    """The text a command would send, to check before anything is cleared."""
+    match command:
+        case commands.Say(text=text) | commands.SendDirect(text=text):
+            return text
+        case commands.Emote(text=text):
+            return commands.emote_text(text)
+    return None
+
+
+def _draft_payload(text: str) -> str:
+    """What the composer's text would send, for the length counter (best effort)."""
+    try:
+        command = commands.parse(text)
+    except CommandError:
+        return text
+    payload = _payload(command) if command is not None else None
+    return text if payload is None else payload
 
 
 def _is_command(text: str) -> bool:

@@ -173,6 +173,37 @@ class Conversation:
         return [name for name, _ in self._typing.values()]
 
 
+class Drafts:
+    """What was typed but not sent, one text per conversation.
+
+    ``switch`` keeps the composer's text for the conversation being left and
+    gives back the one of the conversation being opened, so a draft never
+    follows the person into another room or a private thread.
+    """
+
+    __slots__ = ("_texts",)
+
+    def __init__(self) -> None:
+        self._texts: dict[ConvKey, str] = {}
+
+    def switch(self, leaving: ConvKey | None, text: str, entering: ConvKey) -> str:
+        if leaving is not None and leaving != entering:
+            self.keep(leaving, text)
+        return self._texts.get(entering, "")
+
+    def keep(self, key: ConvKey, text: str) -> None:
+        if text.strip():
+            self._texts[key] = text
+        else:
+            self._texts.pop(key, None)
+
+    def get(self, key: ConvKey) -> str:
+        return self._texts.get(key, "")
+
+    def forget(self, key: ConvKey) -> None:
+        self._texts.pop(key, None)
+
+
 class TypingThrottle:
     """Send ``typing`` for a room at most once every ``interval`` seconds."""
 

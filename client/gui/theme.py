@@ -165,6 +165,8 @@ def apply_theme(root: tk.Tk) -> Theme:
                     lightcolor=p.surface, darkcolor=p.surface, padding=(8, 6))
     style.map("TEntry", bordercolor=[("focus", p.accent)], lightcolor=[("focus", p.accent)])
     style.configure("Composer.TEntry", padding=(12, 9))
+    style.configure("Counter.TLabel", foreground=p.muted, font=fonts.small)
+    style.configure("CounterOver.TLabel", foreground=p.error, font=fonts.small_bold)
     style.configure("Sidebar.TEntry", fieldbackground=p.sidebar_hover, foreground="#ffffff",
                     bordercolor=p.sidebar_hover, lightcolor=p.sidebar_hover,
                     darkcolor=p.sidebar_hover, insertcolor="#ffffff", padding=(6, 4))

@@ -123,6 +123,10 @@ class Composer:
                                  command=self.submit, takefocus=0, width=6)
         self.entry.grid(row=0, column=0, sticky="ew")
         self.button.grid(row=0, column=1, padx=(8, 0), sticky="ns")
+        self._counter_styles = ("Counter.TLabel", "CounterOver.TLabel")
+        self.counter = ttk.Label(self.frame, text="", style="Counter.TLabel", anchor="e")
+        self.counter.grid(row=1, column=0, sticky="e", pady=(3, 0))
+        self.counter.grid_remove()
         self.entry.bind("<Return>", self._return)
         self.entry.bind("<KP_Enter>", self._return)
         self.variable.trace_add("write", lambda *_args: self._on_edit(self.variable.get()))
@@ -134,6 +138,23 @@ class Composer:
 
     def clear(self) -> None:
         self.variable.set("")
+
+    def set_text(self, text: str) -> None:
+        """Replace the draft (cursor at its end)."""
+        self.variable.set(text)
+        self.entry.icursor("end")
+        self.entry.xview("end")
+
+    def set_counter(self, text: str, over: bool) -> None:
+        """The length counter under the entry; red past the limit; hidden when ''."""
+        if not text:
+            self.counter.grid_remove()
+            return
+        self.counter.configure(text=text, style=self._counter_styles[over])
+        self.counter.grid()
+
+    def counter_text(self) -> str:
+        return str(self.counter.cget("text")) if self.counter.winfo_manager() else ""
 
     def text(self) -> str:
         return self.variable.get()
