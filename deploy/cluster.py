@@ -168,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             haproxy_port=args.haproxy_port, log_level=args.log_level,
             startup_timeout=args.startup_timeout,
         )
+        cluster.check_ports()
         _out(f"chat-cluster: starting {args.gateways} gateways")
         cluster.start()
         _out(_summary(cluster))
