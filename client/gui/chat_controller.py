@@ -35,7 +35,7 @@ from client.events import (
     ServerError,
     Typing,
 )
-from client.gui import wording
+from client.gui import notify, wording
 from client.gui.chat_view import ChatView
 from client.gui.message_view import ChatLine
 from client.gui.model import Conversation, ConvKey, Drafts, TypingThrottle
@@ -77,6 +77,10 @@ class ChatController:
         self._max_text = max_text
         self._drafts = Drafts()
         self._restoring = False
+        self._failed: dict[str, tuple[ConvKey, str]] = {}  # ref -> where and what, for Retry
+        self._shown = False  # the window is titled after the conversation once shown
+        self.window_focused: Callable[[], bool] = self._window_focused
+        """Whether the window has the keyboard: when not, a DM or mention rings the bell."""
         self._me = me
         self._on_quit = on_quit
         self._clock = clock
@@ -197,16 +201,27 @@ class ChatController:
         return ChatLine(message.sender, message.text, message.ts, own, message.id)
 
     def _show(self, conv: Conversation, line: ChatLine, count_unread: bool = True) -> None:
-        """Append a message, resolving our own pending copy and counting unread."""
+        """Append a message, resolving our own pending copy; count unread, ring for DMs
+        and mentions while the window is in the background."""
         view = self.view.view(conv.key)
         if line.own:
             pending = conv.take_echo(line.text)
             if pending is not None:
                 view.resolve_pending(pending.ref)
+        mentioned = not line.own and notify.mentions(line.text, self._me)
+        unseen = count_unread and not line.own and conv.key != self.view.active
+        if unseen and conv.unread == 0:
+            view.mark_new()  # the "new messages" line, above the first unread one
         view.append(line)
-        if count_unread and not line.own and conv.key != self.view.active:
+        if not count_unread or line.own:
+            return
+        if unseen:
             conv.unread += 1
-            self.view.set_unread(conv.key, conv.unread)
+            conv.mentions += mentioned
+            self.view.set_unread(conv.key, conv.unread, conv.mentions)
+            self._update_title()
+        if (mentioned or not conv.key.is_room) and not self.window_focused():
+            self.view.frame.bell()
 
     def _member_joined(self, room: str, name: str) -> None:
         conv = self._convs.get(ConvKey.room(room))
@@ -243,7 +258,9 @@ class ChatController:
         if conv is None:
             self._notice(f"A message was not sent: {reason}", error=True)
             return
-        conv.drop_pending(ref)
+        dropped = conv.drop_pending(ref)
+        if dropped is not None:
+            self._failed[ref] = (conv.key, dropped.text)
         self.view.view(conv.key).fail_pending(ref, reason)
 
     def _connected(self, gateway: str, name: str, resumed: bool) -> None:
@@ -290,8 +307,12 @@ class ChatController:
         if conv is None:
             return
         conv.unread = 0
+        conv.mentions = 0
         self.view.set_unread(key, 0)
-        draft = self._drafts.switch(self.view.active, self.view.composer.text(), key)
+        leaving = self.view.active
+        if leaving is not None and leaving != key and self.view.has(leaving):
+            self.view.view(leaving).clear_new()  # read now: its line goes
+        draft = self._drafts.switch(leaving, self.view.composer.text(), key)
         if key.is_room:
             title, placeholder = f"# {key.name}", f"Message #{key.name}"
         else:
@@ -303,11 +324,23 @@ class ChatController:
                 self.view.composer.set_text(draft)
             finally:
                 self._restoring = False
-        self.view.frame.winfo_toplevel().title(f"{title.replace('# ', '#')} — ChatService")
+        self._update_title()
         self._refresh_members(key)
         self._refresh_typing()
-        if self.view.view(key).at_top():
+        view = self.view.view(key)
+        if leaving != key:
+            view.frame.update_idletasks()
+            view.see_new()
+        if view.at_top():
             self.scrolled_to_top(key)
+
+    def retry(self, key: ConvKey, ref: str) -> None:
+        """Retry on a failed send: send its text again where it was."""
+        failed = self._failed.pop(ref, None)
+        if failed is None or failed[0] not in self._convs:
+            return
+        self.view.view(failed[0]).remove_failed(ref)
+        self._send(failed[0], failed[1])
 
     def join_room(self, room: str) -> None:
         self.view.clear_join()
@@ -400,8 +433,14 @@ class ChatController:
             case commands.Quit():
                 self._on_quit()
             case commands.ShowHelp():
-                for line in (*commands.HELP.splitlines(), *wording.GUI_TIPS):
-                    self._notice(line)
+                if active is None:
+                    self._notice("Type /help in a conversation.")
+                else:
+                    help_view = self.view.view(active)
+                    for line in commands.HELP.splitlines():
+                        help_view.append_system(line, mono=True)  # columns line up
+                    for line in wording.GUI_TIPS:
+                        help_view.append_system(line)
         return True
 
     def _join(self, room: str) -> None:
@@ -458,6 +497,7 @@ class ChatController:
             self._convs[key] = conv
             conv.set_members([self._me, peer])
             self.view.add_conversation(key, peer)
+            self._refresh_presence()
         return conv
 
     def _subtitle(self, conv: Conversation) -> str:
@@ -466,7 +506,43 @@ class ChatController:
         count = len(conv.members())
         return f"{count} member" + ("" if count == 1 else "s")
 
+    def shown(self) -> None:
+        """The app put the view on screen with the keyboard in the composer: title it now,
+        so a window titled after a room takes typing (tests and people rely on that)."""
+        self._shown = True
+        self._update_title()
+
+    def _update_title(self) -> None:
+        """'(3) #lobby — ChatService': unread elsewhere first, the conversation shown next."""
+        if not self._shown:
+            return
+        active = self.view.active
+        conv = self._convs.get(active) if active is not None else None
+        name = None if conv is None else (f"#{conv.key.name}" if conv.key.is_room
+                                          else conv.title)
+        others = [c for c in self._convs.values() if c.key != active]
+        title = notify.window_title(name, sum(c.unread for c in others),
+                                    sum(c.mentions for c in others))
+        top = self.view.frame.winfo_toplevel()
+        if top.title() != title:
+            top.title(title)
+
+    def _window_focused(self) -> bool:
+        try:
+            return self.view.frame.focus_displayof() is not None
+        except (tk.TclError, KeyError):
+            return False
+
+    def _refresh_presence(self) -> None:
+        """DM dots: online when the person is in any of our rooms (``who``, joins, leaves)."""
+        online = {name_key(name) for key, conv in self._convs.items() if key.is_room
+                  for name in conv.members()}
+        for key in self._convs:
+            if not key.is_room:
+                self.view.conversations.set_presence(key, key.name in online)
+
     def _refresh_members(self, key: ConvKey) -> None:
+        self._refresh_presence()
         conv = self._convs.get(key)
         if conv is None or key != self.view.active:
             return

@@ -60,13 +60,15 @@ class Pending:
 class Conversation:
     """State of one room or direct thread."""
 
-    __slots__ = ("_members", "_typing", "has_older", "key", "loading_older", "newest_id",
-                 "oldest_id", "pending", "seen_ids", "title", "unread")
+    __slots__ = ("_members", "_typing", "has_older", "key", "loading_older", "mentions",
+                 "newest_id", "oldest_id", "pending", "seen_ids", "title", "unread")
 
     def __init__(self, key: ConvKey, title: str) -> None:
         self.key = key
         self.title = title
         self.unread = 0
+        self.mentions = 0
+        """Unread messages that mention the reader (``@name``), also counted in ``unread``."""
         self.seen_ids: set[int] = set()
         self.oldest_id: int | None = None
         self.newest_id: int | None = None

@@ -218,9 +218,13 @@ def test_commands_are_carried_out_on_the_client() -> None:
     with FakeGateway(script) as gw:
         client = ChatClient("alice", [gw.address], backoff=NoBackoff(), on_event=inbox.put)
 
+        def type_after_history() -> None:
+            # A person reads the history before typing; a script has to wait for it.
+            wait_for(lambda: "[lobby] bob: message 1" in out.getvalue(), what="history shown")
+            term._read_lines(io.StringIO(typed), inbox)
+
         def start_input() -> None:
-            threading.Thread(target=term._read_lines, args=(io.StringIO(typed), inbox),
-                             daemon=True).start()
+            threading.Thread(target=type_after_history, daemon=True).start()
 
         assert term.run(client, screen, inbox, None, start_input) == 0
         wait_for(lambda: received, what="the connection to end")
