@@ -40,8 +40,8 @@ class ConversationList:
         self._images: dict[str, tk.PhotoImage] = {}
         self.tree = ttk.Treeview(master, style="Sidebar.Treeview", show="tree",
                                  columns=("unread",), selectmode="browse")
-        self.tree.column("#0", stretch=True, width=130, minwidth=60)
-        self.tree.column("unread", stretch=False, width=40, minwidth=30, anchor="e")
+        self.tree.column("#0", stretch=True, width=136, minwidth=60)
+        self.tree.column("unread", stretch=False, width=54, minwidth=30, anchor="e")
         self.tree.tag_configure("section", font=f.section, foreground=p.sidebar_muted)
         self.tree.tag_configure("unread", font=f.bold, foreground="#ffffff")
         self.tree.tag_configure("mention", font=f.bold, foreground=p.unread)
@@ -88,7 +88,7 @@ class ConversationList:
             return
         label = notify.badge(count, mentions)
         tags = ("mention",) if mentions else ("unread",) if count else ()
-        self.tree.item(key.ident, values=(f"{label}  " if label else "",), tags=tags)
+        self.tree.item(key.ident, values=(f"{label} " if label else "",), tags=tags)
 
     def set_presence(self, key: ConvKey, online: bool) -> None:
         """A person's dot: green when they are online, a grey ring when not."""

@@ -255,3 +255,16 @@ def test_escape_cancels_connecting(tk_root: tk.Tk, factory: StubFactory) -> None
     assert app.chat is None and app.login_view is view
     assert str(view.name_entry.cget("state")) != "disabled"
     app.shutdown()
+
+
+def test_right_to_left_text_and_emoji_leave_the_layout_alone(chat: ChatController,
+                                                             client: StubClient) -> None:
+    """Tk 8.6 has no bidi and draws emoji as it can: the lines around must stay intact."""
+    client.emit(RoomMessage(message("lobby", 41, "carol", "مرحبا بالعالم 😀🎉 \u202eevil")))
+    client.emit(RoomMessage(message("lobby", 42, "bob", "next line")))
+    view = chat.view.view(LOBBY)
+    run(chat, lambda: "next line" in view.contents(), "both messages")
+    lines = view.contents().split("\n")
+    at = lines.index("next line")
+    assert lines[at - 1].startswith("bob  ")
+    assert lines[at - 2].startswith("مرحبا بالعالم 😀🎉")
