@@ -7,6 +7,7 @@ sets ``CHAT_REDIS_URL`` and a person overrides it with ``--redis-url``.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -75,10 +76,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         return _env(environ, name, None if default is None else str(default))
 
     p = argparse.ArgumentParser(
-        prog="chat-gateway",
+        prog="chat-gateway", allow_abbrev=False,
         description="ChatService gateway: a TCP chat server clustered through Redis. "
         "Every flag can also be set as the CHAT_<NAME> environment variable.",
     )
+    p.add_argument("--version", action="version",
+                   version=f"%(prog)s {importlib.metadata.version('chatservice')}")
     p.add_argument("--host", default=env("HOST", d.host), help="address to listen on")
     p.add_argument("--port", type=int, default=env("PORT", d.port), help="chat TCP port")
     p.add_argument("--redis-url", default=env("REDIS_URL", d.redis_url),
@@ -101,6 +104,19 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--max-outbound", type=int, default=env("MAX_OUTBOUND", lim.max_outbound),
                    help="bytes of unsent output before a client is a slow consumer")
     p.add_argument("--max-rooms", type=int, default=env("MAX_ROOMS", lim.max_rooms))
+    p.add_argument("--max-refused", type=int, default=env("MAX_REFUSED", lim.max_refused),
+                   help="refused frames a client may send (refilled at --rate-per-s) "
+                   "before bye/abuse")
+    p.add_argument("--send-timeout", type=float,
+                   default=env("SEND_TIMEOUT", lim.send_timeout_s),
+                   help="seconds output may wait with no byte reaching the client "
+                   "before bye/slow_consumer")
+    p.add_argument("--history-bytes-per-s", type=float,
+                   default=env("HISTORY_BYTES_PER_S", lim.history_bytes_per_s),
+                   help="bytes of history answers a client may draw per second")
+    p.add_argument("--history-burst-bytes", type=int,
+                   default=env("HISTORY_BURST_BYTES", lim.history_burst_bytes),
+                   help="bytes of history answers a client may draw at once")
     p.add_argument("--max-connections", type=int,
                    default=env("MAX_CONNECTIONS", d.max_connections))
     p.add_argument("--max-per-address", type=int,
@@ -137,7 +153,9 @@ def parse_config(argv: Sequence[str] | None = None,
     limits = Limits(
         max_frame=a.max_frame, max_text=a.max_text, rate_per_s=a.rate_per_s, burst=a.burst,
         idle_timeout_s=a.idle_timeout, login_timeout_s=a.login_timeout,
-        max_outbound=a.max_outbound, max_rooms=a.max_rooms,
+        max_outbound=a.max_outbound, max_rooms=a.max_rooms, max_refused=a.max_refused,
+        send_timeout_s=a.send_timeout, history_bytes_per_s=a.history_bytes_per_s,
+        history_burst_bytes=a.history_burst_bytes,
     )
     return GatewayConfig(
         host=a.host, port=a.port, redis_url=a.redis_url, gateway_id=a.gateway_id,

@@ -54,6 +54,13 @@ def load_catch_up(store: Conversations, name: str, since: dict[str, Position]) -
     return CatchUp(tuple(summaries), room_reads, tuple(loaded))
 
 
+def dm_history(peer: str, batch: HistoryBatch) -> list[bytes]:
+    """The ``history`` lines of a conversation's catch-up; none when it holds nothing new."""
+    if not batch.messages:
+        return []
+    return codec.dm_history_lines(peer, batch.epoch, batch.messages, batch.complete)
+
+
 def _place(line: bytes, me: str) -> tuple[str, str, str, int] | None:
     """(peer key, peer display, epoch, id) of a stored dm line; None for a live-only one."""
     obj = orjson.loads(line)
@@ -93,19 +100,16 @@ class ConversationCursors:
         return payload, peer_key if needs_fill else None
 
     def open(self, caught_up: CatchUp, name: str | None,
-             account: bool) -> tuple[list[bytes], list[str]]:
-        """Login done: the catch-up's history lines and the dms that waited, and the
-        conversations that need a fill."""
-        out: list[bytes] = []
+             account: bool) -> tuple[bytes, list[str]]:
+        """Login done (the catch-up's histories, ``dm_history``, are queued): the dms that
+        waited, to send, and the conversations that need a fill."""
         for conv, batch in caught_up.loaded:
-            if batch.messages:
-                out += codec.dm_history_lines(conv.peer, batch.epoch, batch.messages,
-                                              batch.complete)
             self._cursors[conv.peer_key] = RoomCursor(epoch=batch.epoch, last_id=batch.last_id,
                                                       live=True)
             self._names[conv.peer_key] = conv.peer
         self._open = True
         early, self._early = self._early, []
+        out: list[bytes] = []
         fills: list[str] = []
         for line in early:
             payload, fill = self.route(line, name, account)
@@ -113,7 +117,7 @@ class ConversationCursors:
                 out.append(payload)
             if fill is not None and fill not in fills:
                 fills.append(fill)
-        return out, fills
+        return b"".join(out), fills
 
     def reset(self) -> None:
         """A refused login: nothing of it stays."""
@@ -149,4 +153,4 @@ class ConversationCursors:
         return [b"\n".join(fresh) + b"\n"]
 
 
-__all__ = ["CatchUp", "ConversationCursors", "load_catch_up"]
+__all__ = ["CatchUp", "ConversationCursors", "dm_history", "load_catch_up"]

@@ -36,9 +36,9 @@ import orjson
 from gateway.broker import BrokerUnavailable, HistoryBatch, token_hash
 from gateway.context import Services
 from gateway.cursors import RoomCursor, advance
-from gateway.dm_cursors import CatchUp, ConversationCursors, load_catch_up
+from gateway.dm_cursors import CatchUp, ConversationCursors, dm_history, load_catch_up
 from gateway.outbound import Outbound
-from gateway.ratelimit import TokenBucket
+from gateway.ratelimit import ByteBudget, TokenBucket
 from protocol import codec
 from protocol.errors import ErrorCode, FrameTooLarge, ProtocolError
 from protocol.frames import (
@@ -74,6 +74,8 @@ _RECV_SIZE = 65536
 _CLOSE_FLUSH_S = 1.0
 _LINGER_S = 1.0
 _LINGER_BYTES = 1 << 20
+_STALL_CHECK_S = 0.5
+"""While output waits, the reader looks this often whether the client stalled."""
 
 
 def _ref_of(frame: ClientFrame, line: bytes) -> str | None:
@@ -114,6 +116,9 @@ class Session:
         self._rooms: dict[str, RoomCursor] = {}
         self._out = Outbound(sock, self._limits.max_outbound, services.flusher)
         self._bucket = TokenBucket(self._limits.rate_per_s, self._limits.burst)
+        self._refusals = TokenBucket(self._limits.rate_per_s, self._limits.max_refused)
+        self._history_budget = ByteBudget(
+            self._limits.history_bytes_per_s, self._limits.history_burst_bytes)
         self._closing: ByeReason | None = None
         self._wanted_rooms: frozenset[str] = frozenset()
         """The rooms of this session's ``hello``, known before it claims the name."""
@@ -129,24 +134,44 @@ class Session:
     def backlog(self) -> int:
         return self._out.backlog
 
-    def _send(self, data: bytes, kind: str, *, answer: bool = False) -> None:
+    def _send(self, data: bytes, kind: str) -> None:
         self._svc.metrics.frames_out.labels(kind).inc()
-        self._write(data, answer=answer)
+        self._write(data)
 
-    def _write(self, data: bytes, *, answer: bool = False) -> None:
-        """Send now or queue (never under ``_lock``); a full backlog ends the session.
-
-        ``answer``: history the client asked for, which the backlog limit does
-        not count (see ``Outbound.enqueue``).
-        """
-        if (not self._out.write(data, answer=answer) and self._out.overflowed
-                and self._closing is None):
+    def _write(self, data: bytes) -> None:
+        """Send now or queue (never under ``_lock``); a full backlog ends the session."""
+        if not self._out.write(data) and self._out.overflowed and self._closing is None:
             self._overflowed()
+
+    def _may_answer(self) -> None:
+        """Refuse a request for history (``history``, ``join``) with ``rate_limited``
+        while the previous answer is unsent or the client's byte budget is spent:
+        what one client can make its gateway hold or draw from Redis is bounded."""
+        if self._out.answer_pending:
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                "the previous history answer is still being sent; read it before asking again")
+        if not self._history_budget.ready():
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"history answers are limited to {self._limits.history_bytes_per_s:.0f} bytes "
+                "a second; wait a moment before asking again")
 
     def _error(self, exc: ProtocolError) -> None:
         self._svc.metrics.errors.labels(exc.code.value).inc()
         self.log.info("event=refused code=%s", exc.code.value)
         self._send(codec.encode_error(exc), "error")
+
+    def _refused(self, exc: ProtocolError) -> None:
+        """Answer a refusal the client caused; one too many ends the session with
+        ``bye``/``abuse``. The budget is ``max_refused``, refilled at the frame rate,
+        so a client that errs now and then never runs out, and one that sends junk
+        as fast as it can costs at most ``max_refused`` error lines."""
+        self._error(exc)
+        if not self._refusals.take() and self._closing_reason() is None:
+            self._svc.metrics.abusers.inc()
+            self.log.warning("event=abuse refused_budget=%d", self._limits.max_refused)
+            self.kick(ByeReason.ABUSE)
 
     def _flush(self) -> None:
         """Send what is queued; end the session if its backlog passed the limit.
@@ -249,8 +274,9 @@ class Session:
             self.log.warning("event=dm_fill_failed error=%r", exc)
             return
         with self._lock:
-            for line in self._dms.catch_up(peer_key, batch):
-                self._out.enqueue(line, answer=True)
+            lines = self._dms.catch_up(peer_key, batch)
+            if lines:
+                self._out.enqueue_answer(lines)
         self._flush()
 
     def position(self, room: str) -> tuple[str, int] | None:
@@ -278,8 +304,8 @@ class Session:
             if fresh:
                 if batch.first_id + skip > cursor.last_id + 1:
                     # Trimmed away before we could fetch it: say so in a history frame.
-                    for line in codec.history_lines(room, batch.epoch, fresh, False):
-                        self._out.enqueue(line, answer=True)
+                    self._out.enqueue_answer(
+                        list(codec.history_lines(room, batch.epoch, fresh, False)))
                 else:
                     self._out.enqueue(b"\n".join(fresh) + b"\n", answer=True)
                 cursor.last_id = batch.first_id + skip + len(fresh) - 1
@@ -292,8 +318,8 @@ class Session:
             cursor = self._rooms.get(room)
             if cursor is None or not cursor.live:
                 return
-            for line in codec.history_lines(room, batch.epoch, batch.messages, batch.complete):
-                self._out.enqueue(line, answer=True)
+            self._out.enqueue_answer(list(
+                codec.history_lines(room, batch.epoch, batch.messages, batch.complete)))
             cursor.epoch = batch.epoch
             cursor.last_id = batch.last_id
         self.log.info("event=epoch_reset room=%s epoch=%s", room, batch.epoch)
@@ -308,14 +334,21 @@ class Session:
         reader = codec.LineReader(self._limits.max_frame)
         poller = select.poll()
         poller.register(self.sock.fileno(), select.POLLIN)
-        started = time.monotonic()
+        started = last_in = time.monotonic()
+        limits = self._limits
         try:
             while self._closing_reason() is None:
+                if self._out.backlog and self._out.stalled(limits.send_timeout_s):
+                    self._overflowed()  # not one byte reached the client: it does not read
+                    break
                 if self.name is None:
-                    timeout = self._limits.login_timeout_s - (time.monotonic() - started)
+                    timeout = started + limits.login_timeout_s - time.monotonic()
                 else:
-                    timeout = self._limits.idle_timeout_s
-                if timeout <= 0 or not poller.poll(timeout * 1000):
+                    timeout = last_in + limits.idle_timeout_s - time.monotonic()
+                wait = min(timeout, _STALL_CHECK_S) if self._out.backlog else timeout
+                if timeout <= 0 or not poller.poll(wait * 1000):
+                    if timeout > wait:
+                        continue  # only a look at the output
                     if self._closing_reason() is None:
                         self.log.info("event=timeout logged_in=%s", self.name is not None)
                         self.kick(ByeReason.IDLE)
@@ -323,6 +356,7 @@ class Session:
                 data = self._recv()
                 if not data:
                     break
+                last_in = time.monotonic()
                 for line in reader.feed(data):
                     self._handle_line(line)
                     if self._closing_reason() is not None:
@@ -359,16 +393,19 @@ class Session:
                 return b""
 
     def _handle_line(self, line: bytes) -> None:
+        """Every line costs a frame token, junk included; every refusal the client
+        caused also costs a refusal token (see ``_refused``)."""
         try:
             frame = codec.decode_client(line, self._limits, logged_in=self.name is not None)
         except ProtocolError as exc:
             self._svc.metrics.frames_in.labels("invalid").inc()
-            self._error(exc)
+            self._refused(exc if self._bucket.take() else ProtocolError(
+                ErrorCode.RATE_LIMITED, "too many frames; slow down"))
             return
         kind = type(frame).__name__.lower()
         self._svc.metrics.frames_in.labels(kind).inc()
         if not self._bucket.take():
-            self._error(ProtocolError(
+            self._refused(ProtocolError(
                 ErrorCode.RATE_LIMITED, "too many frames; slow down", _ref_of(frame, line)))
             return
         try:
@@ -378,7 +415,7 @@ class Session:
                 ErrorCode.UNAVAILABLE, "the message broker is unavailable; try again",
                 _ref_of(frame, line)))
         except ProtocolError as exc:
-            self._error(exc.with_ref(_ref_of(frame, line)) if exc.ref is None else exc)
+            self._refused(exc.with_ref(_ref_of(frame, line)) if exc.ref is None else exc)
         except Exception:
             self.log.exception("event=handler_failed frame=%s", kind)
             self._error(ProtocolError(ErrorCode.INTERNAL, "internal error", _ref_of(frame, line)))
@@ -432,13 +469,16 @@ class Session:
             if not self._account:
                 raise ProtocolError(ErrorCode.AUTH_FAILED,
                                     "stored conversations are for accounts: register or log in")
+            self._may_answer()
             batch = gate.conversations.read_history(
                 self.name, frame.peer, before=frame.before, limit=frame.limit)
             with self._lock:
                 shown = self._dms.display(name_key(frame.peer), frame.peer)
-            for line in codec.dm_history_lines(shown, batch.epoch, batch.messages,
-                                               batch.complete):
-                self._send(line, "history", answer=True)
+            lines = codec.dm_history_lines(shown, batch.epoch, batch.messages, batch.complete)
+            self._svc.metrics.frames_out.labels("history").inc(len(lines))
+            self._history_budget.spend(sum(map(len, lines)))
+            self._out.enqueue_answer(lines)
+            self._flush()
             return
         if isinstance(frame, Register):
             answer = gate.register(self.name, self.sid, frame.password)
@@ -496,9 +536,14 @@ class Session:
 
     def _on_history(self, frame: HistoryQuery) -> None:
         self._require_room(frame.room)
+        self._may_answer()
         batch = self._svc.broker.read_history(frame.room, before=frame.before, limit=frame.limit)
-        for line in codec.history_lines(frame.room, batch.epoch, batch.messages, batch.complete):
-            self._send(line, "history", answer=True)
+        lines = list(
+            codec.history_lines(frame.room, batch.epoch, batch.messages, batch.complete))
+        self._svc.metrics.frames_out.labels("history").inc(len(lines))
+        self._history_budget.spend(sum(map(len, lines)))
+        self._out.enqueue_answer(lines)
+        self._flush()
 
     def _on_join(self, frame: Join) -> None:
         if frame.room in self._rooms:
@@ -508,6 +553,7 @@ class Session:
         if len(self._rooms) >= self._limits.max_rooms:
             raise ProtocolError(
                 ErrorCode.BAD_ROOM, f"a session is in at most {self._limits.max_rooms} rooms")
+        self._may_answer()
         self._join_room(frame.room)
 
     def _on_leave(self, frame: Leave) -> None:
@@ -572,18 +618,42 @@ class Session:
             claim.name, svc.config.gateway_id, frame.rooms, claim.token,
             self._limits.announced(), account=self._account, dms=caught_up.summaries,
             read=caught_up.room_reads)), "welcome")
-        for room, batch in zip(frame.rooms, batches, strict=True):
-            self._go_live(room, batch)
-        with self._lock:
-            lines, fills = self._dms.open(caught_up, self.name, self._account)
-            for line in lines:
-                self._out.enqueue(line, answer=True)
-        self._flush()
-        for peer_key in fills:
-            self._fill_conversation(peer_key)
         svc.metrics.logged_in.inc()
         self.log.info("event=login rooms=%d resumed=%s replaced=%s", len(frame.rooms),
                       bool(frame.since), claim.replaced_session is not None)
+        for i, (room, batch) in enumerate(zip(frame.rooms, batches, strict=True)):
+            # One room's history at a time: the next is queued once the previous one
+            # has reached the kernel, so a catch-up of many rooms never piles up here.
+            if i and not self._out.wait_answers_sent(self._limits.send_timeout_s):
+                if self._closing_reason() is None:
+                    self._overflowed()
+                return
+            self._go_live(room, batch)
+        self._open_conversations(caught_up, bool(frame.rooms))
+
+    def _open_conversations(self, caught_up: CatchUp, waiting: bool) -> None:
+        """After the rooms' histories: each conversation's catch-up, one answer at a time
+        as rooms' are, then the dms that waited meanwhile, in order, and live ones."""
+        for conv, batch in caught_up.loaded:
+            lines = dm_history(conv.peer, batch)
+            if not lines:
+                continue
+            if waiting and not self._out.wait_answers_sent(self._limits.send_timeout_s):
+                if self._closing_reason() is None:
+                    self._overflowed()
+                return
+            waiting = True
+            self._svc.metrics.frames_out.labels("history").inc(len(lines))
+            self._history_budget.spend(sum(map(len, lines)))
+            self._out.enqueue_answer(lines)
+            self._flush()
+        with self._lock:
+            payload, fills = self._dms.open(caught_up, self.name, self._account)
+            if payload:
+                self._out.enqueue(payload)
+        self._flush()
+        for peer_key in fills:
+            self._fill_conversation(peer_key)
 
     def _undo_login(self, rooms: list[str], taken_over: list[str]) -> None:
         """A hello failed after its claim: give back rooms and name, as if never logged in.
@@ -655,10 +725,11 @@ class Session:
         """Send the history, then the live messages that waited, skipping what it held."""
         svc = self._svc
         needs_fill = False
+        lines = list(codec.history_lines(room, batch.epoch, batch.messages, batch.complete))
+        self._history_budget.spend(sum(map(len, lines)))
         with self._lock:
             cursor = self._rooms[room]
-            for line in codec.history_lines(room, batch.epoch, batch.messages, batch.complete):
-                self._out.enqueue(line, answer=True)
+            self._out.enqueue_answer(lines)
             cursor.epoch, cursor.last_id = batch.epoch, batch.last_id
             for epoch, msg_id, line in cursor.pending:
                 if msg_id == 0:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from redis.backoff import ConstantBackoff
@@ -48,7 +48,19 @@ def require_program(program: str, package: str) -> str:
     path = shutil.which(program)
     if path:
         return path
-    message = f"{program} not found: install the Debian package '{package}'"
+    unavailable(f"{program} not found: install the Debian package '{package}'")
+
+
+def require_file(path: str, package: str) -> str:
+    """``path`` (a program off PATH, such as podman's helpers); skip or fail like
+    ``require_program`` when it is missing."""
+    if os.access(path, os.X_OK):
+        return path
+    unavailable(f"{path} not found: install the Debian package '{package}'")
+
+
+def unavailable(message: str) -> NoReturn:
+    """Skip with ``message``, or fail with it in CI: something the machine lacks."""
     if REQUIRE_SYSTEM:
         pytest.fail(message)
     pytest.skip(message)

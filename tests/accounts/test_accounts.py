@@ -48,7 +48,7 @@ def test_create_then_read(store: AccountStore) -> None:
 def test_stored_record_has_display_name_hash_and_created(
         store: AccountStore, fake_redis: fakeredis.FakeRedis) -> None:
     store.create("Alice", PW)
-    record = fake_redis.hgetall("{user:alice}:account")
+    record = fake_redis.hgetall("{user:allce}:account")
     assert set(record) == {b"name", b"hash", b"created"}
     assert record[b"name"] == b"Alice"
     assert record[b"created"] == str(CREATED_MS).encode()
@@ -216,7 +216,8 @@ def test_keys_share_the_slot_of_the_name_record() -> None:
         assert key_slot(account_keys.account(name).encode()) == slot
         assert key_slot(account_keys.name_failures(name).encode()) == slot
         assert key_slot(keys.user_rooms(name).encode()) == slot
-    assert account_keys.account("Alice") == "{user:alice}:account"
+    # keyed by the look-alike skeleton (protocol.names.name_key): "Alice" and "A1ice" share it
+    assert account_keys.account("Alice") == "{user:allce}:account"
     assert account_keys.address_failures("::1") == "{authaddr:::1}:fail"
     assert key_slot(b"{authaddr:10.0.0.1}:fail") == key_slot(b"{authaddr:10.0.0.1}")
 

