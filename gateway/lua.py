@@ -238,8 +238,12 @@ if gw and not (gw == me and sid == ARGV[2]) then
   -- tell the holder, live or presumed dead (it may only be paused), that its session lost the name
   redis.call('PUBLISH', ARGV[9] .. gw, 'K' .. lower .. '|' .. (sid or ''))
 end
-redis.call('HSET', KEYS[1], 'name', ARGV[1], 'gw', me, 'sid', ARGV[2], 'token', ARGV[3],
-           'acct', acct)
+redis.call('HSET', KEYS[1], 'name', ARGV[1], 'gw', me, 'sid', ARGV[2], 'token', ARGV[3])
+if acct == '1' then
+  redis.call('HSET', KEYS[1], 'acct', '1')
+else
+  redis.call('HDEL', KEYS[1], 'acct')
+end
 redis.call('SADD', KEYS[3], lower)
 local here = {}
 for i = 11, #ARGV do
