@@ -89,10 +89,10 @@ class DirectReceived(ClientEvent):
 
 @dataclass(frozen=True, slots=True)
 class AccountState(ClientEvent):
-    """Right after ``Connected`` (protocol v1.1): whether we are logged in to an account,
-    its conversations (``DmSummary``: with, epoch, last_id, read) and its rooms' read
-    marks. A guest gets ``False``, ``()``, ``{}``. Stored dms the client has not seen
-    follow as ``DirectReceived``, exactly once and in id order per conversation."""
+    """Right after ``Connected`` when logged in to an account (protocol v1.1; a guest
+    gets none): its conversations (``DmSummary``: with, epoch, last_id, read) and its
+    rooms' read marks. Stored dms the client has not seen follow as ``DirectReceived``,
+    exactly once and in id order per conversation."""
 
     account: bool
     dms: tuple[DmSummary, ...]

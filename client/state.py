@@ -268,6 +268,8 @@ class ClientState:
         self._account = welcome.account
         for summary in welcome.dms:
             self._dms.setdefault(name_key(summary.peer), _Conversation(summary.peer))
+        if not welcome.account:
+            return Outcome((connected,), tuple(requests))
         info = ev.AccountState(welcome.account, welcome.dms, dict(welcome.read))
         return Outcome((connected, info), tuple(requests))
 

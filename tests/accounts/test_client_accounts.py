@@ -47,8 +47,7 @@ def test_register_then_resume_a_conversation_exactly_once(cluster: list[Gateway]
     gw1, gw2 = cluster
     alice_log, bob_log = Recorder(), Recorder()
     with client("alice", [gw1, gw2], alice_log) as alice:
-        alice.connect()
-        assert alice_log.wait(ev.AccountState).account is False
+        assert alice.connect().account is False
         alice.register(PW)
         assert alice_log.wait(ev.Registered).name == "alice"
         assert alice.account
@@ -66,7 +65,7 @@ def test_register_then_resume_a_conversation_exactly_once(cluster: list[Gateway]
         bob_log.wait(ev.Acked)
         with client("alice", [gw1, gw2], alice_log, password=PW) as alice:
             alice.connect()
-            state = alice_log.wait(ev.AccountState, count=2)
+            state = alice_log.wait(ev.AccountState)
             assert state.account and [d.peer for d in state.dms] == ["bob"]
             wait_for(lambda: dm_texts(alice_log) == ["while you were away"], what="offline dm")
             bob.dm("alice", "one")
