@@ -304,6 +304,18 @@ class Conversations:
             self._redis.delete(user_dms(name), user_read(name))
 
 
+def forget_conversations(client: redis.Redis, name: str) -> int:
+    """Delete ``name``'s conversations (both sides lose them), its conversation list and
+    read state: ``chat-admin delete``, so whoever takes the name next reads none of it.
+    One command per conversation (their slots differ); returns how many were deleted."""
+    peers = [_text(k) for k in client.hkeys(user_dms(name))]
+    for peer in peers:
+        client.delete(conversation_seq(name, peer), conversation_epoch(name, peer),
+                      conversation_log(name, peer))
+    client.delete(user_dms(name), user_read(name))
+    return len(peers)
+
+
 def _batch(peer_key: str, reply: list[Any]) -> HistoryBatch:
     epoch, last = _text(reply[0]), int(reply[1])
     complete = bool(reply[2])
@@ -318,6 +330,7 @@ __all__ = [
     "Route",
     "StoredDm",
     "conversation_tag",
+    "forget_conversations",
     "read_field",
     "user_dms",
     "user_read",

@@ -5,10 +5,12 @@ Each test proves one promise of protocol v1.1 as a client sees it on the wire.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
 
+from gateway import admin
 from gateway.accounts import AccountStore
 from gateway.passwords import FAST_PARAMS, PasswordHasher
 from gateway.server import Gateway
@@ -292,3 +294,20 @@ def test_dm_history_and_resume_after_a_gateway_kill(redis_server: RedisServer,
     finally:
         doomed.close()
         other.close()
+
+
+def test_chat_admin_delete_takes_the_conversations_with_it(
+        two: tuple[Gateway, Gateway], connect: Connect, redis_server: RedisServer) -> None:
+    account(connect, two[0], "alice")
+    bob = connect(two[0].address)
+    login(bob, "bob")
+    bob.send(type="dm", to="alice", text="secret", ref="d1")
+    bob.recv_type("ack", ref="d1")
+    out = io.StringIO()
+    assert admin.main(["delete", "alice"], client=redis_server.client(), stdout=out) == 0
+    account(connect, two[1], "alice", "another password")
+    alice = connect(two[1].address)
+    welcome, _ = login(alice, "alice", password="another password")
+    assert welcome["dms"] == []
+    alice.send(type="history", **{"with": "bob"})
+    assert alice.recv_type("history")["messages"] == []
