@@ -582,9 +582,9 @@ class Session:
             raise ProtocolError(
                 ErrorCode.BAD_ROOM, f"a session is in at most {self._limits.max_rooms} rooms")
         svc = self._svc
+        owner = svc.accounts.check_hello(frame, self.peer_host) if svc.accounts else False
         self._wanted_rooms = frozenset(frame.rooms)
         key = name_key(frame.name)
-        owner = svc.accounts.check_hello(frame, self.peer_host) if svc.accounts else False
         svc.registry.begin_claim(key, self)  # until bound: a kicked holder must see us
         try:
             claim = svc.broker.claim_name(frame.name, self.sid, frame.token, owner=owner)

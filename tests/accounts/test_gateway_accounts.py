@@ -6,12 +6,14 @@ Each test proves one promise of protocol v1.1 as a client sees it on the wire.
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import pytest
 
 from gateway import admin
 from gateway.accounts import AccountStore
+from gateway.conversations import conversation_tag
 from gateway.passwords import FAST_PARAMS, PasswordHasher
 from gateway.server import Gateway
 from protocol.limits import Limits
@@ -311,3 +313,24 @@ def test_chat_admin_delete_takes_the_conversations_with_it(
     assert welcome["dms"] == []
     alice.send(type="history", **{"with": "bob"})
     assert alice.recv_type("history")["messages"] == []
+
+
+def test_a_live_dm_after_a_gap_brings_the_gap_first(
+        two: tuple[Gateway, Gateway], connect: Connect, redis_server: RedisServer) -> None:
+    account(connect, two[0], "alice")
+    alice = connect(two[0].address)
+    login(alice, "alice", password=PW)
+    bob = connect(two[1].address)
+    login(bob, "bob")
+    bob.send(type="dm", to="alice", text="one", ref="d1")
+    first = alice.recv_type("dm")
+    # a dm stored but whose live copy never came (its publication lost on the way)
+    raw = redis_server.client()
+    tag = conversation_tag("alice", "bob")
+    assert raw.incr(f"{tag}:seq") == 2
+    lost = dict(first, text="lost on the way", id=2)
+    raw.rpush(f"{tag}:log", json.dumps(lost, separators=(",", ":")))
+    bob.send(type="dm", to="alice", text="three", ref="d3")
+    got = [alice.recv_type("dm"), alice.recv_type("dm")]
+    assert [(d["id"], d["text"]) for d in got] == [(2, "lost on the way"), (3, "three")]
+    assert dm_ids(alice.drain(0.3), "bob") == []
