@@ -93,8 +93,12 @@ class ConversationCursors:
             return line, None
         peer_key, shown, epoch, msg_id = place
         cursor = self._cursors.get(peer_key)
-        if cursor is None:  # a conversation new since login: from its id 1
-            cursor = self._cursors[peer_key] = RoomCursor(epoch=epoch, live=True)
+        if cursor is None:
+            # A conversation new since login (or since ``register``): it starts at the dm
+            # that opened it. Dms of one conversation are published in id order, so any
+            # before it reached this session while it was a guest, or not at all.
+            cursor = self._cursors[peer_key] = RoomCursor(epoch=epoch, last_id=msg_id - 1,
+                                                          live=True)
             self._names[peer_key] = shown
         payload, needs_fill = advance(cursor, epoch, [msg_id], [line])
         return payload, peer_key if needs_fill else None
