@@ -152,8 +152,7 @@ def check_password(value: object, field: str = "password") -> str:
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise ProtocolError(
             ErrorCode.BAD_PASSWORD,
-            f"{field} must be {MIN_PASSWORD} to {MAX_PASSWORD} characters "
-            "(after Unicode NFKC normalisation)",
+            f"{field} must be {MIN_PASSWORD} to {MAX_PASSWORD} characters",
         )
     try:
         password.encode("utf-8")
