@@ -22,7 +22,6 @@ Choices where the contract is silent **(ours)**, also in docs/protocol.md:
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from gateway.accounts import AccountExists, AccountStore
@@ -34,8 +33,6 @@ from gateway.login_limit import LoginLimiter
 from gateway.passwords import PasswordHasher
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import Hello, Registered
-
-log = logging.getLogger(__name__)
 
 WRONG_PASSWORD = "wrong name or password"
 TOO_MANY = "too many failed logins for this name or address; try again later"

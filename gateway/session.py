@@ -16,6 +16,14 @@ queued; live messages that arrive meanwhile wait in the cursor and are
 released after the history, skipping ids the history already held. Live
 rooms accept id ``last + 1`` only; a gap or a new epoch asks the subscriber
 to fill the room from Redis.
+
+Stored DM conversations (accounts, protocol v1.1) have cursors too
+(``gateway.dm_cursors``, guarded by the same ``_lock``, moved by the same
+``gateway.cursors.advance``): their dms wait until the login's catch-up is
+queued, and a gap is filled by the session itself from the conversation's
+log. Account requests (``hello``'s password, ``register``, ``passwd``) are
+``gateway.account_requests``'; a password is checked on this thread, before
+the name is claimed.
 """
 
 from __future__ import annotations
