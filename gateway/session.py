@@ -505,6 +505,7 @@ class Session:
             self._limits.announced())), "welcome")
         for room, batch in zip(frame.rooms, batches, strict=True):
             self._go_live(room, batch)
+        self._wanted_rooms = frozenset()  # in them now: in_room answers from here on
         svc.metrics.logged_in.inc()
         self.log.info("event=login rooms=%d resumed=%s replaced=%s", len(frame.rooms),
                       bool(frame.since), claim.replaced_session is not None)
@@ -668,4 +669,4 @@ class Session:
         with self._lock:
             rooms = [room for room, cursor in self._rooms.items() if cursor.live]
         for room in rooms:
-            self._svc.broker.join(room, name)
+            self._svc.broker.join(room, name, limited=False)
