@@ -1,4 +1,4 @@
-"""chat-bench: a one-process load generator that speaks PROTOCOL.md to any gateways.
+"""chat-bench: a one-process load generator that speaks docs/protocol.md to any gateways.
 
 It measures what the issues' targets name (fan-out throughput and loss,
 end-to-end latency, memory per idle connection, login storms, resume after a

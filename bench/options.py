@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common_parser()
     parser = argparse.ArgumentParser(
         prog="chat-bench", allow_abbrev=False,
-        description="Load generator for ChatService gateways (PROTOCOL.md v1).",
+        description="Load generator for ChatService gateways (docs/protocol.md v1).",
     )
     parser.add_argument("--version", action="version",
                         version=f"%(prog)s {importlib.metadata.version('chatservice')}")

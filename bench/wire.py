@@ -1,7 +1,7 @@
 """What the bench sends and the few things it reads back.
 
 Frames are built with the ``protocol`` package, so the bench speaks exactly
-PROTOCOL.md. Texts and refs carry markers that the cheap reader can find
+docs/protocol.md. Texts and refs carry markers that the cheap reader can find
 without decoding JSON:
 
 - every ``ref`` starts with ``~A``, so ``"~A`` occurs in an ``ack`` (or an

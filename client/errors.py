@@ -1,7 +1,7 @@
 """Exceptions of the client library, rooted in the project's one tree::
 
     ChatError (protocol.errors)
-    ├── ProtocolError                 a refusal with a PROTOCOL.md error code
+    ├── ProtocolError                 a refusal with a docs/protocol.md error code
     │   ├── LoginRefused              the gateway refused our hello (also a ClientError)
     │   └── SendAborted               a send ended unacknowledged (also a ClientError)
     └── ClientError                   root of what the client library raises

@@ -3,7 +3,7 @@
 ``ClientState`` remembers, per room, the epoch and the last message id
 delivered to the caller, and turns the frames of any number of successive
 connections into one stream of events in which each room message appears
-exactly once and in id order (PROTOCOL.md, "Ordering, resume and loss"):
+exactly once and in id order (docs/protocol.md, "Ordering, resume and loss"):
 
 - a duplicate (an id not above the last one) is dropped;
 - a message ahead of a gap is held back and the gap is asked for with a
@@ -15,7 +15,7 @@ exactly once and in id order (PROTOCOL.md, "Ordering, resume and loss"):
 
 It also keeps every ``send``/``dm`` until its ``ack`` or ``error`` arrives,
 so a new connection can resend them with the same ``ref``; with
-``hold_unavailable`` an ``unavailable`` error (which PROTOCOL.md defines as
+``hold_unavailable`` an ``unavailable`` error (which docs/protocol.md defines as
 "not carried out") keeps the send too, to be sent again (``take_held``).
 It builds the
 ``hello`` (rooms, ``since``, ``token``, ``password``) that resumes the session.

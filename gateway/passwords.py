@@ -43,7 +43,7 @@ from protocol.names import check_password
 
 
 class BadPassword(ProtocolError):
-    """A password outside the rules: PROTOCOL.md v1.1 ``bad_password``.
+    """A password outside the rules: docs/protocol.md v1.1 ``bad_password``.
 
     The rule itself is ``protocol.names.check_password``, the one the codec
     applies to every password field; the message says which rule, never the

@@ -3,7 +3,7 @@
 This package contains no networking, threading or Redis code: bytes in,
 frames out (``LineReader``, ``decode_client``, ``decode_server``) and frames
 in, bytes out (``encode``). Gateways, clients and the benchmark all speak
-through it, so PROTOCOL.md is implemented exactly once.
+through it, so docs/protocol.md is implemented exactly once.
 """
 
 from protocol.codec import (

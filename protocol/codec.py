@@ -1,8 +1,8 @@
-"""Bytes <-> frames, with no I/O (PROTOCOL.md v1.1).
+"""Bytes <-> frames, with no I/O (docs/protocol.md v1.1).
 
 ``LineReader`` cuts a byte stream into lines and enforces the frame cap;
 ``decode_client``/``decode_server`` turn one line into a validated frame or
-raise ``ProtocolError`` with the code PROTOCOL.md names; ``encode`` turns a
+raise ``ProtocolError`` with the code docs/protocol.md names; ``encode`` turns a
 frame into one newline-terminated line. Server frames for room messages can
 also be built from pre-encoded parts (``message_parts``, ``history_line``), so
 a gateway encodes each message once, not once per recipient.

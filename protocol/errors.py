@@ -1,11 +1,11 @@
 """The one exception tree of ChatService.
 
-Every failure the protocol can name is an error *code* from PROTOCOL.md;
+Every failure the protocol can name is an error *code* from docs/protocol.md;
 each carries one, so a gateway can turn any refusal into an ``error`` frame
 and a client can turn any ``error`` frame back into an exception::
 
     ChatError                   root of everything we raise on purpose
-    ├── ProtocolError           a refusal with a PROTOCOL.md error code
+    ├── ProtocolError           a refusal with a docs/protocol.md error code
     │   └── FrameTooLarge       fatal: the byte stream cannot be resynchronised
     └── ConnectionLost          (client side) the transport went away
 """
@@ -16,7 +16,7 @@ import enum
 
 
 class ErrorCode(enum.StrEnum):
-    """Error codes of PROTOCOL.md, version 1.1 (the last two are new in 1.1)."""
+    """Error codes of docs/protocol.md, version 1.1 (the last two are new in 1.1)."""
 
     BAD_FRAME = "bad_frame"
     FRAME_TOO_LARGE = "frame_too_large"
@@ -41,7 +41,7 @@ class ChatError(Exception):
 
 
 class ProtocolError(ChatError):
-    """A request refused with a PROTOCOL.md error code.
+    """A request refused with a docs/protocol.md error code.
 
     ``ref`` is the request's ``ref`` when it had a valid one, so the refusal
     can be matched to the request.

@@ -1,9 +1,9 @@
-"""Frame types of PROTOCOL.md v1.1 as frozen, slotted data classes.
+"""Frame types of docs/protocol.md v1.1 as frozen, slotted data classes.
 
 Client frames (client -> gateway) and server frames (gateway -> client) are
 separate unions because several type names (``history``, ``dm``, ``who``,
 ``typing``, ``bye``) mean a request one way and an answer the other. Each
-class validates the fields PROTOCOL.md fixes on construction, so no frame
+class validates the fields docs/protocol.md fixes on construction, so no frame
 that exists can be invalid; limits that a gateway may configure (``max_text``)
 are checked by the codec, which knows them.
 

@@ -1,4 +1,4 @@
-"""Limits of PROTOCOL.md with their defaults; every gateway flag maps onto one."""
+"""Limits of docs/protocol.md with their defaults; every gateway flag maps onto one."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Validation of user names, room names, message text, refs and passwords.
 
 Pure functions that return the normalised value or raise ``ProtocolError``
-with the code PROTOCOL.md names for that field. ``name_key`` is the one form
+with the code docs/protocol.md names for that field. ``name_key`` is the one form
 in which user names are compared, stored and looked up.
 """
 

@@ -3,7 +3,7 @@
 Clients sit on the first local gateway while a sender on the second sends
 at a steady rate. The first gateway is killed; each client reconnects at
 once to a surviving gateway with ``hello`` carrying its ``token`` and
-``since`` (the last id it saw), as PROTOCOL.md prescribes. The run reports
+``since`` (the last id it saw), as docs/protocol.md prescribes. The run reports
 the time from the kill to the resume ``history``, how many messages that
 history replayed, and whether any id was skipped or seen twice.
 """

@@ -68,7 +68,7 @@ class Delivery:
 
 
 def _max_text(welcome: Welcome) -> int:
-    """The gateway's announced text limit (PROTOCOL.md ``limits``), else the default."""
+    """The gateway's announced text limit (docs/protocol.md ``limits``), else the default."""
     value = welcome.limits.get("max_text")
     return value if isinstance(value, int) and value > 0 else Limits().max_text
 

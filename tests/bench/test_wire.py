@@ -1,4 +1,4 @@
-"""The bench's frames are valid PROTOCOL.md frames, and its markers cannot be forged."""
+"""The bench's frames are valid docs/protocol.md frames, and its markers cannot be forged."""
 
 from __future__ import annotations
 

@@ -190,7 +190,7 @@ def spurious_presence(crowd: Crowd, schedule: Schedule) -> dict[str, list[int]]:
     """[left, joined] seen by clients, per fault they followed: nobody really left.
 
     A gateway's SIGTERM shows its users leaving and coming back (it frees
-    their rooms at once, as PROTOCOL.md wants, and they return on another
+    their rooms at once, as docs/protocol.md wants, and they return on another
     gateway some 50 ms later); a SIGKILL may too, for a client slower than
     the restart. A Redis stall must not: see test_redis_stall.py.
     """

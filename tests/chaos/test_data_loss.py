@@ -2,7 +2,7 @@
 
 Two gateway processes, six ``ChatClient``s in two rooms chatting every
 0.2-0.4 s; then ``restart(wipe=True)``: Redis comes back with no data, as
-after a crash without persistence. What PROTOCOL.md promises then:
+after a crash without persistence. What docs/protocol.md promises then:
 
 - each room gets a new epoch, and every client a fresh ``history`` for it
   (``EpochReset`` then ``HistoryLoaded``), exactly once per room, the same

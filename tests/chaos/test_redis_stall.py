@@ -9,7 +9,7 @@ cluster-wide presence flap although nobody left. Found by the chaos test
 (1200 ``left`` + 1200 ``joined`` after its 5 s pause).
 
 A stall longer than the broker's retries (about 8 s) is answered with
-``unavailable``, which PROTOCOL.md defines as "not carried out"; but the
+``unavailable``, which docs/protocol.md defines as "not carried out"; but the
 script the gateway sent is still in the stopped Redis's socket buffer and
 runs when Redis resumes. Its deadline (gateway.broker, "Deadlines") makes
 that late run write nothing: the last test proves it.

@@ -1,4 +1,4 @@
-"""Three gateways on one real redis-server: PROTOCOL.md's cluster-wide guarantees.
+"""Three gateways on one real redis-server: docs/protocol.md's cluster-wide guarantees.
 
 In-process gateways (fast timings: heartbeat 0.5 s, lease 2 s) unless a test
 must kill one, which then runs as a ``python -m gateway`` process. Every
@@ -60,7 +60,7 @@ def connect() -> Iterator[Connect]:
 
 
 def assert_in_order_once(got: list[int]) -> None:
-    """Every id at most once, increasing: PROTOCOL.md's per-client delivery rule."""
+    """Every id at most once, increasing: docs/protocol.md's per-client delivery rule."""
     assert got == sorted(set(got)), [(a, b) for a, b in pairwise(got) if b <= a][:10]
 
 

@@ -4,7 +4,7 @@ A hypothesis ``RuleBasedStateMachine`` drives up to three connections to a
 live gateway (real Redis) with ``hello``, ``send``, ``dm``, ``join``,
 ``leave``, ``history``, ``who``, ``typing``, ``ping``, ``bye``, garbage and
 oversized lines. A model predicts every answer; after each step it checks
-PROTOCOL.md's rules:
+docs/protocol.md's rules:
 
 - each refused request gets exactly one ``error`` with the right code (and
   the request's ``ref``), and changes nothing in Redis;

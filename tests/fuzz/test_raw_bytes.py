@@ -118,7 +118,7 @@ def test_random_byte_streams_get_one_error_per_line_and_never_hurt_the_gateway(
 def test_close_after_frame_too_large_keeps_the_answers(no_leaks: Live) -> None:
     """Hundreds of bad lines, an oversized one, then more bytes while the gateway closes.
 
-    PROTOCOL.md: the oversized line is answered with ``frame_too_large`` before
+    docs/protocol.md: the oversized line is answered with ``frame_too_large`` before
     the close, and every earlier line has its ``error``. Were the socket closed
     with the client's later bytes unread (or were they to arrive after the
     close), the kernel would answer with a reset and the answers the client had

@@ -1,4 +1,4 @@
-"""PROTOCOL.md over real TCP against one gateway on a real redis-server.
+"""docs/protocol.md over real TCP against one gateway on a real redis-server.
 
 Every error code with its exact code and ``ref`` echo, proof that refusals
 change nothing, and each request's answer: ping, bye, typing, history,

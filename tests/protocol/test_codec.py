@@ -1,7 +1,7 @@
 """protocol.codec: bytes <-> frames, asserted frame by frame and code by code.
 
 Parsers are fed one byte at a time as well as whole (h11's habit); every
-refusal is checked for its exact PROTOCOL.md error code and for the ``ref``
+refusal is checked for its exact docs/protocol.md error code and for the ``ref``
 it echoes. Random splits and arbitrary input live in test_fuzz.py.
 """
 

@@ -1,4 +1,4 @@
-"""protocol.errors: the error codes of PROTOCOL.md and the one exception tree."""
+"""protocol.errors: the error codes of docs/protocol.md and the one exception tree."""
 
 from __future__ import annotations
 

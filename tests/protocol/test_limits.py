@@ -1,4 +1,4 @@
-"""protocol.limits: PROTOCOL.md's defaults, and limits that cannot be nonsense."""
+"""protocol.limits: docs/protocol.md's defaults, and limits that cannot be nonsense."""
 
 from __future__ import annotations
 
