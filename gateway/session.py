@@ -10,16 +10,13 @@ Lock order: ``Session._lock`` (room cursors) may be held while calling
 ``Outbound.enqueue``; it is never held across socket or Redis calls and is
 never taken together with the registry's lock.
 
-Room cursors make delivery exactly-once and in order: a room is *pending*
-from the moment the session is registered in it until its history frame is
-queued; live messages that arrive meanwhile wait in the cursor and are
-released after the history, skipping ids the history already held. Live
-rooms accept id ``last + 1`` only; a gap or a new epoch asks the subscriber
-to fill the room from Redis.
+Room cursors make delivery exactly-once and in order; their moves are the
+pure ``gateway.core.cursor`` (held here under ``_lock``, their bytes queued
+under it in move order).
 
 Stored DM conversations (accounts, protocol v1.1) have cursors too
-(``gateway.dm_cursors``, guarded by the same ``_lock``, moved by the same
-``gateway.cursors.advance``): their dms wait until the login's catch-up is
+(``gateway.core.conversations``, guarded by the same ``_lock``, moved by the
+same ``advance``): their dms wait until the login's catch-up is
 queued, and a gap is filled by the session itself from the conversation's
 log. Account requests (``hello``'s password, ``register``, ``passwd``) are
 ``gateway.account_requests``'; a password is checked on this thread, before
@@ -43,8 +40,10 @@ import orjson
 
 from gateway.broker import BrokerUnavailable, HistoryBatch, token_hash
 from gateway.context import Services
-from gateway.cursors import RoomCursor, advance
-from gateway.dm_cursors import CatchUp, ConversationCursors, dm_history, load_catch_up
+from gateway.core import cursor as core
+from gateway.core.conversations import CatchUp, ConversationCursors
+from gateway.core.cursor import RoomCursor
+from gateway.dm_cursors import dm_history, load_catch_up
 from gateway.outbound import Outbound
 from gateway.ratelimit import ByteBudget, TokenBucket
 from protocol import codec
@@ -181,6 +180,13 @@ class Session:
             self.log.warning("event=abuse refused_budget=%d", self._limits.max_refused)
             self.kick(ByeReason.ABUSE)
 
+    def _queue(self, step: core.Step) -> None:
+        """Queue a cursor move's bytes, its answer first (under ``_lock``: in move order)."""
+        if step.answer:
+            self._out.enqueue_answer(step.answer)
+        if step.write:
+            self._out.enqueue(step.write)
+
     def _flush(self) -> None:
         """Send what is queued; end the session if its backlog passed the limit.
 
@@ -222,20 +228,14 @@ class Session:
         live room's cursor: so the decision is made under ``_lock`` and the
         bytes are written after it, in the same order.
         """
-        needs_fill = False
-        payload = b""
         with self._lock:
             cursor = self._rooms.get(room)
             if cursor is None:
                 return False
-            if not cursor.live:
-                cursor.pending.extend((epoch, i, line) for i, line in zip(ids, lines, strict=True))
-                return False
-            payload, needs_fill = advance(cursor, epoch, ids, lines,
-                                          joined if contiguous else None)
-        if payload:
-            self._write(payload)
-        return needs_fill
+            step = core.deliver(cursor, epoch, ids, lines, joined if contiguous else None)
+        if step.write:
+            self._write(step.write)
+        return step.fill
 
     def deliver_event(self, room: str, line: bytes, typist: str | None = None) -> None:
         """Queue a ``joined``/``left``/``typing`` line for a room this session is in."""
@@ -243,10 +243,10 @@ class Session:
             return
         with self._lock:
             cursor = self._rooms.get(room)
-            if cursor is None or line == cursor.leaving_line:
+            if cursor is None:
                 return
-            if not cursor.live:
-                cursor.pending.append(("", 0, line))
+            line = core.deliver_event(cursor, line)
+            if not line:
                 return
             self._out.enqueue(line)
         self._flush()
@@ -303,20 +303,10 @@ class Session:
         """
         with self._lock:
             cursor = self._rooms.get(room)
-            if cursor is None or not cursor.live:
-                return True
-            if batch.epoch != cursor.epoch:
+            step = core.NOTHING if cursor is None else core.catch_up(cursor, room, batch)
+            if step is None:
                 return False
-            skip = max(0, cursor.last_id + 1 - batch.first_id)
-            fresh = batch.messages[skip:]
-            if fresh:
-                if batch.first_id + skip > cursor.last_id + 1:
-                    # Trimmed away before we could fetch it: say so in a history frame.
-                    self._out.enqueue_answer(
-                        list(codec.history_lines(room, batch.epoch, fresh, False)))
-                else:
-                    self._out.enqueue(b"\n".join(fresh) + b"\n", answer=True)
-                cursor.last_id = batch.first_id + skip + len(fresh) - 1
+            self._queue(step)
         self._flush()
         return True
 
@@ -326,10 +316,7 @@ class Session:
             cursor = self._rooms.get(room)
             if cursor is None or not cursor.live:
                 return
-            self._out.enqueue_answer(list(
-                codec.history_lines(room, batch.epoch, batch.messages, batch.complete)))
-            cursor.epoch = batch.epoch
-            cursor.last_id = batch.last_id
+            self._queue(core.reset(cursor, room, batch))
         self.log.info("event=epoch_reset room=%s epoch=%s", room, batch.epoch)
         self._flush()
 
@@ -733,26 +720,14 @@ class Session:
     def _go_live(self, room: str, batch: HistoryBatch) -> None:
         """Send the history, then the live messages that waited, skipping what it held."""
         svc = self._svc
-        needs_fill = False
-        lines = list(codec.history_lines(room, batch.epoch, batch.messages, batch.complete))
+        lines = codec.history_lines(room, batch.epoch, batch.messages, batch.complete)
         self._history_budget.spend(sum(map(len, lines)))
         with self._lock:
-            cursor = self._rooms[room]
-            self._out.enqueue_answer(lines)
-            cursor.epoch, cursor.last_id = batch.epoch, batch.last_id
-            for epoch, msg_id, line in cursor.pending:
-                if msg_id == 0:
-                    self._out.enqueue(line)
-                elif epoch != cursor.epoch or msg_id > cursor.last_id + 1:
-                    needs_fill = True
-                elif msg_id == cursor.last_id + 1:
-                    self._out.enqueue(line)
-                    cursor.last_id = msg_id
-            cursor.pending.clear()
-            cursor.live = True
+            step = core.go_live(self._rooms[room], lines, batch)
+            self._queue(step)
         svc.metrics.frames_out.labels("history").inc()
         self._flush()
-        if needs_fill:
+        if step.fill:
             svc.subscriber.request_fill(room)
 
     # ------------------------------------------------------------------ cleanup
