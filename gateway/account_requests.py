@@ -23,6 +23,7 @@ Choices where the contract is silent **(ours)**, also in docs/protocol.md:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway.accounts import AccountExists, AccountStore
 from gateway.auth import Authenticator, AuthOutcome, AuthResult
@@ -31,8 +32,13 @@ from gateway.config import GatewayConfig
 from gateway.conversations import Conversations
 from gateway.login_limit import LoginLimiter
 from gateway.passwords import PasswordHasher
+from protocol import codec
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.frames import Hello, Registered
+from protocol.frames import DmHistoryQuery, Hello, Passwd, Read, Register, Registered
+from protocol.names import name_key
+
+if TYPE_CHECKING:
+    from gateway.session import Session
 
 WRONG_PASSWORD = "wrong name or password"
 TOO_MANY = "too many failed logins for this name or address; try again later"
@@ -93,4 +99,49 @@ def _refuse(result: AuthResult) -> None:
         raise ProtocolError(ErrorCode.AUTH_FAILED, WRONG_PASSWORD)
 
 
-__all__ = ["AccountGate", "account_gate", "GUESTS_DENIED", "TOO_MANY", "WRONG_PASSWORD"]
+def answer(s: Session, frame: Register | Passwd | Read | DmHistoryQuery) -> None:
+    """Protocol v1.1 requests: accounts (``gateway.account_requests``) and stored
+    conversations (``gateway.conversations``).
+
+    Without accounts (``Services.accounts`` None) ``register``/``passwd`` and a
+    conversation's ``history`` are refused as unavailable and ``read`` is
+    forgotten. A guest's ``read`` is accepted and forgotten; a guest may not read a
+    stored conversation (a guest name passes from person to person): ``auth_failed``.
+    """
+    gate = s._svc.accounts
+    assert s.name is not None
+    if isinstance(frame, Read):
+        if gate is not None and s._account:
+            gate.conversations.set_read(s.name, frame.room, frame.peer, frame.id)
+        return
+    if gate is None:
+        if isinstance(frame, DmHistoryQuery):
+            raise ProtocolError(
+                ErrorCode.UNAVAILABLE, "stored conversations are not enabled on this gateway")
+        raise ProtocolError(ErrorCode.UNAVAILABLE, "accounts are not enabled on this gateway")
+    if isinstance(frame, DmHistoryQuery):
+        if not s._account:
+            raise ProtocolError(ErrorCode.AUTH_FAILED,
+                                "stored conversations are for accounts: register or log in")
+        s._may_answer()
+        batch = gate.conversations.read_history(
+            s.name, frame.peer, before=frame.before, limit=frame.limit)
+        with s._lock:
+            shown = s._dms.display(name_key(frame.peer), frame.peer)
+        lines = codec.dm_history_lines(shown, batch.epoch, batch.messages, batch.complete)
+        s._svc.metrics.frames_out.labels("history").inc(len(lines))
+        s._history_budget.spend(sum(map(len, lines)))
+        s._out.enqueue_answer(lines)
+        s._flush()
+        return
+    if isinstance(frame, Register):
+        answer = gate.register(s.name, s.sid, frame.password)
+        s._account = True
+        s.log.info("event=registered")
+    else:
+        answer = gate.passwd(s.name, frame.old, frame.new, s.peer_host)
+        s.log.info("event=password_changed")
+    s._send(codec.encode(answer), "registered")
+
+
+__all__ = ["AccountGate", "account_gate", "answer", "GUESTS_DENIED", "TOO_MANY", "WRONG_PASSWORD"]

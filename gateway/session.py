@@ -1,105 +1,87 @@
-"""One client connection: its reader thread, its rooms, its output.
+"""One client connection: its state, its output, its rooms and the subscriber's fan-out.
 
-The reader thread (``run``) owns the socket's receive side and its close;
-other threads reach a session only through the ``deliver_*`` methods (the
-subscriber's fan-out) and ``kick`` (replacement, shutdown), which queue
-output and, to end the session, shut the socket's read side so the reader
-wakes and cleans up.
+A session is three modules: this one (the state, the output helpers, the
+requests about rooms and messages, the fan-out the subscriber calls), its
+reader thread (``gateway.reader``: recv, decode, dispatch, close, linger) and
+its login (``gateway.login``: hello, claim, takeover, undo, release, restore).
+Where it stands in each room and conversation is the pure core
+(``gateway.core``): moved under ``_lock``, its bytes queued under it in move
+order. Account requests are ``gateway.account_requests``'; a password is
+checked on the reader thread, before the name is claimed.
 
-Lock order: ``Session._lock`` (room cursors) may be held while calling
-``Outbound.enqueue``; it is never held across socket or Redis calls and is
-never taken together with the registry's lock.
+Other threads reach a session only through the ``deliver_*``/``catch_up``/
+``reset_room``/``position`` methods (the subscriber's fan-out), ``kick``
+(replacement, shutdown, any thread) and ``restore_presence`` (housekeeper);
+to end the session they shut the socket's read side so the reader wakes.
 
-Room cursors make delivery exactly-once and in order; their moves are the
-pure ``gateway.core.cursor`` (held here under ``_lock``, their bytes queued
-under it in move order).
+Who writes which field:
 
-Stored DM conversations (accounts, protocol v1.1) have cursors too
-(``gateway.core.conversations``, guarded by the same ``_lock``, moved by the
-same ``advance``): their dms wait until the login's catch-up is
-queued, and a gap is filled by the session itself from the conversation's
-log. Account requests (``hello``'s password, ``register``, ``passwd``) are
-``gateway.account_requests``'; a password is checked on this thread, before
-the name is claimed.
+=====================================  =========================================
+``sid``, ``sock``, ``peer``, ``_svc``,  set in ``__init__``, never written again
+``_limits``, ``_out``
+``_closing``                            ``_lock`` (any thread: ``_close_with``;
+                                        read through ``_closing_reason()``)
+``_rooms`` (keys), cursors in it,       ``_lock``; keys written by the reader
+``_dms``                                thread only, so it alone may read the
+                                        keys without the lock
+``name``, ``_token_hash``, ``_account``, reader thread only; published to other
+``log.extra``                           threads by ``registry.bind_name`` (its
+                                        lock orders the writes before any
+                                        lookup); ``_account`` may turn True
+                                        later (``register``): a dm racing it
+                                        goes out as a guest's would
+``_wanted_rooms``                       reader thread only (a frozenset swapped
+                                        whole; successors read it)
+``_bucket``, ``_refusals``,             reader thread only
+``_history_budget``
+=====================================  =========================================
+
+Lock order: ``Session._lock`` may be held while calling ``Outbound.enqueue``
+(whose lock is taken inside it); it is never held across socket or Redis
+calls and is never taken together with the registry's lock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import select
 import socket
-import ssl
 import threading
 import time
 import uuid
 from collections.abc import MutableMapping
 from typing import Any
 
-import orjson
-
-from gateway.broker import BrokerUnavailable, HistoryBatch, token_hash
+from gateway import account_requests, login, reader
+from gateway.broker import BrokerUnavailable, HistoryBatch
 from gateway.context import Services
 from gateway.core import cursor as core
-from gateway.core.conversations import CatchUp, ConversationCursors
+from gateway.core.conversations import ConversationCursors
 from gateway.core.cursor import RoomCursor
-from gateway.dm_cursors import dm_history, load_catch_up
 from gateway.outbound import Outbound
 from gateway.ratelimit import ByteBudget, TokenBucket
 from protocol import codec
-from protocol.errors import ErrorCode, FrameTooLarge, ProtocolError
+from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import (
     Ack,
-    Bye,
     ByeReason,
-    ClientFrame,
     Dm,
     DmHistoryQuery,
     Goodbye,
-    Hello,
     HistoryQuery,
     Join,
     Leave,
     Left,
     Passwd,
-    Ping,
-    Pong,
     Position,
     Read,
     Register,
     Send,
     Typing,
-    Welcome,
-    Who,
-    WhoList,
 )
-from protocol.names import check_ref, name_key
+from protocol.names import name_key
 
 log = logging.getLogger(__name__)
-
-_RECV_SIZE = 65536
-_CLOSE_FLUSH_S = 1.0
-_LINGER_S = 1.0
-_LINGER_BYTES = 1 << 20
-_STALL_CHECK_S = 0.5
-"""While output waits, the reader looks this often whether the client stalled."""
-
-
-def _ref_of(frame: ClientFrame, line: bytes) -> str | None:
-    """The request's ``ref``, to echo in an error whatever the frame's type.
-
-    Only ``send``, ``dm`` and ``ping`` keep theirs in the frame; for the others
-    the line is read again, which happens on the (rare) error path only.
-    """
-    ref: str | None = getattr(frame, "ref", None)
-    if ref is not None:
-        return ref
-    try:
-        raw = orjson.loads(line)
-        return check_ref(raw.get("ref") if isinstance(raw, dict) else None)
-    except (orjson.JSONDecodeError, ProtocolError):
-        return None
-
 
 class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """Prefixes every line with the session's id and name as key=value fields."""
@@ -147,7 +129,7 @@ class Session:
 
     def _write(self, data: bytes) -> None:
         """Send now or queue (never under ``_lock``); a full backlog ends the session."""
-        if not self._out.write(data) and self._out.overflowed and self._closing is None:
+        if not self._out.write(data) and self._out.overflowed and self._closing_reason() is None:
             self._overflowed()
 
     def _may_answer(self) -> None:
@@ -193,7 +175,7 @@ class Session:
         Never called under ``_lock``: ``kick`` takes it.
         """
         self._out.flush()
-        if self._out.overflowed and self._closing is None:
+        if self._out.overflowed and self._closing_reason() is None:
             self._overflowed()
 
     def _overflowed(self) -> None:
@@ -207,12 +189,18 @@ class Session:
         with self._lock:
             return self._closing
 
-    def kick(self, reason: ByeReason) -> None:
-        """End the session from any thread: ``bye`` with ``reason``, then close."""
+    def _close_with(self, reason: ByeReason) -> bool:
+        """Mark the session as ending with ``reason``; False when it already was."""
         with self._lock:
             if self._closing is not None:
-                return
+                return False
             self._closing = reason
+            return True
+
+    def kick(self, reason: ByeReason) -> None:
+        """End the session from any thread: ``bye`` with ``reason``, then close."""
+        if not self._close_with(reason):
+            return
         self._out.enqueue_final(codec.encode(Goodbye(reason)))
         self._out.flush()
         with contextlib.suppress(OSError):  # already gone: the reader is on its way out
@@ -323,166 +311,16 @@ class Session:
     # ------------------------------------------------------------- reader thread
 
     def run(self) -> None:
-        """The session's thread: read frames until the connection ends."""
-        svc = self._svc
-        svc.metrics.connections.inc()
-        reader = codec.LineReader(self._limits.max_frame)
-        poller = select.poll()
-        poller.register(self.sock.fileno(), select.POLLIN)
-        started = last_in = time.monotonic()
-        limits = self._limits
-        try:
-            while self._closing_reason() is None:
-                if self._out.backlog and self._out.stalled(limits.send_timeout_s):
-                    self._overflowed()  # not one byte reached the client: it does not read
-                    break
-                if self.name is None:
-                    timeout = started + limits.login_timeout_s - time.monotonic()
-                else:
-                    timeout = last_in + limits.idle_timeout_s - time.monotonic()
-                wait = min(timeout, _STALL_CHECK_S) if self._out.backlog else timeout
-                if timeout <= 0 or not poller.poll(wait * 1000):
-                    if timeout > wait:
-                        continue  # only a look at the output
-                    if self._closing_reason() is None:
-                        self.log.info("event=timeout logged_in=%s", self.name is not None)
-                        self.kick(ByeReason.IDLE)
-                    break
-                data = self._recv()
-                if not data:
-                    break
-                last_in = time.monotonic()
-                for line in reader.feed(data):
-                    self._handle_line(line)
-                    if self._closing_reason() is not None:
-                        break
-        except FrameTooLarge as exc:
-            self._fatal(exc)
-        except Exception:
-            self.log.exception("event=session_crashed")
-        finally:
-            self._cleanup()
-            svc.metrics.connections.dec()
+        """The session's thread (``gateway.reader``): read frames until the connection ends."""
+        reader.run(self)
 
-    def _fatal(self, exc: ProtocolError) -> None:
-        """The stream cannot be resynchronised: ``exc`` is the last line the client
-        gets (a room message racing in must not follow it), then the close."""
-        with self._lock:
-            if self._closing is None:
-                self._closing = ByeReason.CLIENT
-        self._svc.metrics.errors.labels(exc.code.value).inc()
-        self._svc.metrics.frames_out.labels("error").inc()
-        self.log.info("event=refused code=%s", exc.code.value)
-        self._out.enqueue_final(codec.encode_error(exc))
-        self._out.flush()
-
-    def _recv(self) -> bytes:
-        while True:
-            try:
-                return self.sock.recv(_RECV_SIZE)
-            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
-                # spurious wake-up or TLS record not complete: wait again
-                if not select.select([self.sock], [], [], self._limits.idle_timeout_s)[0]:
-                    return b""
-            except OSError:
-                return b""
-
-    def _handle_line(self, line: bytes) -> None:
-        """Every line costs a frame token, junk included; every refusal the client
-        caused also costs a refusal token (see ``_refused``)."""
-        try:
-            frame = codec.decode_client(line, self._limits, logged_in=self.name is not None)
-        except ProtocolError as exc:
-            self._svc.metrics.frames_in.labels("invalid").inc()
-            self._refused(exc if self._bucket.take() else ProtocolError(
-                ErrorCode.RATE_LIMITED, "too many frames; slow down"))
-            return
-        kind = type(frame).__name__.lower()
-        self._svc.metrics.frames_in.labels(kind).inc()
-        if not self._bucket.take():
-            self._refused(ProtocolError(
-                ErrorCode.RATE_LIMITED, "too many frames; slow down", _ref_of(frame, line)))
-            return
-        try:
-            self._dispatch(frame)
-        except BrokerUnavailable:
-            self._error(ProtocolError(
-                ErrorCode.UNAVAILABLE, "the message broker is unavailable; try again",
-                _ref_of(frame, line)))
-        except ProtocolError as exc:
-            self._refused(exc.with_ref(_ref_of(frame, line)) if exc.ref is None else exc)
-        except Exception:
-            self.log.exception("event=handler_failed frame=%s", kind)
-            self._error(ProtocolError(ErrorCode.INTERNAL, "internal error", _ref_of(frame, line)))
-
-    def _dispatch(self, frame: ClientFrame) -> None:
-        if isinstance(frame, Send):
-            self._on_send(frame)
-        elif isinstance(frame, Ping):
-            self._send(codec.encode(Pong(frame.ref)), "pong")
-        elif isinstance(frame, Typing):
-            self._on_typing(frame)
-        elif isinstance(frame, Hello):
-            self._on_hello(frame)
-        elif isinstance(frame, Dm):
-            self._on_dm(frame)
-        elif isinstance(frame, Join):
-            self._on_join(frame)
-        elif isinstance(frame, Leave):
-            self._on_leave(frame)
-        elif isinstance(frame, HistoryQuery):
-            self._on_history(frame)
-        elif isinstance(frame, Who):
-            names = self._svc.broker.who(frame.room)
-            self._send(codec.encode(WhoList(frame.room, tuple(names))), "who")
-        elif isinstance(frame, Bye):
-            self.kick(ByeReason.CLIENT)
-        elif isinstance(frame, Register | Passwd | Read | DmHistoryQuery):
-            self._on_accounts_pending(frame)
+    def restore_presence(self) -> None:
+        """Redis forgot this gateway: claim the name and memberships back (``gateway.login``)."""
+        login.restore(self)
 
     def _on_accounts_pending(self, frame: Register | Passwd | Read | DmHistoryQuery) -> None:
-        """Protocol v1.1 requests: accounts (``gateway.account_requests``) and stored
-        conversations (``gateway.conversations``).
-
-        Without accounts (``Services.accounts`` None) ``register``/``passwd`` and a
-        conversation's ``history`` are refused as unavailable and ``read`` is
-        forgotten. A guest's ``read`` is accepted and forgotten; a guest may not read a
-        stored conversation (a guest name passes from person to person): ``auth_failed``.
-        """
-        gate = self._svc.accounts
-        assert self.name is not None
-        if isinstance(frame, Read):
-            if gate is not None and self._account:
-                gate.conversations.set_read(self.name, frame.room, frame.peer, frame.id)
-            return
-        if gate is None:
-            if isinstance(frame, DmHistoryQuery):
-                raise ProtocolError(
-                    ErrorCode.UNAVAILABLE, "stored conversations are not enabled on this gateway")
-            raise ProtocolError(ErrorCode.UNAVAILABLE, "accounts are not enabled on this gateway")
-        if isinstance(frame, DmHistoryQuery):
-            if not self._account:
-                raise ProtocolError(ErrorCode.AUTH_FAILED,
-                                    "stored conversations are for accounts: register or log in")
-            self._may_answer()
-            batch = gate.conversations.read_history(
-                self.name, frame.peer, before=frame.before, limit=frame.limit)
-            with self._lock:
-                shown = self._dms.display(name_key(frame.peer), frame.peer)
-            lines = codec.dm_history_lines(shown, batch.epoch, batch.messages, batch.complete)
-            self._svc.metrics.frames_out.labels("history").inc(len(lines))
-            self._history_budget.spend(sum(map(len, lines)))
-            self._out.enqueue_answer(lines)
-            self._flush()
-            return
-        if isinstance(frame, Register):
-            answer = gate.register(self.name, self.sid, frame.password)
-            self._account = True
-            self.log.info("event=registered")
-        else:
-            answer = gate.passwd(self.name, frame.old, frame.new, self.peer_host)
-            self.log.info("event=password_changed")
-        self._send(codec.encode(answer), "registered")
+        """Protocol v1.1 account and conversation requests: ``gateway.account_requests``."""
+        account_requests.answer(self, frame)
 
     # ------------------------------------------------------------------ requests
 
@@ -549,7 +387,7 @@ class Session:
             raise ProtocolError(
                 ErrorCode.BAD_ROOM, f"a session is in at most {self._limits.max_rooms} rooms")
         self._may_answer()
-        self._join_room(frame.room)
+        self._enter_and_go_live(frame.room)
 
     def _on_leave(self, frame: Leave) -> None:
         self._require_room(frame.room)
@@ -566,122 +404,11 @@ class Session:
             raise
         with self._lock:
             self._rooms.pop(frame.room, None)
-        if self._svc.registry.leave(self, frame.room):
+        if self._svc.registry.remove_member(self, frame.room):
             self._svc.subscriber.unsubscribe(frame.room)
         self._send(left_line, "left")
 
-    def _on_hello(self, frame: Hello) -> None:
-        if self.name is not None:
-            raise ProtocolError(ErrorCode.ALREADY_LOGGED_IN, f"already logged in as {self.name}")
-        if len(frame.rooms) > self._limits.max_rooms:
-            raise ProtocolError(
-                ErrorCode.BAD_ROOM, f"a session is in at most {self._limits.max_rooms} rooms")
-        svc = self._svc
-        owner = svc.accounts.check_hello(frame, self.peer_host) if svc.accounts else False
-        self._wanted_rooms = frozenset(frame.rooms)
-        key = name_key(frame.name)
-        svc.registry.begin_claim(key, self)  # until bound: a kicked holder must see us
-        try:
-            claim = svc.broker.claim_name(frame.name, self.sid, frame.token, owner=owner)
-            self._account = claim.account
-            self.name = claim.name
-            self._token_hash = token_hash(claim.token)
-            self.log.extra = {"sid": self.sid, "user": claim.name}
-            displaced = svc.registry.bind_name(self)
-        finally:
-            svc.registry.end_claim(key, self)
-        if displaced is not None:
-            displaced.kick(ByeReason.REPLACED)
-        # Every room is subscribed before any is announced, and nothing is sent
-        # before every room is announced: a refused hello gets only its error.
-        # Rooms the name's memberships came along from (a token takeover) and the
-        # hello does not list are left: the old session was there, this one is not.
-        unwanted = [room for room in claim.rooms if room not in self._wanted_rooms]
-        entered: list[str] = []
-        try:
-            for room in frame.rooms:
-                entered.append(room)
-                self._enter_room(room)
-            batches = [self._announce(room, frame.since.get(room)) for room in frame.rooms]
-            for room in unwanted:
-                svc.broker.leave(room, claim.name)
-            caught_up = self._load_conversations(frame.since)
-        except BaseException:
-            self._undo_login(entered, unwanted)
-            raise
-        self._send(codec.encode(Welcome(
-            claim.name, svc.config.gateway_id, frame.rooms, claim.token,
-            self._limits.announced(), account=self._account, dms=caught_up.summaries,
-            read=caught_up.room_reads)), "welcome")
-        svc.metrics.logged_in.inc()
-        self.log.info("event=login rooms=%d resumed=%s replaced=%s", len(frame.rooms),
-                      bool(frame.since), claim.replaced_session is not None)
-        for i, (room, batch) in enumerate(zip(frame.rooms, batches, strict=True)):
-            # One room's history at a time: the next is queued once the previous one
-            # has reached the kernel, so a catch-up of many rooms never piles up here.
-            if i and not self._out.wait_answers_sent(self._limits.send_timeout_s):
-                if self._closing_reason() is None:
-                    self._overflowed()
-                return
-            self._go_live(room, batch)
-        self._wanted_rooms = frozenset()  # in them now: in_room answers from here on
-        self._open_conversations(caught_up, bool(frame.rooms))
-
-    def _open_conversations(self, caught_up: CatchUp, waiting: bool) -> None:
-        """After the rooms' histories: each conversation's catch-up, one answer at a time
-        as rooms' are, then the dms that waited meanwhile, in order, and live ones."""
-        for conv, batch in caught_up.loaded:
-            lines = dm_history(conv.peer, batch)
-            if not lines:
-                continue
-            if waiting and not self._out.wait_answers_sent(self._limits.send_timeout_s):
-                if self._closing_reason() is None:
-                    self._overflowed()
-                return
-            waiting = True
-            self._svc.metrics.frames_out.labels("history").inc(len(lines))
-            self._history_budget.spend(sum(map(len, lines)))
-            self._out.enqueue_answer(lines)
-            self._flush()
-        with self._lock:
-            payload, fills = self._dms.open(caught_up, self.name, self._account)
-            if payload:
-                self._out.enqueue(payload)
-        self._flush()
-        for peer_key in fills:
-            self._fill_conversation(peer_key)
-
-    def _undo_login(self, rooms: list[str], taken_over: list[str]) -> None:
-        """A hello failed after its claim: give back rooms and name, as if never logged in.
-
-        ``taken_over``: rooms whose membership came with the name and that the hello
-        does not list.
-        """
-        assert self.name is not None
-        for room in rooms:
-            self._abandon_room(room)
-        try:
-            for room in rooms + taken_over:
-                self._svc.broker.leave(room, self.name)  # a no-op where not ours
-            self._svc.broker.release_name(self.name, self.sid)
-        except BrokerUnavailable:
-            self.log.warning("event=undo_login_failed")
-        self._svc.registry.unbind_name(self)
-        self._wanted_rooms = frozenset()
-        self._account = False
-        with self._lock:
-            self._dms.reset()
-        self.name = None
-
-    def _load_conversations(self, since: dict[str, Position]) -> CatchUp:
-        """An account's conversations at login: what ``since`` (or, without it, the read
-        mark) shows the client has not seen, and the summaries of ``welcome``."""
-        gate = self._svc.accounts
-        if gate is None or not self._account or self.name is None:
-            return CatchUp()
-        return load_catch_up(gate.conversations, self.name, since)
-
-    def _join_room(self, room: str) -> None:
+    def _enter_and_go_live(self, room: str) -> None:
         """``join``: enter, announce, then history; undone if a step fails."""
         try:
             self._enter_room(room)
@@ -695,7 +422,7 @@ class Session:
         """Register and subscribe; from here live messages wait in the room's cursor."""
         with self._lock:
             self._rooms[room] = RoomCursor()
-        self._svc.registry.join(self, room)
+        self._svc.registry.add_member(self, room)
         if not self._svc.subscriber.subscribe(room).wait(5.0):
             raise BrokerUnavailable(f"could not subscribe to room {room}")
 
@@ -714,7 +441,7 @@ class Session:
     def _abandon_room(self, room: str) -> None:
         with self._lock:
             self._rooms.pop(room, None)
-        if self._svc.registry.leave(self, room):
+        if self._svc.registry.remove_member(self, room):
             self._svc.subscriber.unsubscribe(room)
 
     def _go_live(self, room: str, batch: HistoryBatch) -> None:
@@ -732,63 +459,6 @@ class Session:
 
     # ------------------------------------------------------------------ cleanup
 
-    def _cleanup(self) -> None:
-        svc = self._svc
-        for room in svc.registry.remove(self):
-            svc.subscriber.unsubscribe(room)
-        name = self.name
-        if name is not None:
-            svc.metrics.logged_in.dec()
-            if not svc.stopping():
-                self._release(name)
-        self._out.wait_drained(_CLOSE_FLUSH_S)
-        self._out.close()
-        self._linger()
-        with contextlib.suppress(OSError):
-            self.sock.close()
-        self.log.info("event=closed reason=%s", self._closing.value if self._closing else "eof")
-
-    def _linger(self) -> None:
-        """Close gracefully: FIN first, then read and drop what the client still sends.
-
-        Closing a socket with unread input makes the kernel send a reset, and a
-        reset destroys the answers the client has not read yet (the
-        ``frame_too_large`` it must see, say). Bounded in time and bytes.
-        """
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_WR)
-        deadline = time.monotonic() + _LINGER_S
-        dropped = 0
-        with contextlib.suppress(OSError, ValueError):
-            while dropped < _LINGER_BYTES:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not select.select([self.sock], [], [], remaining)[0]:
-                    return
-                data = self.sock.recv(_RECV_SIZE)
-                if not data:
-                    return
-                dropped += len(data)
-
-    def _release(self, name: str) -> None:
-        """Give back the name and memberships, unless a successor holds or wants them.
-
-        A local successor (same name, same gateway) shares our membership
-        records, so leaving a room it wants would delete its presence there.
-        """
-        svc = self._svc
-        successors = svc.registry.successors(name_key(name), self)
-        with self._lock:
-            rooms = list(self._rooms)
-            self._rooms.clear()
-        rooms = [r for r in rooms if not any(s.wants_room(r) for s in successors)]
-        try:
-            for room in rooms:
-                svc.broker.leave(room, name)
-            if self._closing_reason() is not ByeReason.REPLACED:
-                svc.broker.release_name(name, self.sid)
-        except BrokerUnavailable:
-            self.log.warning("event=release_failed rooms=%d", len(rooms))
-
     def wants_room(self, room: str) -> bool:
         """In the room, or about to join it as part of its ``hello``."""
         return room in self._wanted_rooms or self.in_room(room)
@@ -797,18 +467,3 @@ class Session:
         with self._lock:
             return room in self._rooms
 
-    def restore_presence(self) -> None:
-        """Redis forgot this gateway (data loss, or reaped while paused): claim back
-        the name with the token the client holds, and the memberships."""
-        name = self.name
-        if name is None or self._closing is not None:
-            return
-        if not self._svc.broker.restore_name(name, self.sid, self._token_hash,
-                                             owner=self._account):
-            self.log.info("event=name_lost_while_away")
-            self.kick(ByeReason.REPLACED)
-            return
-        with self._lock:
-            rooms = [room for room, cursor in self._rooms.items() if cursor.live]
-        for room in rooms:
-            self._svc.broker.join(room, name, limited=False)
