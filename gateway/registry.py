@@ -2,7 +2,12 @@
 
 Owned by the ``Gateway``; every method takes ``_lock`` briefly and returns
 copies or tuples, so callers iterate without the lock and never hold it
-across socket or Redis calls. The registry lock is never nested with a
+across socket or Redis calls. One exception, the fan-out's hot path:
+``members`` reads a room's cached tuple without the lock; ``_snapshots``
+entries are only written (replaced whole or dropped) under the lock and a
+dict lookup is atomic, so a reader sees the members before or after a change,
+never a half-made one (a change drops the entry; the next miss rebuilds it
+under the lock). The registry lock is never nested with a
 session's lock: callers take a snapshot here, release, then talk to sessions.
 
 A name being reconciled (``begin_reap``, the housekeeper cleaning up what Redis
@@ -146,11 +151,12 @@ class Registry:
             return tuple(self._sessions.values())
 
     def __len__(self) -> int:
-        return len(self._sessions)
+        with self._lock:
+            return len(self._sessions)
 
     # rooms ---------------------------------------------------------------
 
-    def join(self, session: Session, room: str) -> bool:
+    def add_member(self, session: Session, room: str) -> bool:
         """Add a member; True when it is the room's first local member (subscribe)."""
         with self._lock:
             members = self._rooms.setdefault(room, {})
@@ -159,7 +165,7 @@ class Registry:
             self._snapshots.pop(room, None)
             return first
 
-    def leave(self, session: Session, room: str) -> bool:
+    def remove_member(self, session: Session, room: str) -> bool:
         """Remove a member; True when the room has no local member left (unsubscribe)."""
         with self._lock:
             members = self._rooms.get(room)

@@ -28,16 +28,16 @@ def test_members_is_a_cached_snapshot_until_the_room_changes() -> None:
     registry = Registry()
     a, b, c = FakeSession("a"), FakeSession("b"), FakeSession("c")
     admitted(registry, a, b, c)
-    assert registry.join(cast(Any, a), "lobby") is True
-    assert registry.join(cast(Any, b), "lobby") is False
+    assert registry.add_member(cast(Any, a), "lobby") is True
+    assert registry.add_member(cast(Any, b), "lobby") is False
     first = registry.members("lobby")
     assert set(first) == {a, b}
     assert registry.members("lobby") is first  # no rebuild without a change
-    registry.join(cast(Any, c), "lobby")
+    registry.add_member(cast(Any, c), "lobby")
     second = registry.members("lobby")
     assert set(second) == {a, b, c}
     assert set(first) == {a, b}  # an old snapshot never changes under its holder
-    registry.leave(cast(Any, b), "lobby")
+    registry.remove_member(cast(Any, b), "lobby")
     assert set(registry.members("lobby")) == {a, c}
     assert set(second) == {a, b, c}
 
@@ -46,10 +46,10 @@ def test_a_change_in_one_room_keeps_the_other_rooms_snapshots() -> None:
     registry = Registry()
     a, b = FakeSession("a"), FakeSession("b")
     admitted(registry, a, b)
-    registry.join(cast(Any, a), "one")
-    registry.join(cast(Any, a), "two")
+    registry.add_member(cast(Any, a), "one")
+    registry.add_member(cast(Any, a), "two")
     two = registry.members("two")
-    registry.join(cast(Any, b), "one")
+    registry.add_member(cast(Any, b), "one")
     assert registry.members("two") is two
 
 
@@ -57,11 +57,11 @@ def test_leave_reports_the_last_local_member() -> None:
     registry = Registry()
     a, b = FakeSession("a"), FakeSession("b")
     admitted(registry, a, b)
-    registry.join(cast(Any, a), "lobby")
-    registry.join(cast(Any, b), "lobby")
-    assert registry.leave(cast(Any, a), "lobby") is False
-    assert registry.leave(cast(Any, a), "lobby") is False  # not a member any more
-    assert registry.leave(cast(Any, b), "lobby") is True
+    registry.add_member(cast(Any, a), "lobby")
+    registry.add_member(cast(Any, b), "lobby")
+    assert registry.remove_member(cast(Any, a), "lobby") is False
+    assert registry.remove_member(cast(Any, a), "lobby") is False  # not a member any more
+    assert registry.remove_member(cast(Any, b), "lobby") is True
     assert registry.members("lobby") == ()
     assert registry.rooms() == frozenset()
 
@@ -72,8 +72,8 @@ def test_remove_forgets_everything_and_returns_emptied_rooms() -> None:
     admitted(registry, a, b)
     registry.bind_name(cast(Any, a))
     for room in ("lobby", "solo"):
-        registry.join(cast(Any, a), room)
-    registry.join(cast(Any, b), "lobby")
+        registry.add_member(cast(Any, a), room)
+    registry.add_member(cast(Any, b), "lobby")
     lobby = registry.members("lobby")
     assert sorted(registry.remove(cast(Any, a))) == ["solo"]
     assert registry.members("lobby") == (b,)
@@ -127,9 +127,9 @@ def test_snapshots_stay_consistent_under_concurrent_joins_and_leaves() -> None:
 
     def churn(s: FakeSession) -> None:
         for _ in range(300):
-            registry.join(cast(Any, s), "lobby")
-            registry.leave(cast(Any, s), "lobby")
-        registry.join(cast(Any, s), "lobby")
+            registry.add_member(cast(Any, s), "lobby")
+            registry.remove_member(cast(Any, s), "lobby")
+        registry.add_member(cast(Any, s), "lobby")
 
     def read() -> None:
         while not stop.is_set():

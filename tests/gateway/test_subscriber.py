@@ -105,7 +105,7 @@ def test_a_join_before_the_link_is_up_waits_for_it_instead_of_failing(
     joiner = RecordingSession()
     try:
         registry.admit(cast(Any, joiner), 100, 0)
-        registry.join(cast(Any, joiner), "early")
+        registry.add_member(cast(Any, joiner), "early")
         ticket = sub.subscribe("early")  # not started yet: not connected
         assert not ticket.wait(0), "resolved before any connection"
         sub.start()
@@ -128,7 +128,7 @@ def test_a_join_while_redis_is_unreachable_is_refused_by_the_failed_attempt(
     joiner = RecordingSession()
     try:
         registry.admit(cast(Any, joiner), 100, 0)
-        registry.join(cast(Any, joiner), "r")
+        registry.add_member(cast(Any, joiner), "r")
         ticket = sub.subscribe("r")
         sub.start()
         assert not ticket.wait(10)
@@ -152,16 +152,16 @@ def test_a_join_racing_the_last_leave_keeps_its_subscription(
     leaver, joiner = RecordingSession(), RecordingSession()
     for s in (leaver, joiner):
         registry.admit(cast(Any, s), 100, 0)
-    registry.join(cast(Any, leaver), "r")
+    registry.add_member(cast(Any, leaver), "r")
     assert sub.subscribe("r").wait(5)
     tickets = []
 
     def joiner_arrives() -> None:
-        registry.join(cast(Any, joiner), "r")
+        registry.add_member(cast(Any, joiner), "r")
         tickets.append(sub.subscribe("r"))
 
     registry.after_snapshot = joiner_arrives
-    assert registry.leave(cast(Any, leaver), "r")
+    assert registry.remove_member(cast(Any, leaver), "r")
     sub.unsubscribe("r")
     wait_for(lambda: tickets, 10, what="the racing join")
     assert tickets[0].wait(5)  # the joiner was told the room is subscribed...
@@ -179,13 +179,13 @@ def test_a_join_queued_before_the_reconcile_is_confirmed(
     leaver, joiner = RecordingSession(), RecordingSession()
     for s in (leaver, joiner):
         registry.admit(cast(Any, s), 100, 0)
-    registry.join(cast(Any, leaver), "r")
+    registry.add_member(cast(Any, leaver), "r")
     assert sub.subscribe("r").wait(5)
-    registry.leave(cast(Any, leaver), "r")
+    registry.remove_member(cast(Any, leaver), "r")
     sub.unsubscribe("r")
     mark(client, probes)
     assert client.pubsub_numsub(keys.room_channel("r"))[0][1] == 0  # dropped when unwanted
-    registry.join(cast(Any, joiner), "r")
+    registry.add_member(cast(Any, joiner), "r")
     assert sub.subscribe("r").wait(5)
     client.publish(keys.room_channel("r"), b"Me1|1|" + b'{"type":"message","id":1}')
     mark(client, probes)
@@ -198,7 +198,7 @@ def test_subscriptions_come_back_after_the_connection_is_killed(
     member = RecordingSession()
     registry.admit(cast(Any, member), 100, 0)
     for room in ("a", "b"):
-        registry.join(cast(Any, member), room)
+        registry.add_member(cast(Any, member), room)
         assert sub.subscribe(room).wait(5)
     assert client.client_kill_filter(_type="pubsub") == 1
     wait_for(lambda: client.pubsub_numsub(keys.room_channel("a"), keys.room_channel("b"))
