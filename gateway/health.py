@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.accept import OUT_OF_DESCRIPTORS, Backoff, FailureLog
+from gateway.wakeup import Waker
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class HealthServer:
         self._lock = threading.Lock()
         self._open: dict[socket.socket, threading.Thread] = {}
         self._stopping = False
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._waker = Waker()
         self._backoff = Backoff()
         self._failures = FailureLog(log, "health_accept_failed")
         self._thread = threading.Thread(target=self._run, name="health")
@@ -101,8 +102,7 @@ class HealthServer:
                 return
             self._stopping = True
             open_now = dict(self._open)
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
+        self._waker.wake()
         if self._thread.is_alive():
             self._thread.join(5)
         for sock, thread in open_now.items():
@@ -110,20 +110,19 @@ class HealthServer:
                 sock.shutdown(socket.SHUT_RDWR)
             thread.join(5)
         self._server.server_close()
-        self._wake_r.close()
-        self._wake_w.close()
+        self._waker.close()
 
     def _run(self) -> None:
         selector = selectors.DefaultSelector()
         selector.register(self._server.socket, selectors.EVENT_READ)
-        selector.register(self._wake_r, selectors.EVENT_READ)
+        selector.register(self._waker, selectors.EVENT_READ)
         try:
             while True:
                 delay = self._backoff.delay
-                if delay and select.select([self._wake_r], [], [], delay)[0]:
+                if delay and select.select([self._waker], [], [], delay)[0]:
                     return
                 for key, _ in selector.select():
-                    if key.fileobj is self._wake_r:
+                    if key.fileobj is self._waker:
                         return
                     self._accept_ready()
         except Exception:

@@ -25,7 +25,6 @@ Lock order: callers may hold their session lock when calling ``enqueue``;
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import fcntl
 import logging
@@ -38,6 +37,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+
+from gateway.wakeup import Waker
 
 log = logging.getLogger(__name__)
 
@@ -411,16 +412,14 @@ class Flusher:
 
     Registrations are one-shot (POLLOUT, removed once fired) and are made only
     by this thread, from requests handed over under a lock and a wake-up
-    byte on a socketpair; so ``poll`` never races with a registration.
+    byte on its ``Waker``; so ``poll`` never races with a registration.
     """
 
     def __init__(self, name: str = "flusher") -> None:
         self._lock = threading.Lock()
         self._requests: list[tuple[int, Outbound]] = []
         self._waiting: dict[int, Outbound] = {}
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._waker = Waker()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name)
 
@@ -432,33 +431,27 @@ class Flusher:
             return
         with self._lock:
             self._requests.append((fd, outbound))
-        self._wake()
-
-    def _wake(self) -> None:
-        # BlockingIOError: a wake-up byte is already pending; OSError: we are closing
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
+        self._waker.wake()
 
     def stop(self) -> None:
         with self._lock:
             if self._stopping:
                 return
             self._stopping = True
-        self._wake()
+        self._waker.wake()
         if self._thread.is_alive():
             self._thread.join(5)
-        self._wake_r.close()
-        self._wake_w.close()
+        self._waker.close()
 
     def _run(self) -> None:
         poller = select.poll()
-        wake_fd = self._wake_r.fileno()
+        wake_fd = self._waker.fileno()
         poller.register(wake_fd, select.POLLIN)
         try:
             while True:
                 for fd, event in poller.poll():
                     if fd == wake_fd:
-                        self._drain_wake()
+                        self._waker.drain()
                         continue
                     outbound = self._waiting.pop(fd, None)
                     poller.unregister(fd)
@@ -474,13 +467,6 @@ class Flusher:
         except Exception:
             log.exception("event=flusher_crashed")
             raise
-
-    def _drain_wake(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
 
 
 __all__ = ["Flusher", "Outbound"]

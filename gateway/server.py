@@ -22,7 +22,6 @@ and beats no more: ``start`` tells the two apart (``_take_id``).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import select
 import selectors
@@ -52,6 +51,7 @@ from gateway.reconcile import Reconciler
 from gateway.registry import Registry
 from gateway.session import Session
 from gateway.subscriber import Subscriber
+from gateway.wakeup import Waker
 from protocol import codec
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import ByeReason
@@ -92,7 +92,7 @@ class Gateway:
         self._stopped = threading.Event()
         self._listener: socket.socket | None = None
         self._health: HealthServer | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._waker = Waker()
         self._spare = SpareDescriptor()
         self._accept_backoff = Backoff()
         self._accept_failures = FailureLog(log, "accept_failed")
@@ -228,8 +228,7 @@ class Gateway:
         with self._lock:
             self._stopping = True
         self.broker.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        self._waker.close()
         self._stopped.set()
 
     def redis_location(self) -> str:
@@ -259,8 +258,7 @@ class Gateway:
             self._stopped.wait(10)
             return
         started = time.monotonic()
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
+        self._waker.wake()
         if self._accept_thread.is_alive():
             self._accept_thread.join(5)
         for session in self.registry.sessions():
@@ -281,8 +279,7 @@ class Gateway:
             self._health.stop()
         if self._listener is not None:
             self._listener.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        self._waker.close()
         self._spare.close()
         self.broker.close()
         log.info("event=stopped gateway=%s seconds=%.2f", self.config.gateway_id,
@@ -295,14 +292,14 @@ class Gateway:
         assert self._listener is not None
         selector = selectors.DefaultSelector()
         selector.register(self._listener, selectors.EVENT_READ)
-        selector.register(self._wake_r, selectors.EVENT_READ)
+        selector.register(self._waker, selectors.EVENT_READ)
         try:
             while not self._stopping:
                 delay = self._accept_backoff.delay
-                if delay and select.select([self._wake_r], [], [], delay)[0]:
+                if delay and select.select([self._waker], [], [], delay)[0]:
                     return  # woken for shutdown while backing off
                 for key, _ in selector.select():
-                    if key.fileobj is self._wake_r:
+                    if key.fileobj is self._waker:
                         return
                     self._accept_ready()
         except Exception:
