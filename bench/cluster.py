@@ -22,11 +22,11 @@ from bench.options import Address
 from bench.procstat import listening_pid
 from deploy.local_cluster import ClusterError, LocalCluster
 
-__all__ = ["ClusterError", "Gateway", "GatewaySettings", "Target", "open_target"]
+__all__ = ["ClusterError", "GatewayProcess", "GatewaySettings", "Target", "open_target"]
 
 
 @dataclass(frozen=True, slots=True)
-class Gateway:
+class GatewayProcess:
     id: str
     """A short label for reports: gw1, gw2, ... locally, the address remotely."""
     address: Address
@@ -54,7 +54,7 @@ class GatewaySettings:
 class Target:
     """The gateways of one run, and the local cluster behind them if any."""
 
-    def __init__(self, gateways: Sequence[Gateway], redis_pid: int | None = None,
+    def __init__(self, gateways: Sequence[GatewayProcess], redis_pid: int | None = None,
                  cluster: LocalCluster | None = None, redis_url: str | None = None) -> None:
         if not gateways:
             raise ValueError("a target needs at least one gateway")
@@ -67,13 +67,13 @@ class Target:
     @classmethod
     def remote(cls, addresses: Sequence[Address], redis_url: str | None = None) -> Target:
         """Given gateways; pids of those listening on this machine's loopback are looked up."""
-        return cls([Gateway(str(a), a, listening_pid(a.host, a.port)) for a in addresses],
+        return cls([GatewayProcess(str(a), a, listening_pid(a.host, a.port)) for a in addresses],
                    redis_url=redis_url)
 
     @classmethod
     def of_cluster(cls, cluster: LocalCluster) -> Target:
         gateways = [
-            Gateway(f"gw{i + 1}", Address(host, port), cluster.gateway_pid(i))
+            GatewayProcess(f"gw{i + 1}", Address(host, port), cluster.gateway_pid(i))
             for i, (host, port) in enumerate(cluster.gateway_addresses)
         ]
         others = set(cluster.pids) - {g.pid for g in gateways}

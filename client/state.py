@@ -49,7 +49,7 @@ from protocol.names import CONVERSATION_PREFIX, LOBBY, check_room, name_key
 MAX_HELD = 10_000
 """Messages held back per room behind a gap; beyond this the gap is given up."""
 
-Outbound = fr.Send | fr.Dm
+PendingSend = fr.Send | fr.DmRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +116,7 @@ class ClientState:
         self._dms: dict[str, _Conversation] = {}  # peer name_key -> conversation
         self._dm_queries: dict[str, int] = {}  # peer name_key -> dm history answers awaited
         self._rooms: dict[str, _Room] = {room: _Room() for room in dict.fromkeys(rooms)}
-        self._pending: dict[str, Outbound] = {}
+        self._pending: dict[str, PendingSend] = {}
         self._token: str | None = None
         self._hold_unavailable = hold_unavailable
         self._held: dict[str, None] = {}  # refs answered unavailable, to send again (in order)
@@ -133,7 +133,7 @@ class ClientState:
         return self._token
 
     @property
-    def pending(self) -> tuple[Outbound, ...]:
+    def pending(self) -> tuple[PendingSend, ...]:
         """Sends and dms not yet acknowledged, oldest first."""
         return tuple(self._pending.values())
 
@@ -213,13 +213,13 @@ class ClientState:
         r.queries.append(_Query())
         return True
 
-    def add_pending(self, frame: Outbound) -> None:
+    def add_pending(self, frame: PendingSend) -> None:
         """Track a send or dm until acknowledged; it must carry a new ``ref``."""
         if frame.ref is None or frame.ref in self._pending:
             raise ValueError("a tracked send needs a ref that is not already pending")
         self._pending[frame.ref] = frame
 
-    def take_held(self) -> tuple[Outbound, ...]:
+    def take_held(self) -> tuple[PendingSend, ...]:
         """The sends answered ``unavailable`` and held: send them again now (same ``ref``)."""
         frames = tuple(self._pending[ref] for ref in self._held if ref in self._pending)
         self._held.clear()
