@@ -24,7 +24,7 @@ from bench.tap import LineTap
 from bench.wire import ACK_MARK, STAMP, STAMP_SEQ
 from protocol.codec import decode_server
 from protocol.errors import ChatError, ConnectionLost, ProtocolError
-from protocol.frames import Error, Goodbye, Message, ServerFrame, Welcome
+from protocol.frames import Bye, Error, Message, ServerFrame, Welcome
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class BenchConnection(asyncio.Protocol):
         """When set (with ``stamps``), count mode also appends the sequence number of every
         numbered message (``~T<ns>~<seq>~``), for exact accounting."""
         self.welcome: Welcome | None = None
-        self.bye: Goodbye | None = None
+        self.bye: Bye | None = None
         self._after_read = type(self).read_done is not BenchConnection.read_done
 
     # ------------------------------------------------------------------ asyncio
@@ -162,7 +162,7 @@ class BenchConnection(asyncio.Protocol):
         except ProtocolError as exc:
             log.warning("%s: undecodable frame %r: %s", self.name, line[:200], exc)
             return None
-        if isinstance(frame, Goodbye):
+        if isinstance(frame, Bye):
             self.bye = frame
         for index, (predicate, waiter) in enumerate(self._waiters):
             if not waiter.done() and predicate(frame):
@@ -206,7 +206,7 @@ class BenchConnection(asyncio.Protocol):
 
     async def login(self, hello_line: bytes, timeout: float) -> Welcome:
         """Send ``hello``; return the ``welcome`` or raise ``LoginFailed``."""
-        answer = self.expect(lambda f: isinstance(f, Welcome | Error | Goodbye))
+        answer = self.expect(lambda f: isinstance(f, Welcome | Error | Bye))
         self.write(hello_line)
         try:
             frame = await asyncio.wait_for(answer, timeout)
@@ -216,7 +216,7 @@ class BenchConnection(asyncio.Protocol):
             raise LoginFailed(self.name, str(exc)) from None
         if isinstance(frame, Error):
             raise LoginFailed(self.name, f"{frame.code.value}: {frame.message}")
-        if isinstance(frame, Goodbye):
+        if isinstance(frame, Bye):
             raise LoginFailed(self.name, f"bye/{frame.reason.value}")
         assert isinstance(frame, Welcome)
         self.welcome = frame

@@ -233,7 +233,7 @@ class ChatClient:
         self._stop.set()
         on_reader = thread is threading.current_thread()
         if previous is not _Phase.CLOSED and link is not None:
-            link.send(fr.Bye())
+            link.send(fr.ByeRequest())
             link.finish_sending()
         if previous is _Phase.IDLE:
             self._finish("closed")  # no reader thread is left to do it
@@ -266,7 +266,7 @@ class ChatClient:
 
     def dm(self, to: str, text: str) -> str:
         """A private message to user ``to``; like ``send``."""
-        return self._submit(lambda ref, limit: fr.Dm(to, check_text(text, limit), ref))
+        return self._submit(lambda ref, limit: fr.DmRequest(to, check_text(text, limit), ref))
 
     def join(self, room: str) -> None:
         """Join ``room``; its history arrives as ``HistoryLoaded``. Also while reconnecting."""
@@ -302,7 +302,7 @@ class ChatClient:
             if now - self._typing_sent.get(room, -TYPING_INTERVAL_S) < TYPING_INTERVAL_S:
                 return
             self._typing_sent[room] = now
-        self._send_now(fr.Typing(room))
+        self._send_now(fr.TypingRequest(room))
 
     def history(self, room: str, before: int | None = None,
                 limit: int = DEFAULT_HISTORY_LIMIT) -> None:
@@ -395,7 +395,7 @@ class ChatClient:
         with self._lock:
             return self._state.dm_position(peer)
 
-    def _submit(self, make: Callable[[str, int], fr.Send | fr.Dm]) -> str:
+    def _submit(self, make: Callable[[str, int], fr.Send | fr.DmRequest]) -> str:
         with self._lock:
             self._require_running()
             self._refs_made += 1
@@ -490,7 +490,7 @@ class ChatClient:
             if not self._stop.is_set():
                 link.keep_alive(self._ping_interval)
             if frame is not None:
-                if isinstance(frame, fr.Goodbye):
+                if isinstance(frame, fr.Bye):
                     return _Ending(frame.reason.value, final=frame.reason in FINAL_BYES)
                 self._emit_all(self._apply(link, frame))
             if not self._stop.is_set():

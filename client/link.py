@@ -160,7 +160,7 @@ def login(address: Address, index: int, hello: fr.Hello, timeout: float,
                     return link, frame
                 case fr.Error(code=code, message=message):
                     raise LoginRefused(code, message)
-                case fr.Goodbye(reason=reason):
+                case fr.Bye(reason=reason):
                     raise ConnectionLost(f"{address} said bye ({reason}) before welcome")
                 case None:
                     continue

@@ -26,11 +26,11 @@ from gateway.broker import BrokerUnavailable
 from protocol import codec
 from protocol.errors import ErrorCode, FrameTooLarge, ProtocolError
 from protocol.frames import (
-    Bye,
     ByeReason,
+    ByeRequest,
     ClientFrame,
-    Dm,
     DmHistoryQuery,
+    DmRequest,
     Hello,
     HistoryQuery,
     Join,
@@ -41,7 +41,7 @@ from protocol.frames import (
     Read,
     Register,
     Send,
-    Typing,
+    TypingRequest,
     Who,
     WhoList,
 )
@@ -150,7 +150,7 @@ def _handle_line(s: Session, line: bytes) -> None:
         s._refused(exc if s._bucket.take() else ProtocolError(
             ErrorCode.RATE_LIMITED, "too many frames; slow down"))
         return
-    kind = type(frame).__name__.lower()
+    kind = type(frame).__name__.lower().removesuffix("request")
     s._svc.metrics.frames_in.labels(kind).inc()
     if not s._bucket.take():
         s._refused(ProtocolError(
@@ -175,11 +175,11 @@ def _dispatch(s: Session, frame: ClientFrame) -> None:
             s._on_send(frame)
         case Ping():
             s._send(codec.encode(Pong(frame.ref)), "pong")
-        case Typing():
+        case TypingRequest():
             s._on_typing(frame)
         case Hello():
             login.hello(s, frame)
-        case Dm():
+        case DmRequest():
             s._on_dm(frame)
         case Join():
             s._on_join(frame)
@@ -190,7 +190,7 @@ def _dispatch(s: Session, frame: ClientFrame) -> None:
         case Who():
             names = s._svc.broker.who(frame.room)
             s._send(codec.encode(WhoList(frame.room, tuple(names))), "who")
-        case Bye():
+        case ByeRequest():
             s.kick(ByeReason.CLIENT)
         case Register() | Passwd() | Read() | DmHistoryQuery():
             s._on_accounts_pending(frame)

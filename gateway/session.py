@@ -64,10 +64,10 @@ from protocol import codec
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import (
     Ack,
+    Bye,
     ByeReason,
-    Dm,
     DmHistoryQuery,
-    Goodbye,
+    DmRequest,
     HistoryQuery,
     Join,
     Leave,
@@ -77,7 +77,7 @@ from protocol.frames import (
     Read,
     Register,
     Send,
-    Typing,
+    TypingRequest,
 )
 from protocol.names import name_key
 
@@ -201,7 +201,7 @@ class Session:
         """End the session from any thread: ``bye`` with ``reason``, then close."""
         if not self._close_with(reason):
             return
-        self._out.enqueue_final(codec.encode(Goodbye(reason)))
+        self._out.enqueue_final(codec.encode(Bye(reason)))
         self._out.flush()
         with contextlib.suppress(OSError):  # already gone: the reader is on its way out
             self.sock.shutdown(socket.SHUT_RD)
@@ -338,7 +338,7 @@ class Session:
         if frame.ref is not None:
             self._send(codec.encode(Ack(frame.ref, published.id)), "ack")
 
-    def _on_dm(self, frame: Dm) -> None:
+    def _on_dm(self, frame: DmRequest) -> None:
         assert self.name is not None
         gate = self._svc.accounts
         if gate is not None:
@@ -356,7 +356,7 @@ class Session:
         if frame.ref is not None:
             self._send(codec.encode(Ack(frame.ref)), "ack")
 
-    def _on_typing(self, frame: Typing) -> None:
+    def _on_typing(self, frame: TypingRequest) -> None:
         self._require_room(frame.room)
         assert self.name is not None
         now = time.monotonic()

@@ -22,14 +22,14 @@ from protocol.frames import (
     Ack,
     Bye,
     ByeReason,
+    ByeRequest,
     ClientFrame,
     DirectMessage,
-    Dm,
     DmHistory,
     DmHistoryQuery,
+    DmRequest,
     DmSummary,
     Error,
-    Goodbye,
     Hello,
     History,
     HistoryQuery,
@@ -47,8 +47,8 @@ from protocol.frames import (
     Registered,
     Send,
     ServerFrame,
-    Typing,
     TypingNotice,
+    TypingRequest,
     Welcome,
     Who,
     WhoList,
@@ -204,9 +204,10 @@ def _build_client(kind: str, obj: dict[str, Any], limits: Limits) -> ClientFrame
     if kind == "ping":
         return Ping(obj.get("ref"))
     if kind == "typing":
-        return Typing(obj.get("room"))  # type: ignore[arg-type]
+        return TypingRequest(obj.get("room"))  # type: ignore[arg-type]
     if kind == "dm":
-        return Dm(obj.get("to"), check_text(obj.get("text"), limits.max_text), obj.get("ref"))  # type: ignore[arg-type]
+        text = check_text(obj.get("text"), limits.max_text)
+        return DmRequest(obj.get("to"), text, obj.get("ref"))  # type: ignore[arg-type]
     if kind == "hello":
         return Hello(
             name=check_name(obj.get("name")),  # first, so a bad name is what the user hears
@@ -231,7 +232,7 @@ def _build_client(kind: str, obj: dict[str, Any], limits: Limits) -> ClientFrame
     if kind == "who":
         return Who(obj.get("room"))  # type: ignore[arg-type]
     if kind == "bye":
-        return Bye()
+        return ByeRequest()
     if kind == "read":
         return Read(room=obj.get("room"), peer=obj.get("with"), id=obj.get("id"))  # type: ignore[arg-type]
     if kind == "register":
@@ -308,7 +309,7 @@ def _build_server(kind: str, obj: dict[str, Any]) -> ServerFrame:
     if kind == "error":
         return Error(ErrorCode(obj["code"]), obj["message"], obj.get("ref"))
     if kind == "bye":
-        return Goodbye(ByeReason(obj["reason"]))
+        return Bye(ByeReason(obj["reason"]))
     if kind == "welcome":
         return Welcome(
             obj["name"],

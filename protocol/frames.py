@@ -2,7 +2,11 @@
 
 Client frames (client -> gateway) and server frames (gateway -> client) are
 separate unions because several type names (``history``, ``dm``, ``who``,
-``typing``, ``bye``) mean a request one way and an answer the other. Each
+``typing``, ``bye``) mean a request one way and an answer the other. Where a
+wire type names both, the client's class ends in ``Request`` and the server's
+has the plain or descriptive name: ``ByeRequest``/``Bye``,
+``TypingRequest``/``TypingNotice``, ``DmRequest``/``DirectMessage``,
+``HistoryQuery``/``History``, ``Who``/``WhoList``. Each
 class validates the fields docs/protocol.md fixes on construction, so no frame
 that exists can be invalid; limits that a gateway may configure (``max_text``)
 are checked by the codec, which knows them.
@@ -105,7 +109,7 @@ class Send:
 
 
 @dataclass(frozen=True, slots=True)
-class Dm:
+class DmRequest:
     to: str
     text: str
     ref: str | None = None
@@ -173,7 +177,7 @@ class Who:
 
 
 @dataclass(frozen=True, slots=True)
-class Typing:
+class TypingRequest:
     room: str
 
     def __post_init__(self) -> None:
@@ -189,7 +193,7 @@ class Ping:
 
 
 @dataclass(frozen=True, slots=True)
-class Bye:
+class ByeRequest:
     pass
 
 
@@ -236,22 +240,23 @@ class Read:
 
 
 ClientFrame = (
-    Hello | Send | Dm | Join | Leave | HistoryQuery | DmHistoryQuery | Who | Typing | Ping | Bye
+    Hello | Send | DmRequest | Join | Leave | HistoryQuery | DmHistoryQuery | Who | TypingRequest
+    | Ping | ByeRequest
     | Register | Passwd | Read
 )
 
 CLIENT_TYPES: dict[type[Any], str] = {
     Hello: "hello",
     Send: "send",
-    Dm: "dm",
+    DmRequest: "dm",
     Join: "join",
     Leave: "leave",
     HistoryQuery: "history",
     DmHistoryQuery: "history",
     Who: "who",
-    Typing: "typing",
+    TypingRequest: "typing",
     Ping: "ping",
-    Bye: "bye",
+    ByeRequest: "bye",
     Register: "register",
     Passwd: "passwd",
     Read: "read",
@@ -373,7 +378,7 @@ class Error:
 
 
 @dataclass(frozen=True, slots=True)
-class Goodbye:
+class Bye:
     reason: ByeReason
 
 
@@ -386,7 +391,7 @@ class Registered:
 
 ServerFrame = (
     Welcome | History | DmHistory | Message | DirectMessage | Ack | Joined | Left | TypingNotice
-    | WhoList | Pong | Error | Goodbye | Registered
+    | WhoList | Pong | Error | Bye | Registered
 )
 
 SERVER_TYPES: dict[type[Any], str] = {
@@ -402,6 +407,6 @@ SERVER_TYPES: dict[type[Any], str] = {
     WhoList: "who",
     Pong: "pong",
     Error: "error",
-    Goodbye: "bye",
+    Bye: "bye",
     Registered: "registered",
 }

@@ -62,7 +62,7 @@ class FakeConnection:
             self._lines.extend(self._reader.feed(data))
         frame = decode_client(self._lines.popleft())
         self.received.append(frame)
-        if isinstance(frame, fr.Bye):
+        if isinstance(frame, fr.ByeRequest):
             self.bye(fr.ByeReason.CLIENT)
         return frame
 
@@ -74,7 +74,7 @@ class FakeConnection:
                 if self.answer_pings:
                     self.send(fr.Pong(frame.ref))
                 continue
-            if isinstance(frame, fr.Typing):
+            if isinstance(frame, fr.TypingRequest):
                 continue
             assert isinstance(frame, kind), f"expected {kind.__name__}, got {frame!r}"
             return frame
@@ -107,7 +107,7 @@ class FakeConnection:
 
     def bye(self, reason: fr.ByeReason) -> None:
         with contextlib.suppress(OSError):  # the client may have gone already
-            self.send(fr.Goodbye(reason))
+            self.send(fr.Bye(reason))
         self.drop()
 
     def drop(self) -> None:

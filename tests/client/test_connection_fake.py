@@ -159,7 +159,7 @@ def test_send_is_acked_by_ref_and_errors_fail_only_their_send(recorder: Recorder
     def script(conn: FakeConnection) -> None:
         conn.login()
         ok = conn.expect(fr.Send)
-        bad = conn.expect(fr.Dm)
+        bad = conn.expect(fr.DmRequest)
         conn.send(fr.Ack(ok.ref or "", 1), message(1, sender="alice"))
         conn.send(fr.Error(ErrorCode.NO_SUCH_USER, "no carol", bad.ref))
         conn.send(fr.Error(ErrorCode.NOT_IN_ROOM, "not in dev"))
@@ -443,7 +443,7 @@ def test_join_leave_who_typing_and_scroll_back(recorder: Recorder) -> None:
         assert client.rooms == ("lobby",)
         received = gw.connections[0].received
         wait_for(lambda: any(isinstance(f, fr.Leave) for f in received), what="leave frame")
-        assert received.count(fr.Typing("dev")) == 1
+        assert received.count(fr.TypingRequest("dev")) == 1
 
 
 def test_rooms_joined_while_reconnecting_are_joined_after_login(recorder: Recorder) -> None:
@@ -482,7 +482,7 @@ def test_close_says_bye_fails_pending_and_is_idempotent(recorder: Recorder) -> N
     def script(conn: FakeConnection) -> None:
         conn.login()
         conn.expect(fr.Send)
-        conn.expect(fr.Bye)
+        conn.expect(fr.ByeRequest)
         conn.serve()
 
     with FakeGateway(script) as gw:
@@ -495,7 +495,7 @@ def test_close_says_bye_fails_pending_and_is_idempotent(recorder: Recorder) -> N
         assert recorder.of(ev.Closed) == [ev.Closed("closed")]
         assert [e.ref for e in recorder.of(ev.SendFailed)] == [ref]
         assert not client.connected and client.gateway is None
-        wait_for(lambda: any(isinstance(f, fr.Bye) for f in gw.connections[0].received),
+        wait_for(lambda: any(isinstance(f, fr.ByeRequest) for f in gw.connections[0].received),
                  what="bye")
         assert not any(t.name == "chat-client-alice" for t in threading.enumerate())
 

@@ -107,7 +107,7 @@ def test_keep_alive_pings_a_quiet_gateway_even_while_we_send(
     link, gateway = pair
 
     def typing_then_check() -> bool:
-        link.send(fr.Typing("lobby"))
+        link.send(fr.TypingRequest("lobby"))
         link.keep_alive(0.05)
         return any(isinstance(f, fr.Ping) for f in frames_from(gateway))
 
@@ -156,7 +156,7 @@ def test_login_returns_the_welcome_and_keeps_what_followed() -> None:
     ("answer", "raised"),
     [
         (fr.Error(ErrorCode.NAME_TAKEN, "taken"), LoginRefused),
-        (fr.Goodbye(fr.ByeReason.SHUTDOWN), ConnectionLost),
+        (fr.Bye(fr.ByeReason.SHUTDOWN), ConnectionLost),
     ],
 )
 def test_login_turns_a_refusal_or_bye_into_an_exception(answer: fr.ServerFrame,

@@ -317,7 +317,7 @@ def test_ack_ends_a_pending_send_once() -> None:
 
 def test_error_with_a_pending_ref_fails_that_send() -> None:
     state = logged_in()
-    state.add_pending(fr.Dm("bob", "psst", "r2"))
+    state.add_pending(fr.DmRequest("bob", "psst", "r2"))
     outcome = state.handle(fr.Error(ErrorCode.NO_SUCH_USER, "no bob", "r2"))
     assert len(outcome.events) == 1
     failed = outcome.events[0]
@@ -335,8 +335,9 @@ def test_error_without_a_pending_ref_is_a_server_error() -> None:
 
 def test_welcome_resends_pending_in_order_with_the_same_ref() -> None:
     state = logged_in()
-    sends: list[fr.Send | fr.Dm] = [
-        fr.Send("lobby", "one", "r1"), fr.Dm("bob", "two", "r2"), fr.Send("lobby", "3", "r3"),
+    sends: list[fr.Send | fr.DmRequest] = [
+        fr.Send("lobby", "one", "r1"), fr.DmRequest("bob", "two", "r2"),
+        fr.Send("lobby", "3", "r3"),
     ]
     for frame in sends:
         state.add_pending(frame)

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(60)
 
 def without_ref(frame: fr.ClientFrame) -> fr.ClientFrame:
     """Refs are random: compare sends without them."""
-    if isinstance(frame, fr.Send | fr.Dm):
+    if isinstance(frame, fr.Send | fr.DmRequest):
         assert frame.ref
         return dataclasses.replace(frame, ref=None)
     return frame
@@ -231,9 +231,9 @@ def test_commands_are_carried_out_on_the_client() -> None:
     sent = [without_ref(f) for f in received if not isinstance(f, fr.Hello | fr.Ping)]
     assert sent == [
         fr.Send("lobby", "hello all"), fr.Join("dev"), fr.Send("dev", "/me waves"),
-        fr.Dm("bob", "hi bob"), fr.Who("dev"), fr.Leave("dev"),
+        fr.DmRequest("bob", "hi bob"), fr.Who("dev"), fr.Leave("dev"),
         fr.Send("lobby", "after leave"),  # back to the first room
-        fr.Bye(),
+        fr.ByeRequest(),
     ]
     text = out.getvalue()
     assert "[lobby] bob: message 1" in text
@@ -253,9 +253,9 @@ def test_main_runs_on_a_pipe(monkeypatch: pytest.MonkeyPatch,
         monkeypatch.setattr("sys.stdin", io.StringIO("hi there\n"))
         assert term.main(["--name", "alice", "--room", "lobby"]) == 0
         conn = gw.wait_connections(1)
-        wait_for(lambda: fr.Bye() in conn.received, what="the client to say bye")
-    sends = [without_ref(f) for f in conn.received if isinstance(f, fr.Send | fr.Bye)]
-    assert sends == [fr.Send("lobby", "hi there"), fr.Bye()]
+        wait_for(lambda: fr.ByeRequest() in conn.received, what="the client to say bye")
+    sends = [without_ref(f) for f in conn.received if isinstance(f, fr.Send | fr.ByeRequest)]
+    assert sends == [fr.Send("lobby", "hi there"), fr.ByeRequest()]
     out = capsys.readouterr().out
     assert "-- connected to fake-gw as alice" in out
     assert "-- closed: closed" in out

@@ -31,14 +31,14 @@ from protocol.frames import (
     Ack,
     Bye,
     ByeReason,
+    ByeRequest,
     ClientFrame,
     DirectMessage,
-    Dm,
     DmHistory,
     DmHistoryQuery,
+    DmRequest,
     DmSummary,
     Error,
-    Goodbye,
     Hello,
     History,
     HistoryQuery,
@@ -56,8 +56,8 @@ from protocol.frames import (
     Registered,
     Send,
     ServerFrame,
-    Typing,
     TypingNotice,
+    TypingRequest,
     Welcome,
     Who,
     WhoList,
@@ -221,8 +221,8 @@ VALID_CLIENT: list[tuple[bytes, ClientFrame]] = [
     (line(type="hello", name="a", since=None, token=None, rooms=None), Hello("a")),
     (line(type="send", room="lobby", text="hi"), Send("lobby", "hi")),
     (line(type="send", room="lobby", text="  hi \n", ref="r-1"), Send("lobby", "hi", "r-1")),
-    (line(type="dm", to="bob", text="psst"), Dm("bob", "psst")),
-    (line(type="dm", to="bob", text="psst", ref="r2"), Dm("bob", "psst", "r2")),
+    (line(type="dm", to="bob", text="psst"), DmRequest("bob", "psst")),
+    (line(type="dm", to="bob", text="psst", ref="r2"), DmRequest("bob", "psst", "r2")),
     (line(type="join", room="dev"), Join("dev")),
     (line(type="leave", room="dev"), Leave("dev")),
     (line(type="history", room="dev"), HistoryQuery("dev", None, 50)),
@@ -230,11 +230,11 @@ VALID_CLIENT: list[tuple[bytes, ClientFrame]] = [
     (line(type="history", room="dev", before=None, limit=None), HistoryQuery("dev")),
     (line(type="history", room="dev", limit=1), HistoryQuery("dev", None, 1)),
     (line(type="who", room="dev"), Who("dev")),
-    (line(type="typing", room="dev"), Typing("dev")),
+    (line(type="typing", room="dev"), TypingRequest("dev")),
     (b'{"type":"ping"}', Ping()),
     (line(type="ping", ref="p1"), Ping("p1")),
-    (b'{"type":"bye"}', Bye()),
-    (b' {"type" : "bye"} \t', Bye()),
+    (b'{"type":"bye"}', ByeRequest()),
+    (b' {"type" : "bye"} \t', ByeRequest()),
     # v1.1
     (line(type="hello", name="a", password="pass word"), Hello("a", password="pass word")),
     (line(type="hello", name="a", password=None), Hello("a")),
@@ -301,7 +301,7 @@ def test_text_up_to_max_text_after_strip_is_accepted() -> None:
 
 
 def test_newline_and_tab_inside_text_are_kept() -> None:
-    assert decode_client(line(type="dm", to="b", text="a\n\tb")) == Dm("b", "a\n\tb")
+    assert decode_client(line(type="dm", to="b", text="a\n\tb")) == DmRequest("b", "a\n\tb")
 
 
 def test_a_configured_max_text_is_the_one_enforced() -> None:
@@ -519,7 +519,7 @@ def test_bad_name_is_reported_before_bad_rooms() -> None:
 @pytest.mark.parametrize("name", GOOD_NAMES)
 def test_good_names_are_accepted_in_hello_and_dm(name: str) -> None:
     assert decode_client(line(type="hello", name=name)) == Hello(name)
-    assert decode_client(line(type="dm", to=name, text="x")) == Dm(name, "x")
+    assert decode_client(line(type="dm", to=name, text="x")) == DmRequest(name, "x")
 
 
 # --- rooms
@@ -810,7 +810,7 @@ SERVER_FRAMES: list[tuple[ServerFrame, bytes]] = [
         Error(ErrorCode.RATE_LIMITED, "slow down"),
         b'{"type":"error","code":"rate_limited","message":"slow down"}\n',
     ),
-    *[(Goodbye(r), b'{"type":"bye","reason":"%s"}\n' % r.value.encode()) for r in ByeReason],
+    *[(Bye(r), b'{"type":"bye","reason":"%s"}\n' % r.value.encode()) for r in ByeReason],
 ]
 
 
@@ -835,16 +835,16 @@ CLIENT_FRAMES: list[tuple[ClientFrame, bytes]] = [
     ),
     (Send("dev", "hi"), b'{"type":"send","room":"dev","text":"hi"}\n'),
     (Send("dev", "hi", "r"), b'{"type":"send","room":"dev","text":"hi","ref":"r"}\n'),
-    (Dm("bob", "hi", "r"), b'{"type":"dm","to":"bob","text":"hi","ref":"r"}\n'),
+    (DmRequest("bob", "hi", "r"), b'{"type":"dm","to":"bob","text":"hi","ref":"r"}\n'),
     (Join("dev"), b'{"type":"join","room":"dev"}\n'),
     (Leave("dev"), b'{"type":"leave","room":"dev"}\n'),
     (HistoryQuery("dev"), b'{"type":"history","room":"dev","limit":50}\n'),
     (HistoryQuery("dev", 9, 10), b'{"type":"history","room":"dev","before":9,"limit":10}\n'),
     (Who("dev"), b'{"type":"who","room":"dev"}\n'),
-    (Typing("dev"), b'{"type":"typing","room":"dev"}\n'),
+    (TypingRequest("dev"), b'{"type":"typing","room":"dev"}\n'),
     (Ping(), b'{"type":"ping"}\n'),
     (Ping("p"), b'{"type":"ping","ref":"p"}\n'),
-    (Bye(), b'{"type":"bye"}\n'),
+    (ByeRequest(), b'{"type":"bye"}\n'),
     # v1.1
     (
         Hello("alice", ("dev",), {"@bob": Position("e", 3)}, "tok", "pass word"),

@@ -15,14 +15,14 @@ from protocol.frames import (
     Ack,
     Bye,
     ByeReason,
+    ByeRequest,
     ClientFrame,
     DirectMessage,
-    Dm,
     DmHistory,
     DmHistoryQuery,
+    DmRequest,
     DmSummary,
     Error,
-    Goodbye,
     Hello,
     History,
     HistoryQuery,
@@ -40,8 +40,8 @@ from protocol.frames import (
     Registered,
     Send,
     ServerFrame,
-    Typing,
     TypingNotice,
+    TypingRequest,
     Welcome,
     Who,
     WhoList,
@@ -102,14 +102,14 @@ SAMPLES: list[Any] = [
     Position("e", 0),
     Hello("a"),
     Send("r", "t"),
-    Dm("b", "t"),
+    DmRequest("b", "t"),
     Join("r"),
     Leave("r"),
     HistoryQuery("r"),
     Who("r"),
-    Typing("r"),
+    TypingRequest("r"),
     Ping(),
-    Bye(),
+    ByeRequest(),
     Welcome("a", "gw", ("lobby",), "t", {}),
     Message("r", 1, "a", "t", 1.0),
     History("r", "e", (), True),
@@ -121,7 +121,7 @@ SAMPLES: list[Any] = [
     WhoList("r", ()),
     Pong(),
     Error(ErrorCode.INTERNAL, "m"),
-    Goodbye(ByeReason.IDLE),
+    Bye(ByeReason.IDLE),
     # v1.1
     Register("password"),
     Passwd("old", "password"),
@@ -208,13 +208,13 @@ def test_send_checks_room_and_ref_but_leaves_text_to_the_codec() -> None:
 
 def test_dm_checks_to_and_ref() -> None:
     with pytest.raises(ProtocolError) as info:
-        Dm("a b", "t")
+        DmRequest("a b", "t")
     assert info.value.code is ErrorCode.BAD_NAME
     assert info.value.message.startswith("to ")
-    assert code_of(Dm, "bob", "t", "r" * 129) is ErrorCode.BAD_FRAME
+    assert code_of(DmRequest, "bob", "t", "r" * 129) is ErrorCode.BAD_FRAME
 
 
-@pytest.mark.parametrize("cls", [Join, Leave, Who, Typing])
+@pytest.mark.parametrize("cls", [Join, Leave, Who, TypingRequest])
 def test_room_frames_check_their_room(cls: type[Any]) -> None:
     assert code_of(cls, "Dev") is ErrorCode.BAD_ROOM
     assert cls("dev").room == "dev"

@@ -32,14 +32,14 @@ from protocol.frames import (
     Ack,
     Bye,
     ByeReason,
+    ByeRequest,
     ClientFrame,
     DirectMessage,
-    Dm,
     DmHistory,
     DmHistoryQuery,
+    DmRequest,
     DmSummary,
     Error,
-    Goodbye,
     Hello,
     History,
     HistoryQuery,
@@ -57,8 +57,8 @@ from protocol.frames import (
     Registered,
     Send,
     ServerFrame,
-    Typing,
     TypingNotice,
+    TypingRequest,
     Welcome,
     Who,
     WhoList,
@@ -226,14 +226,14 @@ client_frames: st.SearchStrategy[ClientFrame] = st.one_of(
     st.builds(Read, peer=names, id=ids),
     st.builds(DmHistoryQuery, names, st.none() | st.integers(1, 2**63 - 1), st.integers(1, 200)),
     st.builds(Send, rooms, texts, refs),
-    st.builds(Dm, names, texts, refs),
+    st.builds(DmRequest, names, texts, refs),
     st.builds(Join, rooms),
     st.builds(Leave, rooms),
     st.builds(HistoryQuery, rooms, st.none() | st.integers(1, 2**63 - 1), st.integers(1, 200)),
     st.builds(Who, rooms),
-    st.builds(Typing, rooms),
+    st.builds(TypingRequest, rooms),
     st.builds(Ping, refs),
-    st.just(Bye()),
+    st.just(ByeRequest()),
 )
 
 server_frames: st.SearchStrategy[ServerFrame] = st.one_of(
@@ -271,7 +271,7 @@ server_frames: st.SearchStrategy[ServerFrame] = st.one_of(
     st.builds(WhoList, rooms, st.lists(names, max_size=4).map(tuple)),
     st.builds(Pong, refs),
     st.builds(Error, st.sampled_from(ErrorCode), any_text, refs),
-    st.builds(Goodbye, st.sampled_from(ByeReason)),
+    st.builds(Bye, st.sampled_from(ByeReason)),
 )
 
 
