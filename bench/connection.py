@@ -187,10 +187,6 @@ class BenchConnection(asyncio.Protocol):
         """Room messages received in count mode: lines that were not control frames."""
         return self.lines - self.control_lines
 
-    @property
-    def is_open(self) -> bool:
-        return self._transport is not None and not self.closed.done()
-
     def write(self, data: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)

@@ -72,10 +72,6 @@ def timed_send(room: str, ref: str, stamp_ns: int, pad: str) -> bytes:
     return encode(Send(room, f"~T{stamp_ns}~ {pad}" if pad else f"~T{stamp_ns}~", ref))
 
 
-def numbered_ref(seq: int) -> str:
-    return f"~A{seq}"
-
-
 def numbered_send(room: str, seq: int, stamp_ns: int, pad: str) -> bytes:
     """A ``send`` whose text carries its send time and its sequence number."""
     text = f"~T{stamp_ns}~{seq}~ {pad}" if pad else f"~T{stamp_ns}~{seq}~"
@@ -91,6 +87,3 @@ def marker_send(room: str, run: str) -> bytes:
     return encode(Send(room, start_marker(run), f"~Ago.{run}"))
 
 
-def stamps(buffer: bytes, end: int) -> list[bytes]:
-    """The digits of every stamp in ``buffer[:end]``."""
-    return STAMP.findall(buffer, 0, end)

@@ -292,10 +292,6 @@ class LocalCluster:
         return [(self.host, s.port) for s in self._slots]
 
     @property
-    def health_addresses(self) -> list[tuple[str, int]]:
-        return [(self.host, s.health_port) for s in self._slots]
-
-    @property
     def gateway_ids(self) -> list[str]:
         return [s.gateway_id for s in self._slots]
 

@@ -154,9 +154,6 @@ class Conversation:
     def members(self) -> list[str]:
         return sorted(self._members.values(), key=str.casefold)
 
-    def has_member(self, name: str) -> bool:
-        return name_key(name) in self._members
-
     # -- typing ------------------------------------------------------------
 
     def typing_seen(self, name: str, now: float) -> None:
