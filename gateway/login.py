@@ -33,9 +33,7 @@ if TYPE_CHECKING:
 def hello(s: Session, frame: Hello) -> None:
     if s.name is not None:
         raise ProtocolError(ErrorCode.ALREADY_LOGGED_IN, f"already logged in as {s.name}")
-    if len(frame.rooms) > s._limits.max_rooms:
-        raise ProtocolError(
-            ErrorCode.BAD_ROOM, f"a session is in at most {s._limits.max_rooms} rooms")
+    s._check_room_count(len(frame.rooms))
     svc = s._svc
     owner = svc.accounts.check_hello(frame, s.peer_host) if svc.accounts else False
     s._wanted_rooms = frozenset(frame.rooms)

@@ -324,6 +324,12 @@ class Session:
 
     # ------------------------------------------------------------------ requests
 
+    def _check_room_count(self, rooms: int) -> None:
+        """Refuse being in ``rooms`` rooms at once when that passes ``max_rooms``."""
+        if rooms > self._limits.max_rooms:
+            raise ProtocolError(
+                ErrorCode.BAD_ROOM, f"a session is in at most {self._limits.max_rooms} rooms")
+
     def _require_room(self, room: str) -> None:
         if room not in self._rooms:
             raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"you are not in room {room!r}")
@@ -383,9 +389,7 @@ class Session:
             # Already a member: answer with the newest history again, change nothing.
             self._on_history(HistoryQuery(frame.room))
             return
-        if len(self._rooms) >= self._limits.max_rooms:
-            raise ProtocolError(
-                ErrorCode.BAD_ROOM, f"a session is in at most {self._limits.max_rooms} rooms")
+        self._check_room_count(len(self._rooms) + 1)
         self._may_answer()
         self._enter_and_go_live(frame.room)
 
