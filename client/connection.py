@@ -24,6 +24,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -79,26 +80,6 @@ class _Ending:
 
     reason: str
     final: bool = False
-
-
-class _Login:
-    """The outcome of ``connect()``, handed from the reader thread to the caller."""
-
-    def __init__(self) -> None:
-        self._done = threading.Event()
-        self.welcome: fr.Welcome | None = None
-        self.error: BaseException | None = None
-
-    def finish(self, welcome: fr.Welcome | None = None, error: BaseException | None = None) -> None:
-        self.welcome, self.error = welcome, error
-        self._done.set()
-
-    def wait(self) -> fr.Welcome:
-        self._done.wait()
-        if self.error is not None:
-            raise self.error
-        assert self.welcome is not None
-        return self.welcome
 
 
 class _ClientLog(logging.LoggerAdapter[logging.Logger]):
@@ -204,7 +185,7 @@ class ChatClient:
         when already connected or closed. After a failure ``connect`` may be
         called again.
         """
-        outcome = _Login()
+        outcome: Future[fr.Welcome] = Future()  # connect()'s answer, from the reader thread
         with self._lock:
             if self._phase is _Phase.CLOSED:
                 raise ClientClosed("the client is closed")
@@ -216,7 +197,7 @@ class ChatClient:
                 daemon=True,
             )
             self._thread.start()
-        return outcome.wait()
+        return outcome.result()
 
     def close(self) -> None:
         """Say ``bye``, stop the reader thread, end pending sends with ``SendFailed``.
@@ -422,7 +403,7 @@ class ChatClient:
 
     # ------------------------------------------------------------ reader thread
 
-    def _run(self, timeout: float, outcome: _Login) -> None:
+    def _run(self, timeout: float, outcome: Future[fr.Welcome]) -> None:
         try:
             adopted = self._first_login(timeout)
         except BaseException as exc:
@@ -430,16 +411,16 @@ class ChatClient:
                 closing = self._phase is _Phase.CLOSED
                 if not closing:
                     self._phase = _Phase.IDLE
-            outcome.finish(error=exc)
+            outcome.set_exception(exc)
             if closing:
                 self._finish("closed")
             return
         if adopted is None:
-            outcome.finish(error=ClientClosed("the client was closed while connecting"))
+            outcome.set_exception(ClientClosed("the client was closed while connecting"))
             self._finish("closed")
             return
         link, welcome, first = adopted
-        outcome.finish(welcome=welcome)
+        outcome.set_result(welcome)
         self._serve(link, first)
 
     def _serve(self, link: Link, first: Outcome) -> None:
@@ -503,12 +484,12 @@ class ChatClient:
             if self._retry_at is None or now < self._retry_at:
                 return []
             self._retry_at = None
-        failed: list[ClientEvent] = []
 
-        def resend() -> tuple[fr.ClientFrame, ...]:
+        def resend() -> tuple[list[ClientEvent], tuple[fr.ClientFrame, ...]]:
+            failed: list[ClientEvent] = []
             with self._lock:
                 if self._link is not link:
-                    return ()
+                    return failed, ()
                 for ref in self._state.held:
                     held_for = now - self._held_since.get(ref, now)
                     if held_for >= self._hold_unavailable:
@@ -517,24 +498,19 @@ class ChatClient:
                             ErrorCode.UNAVAILABLE,
                             f"the server could not take the message for {held_for:.0f} s",
                             ref)))
-                return self._state.take_held()
+                return failed, self._state.take_held()
 
-        link.send_first(resend)
-        return failed
+        return link.send_first_with(resend)
 
     def _apply(self, link: Link, frame: fr.ServerFrame) -> tuple[ClientEvent, ...]:
         """Feed ``frame`` to the state under the write lock, so its requests go out in order."""
-        handled: list[Outcome] = []
-
-        def record() -> tuple[fr.ClientFrame, ...]:
+        def record() -> tuple[tuple[ClientEvent, ...], tuple[fr.ClientFrame, ...]]:
             with self._lock:
                 result = self._state.handle(frame)
                 self._note_held(result.events)
-            handled.append(result)
-            return result.requests
+            return result.events, result.requests
 
-        link.send_first(record)
-        return handled[0].events
+        return link.send_first_with(record)
 
     def _note_held(self, events: Iterable[ClientEvent]) -> None:
         """Under ``_lock``: when held sends were first refused, and when to retry them."""
@@ -627,26 +603,23 @@ class ChatClient:
         Runs under the link's write lock so no caller's frame overtakes the
         rejoins and resends. None (and the link closed) if the client closed.
         """
-        adopted: list[Outcome] = []
-
-        def take_over() -> tuple[fr.ClientFrame, ...]:
+        def take_over() -> tuple[Outcome | None, tuple[fr.ClientFrame, ...]]:
             with self._lock:
                 if self._phase is _Phase.CLOSED:
-                    return ()
+                    return None, ()
                 self._phase = _Phase.RUNNING
                 self._link = link
                 self._gateway = welcome.gateway
                 self._max_text = int(welcome.limits.get("max_text", self._max_text))
                 outcome = self._state.on_welcome(welcome, hello)
-            adopted.append(outcome)
-            return outcome.requests
+            return outcome, outcome.requests
 
-        link.send_first(take_over)
-        if not adopted:
+        adopted = link.send_first_with(take_over)
+        if adopted is None:
             link.close()
             return None
         self._log.info("logged in on %s (gateway %s)", link.address, welcome.gateway)
-        return adopted[0]
+        return adopted
 
     def _finish(self, reason: str) -> None:
         """The end: fail what is pending, report ``Closed`` once."""

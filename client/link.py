@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from client.errors import LoginRefused
 from client.transport import Address, Transport, open_transport
@@ -21,6 +22,8 @@ from protocol import frames as fr
 from protocol.codec import LineReader, decode_server, encode
 from protocol.errors import ConnectionLost, FrameTooLarge, ProtocolError
 from protocol.limits import MAX_SERVER_LINE
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +63,15 @@ class Link:
             if not frames:
                 return True
             return self._write(b"".join(encode(frame) for frame in frames))
+
+    def send_first_with(self, build: Callable[[], tuple[T, Sequence[fr.ClientFrame]]]) -> T:
+        """``send_first`` for a ``build`` that also has a result: returns it (the frames
+        sent or not; a failed write shows up as the connection's end)."""
+        with self._write_lock:
+            result, frames = build()
+            if frames:
+                self._write(b"".join(encode(frame) for frame in frames))
+            return result
 
     def keep_alive(self, interval: float) -> None:
         """Ping when we sent nothing, or heard nothing, for ``interval`` s (reader thread).
