@@ -260,6 +260,10 @@ class MessageView:
         """The reader sees the first line (also when everything fits)."""
         return self.laid_out() and float(self.text.yview()[0]) <= 0.0
 
+    def at_bottom(self) -> bool:
+        """The reader sees the last line (also when everything fits)."""
+        return self.laid_out() and float(self.text.yview()[1]) >= 0.999
+
     def scroll_to_bottom(self) -> None:
         self._stuck = True
         self.text.yview_moveto(1.0)

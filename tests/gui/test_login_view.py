@@ -148,7 +148,8 @@ def test_login_card_fits_a_small_window(app: ChatApp) -> None:
     assert view is not None
     view.show_error("The name “alice” is already taken. Please pick another one.")
     app.root.update()
-    for widget in (view.name_entry, view.gateways_entry, view.button, view.error_label):
+    for widget in (view.name_entry, view.password_entry, view.create_check,
+                   view.gateways_entry, view.button, view.error_label):
         assert widget.winfo_ismapped()
         bottom = widget.winfo_rooty() + widget.winfo_height()
         assert bottom <= app.root.winfo_rooty() + 400, widget
