@@ -91,7 +91,7 @@ class StubClient:
             self.emit(AccountState(True, self.script.dms, dict(self.script.read)))
         history = tuple(self.script.history.get("lobby", [])[-50:])
         self.emit(HistoryLoaded("lobby", history, True, False))
-        for dm in self.script.catch_up:
+        for dm in self.script.catch_up if self.account else ():
             self.emit(DirectReceived(dm))
         return Welcome(self.name, self.script.gateway, ("lobby",), "token", {})
 
