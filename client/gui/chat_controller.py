@@ -547,6 +547,22 @@ class ChatController:
                     self.view.composer.clear()
                 self.select(conv.key)
                 return sent
+            case commands.ShowDirect(to=to):
+                try:
+                    check_name(to, "to")
+                except ProtocolError as exc:
+                    self._notice(wording.refusal(exc), error=True)
+                    return False
+                if name_key(to) == name_key(self._me):
+                    self._notice("That is you.", error=True)
+                    return False
+                self.open_direct(to)
+            case commands.Register():
+                self._notice(wording.REGISTER_IN_GUI if not self._is_account()
+                             else "You are logged in to an account already.")
+            case commands.ChangePassword():
+                self._notice(wording.PASSWD_IN_GUI if self._is_account()
+                             else "Only an account has a password: " + wording.REGISTER_IN_GUI)
             case commands.ListMembers(room=room):
                 target = room or (active.name if active is not None and active.is_room
                                   else None)
