@@ -37,6 +37,7 @@ import contextlib
 import dataclasses
 import getpass
 import logging
+import math
 import os
 import queue
 import ssl
@@ -588,14 +589,18 @@ class TermSession:
     def _is_account(self) -> bool:
         return bool(getattr(self.client, "account", False))
 
-    def _sync_read(self) -> None:
+    def finish(self) -> None:
+        """Leaving: what was printed and not yet marked read is marked now."""
+        self._sync_read(at_once=True)
+
+    def _sync_read(self, at_once: bool = False) -> None:
         """What was printed is read: tell the server (accounts; see ``ReadSync``)."""
         if self._lost is not None or self._closed is not None or not self._is_account():
             return
         now = self._clock()
         for key, (_, newest) in self._shown.items():
             self._read_sync.reading(key, newest, now)
-        for key, up_to in self._read_sync.due(now):
+        for key, up_to in self._read_sync.due(math.inf if at_once else now):
             name = self._shown[key][0]
             with contextlib.suppress(ProtocolError, ClientError):
                 if key.is_room:
@@ -1017,6 +1022,7 @@ def run(client: ChatClient, screen: Screen, inbox: queue.Queue[object],
     try:
         TermApp(inbox, session, screen).loop()
     finally:
+        session.finish()
         client.close()
         while True:  # what closing reported (the last "not sent"), then the end
             try:
