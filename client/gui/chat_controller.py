@@ -52,11 +52,11 @@ from client.gui.message_view import ChatLine
 from client.gui.model import Conversation, ConvKey, Drafts, ReadSync, TypingThrottle
 from client.gui.ports import ChatClientLike
 from client.gui.theme import Theme
-from client.gui.widgets import StatusLevel
-from protocol.errors import ChatError, ProtocolError
+from client.gui.widgets import PasswordDialog, StatusLevel
+from protocol.errors import ChatError, ErrorCode, ProtocolError
 from protocol.frames import DirectMessage, DmSummary, Message
 from protocol.limits import Limits
-from protocol.names import LOBBY, check_name, check_room, name_key
+from protocol.names import LOBBY, check_name, check_password, check_room, name_key
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,9 @@ class ChatController:
         self._throttle = TypingThrottle(typing_interval)
         self._read_sync = ReadSync(READ_DELAY_S)
         self._online = True
+        self._theme = theme
+        self._awaiting: str | None = None  # "register"/"passwd" sent, not yet answered
+        self.password_dialog: PasswordDialog | None = None
         self._convs: dict[ConvKey, Conversation] = {}
         self._pending_refs: dict[str, ConvKey] = {}
         self._announce_who: set[str] = set()
@@ -134,7 +137,17 @@ class ChatController:
             case DmHistoryLoaded():
                 self._dm_history(event)
             case Registered(name=name):
-                self._notice(f"Done: {name} is an account with that password.")
+                if self._awaiting == "passwd":
+                    self._notice("Your password was changed.")
+                else:
+                    self.account_created(name)
+                self._awaiting = None
+            case ServerError(error=error) if self._awaiting is not None and error.code in (
+                    ErrorCode.BAD_PASSWORD, ErrorCode.AUTH_FAILED, ErrorCode.NAME_TAKEN,
+                    ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE):
+                self._notice(wording.passwd_refusal(error) if self._awaiting == "passwd"
+                             else wording.register_refusal(error, self._me), error=True)
+                self._awaiting = None
             case MemberJoined(room=room, name=name):
                 self._member_joined(room, name)
             case MemberLeft(room=room, name=name):
@@ -311,6 +324,41 @@ class ChatController:
                 f"Older messages with {conv.title} are no longer kept.")
         elif conv.key == self.view.active and view.at_top():
             self.scrolled_to_top(conv.key)
+
+    def _ask_passwords(self, kind: str) -> None:
+        if self.password_dialog is not None:
+            self.password_dialog.close()
+        labels: tuple[str, ...]
+        if kind == "register":
+            title, labels = f"Create an account for {self._me}", ("New password", "Repeat it")
+        else:
+            title, labels = "Change your password", ("Current password", "New password",
+                                                     "Repeat it")
+        self.password_dialog = PasswordDialog(
+            self.view.frame, self._theme, title, labels,
+            lambda texts: self._passwords_entered(kind, texts))
+
+    def _passwords_entered(self, kind: str, texts: list[str] | None) -> str | None:
+        """The dialog's answer: a problem to show in it, or None (done, it closes)."""
+        if texts is not None:
+            *old, new, again = texts
+            if new != again:
+                return "The two new passwords differ."
+            try:
+                check_password(new)
+            except ProtocolError:
+                return wording.WEAK_PASSWORD
+            try:
+                if kind == "register":
+                    self._client.register(new)
+                else:
+                    self._client.passwd(old[0], new)
+            except ChatError as exc:
+                return f"Could not do that: {exc}"
+            self._awaiting = kind
+        self.password_dialog = None
+        self.view.composer.entry.focus_force()
+        return None
 
     def account_created(self, name: str) -> None:
         """The app made the name an account ("create account" on the log-in screen)."""
@@ -558,11 +606,17 @@ class ChatController:
                     return False
                 self.open_direct(to)
             case commands.Register():
-                self._notice(wording.REGISTER_IN_GUI if not self._is_account()
-                             else "You are logged in to an account already.")
+                if self._is_account():
+                    self._notice("You are logged in to an account already; "
+                                 "/passwd changes its password.")
+                    return True
+                self._ask_passwords("register")
             case commands.ChangePassword():
-                self._notice(wording.PASSWD_IN_GUI if self._is_account()
-                             else "Only an account has a password: " + wording.REGISTER_IN_GUI)
+                if not self._is_account():
+                    self._notice("Only an account has a password: /register makes your "
+                                 "name one.")
+                    return True
+                self._ask_passwords("passwd")
             case commands.ListMembers(room=room):
                 target = room or (active.name if active is not None and active.is_room
                                   else None)

@@ -95,10 +95,6 @@ def passwd_refusal(error: ProtocolError) -> str:
 
 WEAK_PASSWORD = f"That password is too short or too long. {PASSWORD_RULE}"
 CREATE_NEEDS_PASSWORD = f"To create an account, choose a password. {PASSWORD_RULE}"
-REGISTER_IN_GUI = ("To create an account, close the window, start the app again and tick "
-                   "“Create an account” with a password (your name stays the same).")
-PASSWD_IN_GUI = ("To change your password, use chat-term's /passwd "
-                 "(the window has no form for it yet).")
 REGISTER_LOST = "The connection was lost while creating the account. Please try again."
 
 
