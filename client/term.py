@@ -435,6 +435,7 @@ class TermSession:
         self._awaiting: str | None = None  # "register"/"passwd" sent, answer not yet in
         self._read_sync = ReadSync(READ_DELAY_S)
         self._shown: dict[ConvKey, tuple[str, int]] = {}  # newest id printed, by conversation
+        self._room_marks: dict[str, int] = {}  # read marks at login, for the history line
         self.ended = False
         screen.set_prompt(self.prompt)
 
@@ -460,9 +461,16 @@ class TermSession:
                 if messages:
                     label = tt.room_label(room)
                     count = f"{len(messages)} message" + ("" if len(messages) == 1 else "s")
+                    mark = None if older else self._room_marks.pop(room, None)
+                    unread = [m for m in messages if mark is not None and m.id > mark
+                              and name_key(m.sender) != name_key(self.me)]
+                    if unread:
+                        count += f", {len(unread)} unread"
                     lines = [f"-- {'earlier' if older else 'history'} in {label}: {count} --"]
                     for m in messages:
                         self._seen(m.sender)
+                        if unread and m is unread[0]:
+                            lines.append("-- new since you last read --")
                         lines += f.message(label, m.sender, m.text, m.ts)
                     lines.append(f"-- end of history in {label} --")
                     self.screen.show(lines)
@@ -562,6 +570,7 @@ class TermSession:
             self._read_sync.known(ConvKey.direct(summary.peer), summary.read)
         for room, mark in read.items():
             self._read_sync.known(ConvKey.room(room), mark)
+            self._room_marks[room] = mark
         unread = [f"{tt.escape_line(s.peer)} ({s.last_id - s.read})" for s in dms
                   if s.last_id > s.read]
         if unread:

@@ -225,6 +225,8 @@ class ChatController:
             for message in event.messages:
                 if conv.accept(message.id):
                     self._show(conv, self._line(message), live=False)
+            if conv.key != self.view.active:
+                self.view.set_unread(conv.key, conv.unread, conv.mentions)
         conv.history_loaded(event.complete, event.older, len(event.messages))
         room = f"#{conv.key.name}"
         if conv.oldest_id is None:

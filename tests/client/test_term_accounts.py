@@ -139,6 +139,20 @@ def test_unread_conversations_are_listed_and_what_is_printed_is_marked_read() ->
     assert client.calls == [("mark_read", None, "bob", 4)], "lobby 7 was known to be read"
 
 
+def test_room_history_at_login_marks_where_the_unread_messages_start() -> None:
+    s, _, screen, _ = session(account=True)
+    s.handle(ev.AccountState(True, (), {"lobby": 2}))
+    ts = time.time()
+    s.handle(ev.HistoryLoaded("lobby", tuple(
+        fr.Message("lobby", i, "alice" if i == 3 else "bob", f"note {i}", ts)
+        for i in range(1, 5)), True, False))
+    lines = screen.lines
+    assert lines[0] == "-- history in [lobby]: 4 messages, 1 unread --"
+    new = lines.index("-- new since you last read --")
+    assert lines[new + 1].endswith("bob: note 4")
+    assert lines[new - 1].endswith("alice: note 3"), "one's own message is not unread"
+
+
 def test_log_in_asks_for_the_password_when_the_name_is_an_accounts() -> None:
     attempts: list[str | None] = []
     said: list[str] = []
