@@ -809,6 +809,10 @@ class ChatController:
     def conversation(self, key: ConvKey) -> Conversation | None:
         return self._convs.get(key)
 
+    def read_sent(self, key: ConvKey) -> int | None:
+        """The read mark last sent (or known to the server) for a conversation."""
+        return self._read_sync.sent(key)
+
     def close(self) -> None:
         """Stop the timers; the app closes the client."""
         self._closed = True

@@ -127,7 +127,7 @@ def test_create_an_account_then_log_in_with_its_password(
     assert view.password_entry.cget("show") == "•", "the password is masked"
     screenshot(second.root, "09-login-password")
     chat = chat_after(second, "alice", PW)
-    assert chat.view.status.text() .startswith("Connected to gw")
+    assert chat.view.status.text().startswith("Connected to gw")
 
 
 def test_offline_dms_unread_counts_history_and_read_state_across_logins(
@@ -146,8 +146,7 @@ def test_offline_dms_unread_counts_history_and_read_state_across_logins(
     alice.close()
     bob.dm("alice", "are you coming to the demo at 3?")  # stored: alice is offline
     bob.dm("alice", "it's in room 4")
-    wait_acks = 4
-    bob_log.wait(ev.Acked, wait_acks)
+    bob_log.wait(ev.Acked, 4)
 
     # first log-in: bob's conversation is in the sidebar with its two unread dms
     app = open_app()
@@ -165,14 +164,14 @@ def test_offline_dms_unread_counts_history_and_read_state_across_logins(
     assert chat.view.conversations.unread(BOB) == 0
     screenshot(chat.view.frame, "10-dm-history")
     # read as the person looks at it: bob's thread, then the lobby
-    settle(app.root, lambda: chat._read_sync.sent(BOB) == 4, what="bob's thread marked read")
+    settle(app.root, lambda: chat.read_sent(BOB) == 4, what="bob's thread marked read")
     chat.select(LOBBY)
-    settle(app.root, lambda: (chat._read_sync.sent(LOBBY) or 0) >= 1, what="the lobby read")
+    settle(app.root, lambda: (chat.read_sent(LOBBY) or 0) >= 1, what="the lobby read")
     app.shutdown()
 
     bob.send("lobby", "lobby while you were away")
     bob.dm("alice", "never mind, see you tomorrow")
-    bob_log.wait(ev.Acked, wait_acks + 2)
+    bob_log.wait(ev.Acked, 6)
 
     # second log-in: only what came since counts
     app = open_app()
