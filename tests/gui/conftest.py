@@ -19,7 +19,10 @@ from types import TracebackType
 
 import pytest
 
+from client.gui.app import ChatApp
+from client.gui.chat_controller import ChatController
 from tests.conftest import require_program
+from tests.gui.stub_client import Script, StubClient, StubFactory
 from tests.support.waiting import wait_for
 
 logger = logging.getLogger(__name__)
@@ -130,3 +133,37 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+# The stub-client app most view tests drive; a test module gives its own ``factory``
+# (its script) and may override ``app`` (the end-to-end tests use real clients).
+
+@pytest.fixture
+def factory() -> StubFactory:
+    """A stub client factory with an empty script."""
+    return StubFactory(Script())
+
+
+@pytest.fixture
+def app(tk_root: tk.Tk, factory: StubFactory, clock: FakeClock) -> Iterator[ChatApp]:
+    from tests.gui.helpers import give_focus  # helpers import this module
+
+    app = ChatApp(tk_root, factory, gateways="localhost:5050", clock=clock)
+    give_focus(tk_root)
+    yield app
+    if not app.closed:
+        app.shutdown()
+
+
+@pytest.fixture
+def chat(app: ChatApp) -> ChatController:
+    """The chat view after alice logged in through the stub client."""
+    from tests.gui.helpers import log_in
+
+    return log_in(app, "alice")
+
+
+@pytest.fixture
+def client(chat: ChatController, factory: StubFactory) -> StubClient:
+    """The stub client the logged-in chat view talks to."""
+    return factory.last

@@ -3,34 +3,15 @@ composer; refusals in plain words (stub client)."""
 
 from __future__ import annotations
 
-import tkinter as tk
-from collections.abc import Iterator
-
-import pytest
-
 from client.events import ServerError
 from client.gui.app import ChatApp
 from client.gui.widgets import PasswordDialog
 from protocol.errors import ErrorCode, ProtocolError
-from tests.gui.conftest import FakeClock, screenshot, settle
-from tests.gui.helpers import LOBBY, give_focus, log_in, send, shown
-from tests.gui.stub_client import Script, StubFactory
+from tests.gui.conftest import screenshot, settle
+from tests.gui.helpers import LOBBY, log_in, send, shown
+from tests.gui.stub_client import StubFactory
 
 PW = "a long enough password"
-
-
-@pytest.fixture
-def factory() -> StubFactory:
-    return StubFactory(Script())
-
-
-@pytest.fixture
-def app(tk_root: tk.Tk, factory: StubFactory, clock: FakeClock) -> Iterator[ChatApp]:
-    app = ChatApp(tk_root, factory, gateways="localhost:5050", clock=clock)
-    give_focus(tk_root)
-    yield app
-    if not app.closed:
-        app.shutdown()
 
 
 def fill(dialog: PasswordDialog, *texts: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import tkinter as tk
-from collections.abc import Iterator
 
 import pytest
 
@@ -31,7 +30,7 @@ from client.gui.widgets import StatusLevel
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import DirectMessage
 from tests.gui.conftest import FakeClock, screenshot, settle
-from tests.gui.helpers import LOBBY, give_focus, log_in, send, shown, type_and_enter
+from tests.gui.helpers import LOBBY, send, shown, type_and_enter
 from tests.gui.stub_client import Script, StubClient, StubFactory, message
 
 
@@ -42,25 +41,6 @@ def factory() -> StubFactory:
                                                f"old message {i}", time.time() - 3600 + i)
                                        for i in range(1, 121)]})
     return StubFactory(script)
-
-
-@pytest.fixture
-def app(tk_root: tk.Tk, factory: StubFactory, clock: FakeClock) -> Iterator[ChatApp]:
-    app = ChatApp(tk_root, factory, gateways="localhost:5050", clock=clock)
-    give_focus(tk_root)
-    yield app
-    if not app.closed:
-        app.shutdown()
-
-
-@pytest.fixture
-def chat(app: ChatApp) -> ChatController:
-    return log_in(app, "alice")
-
-
-@pytest.fixture
-def client(chat: ChatController, factory: StubFactory) -> StubClient:
-    return factory.last
 
 
 def run(chat: ChatController, condition: object, what: str = "the view") -> None:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import time
-import tkinter as tk
-from collections.abc import Iterator
 
 import pytest
 
 from client.events import DirectReceived
-from client.gui.app import ChatApp
 from client.gui.chat_controller import ChatController
 from client.gui.model import ConvKey
 from protocol.frames import DirectMessage
 from tests.gui.conftest import FakeClock, screenshot, settle
-from tests.gui.helpers import LOBBY, give_focus, log_in, shown
+from tests.gui.helpers import LOBBY, shown
 from tests.gui.stub_client import Script, StubClient, StubFactory
 
 BOB = ConvKey.direct("bob")
@@ -23,25 +20,6 @@ BOB = ConvKey.direct("bob")
 @pytest.fixture
 def factory() -> StubFactory:
     return StubFactory(Script(members={"lobby": ["bob"]}))
-
-
-@pytest.fixture
-def app(tk_root: tk.Tk, factory: StubFactory, clock: FakeClock) -> Iterator[ChatApp]:
-    app = ChatApp(tk_root, factory, gateways="localhost:5050", clock=clock)
-    give_focus(tk_root)
-    yield app
-    if not app.closed:
-        app.shutdown()
-
-
-@pytest.fixture
-def chat(app: ChatApp) -> ChatController:
-    return log_in(app, "alice")
-
-
-@pytest.fixture
-def client(chat: ChatController, factory: StubFactory) -> StubClient:
-    return factory.last
 
 
 def typed(chat: ChatController, text: str) -> None:

@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import threading
 import tkinter as tk
-from collections.abc import Iterator
 
 import pytest
 
 from client.gui.app import ChatApp, default_gateways
 from protocol.errors import ErrorCode
-from tests.gui.conftest import FakeClock, screenshot, settle
-from tests.gui.helpers import give_focus, log_in, type_and_enter
+from tests.gui.conftest import screenshot, settle
+from tests.gui.helpers import log_in, type_and_enter
 from tests.gui.stub_client import Script, StubFactory
 
 
 @pytest.fixture
 def factory() -> StubFactory:
     return StubFactory(Script())
-
-
-@pytest.fixture
-def app(tk_root: tk.Tk, factory: StubFactory, clock: FakeClock) -> Iterator[ChatApp]:
-    app = ChatApp(tk_root, factory, gateways="localhost:5050", clock=clock)
-    give_focus(tk_root)
-    yield app
-    if not app.closed:
-        app.shutdown()
 
 
 def submit(app: ChatApp, name: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 import tkinter as tk
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,8 +14,8 @@ from client.gui.chat_controller import ChatController
 from client.gui.model import ConvKey
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import DirectMessage
-from tests.gui.conftest import FakeClock, screenshot, settle
-from tests.gui.helpers import LOBBY, give_focus, log_in, send, shown
+from tests.gui.conftest import screenshot, settle
+from tests.gui.helpers import LOBBY, give_focus, send, shown
 from tests.gui.stub_client import Script, StubClient, StubFactory, message
 
 DEV = ConvKey.room("dev")
@@ -28,25 +27,6 @@ def factory() -> StubFactory:
     history = [message("lobby", i, "bob" if i % 2 else "carol", f"earlier note {i}",
                        time.time() - 3000 + i * 20) for i in range(1, 41)]
     return StubFactory(Script(members={"lobby": ["bob", "carol"]}, history={"lobby": history}))
-
-
-@pytest.fixture
-def app(tk_root: tk.Tk, factory: StubFactory, clock: FakeClock) -> Iterator[ChatApp]:
-    app = ChatApp(tk_root, factory, gateways="localhost:5050", clock=clock)
-    give_focus(tk_root)
-    yield app
-    if not app.closed:
-        app.shutdown()
-
-
-@pytest.fixture
-def chat(app: ChatApp) -> ChatController:
-    return log_in(app, "alice")
-
-
-@pytest.fixture
-def client(chat: ChatController, factory: StubFactory) -> StubClient:
-    return factory.last
 
 
 def run(chat: ChatController, condition: object, what: str = "the view") -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import tkinter as tk
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -15,7 +15,7 @@ from client.gui.chat_controller import ChatController
 from client.gui.model import ConvKey
 from protocol.frames import DirectMessage, DmSummary
 from tests.gui.conftest import FakeClock, settle
-from tests.gui.helpers import LOBBY, give_focus, log_in
+from tests.gui.helpers import LOBBY, log_in
 from tests.gui.stub_client import Script, StubFactory, message
 
 BOB = ConvKey.direct("bob")
@@ -30,15 +30,6 @@ def factory() -> StubFactory:
     return StubFactory(Script(history={"lobby": history}, dms=(DmSummary("bob", "e1", 4, 2),),
                               read={"lobby": 3}, dm_history={"bob": stored},
                               catch_up=stored[2:]))
-
-
-@pytest.fixture
-def app(tk_root: tk.Tk, factory: StubFactory, clock: FakeClock) -> Iterator[ChatApp]:
-    app = ChatApp(tk_root, factory, gateways="localhost:5050", clock=clock)
-    give_focus(tk_root)
-    yield app
-    if not app.closed:
-        app.shutdown()
 
 
 def account_chat(app: ChatApp) -> ChatController:

@@ -8,8 +8,6 @@ artifacts/screenshots/.
 from __future__ import annotations
 
 import time
-import tkinter as tk
-from collections.abc import Iterator
 
 import pytest
 
@@ -26,7 +24,7 @@ from client.gui.chat_controller import ChatController
 from client.gui.model import ConvKey
 from protocol.frames import DirectMessage
 from tests.gui.conftest import FakeClock, screenshot, settle
-from tests.gui.helpers import LOBBY, give_focus, log_in, send, shown
+from tests.gui.helpers import LOBBY, log_in, send, shown
 from tests.gui.stub_client import Script, StubClient, StubFactory, message
 
 NOW = time.time()
@@ -47,15 +45,6 @@ def factory() -> StubFactory:
                for i, (sender, text) in enumerate(CONVERSATION)]
     return StubFactory(Script(members={"lobby": ["bob", "carol", "dave", "erin"]},
                               history={"lobby": history}))
-
-
-@pytest.fixture
-def app(tk_root: tk.Tk, factory: StubFactory, clock: FakeClock) -> Iterator[ChatApp]:
-    app = ChatApp(tk_root, factory, gateways="localhost:5050", clock=clock)
-    give_focus(tk_root)
-    yield app
-    if not app.closed:
-        app.shutdown()
 
 
 @pytest.fixture
