@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from gateway.broker import Broker
-from gateway.registry import Registry
+from gateway.front.registry import Registry
 
 log = logging.getLogger(__name__)
 

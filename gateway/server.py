@@ -37,19 +37,19 @@ import redis
 from redis.backoff import AbstractBackoff
 
 from gateway import keys
-from gateway.accept import OUT_OF_DESCRIPTORS, Backoff, FailureLog, SpareDescriptor
-from gateway.account_requests import account_gate
 from gateway.broker import Broker, BrokerUnavailable, InstanceClaim
 from gateway.config import GatewayConfig
 from gateway.context import Services
-from gateway.health import HealthServer
+from gateway.front.accept import OUT_OF_DESCRIPTORS, Backoff, FailureLog, SpareDescriptor
+from gateway.front.account_requests import account_gate
+from gateway.front.health import HealthServer
+from gateway.front.outbound import Flusher
+from gateway.front.ratelimit import AddressRate
+from gateway.front.registry import Registry
+from gateway.front.session import Session
 from gateway.housekeeping import Housekeeper
 from gateway.metrics import GatewayMetrics
-from gateway.outbound import Flusher
-from gateway.ratelimit import AddressRate
 from gateway.reconcile import Reconciler
-from gateway.registry import Registry
-from gateway.session import Session
 from gateway.subscriber import Subscriber
 from gateway.wakeup import Waker
 from protocol import codec

@@ -32,9 +32,9 @@ from redis.backoff import AbstractBackoff, ExponentialBackoff
 
 from gateway import keys
 from gateway.broker import Broker, BrokerUnavailable
+from gateway.front.registry import Registry
 from gateway.metrics import GatewayMetrics
 from gateway.redis_wire import RedisAddress, RedisWire, RedisWireError, pack
-from gateway.registry import Registry
 from protocol.frames import ByeReason
 
 log = logging.getLogger(__name__)

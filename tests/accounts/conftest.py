@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import fakeredis
 import pytest
 
-from gateway.accounts import AccountStore
-from gateway.login_limit import LoginLimiter
-from gateway.passwords import FAST_PARAMS, PasswordHasher
+from gateway.accounts.login_limit import LoginLimiter
+from gateway.accounts.passwords import FAST_PARAMS, PasswordHasher
+from gateway.accounts.store import AccountStore
 
 
 @pytest.fixture

@@ -15,14 +15,14 @@ from redis.crc import key_slot
 from redis.retry import Retry
 
 from gateway import account_keys, keys
-from gateway.accounts import (
+from gateway.accounts.passwords import FAST_PARAMS, BadPassword, HashParams, PasswordHasher
+from gateway.accounts.store import (
     Account,
     AccountExists,
     AccountStore,
     NoSuchAccount,
 )
 from gateway.broker import BrokerUnavailable
-from gateway.passwords import FAST_PARAMS, BadPassword, HashParams, PasswordHasher
 from protocol.errors import ErrorCode, ProtocolError
 from tests.support.redis_server import free_port
 

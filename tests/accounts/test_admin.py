@@ -13,9 +13,9 @@ import fakeredis
 import pytest
 import redis
 
-from gateway import admin
-from gateway.accounts import AccountStore
-from gateway.passwords import PasswordHasher
+from gateway.accounts import admin
+from gateway.accounts.passwords import PasswordHasher
+from gateway.accounts.store import AccountStore
 from tests.conftest import installed_program
 from tests.support.redis_server import RedisServer, free_port
 

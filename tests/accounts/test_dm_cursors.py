@@ -7,7 +7,7 @@ import json
 from gateway.broker import HistoryBatch
 from gateway.conversations import Conversation
 from gateway.core.conversations import CatchUp, ConversationCursors
-from gateway.login import dm_history
+from gateway.front.login import dm_history
 
 
 def line(msg_id: int, sender: str = "bob", to: str = "alice", epoch: str = "e1") -> bytes:

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from gateway import admin
-from gateway.accounts import AccountStore
+from gateway.accounts import admin
+from gateway.accounts.passwords import FAST_PARAMS, PasswordHasher
+from gateway.accounts.store import AccountStore
 from gateway.conversations import conversation_tag
-from gateway.passwords import FAST_PARAMS, PasswordHasher
 from gateway.server import Gateway
 from protocol.limits import Limits
 from tests.conftest import Connect, StartGateway

@@ -8,10 +8,10 @@ import fakeredis
 import pytest
 
 from gateway import account_keys
-from gateway.accounts import AccountStore
-from gateway.auth import Authenticator, AuthOutcome
-from gateway.login_limit import Attempt, LoginLimiter, LoginLimits, Refused
-from gateway.passwords import BadPassword
+from gateway.accounts.auth import Authenticator, AuthOutcome
+from gateway.accounts.login_limit import Attempt, LoginLimiter, LoginLimits, Refused
+from gateway.accounts.passwords import BadPassword
+from gateway.accounts.store import AccountStore
 from tests.support.waiting import wait_for
 
 PW = "the right password"

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import argon2
 import pytest
 
-from gateway.passwords import (
+from gateway.accounts.passwords import (
     FAST_PARAMS,
     MAX_PASSWORD,
     MIN_PASSWORD,

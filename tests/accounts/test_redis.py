@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from gateway.accounts import Account, AccountExists, AccountStore
-from gateway.auth import Authenticator, AuthOutcome
-from gateway.login_limit import Attempt, LoginLimiter, LoginLimits, Refused
-from gateway.passwords import FAST_PARAMS, PasswordHasher
+from gateway.accounts.auth import Authenticator, AuthOutcome
+from gateway.accounts.login_limit import Attempt, LoginLimiter, LoginLimits, Refused
+from gateway.accounts.passwords import FAST_PARAMS, PasswordHasher
+from gateway.accounts.store import Account, AccountExists, AccountStore
 from tests.support.redis_server import RedisServer
 
 PW = "the right password"

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from gateway.accept import Backoff, FailureLog, SpareDescriptor
+from gateway.front.accept import Backoff, FailureLog, SpareDescriptor
 
 
 class FakeClock:

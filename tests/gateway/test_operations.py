@@ -16,7 +16,7 @@ import pytest
 
 from gateway import keys
 from gateway.config import parse_config
-from gateway.registry import Registry
+from gateway.front.registry import Registry
 from gateway.server import DuplicateGateway, Gateway
 from tests.gateway.conftest import Connect, StartGateway
 from tests.gateway.live import error, login

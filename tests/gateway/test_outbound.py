@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import pytest
 
-from gateway.outbound import Flusher, Outbound
+from gateway.front.outbound import Flusher, Outbound
 from tests.support.waiting import wait_for
 
 

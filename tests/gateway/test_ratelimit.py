@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.ratelimit import ByteBudget, TokenBucket
+from gateway.front.ratelimit import ByteBudget, TokenBucket
 
 
 class FakeClock:

@@ -6,7 +6,7 @@ import threading
 import uuid
 from typing import Any, cast
 
-from gateway.registry import Registry
+from gateway.front.registry import Registry
 from protocol.names import name_key
 
 

@@ -17,8 +17,8 @@ from redis.backoff import ConstantBackoff
 
 from gateway import keys
 from gateway.broker import Broker
+from gateway.front.registry import Registry
 from gateway.metrics import GatewayMetrics
-from gateway.registry import Registry
 from gateway.subscriber import Subscriber
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_for

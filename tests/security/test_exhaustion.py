@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.health import MAX_CONNECTIONS, HealthServer
+from gateway.front.health import MAX_CONNECTIONS, HealthServer
 from gateway.server import Gateway
 from tests.conftest import StartGateway
 from tests.support.gateways import GatewayProcess

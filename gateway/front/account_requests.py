@@ -25,20 +25,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gateway.accounts import AccountExists, AccountStore
-from gateway.auth import Authenticator, AuthOutcome, AuthResult
+from gateway.accounts.auth import Authenticator, AuthOutcome, AuthResult
+from gateway.accounts.login_limit import LoginLimiter
+from gateway.accounts.passwords import PasswordHasher
+from gateway.accounts.store import AccountExists, AccountStore
 from gateway.broker import Broker
 from gateway.config import GatewayConfig
 from gateway.conversations import Conversations
-from gateway.login_limit import LoginLimiter
-from gateway.passwords import PasswordHasher
 from protocol import codec
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import DmHistoryQuery, Hello, Passwd, Read, Register, Registered
 from protocol.names import name_key
 
 if TYPE_CHECKING:
-    from gateway.session import Session
+    from gateway.front.session import Session
 
 WRONG_PASSWORD = "wrong name or password"
 TOO_MANY = "too many failed logins for this name or address; try again later"
@@ -100,7 +100,7 @@ def _refuse(result: AuthResult) -> None:
 
 
 def answer(s: Session, frame: Register | Passwd | Read | DmHistoryQuery) -> None:
-    """Protocol v1.1 requests: accounts (``gateway.account_requests``) and stored
+    """Protocol v1.1 requests: accounts (``gateway.front.account_requests``) and stored
     conversations (``gateway.conversations``).
 
     Without accounts (``Services.accounts`` None) ``register``/``passwd`` and a

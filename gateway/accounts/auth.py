@@ -12,9 +12,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from gateway.accounts import AccountStore
-from gateway.login_limit import LoginLimiter, Refused
-from gateway.passwords import normalise_password
+from gateway.accounts.login_limit import LoginLimiter, Refused
+from gateway.accounts.passwords import normalise_password
+from gateway.accounts.store import AccountStore
 
 
 class AuthOutcome(enum.Enum):

@@ -10,7 +10,7 @@ Exceptions (all under ``protocol.errors.ChatError``)::
 
     ChatError
     ├── ProtocolError (bad_name)       from check_name: not a valid name
-    ├── BadPassword                    gateway.passwords: outside the rules
+    ├── BadPassword                    gateway.accounts.passwords: outside the rules
     ├── AccountError                   an account operation that cannot be done
     │   ├── AccountExists              create: the name has an account
     │   └── NoSuchAccount              set_password: the name has none
@@ -35,12 +35,12 @@ import redis
 
 from gateway import account_keys as keys
 from gateway import account_lua as lua
+from gateway.accounts.passwords import BadPassword, PasswordHasher, normalise_password
 from gateway.broker import BrokerUnavailable
-from gateway.passwords import BadPassword, PasswordHasher, normalise_password
 from protocol.errors import ChatError, ProtocolError
 from protocol.names import check_name
 
-logger = logging.getLogger("gateway.accounts")
+logger = logging.getLogger("gateway.accounts.store")
 
 _CAS_TRIES = 3
 """change_password re-reads the hash this often when another change races it."""

@@ -2,11 +2,11 @@
 
 A session is three modules: this one (the state, the output helpers, the
 requests about rooms and messages, the fan-out the subscriber calls), its
-reader thread (``gateway.reader``: recv, decode, dispatch, close, linger) and
-its login (``gateway.login``: hello, claim, takeover, undo, release, restore).
+reader thread (``gateway.front.reader``: recv, decode, dispatch, close, linger) and
+its login (``gateway.front.login``: hello, claim, takeover, undo, release, restore).
 Where it stands in each room and conversation is the pure core
 (``gateway.core``): moved under ``_lock``, its bytes queued under it in move
-order. Account requests are ``gateway.account_requests``'; a password is
+order. Account requests are ``gateway.front.account_requests``'; a password is
 checked on the reader thread, before the name is claimed.
 
 Other threads reach a session only through the ``deliver_*``/``catch_up``/
@@ -52,14 +52,14 @@ import uuid
 from collections.abc import MutableMapping
 from typing import Any
 
-from gateway import account_requests, login, reader
 from gateway.broker import BrokerUnavailable, HistoryBatch
 from gateway.context import Services
 from gateway.core import cursor as core
 from gateway.core.conversations import ConversationCursors
 from gateway.core.cursor import RoomCursor
-from gateway.outbound import Outbound
-from gateway.ratelimit import ByteBudget, TokenBucket
+from gateway.front import account_requests, login, reader
+from gateway.front.outbound import Outbound
+from gateway.front.ratelimit import ByteBudget, TokenBucket
 from protocol import codec
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import (
@@ -311,15 +311,15 @@ class Session:
     # ------------------------------------------------------------- reader thread
 
     def run(self) -> None:
-        """The session's thread (``gateway.reader``): read frames until the connection ends."""
+        """The session's thread (``gateway.front.reader``): read until the connection ends."""
         reader.run(self)
 
     def restore_presence(self) -> None:
-        """Redis forgot this gateway: claim the name and memberships back (``gateway.login``)."""
+        """Redis forgot this gateway: claim name and memberships back (``front.login``)."""
         login.restore(self)
 
     def _on_accounts_pending(self, frame: Register | Passwd | Read | DmHistoryQuery) -> None:
-        """Protocol v1.1 account and conversation requests: ``gateway.account_requests``."""
+        """Protocol v1.1 account and conversation requests: ``gateway.front.account_requests``."""
         account_requests.answer(self, frame)
 
     # ------------------------------------------------------------------ requests

@@ -3,8 +3,8 @@
 ``run`` is the thread's body (``Session.run``); it owns the socket's receive
 side and its close. It decodes lines with ``protocol.codec``, charges the
 frame and refusal budgets, dispatches each frame to the session's request
-handlers (``hello`` to ``gateway.login``), and on the way out releases the
-name (``gateway.login.release``), drains the output and lingers.
+handlers (``hello`` to ``gateway.front.login``), and on the way out releases the
+name (``gateway.front.login.release``), drains the output and lingers.
 
 Lock order: takes no lock of its own; the session's ``_lock`` only through
 the session's methods, never across socket or Redis calls.
@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from gateway import login
 from gateway.broker import BrokerUnavailable
+from gateway.front import login
 from protocol import codec
 from protocol.errors import ErrorCode, FrameTooLarge, ProtocolError
 from protocol.frames import (
@@ -48,7 +48,7 @@ from protocol.frames import (
 from protocol.names import check_ref
 
 if TYPE_CHECKING:
-    from gateway.session import Session
+    from gateway.front.session import Session
 
 _RECV_SIZE = 65536
 _CLOSE_FLUSH_S = 1.0

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from protocol.names import name_key
 
 if TYPE_CHECKING:
-    from gateway.session import Session
+    from gateway.front.session import Session
 
 
 class Registry:

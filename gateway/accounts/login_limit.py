@@ -28,10 +28,10 @@ import redis
 
 from gateway import account_keys as keys
 from gateway import account_lua as lua
-from gateway.accounts import guard_redis
+from gateway.accounts.store import guard_redis
 from protocol.names import check_name
 
-logger = logging.getLogger("gateway.login_limit")
+logger = logging.getLogger("gateway.accounts.login_limit")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.accept import OUT_OF_DESCRIPTORS, Backoff, FailureLog
+from gateway.front.accept import OUT_OF_DESCRIPTORS, Backoff, FailureLog
 from gateway.wakeup import Waker
 
 log = logging.getLogger(__name__)

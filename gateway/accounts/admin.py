@@ -39,7 +39,8 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from gateway.accounts import (
+from gateway.accounts.passwords import BadPassword
+from gateway.accounts.store import (
     AccountError,
     AccountExists,
     AccountStore,
@@ -49,7 +50,6 @@ from gateway.accounts import (
 from gateway.broker import BrokerUnavailable
 from gateway.config import GatewayConfig
 from gateway.conversations import forget_conversations
-from gateway.passwords import BadPassword
 from protocol.errors import ChatError, ProtocolError
 from protocol.names import check_name
 

@@ -27,7 +27,7 @@ from protocol.frames import ByeReason, DmSummary, Hello, Position, Welcome
 from protocol.names import CONVERSATION_PREFIX, name_key
 
 if TYPE_CHECKING:
-    from gateway.session import Session
+    from gateway.front.session import Session
 
 
 def hello(s: Session, frame: Hello) -> None:

@@ -1,0 +1,10 @@
+"""The front: what faces the clients.
+
+The accept side (``gateway.server``'s loop, ``accept``: running out of
+descriptors, ``ratelimit``: connection and frame rates), one session per
+connection (``session``: its state, output and rooms; ``reader``: its thread;
+``login``: hello, takeover, undo, release, restore; ``outbound``: its
+bounded output and the flusher thread; ``account_requests``: register,
+passwd, read, a conversation's history), the ``registry`` of local sessions
+and rooms, and the ``health`` endpoint.
+"""
