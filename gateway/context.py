@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from gateway.broker import Broker
     from gateway.config import GatewayConfig
     from gateway.front.account_requests import AccountGate
-    from gateway.front.outbound import Flusher
+    from gateway.front.flusher import Flusher
     from gateway.front.registry import Registry
     from gateway.metrics import GatewayMetrics
     from gateway.subscriber import Subscriber

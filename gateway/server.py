@@ -42,8 +42,8 @@ from gateway.config import GatewayConfig
 from gateway.context import Services
 from gateway.front.accept import OUT_OF_DESCRIPTORS, Backoff, FailureLog, SpareDescriptor
 from gateway.front.account_requests import account_gate
+from gateway.front.flusher import Flusher
 from gateway.front.health import HealthServer
-from gateway.front.outbound import Flusher
 from gateway.front.ratelimit import AddressRate
 from gateway.front.registry import Registry
 from gateway.front.session import Session

@@ -3,8 +3,9 @@
 The accept side (``gateway.server``'s loop, ``accept``: running out of
 descriptors, ``ratelimit``: connection and frame rates), one session per
 connection (``session``: its state, output and rooms; ``reader``: its thread;
-``login``: hello, takeover, undo, release, restore; ``outbound``: its
-bounded output and the flusher thread; ``account_requests``: register,
+``login``: hello, takeover, undo, release, restore; ``rooms``: join, leave,
+history, typing; ``outbound``: its bounded output; ``flusher``: the one
+thread that resumes blocked sockets; ``account_requests``: register,
 passwd, read, a conversation's history), the ``registry`` of local sessions
 and rooms, and the ``health`` endpoint.
 """

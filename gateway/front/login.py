@@ -21,6 +21,7 @@ from gateway.broker import BrokerUnavailable, token_hash
 from gateway.conversations import Conversations
 from gateway.core.conversations import CatchUp
 from gateway.core.cursor import Batch
+from gateway.front import rooms
 from protocol import codec
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import ByeReason, DmSummary, Hello, Position, Welcome
@@ -59,8 +60,8 @@ def hello(s: Session, frame: Hello) -> None:
     try:
         for room in frame.rooms:
             entered.append(room)
-            s._enter_room(room)
-        batches = [s._announce(room, frame.since.get(room)) for room in frame.rooms]
+            rooms.enter(s, room)
+        batches = [rooms.announce(s, room, frame.since.get(room)) for room in frame.rooms]
         for room in unwanted:
             svc.broker.leave(room, claim.name)
         caught_up = load_conversations(s, frame.since)
@@ -81,7 +82,7 @@ def hello(s: Session, frame: Hello) -> None:
             if s._closing_reason() is None:
                 s._overflowed()
             return
-        s._go_live(room, batch)
+        rooms.go_live(s, room, batch)
     s._wanted_rooms = frozenset()  # in them now: in_room answers from here on
     open_conversations(s, caught_up, bool(frame.rooms))
 
@@ -111,17 +112,17 @@ def open_conversations(s: Session, caught_up: CatchUp, waiting: bool) -> None:
         s._fill_conversation(peer_key)
 
 
-def undo(s: Session, rooms: list[str], taken_over: list[str]) -> None:
+def undo(s: Session, entered: list[str], taken_over: list[str]) -> None:
     """A hello failed after its claim: give back rooms and name, as if never logged in.
 
     ``taken_over``: rooms whose membership came with the name and that the hello
     does not list.
     """
     assert s.name is not None
-    for room in rooms:
-        s._abandon_room(room)
+    for room in entered:
+        rooms.abandon(s, room)
     try:
-        for room in rooms + taken_over:
+        for room in entered + taken_over:
             s._svc.broker.leave(room, s.name)  # a no-op where not ours
         s._svc.broker.release_name(s.name, s.sid)
     except BrokerUnavailable:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import enum
 import fcntl
 import logging
-import select
 import socket
 import ssl
 import sys
@@ -37,8 +36,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from gateway.wakeup import Waker
+if TYPE_CHECKING:
+    from gateway.front.flusher import Flusher
 
 log = logging.getLogger(__name__)
 
@@ -407,66 +408,4 @@ class Outbound:
             self._drop_all()
 
 
-class Flusher:
-    """The gateway's one writer thread: resumes sockets whose buffers were full.
-
-    Registrations are one-shot (POLLOUT, removed once fired) and are made only
-    by this thread, from requests handed over under a lock and a wake-up
-    byte on its ``Waker``; so ``poll`` never races with a registration.
-    """
-
-    def __init__(self, name: str = "flusher") -> None:
-        self._lock = threading.Lock()
-        self._requests: list[tuple[int, Outbound]] = []
-        self._waiting: dict[int, Outbound] = {}
-        self._waker = Waker()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name=name)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def watch(self, fd: int, outbound: Outbound) -> None:
-        if fd < 0:
-            return
-        with self._lock:
-            self._requests.append((fd, outbound))
-        self._waker.wake()
-
-    def stop(self) -> None:
-        with self._lock:
-            if self._stopping:
-                return
-            self._stopping = True
-        self._waker.wake()
-        if self._thread.is_alive():
-            self._thread.join(5)
-        self._waker.close()
-
-    def _run(self) -> None:
-        poller = select.poll()
-        wake_fd = self._waker.fileno()
-        poller.register(wake_fd, select.POLLIN)
-        try:
-            while True:
-                for fd, event in poller.poll():
-                    if fd == wake_fd:
-                        self._waker.drain()
-                        continue
-                    outbound = self._waiting.pop(fd, None)
-                    poller.unregister(fd)
-                    if outbound is not None and not event & select.POLLNVAL:
-                        outbound.on_writable()
-                with self._lock:
-                    if self._stopping:
-                        return
-                    requests, self._requests = self._requests, []
-                for fd, outbound in requests:
-                    self._waiting[fd] = outbound
-                    poller.register(fd, select.POLLOUT)
-        except Exception:
-            log.exception("event=flusher_crashed")
-            raise
-
-
-__all__ = ["Flusher", "Outbound"]
+__all__ = ["Outbound"]

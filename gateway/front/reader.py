@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from gateway.broker import BrokerUnavailable
-from gateway.front import login
+from gateway.front import login, rooms
 from protocol import codec
 from protocol.errors import ErrorCode, FrameTooLarge, ProtocolError
 from protocol.frames import (
@@ -176,17 +176,17 @@ def _dispatch(s: Session, frame: ClientFrame) -> None:
         case Ping():
             s._send(codec.encode(Pong(frame.ref)), "pong")
         case TypingRequest():
-            s._on_typing(frame)
+            rooms.typing(s, frame)
         case Hello():
             login.hello(s, frame)
         case DmRequest():
             s._on_dm(frame)
         case Join():
-            s._on_join(frame)
+            rooms.join(s, frame)
         case Leave():
-            s._on_leave(frame)
+            rooms.leave(s, frame)
         case HistoryQuery():
-            s._on_history(frame)
+            rooms.history(s, frame)
         case Who():
             names = s._svc.broker.who(frame.room)
             s._send(codec.encode(WhoList(frame.room, tuple(names))), "who")

@@ -1,9 +1,10 @@
 """One client connection: its state, its output, its rooms and the subscriber's fan-out.
 
-A session is three modules: this one (the state, the output helpers, the
-requests about rooms and messages, the fan-out the subscriber calls), its
-reader thread (``gateway.front.reader``: recv, decode, dispatch, close, linger) and
-its login (``gateway.front.login``: hello, claim, takeover, undo, release, restore).
+A session is four modules: this one (the state, the output helpers, sends
+and dms, the fan-out the subscriber calls), its reader thread
+(``gateway.front.reader``: recv, decode, dispatch, close, linger), its login
+(``gateway.front.login``: hello, claim, takeover, undo, release, restore) and
+its rooms (``gateway.front.rooms``: join, leave, history, typing, going live).
 Where it stands in each room and conversation is the pure core
 (``gateway.core``): moved under ``_lock``, its bytes queued under it in move
 order. Account requests are ``gateway.front.account_requests``'; a password is
@@ -68,16 +69,10 @@ from protocol.frames import (
     ByeReason,
     DmHistoryQuery,
     DmRequest,
-    HistoryQuery,
-    Join,
-    Leave,
-    Left,
     Passwd,
-    Position,
     Read,
     Register,
     Send,
-    TypingRequest,
 )
 from protocol.names import name_key
 
@@ -361,105 +356,6 @@ class Session:
             self._send(sent.line + b"\n", "dm")
         if frame.ref is not None:
             self._send(codec.encode(Ack(frame.ref)), "ack")
-
-    def _on_typing(self, frame: TypingRequest) -> None:
-        self._require_room(frame.room)
-        assert self.name is not None
-        now = time.monotonic()
-        with self._lock:
-            cursor = self._rooms[frame.room]
-            if now - cursor.typing_at < self._limits.typing_interval_s:
-                return
-            cursor.typing_at = now
-        self._svc.broker.publish_typing(frame.room, self.name)
-
-    def _on_history(self, frame: HistoryQuery) -> None:
-        self._require_room(frame.room)
-        self._may_answer()
-        batch = self._svc.broker.read_history(frame.room, before=frame.before, limit=frame.limit)
-        lines = list(
-            codec.history_lines(frame.room, batch.epoch, batch.messages, batch.complete))
-        self._svc.metrics.frames_out.labels("history").inc(len(lines))
-        self._history_budget.spend(sum(map(len, lines)))
-        self._out.enqueue_answer(lines)
-        self._flush()
-
-    def _on_join(self, frame: Join) -> None:
-        if frame.room in self._rooms:
-            # Already a member: answer with the newest history again, change nothing.
-            self._on_history(HistoryQuery(frame.room))
-            return
-        self._check_room_count(len(self._rooms) + 1)
-        self._may_answer()
-        self._enter_and_go_live(frame.room)
-
-    def _on_leave(self, frame: Leave) -> None:
-        self._require_room(frame.room)
-        assert self.name is not None
-        left_line = codec.encode(Left(frame.room, self.name))
-        with self._lock:
-            self._rooms[frame.room].leaving_line = left_line
-        try:
-            self._svc.broker.leave(frame.room, self.name)
-        except BaseException:
-            with self._lock:
-                if frame.room in self._rooms:
-                    self._rooms[frame.room].leaving_line = None
-            raise
-        with self._lock:
-            self._rooms.pop(frame.room, None)
-        if self._svc.registry.remove_member(self, frame.room):
-            self._svc.subscriber.unsubscribe(frame.room)
-        self._send(left_line, "left")
-
-    def _enter_and_go_live(self, room: str) -> None:
-        """``join``: enter, announce, then history; undone if a step fails."""
-        try:
-            self._enter_room(room)
-            batch = self._announce(room, None)
-        except BaseException:
-            self._abandon_room(room)
-            raise
-        self._go_live(room, batch)
-
-    def _enter_room(self, room: str) -> None:
-        """Register and subscribe; from here live messages wait in the room's cursor."""
-        with self._lock:
-            self._rooms[room] = RoomCursor()
-        self._svc.registry.add_member(self, room)
-        if not self._svc.subscriber.subscribe(room).wait(5.0):
-            raise BrokerUnavailable(f"could not subscribe to room {room}")
-
-    def _announce(self, room: str, since: Position | None) -> HistoryBatch:
-        """Record our presence (the room sees ``joined``), then read the history to send."""
-        svc = self._svc
-        assert self.name is not None
-        svc.broker.join(room, self.name)
-        if since is not None:
-            batch = svc.broker.read_history(room, after=since.id)
-            if batch.epoch == since.epoch:
-                return batch
-            return svc.broker.read_history(room, after=0)
-        return svc.broker.read_history(room)
-
-    def _abandon_room(self, room: str) -> None:
-        with self._lock:
-            self._rooms.pop(room, None)
-        if self._svc.registry.remove_member(self, room):
-            self._svc.subscriber.unsubscribe(room)
-
-    def _go_live(self, room: str, batch: HistoryBatch) -> None:
-        """Send the history, then the live messages that waited, skipping what it held."""
-        svc = self._svc
-        lines = codec.history_lines(room, batch.epoch, batch.messages, batch.complete)
-        self._history_budget.spend(sum(map(len, lines)))
-        with self._lock:
-            step = core.go_live(self._rooms[room], lines, batch)
-            self._queue(step)
-        svc.metrics.frames_out.labels("history").inc()
-        self._flush()
-        if step.fill:
-            svc.subscriber.request_fill(room)
 
     # ------------------------------------------------------------------ cleanup
 
