@@ -18,9 +18,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.options import Address
 from bench.procstat import listening_pid
 from deploy.local_cluster import ClusterError, LocalCluster
+from protocol.address import Address
 
 __all__ = ["ClusterError", "GatewayProcess", "GatewaySettings", "Target", "open_target"]
 

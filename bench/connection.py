@@ -19,9 +19,9 @@ from array import array
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from bench.options import Address
 from bench.tap import LineTap
 from bench.wire import ACK_MARK, STAMP, STAMP_SEQ
+from protocol.address import Address
 from protocol.codec import decode_server
 from protocol.errors import ChatError, ConnectionLost, ProtocolError
 from protocol.frames import Bye, Error, Message, ServerFrame, Welcome

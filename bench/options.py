@@ -15,20 +15,13 @@ from pathlib import Path
 from typing import Literal
 
 from bench.population import Span, default_rooms, feasible_memberships
+from protocol.address import Address
+from protocol.address import parse_address as _parse_address
 from protocol.errors import ProtocolError
 from protocol.names import check_room
 
 Mode = Literal["saturate", "rate"]
 RoomsMode = Literal["rate", "step"]
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +129,12 @@ Options = FanoutOptions | IdleOptions | StormOptions | ResumeOptions | RoomsOpti
 
 
 def parse_address(text: str) -> Address:
-    """``host:port`` (``[v6]:port`` too) -> Address, or ValueError."""
-    host, sep, port = text.strip().rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"not a host:port address: {text!r}")
-    return Address(host.strip("[]"), int(port))
+    """``host:port`` (``[v6]:port`` too) -> Address, or ValueError: the bench wants the
+    port spelt out, and speaks plain TCP."""
+    address = _parse_address(text, default_port=None)
+    if address.tls:
+        raise ValueError(f"chat-bench speaks plain TCP, not {text!r}")
+    return address
 
 
 def _addresses(text: str) -> tuple[Address, ...]:

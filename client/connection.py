@@ -42,8 +42,8 @@ from client.events import (
 )
 from client.link import Link, login
 from client.state import ClientState, Outcome
-from client.transport import Address, parse_address
 from protocol import frames as fr
+from protocol.address import Address, parse_address
 from protocol.errors import ConnectionLost, ErrorCode, ProtocolError
 from protocol.limits import DEFAULT_HISTORY_LIMIT, Limits
 from protocol.names import LOBBY, check_room, check_text

@@ -17,8 +17,9 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from client.errors import LoginRefused
-from client.transport import Address, Transport, open_transport
+from client.transport import Transport, open_transport
 from protocol import frames as fr
+from protocol.address import Address
 from protocol.codec import LineReader, decode_server, encode
 from protocol.errors import ConnectionLost, FrameTooLarge, ProtocolError
 from protocol.limits import MAX_SERVER_LINE

@@ -18,7 +18,7 @@ import argparse
 import importlib.metadata
 from collections.abc import Mapping, Sequence
 
-from client.transport import parse_address
+from protocol.address import parse_address
 
 DEFAULT_GATEWAY = "localhost:5050"
 

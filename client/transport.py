@@ -15,53 +15,11 @@ import contextlib
 import socket
 import ssl
 import threading
-from dataclasses import dataclass
 
+from protocol.address import Address
 from protocol.errors import ConnectionLost
 
-DEFAULT_PORT = 5050
 _CHUNK = 65536
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    """One gateway: ``host:port``, with TLS when ``tls``."""
-
-    host: str
-    port: int
-    tls: bool = False
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'tls://' if self.tls else ''}{host}:{self.port}"
-
-
-def parse_address(text: str) -> Address:
-    """``"host:port"``, ``"host"``, ``"tls://host:port"``, ``"tcp://..."``, ``"[::1]:5050"``.
-
-    Raises ``ValueError`` for anything else.
-    """
-    rest = text.strip()
-    tls = False
-    if "://" in rest:
-        scheme, rest = rest.split("://", 1)
-        if scheme not in ("tcp", "tls"):
-            raise ValueError(f"unknown scheme {scheme!r} in gateway address {text!r}")
-        tls = scheme == "tls"
-    if rest.startswith("["):
-        host, sep, tail = rest[1:].partition("]")
-        if not sep or (tail and not tail.startswith(":")):
-            raise ValueError(f"bad gateway address {text!r}")
-        port_text = tail[1:]
-    else:
-        host, _, port_text = rest.rpartition(":") if ":" in rest else (rest, "", "")
-    if not host:
-        raise ValueError(f"gateway address {text!r} has no host")
-    if not port_text:
-        return Address(host, DEFAULT_PORT, tls)
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"bad port in gateway address {text!r}")
-    return Address(host, int(port_text), tls)
 
 
 class Transport(abc.ABC):

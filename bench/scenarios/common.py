@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from bench.connection import BenchConnection, LoginFailed, connect
-from bench.options import Address
+from protocol.address import Address
 from protocol.errors import ChatError
 
 C = TypeVar("C", bound=BenchConnection)

@@ -21,7 +21,7 @@ from functools import partial
 from bench.cluster import Target
 from bench.connection import RECEIVER_MARKERS, BenchConnection
 from bench.cost import CostMeter, redis_client
-from bench.options import Address, FanoutOptions
+from bench.options import FanoutOptions
 from bench.procstat import CpuMeter, CpuUse
 from bench.results import FanoutResult
 from bench.scenarios.common import (
@@ -41,6 +41,7 @@ from bench.wire import (
     start_marker,
     timed_send,
 )
+from protocol.address import Address
 from protocol.frames import Ack, Error, ServerFrame
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from bench.connection import RECEIVER_MARKERS, BenchConnection, LoginFailed, connect
-from bench.options import Address
 from bench.scenarios.fanout import Sender
 from bench.wire import hello, start_marker
+from protocol.address import Address
 from protocol.codec import encode
 from protocol.errors import ErrorCode
 from protocol.frames import Ack, Error, History, Joined, Left, Message, Welcome

@@ -61,7 +61,7 @@ from tests.chaos.harness import (
     room_seq,
     stored_messages,
 )
-from tests.support.gateways import GatewayProcess
+from tests.support.gateways import GatewayProcess, address
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_for
 from tests.support.wire import WireClient
@@ -79,10 +79,6 @@ STALL = "SIGSTOP redis 5 s, SIGCONT"
 CRASH = re.compile(r"Traceback|_crashed|handler_failed")
 """Gateway log lines that mean an unexpected exception, whatever the fault."""
 
-
-def address(gw: GatewayProcess) -> str:
-    host, port = gw.address
-    return f"{host}:{port}"
 
 
 class GatewayLogs:

@@ -10,8 +10,9 @@ import pytest
 
 from client.errors import LoginRefused
 from client.link import Link, login
-from client.transport import Address, PlainTransport
+from client.transport import PlainTransport
 from protocol import frames as fr
+from protocol.address import Address
 from protocol.codec import decode_client, encode
 from protocol.errors import ConnectionLost, ErrorCode
 from protocol.limits import MAX_SERVER_LINE

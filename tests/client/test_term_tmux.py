@@ -17,7 +17,7 @@ import pytest
 from client.connection import ChatClient
 from gateway.server import Gateway, run_gateway
 from tests.conftest import require_program
-from tests.support.gateways import config
+from tests.support.gateways import address, config
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.waiting import wait_for
 
@@ -82,10 +82,6 @@ def gateway(redis_server: RedisServer) -> Iterator[Gateway]:
     with run_gateway(config(redis_server.url, "gw1")) as gw:
         yield gw
 
-
-def address(gw: Gateway) -> str:
-    host, port = gw.address
-    return f"{host}:{port}"
 
 
 @pytest.fixture

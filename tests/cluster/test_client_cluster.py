@@ -21,17 +21,13 @@ from client.errors import LoginRefused, NoGatewayAvailable
 from gateway.server import Gateway
 from protocol.errors import ErrorCode
 from tests.client.recorder import Recorder
-from tests.support.gateways import GatewayProcess, gateways
+from tests.support.gateways import GatewayProcess, address, gateways
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_for
 from tests.support.wire import WireClient
 
 pytestmark = pytest.mark.timeout(90)
 
-
-def address(gw: Gateway | GatewayProcess) -> str:
-    host, port = gw.address
-    return f"{host}:{port}"
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from typing import Any, cast
 
 import pytest
 
-from gateway.front.outbound import Flusher, Outbound
+from gateway.front.flusher import Flusher
+from gateway.front.outbound import Outbound
 from tests.support.waiting import wait_for
 
 

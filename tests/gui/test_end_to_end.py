@@ -22,15 +22,11 @@ from client.gui.widgets import StatusLevel
 from gateway.server import Gateway, run_gateway
 from tests.gui.conftest import screenshot, settle
 from tests.gui.helpers import LOBBY, give_focus, log_in, send, shown, type_and_enter
-from tests.support.gateways import GatewayProcess, config
+from tests.support.gateways import GatewayProcess, address, config
 from tests.support.redis_server import RedisServer, free_port
 
 RECONNECT_DELAY = 2.0
 
-
-def address(gw: Gateway | GatewayProcess) -> str:
-    host, port = gw.address
-    return f"{host}:{port}"
 
 
 def real_clients(backoff: float = RECONNECT_DELAY) -> Callable[[str, Sequence[str], EventSink],

@@ -18,6 +18,7 @@ from redis.backoff import ConstantBackoff
 
 from gateway.config import GatewayConfig
 from gateway.server import Gateway, run_gateway
+from protocol.address import Address
 from protocol.limits import Limits
 from tests.support.redis_server import free_port
 
@@ -38,6 +39,11 @@ def gateways(redis_url: str, n: int = 3, **overrides: Any) -> Iterator[list[Gate
         yield [stack.enter_context(run_gateway(config(redis_url, f"gw{i + 1}", **overrides),
                                                backoff=ConstantBackoff(0.05)))
                for i in range(n)]
+
+
+def address(gw: Gateway | GatewayProcess) -> str:
+    """The gateway's ``host:port`` as clients are given it."""
+    return str(Address(*gw.address))
 
 
 class GatewayProcess:
