@@ -30,7 +30,7 @@ from tests.gateway.live import (
     wait_closed_with_bye,
 )
 from tests.support.gateways import GatewayProcess, gateways
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisEndpoint, RedisServer
 from tests.support.waiting import wait_for
 from tests.support.wire import WireClient
 
@@ -40,8 +40,8 @@ Connect = Callable[[Gateway | tuple[str, int]], WireClient]
 
 
 @pytest.fixture
-def cluster(redis_server: RedisServer) -> Iterator[list[Gateway]]:
-    with gateways(redis_server.url, n=3, limits=ROOMY) as gws:
+def cluster(gateway_redis: RedisEndpoint) -> Iterator[list[Gateway]]:
+    with gateways(gateway_redis.url, n=3, limits=ROOMY) as gws:
         yield gws
 
 
@@ -314,8 +314,8 @@ def test_resume_with_an_unknown_epoch_gets_the_retained_history_of_the_real_one(
 
 
 def test_resume_from_an_id_beyond_what_is_kept_says_incomplete(
-        redis_server: RedisServer, connect: Connect) -> None:
-    with gateways(redis_server.url, n=2, limits=ROOMY, history=10) as (gw1, gw2):
+        shared_redis: RedisEndpoint, connect: Connect) -> None:
+    with gateways(shared_redis.url, n=2, limits=ROOMY, history=10) as (gw1, gw2):
         writer = connect(gw1)
         _, histories = login(writer, "writer")
         for i in range(1, 31):
@@ -361,10 +361,10 @@ def test_a_repeated_ref_is_acknowledged_with_the_first_id_and_delivered_once(
 
 
 def test_a_killed_gateway_frees_its_names_and_its_rooms_see_left_within_15_s(
-        redis_server: RedisServer, cluster: list[Gateway], connect: Connect) -> None:
+        shared_redis: RedisEndpoint, cluster: list[Gateway], connect: Connect) -> None:
     observer = connect(cluster[0])
     login(observer, "observer", ["lobby", "dev"])
-    proc = GatewayProcess(redis_server.url, "victim")
+    proc = GatewayProcess(shared_redis.url, "victim")
     try:
         victims = [connect(proc.address) for _ in range(2)]
         login(victims[0], "alice", ["lobby", "dev"])
@@ -502,7 +502,7 @@ def _who(client: WireClient, room: str) -> list[str]:
 
 
 def test_killed_pubsub_connections_miss_nothing(
-        redis_server: RedisServer, cluster: list[Gateway], connect: Connect) -> None:
+        shared_redis: RedisEndpoint, cluster: list[Gateway], connect: Connect) -> None:
     """``CLIENT KILL TYPE pubsub`` while another gateway publishes: the gap is filled, in order."""
     clients = [connect(gw) for gw in cluster]
     for i, c in enumerate(clients):
@@ -525,7 +525,7 @@ def test_killed_pubsub_connections_miss_nothing(
     def reconnects() -> list[float]:
         return [gw.metrics.redis_reconnects._value.get() for gw in cluster]
 
-    admin = redis_server.client()
+    admin = shared_redis.client()
     start = reconnects()
     try:
         for round_ in range(5):

@@ -14,7 +14,7 @@ from gateway.server import Gateway, run_gateway
 from tests.gateway.conftest import Connect, StartGateway
 from tests.gateway.live import error, login, wait_closed_with_bye, wait_threads
 from tests.support.gateways import GatewayProcess, config
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisEndpoint, RedisServer
 from tests.support.waiting import wait_for
 
 
@@ -91,12 +91,12 @@ def test_unknown_http_path_is_404(gw: Gateway) -> None:
 
 
 def test_shutdown_says_bye_to_everyone_frees_names_and_leaves_no_thread(
-        redis_server: RedisServer, start_gateway: StartGateway, connect: Connect) -> None:
+        shared_redis: RedisEndpoint, start_gateway: StartGateway, connect: Connect) -> None:
     other = start_gateway()
     observer = connect(other.address)
     login(observer, "observer")
     baseline = threading.active_count()
-    gw = Gateway(config(redis_server.url, "doomed"), backoff=ConstantBackoff(0.05)).start()
+    gw = Gateway(config(shared_redis.url, "doomed"), backoff=ConstantBackoff(0.05)).start()
     try:
         clients = [connect(gw.address) for _ in range(3)]
         for i, c in enumerate(clients):
@@ -119,11 +119,11 @@ def test_shutdown_says_bye_to_everyone_frees_names_and_leaves_no_thread(
 
 
 def test_sigterm_says_bye_shutdown_exits_0_and_frees_names_at_once(
-        redis_server: RedisServer, start_gateway: StartGateway, connect: Connect) -> None:
+        shared_redis: RedisEndpoint, start_gateway: StartGateway, connect: Connect) -> None:
     other = start_gateway()
     observer = connect(other.address)
     login(observer, "observer", ["lobby", "dev"])
-    proc = GatewayProcess(redis_server.url, "sigterm")
+    proc = GatewayProcess(shared_redis.url, "sigterm")
     try:
         clients = [connect(proc.address) for _ in range(4)]
         for i, c in enumerate(clients):

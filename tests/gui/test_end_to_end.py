@@ -23,7 +23,7 @@ from gateway.server import Gateway, run_gateway
 from tests.gui.conftest import screenshot, settle
 from tests.gui.helpers import LOBBY, give_focus, log_in, send, shown, type_and_enter
 from tests.support.gateways import GatewayProcess, config
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisEndpoint, free_port
 
 RECONNECT_DELAY = 2.0
 
@@ -42,8 +42,8 @@ def real_clients(backoff: float = RECONNECT_DELAY) -> Callable[[str, Sequence[st
 
 
 @pytest.fixture
-def gateway(redis_server: RedisServer) -> Iterator[Gateway]:
-    with run_gateway(config(redis_server.url, "gw1")) as gw:
+def gateway(shared_redis: RedisEndpoint) -> Iterator[Gateway]:
+    with run_gateway(config(shared_redis.url, "gw1")) as gw:
         yield gw
 
 
@@ -141,10 +141,10 @@ def test_direct_messages_get_their_own_view(app: ChatApp, gateway: Gateway,
 
 
 def test_reconnect_status_after_the_gateway_is_killed(app: ChatApp,
-                                                      redis_server: RedisServer) -> None:
-    first = GatewayProcess(redis_server.url, "gw-a")
+                                                      shared_redis: RedisEndpoint) -> None:
+    first = GatewayProcess(shared_redis.url, "gw-a")
     try:
-        with run_gateway(config(redis_server.url, "gw-b")) as second:
+        with run_gateway(config(shared_redis.url, "gw-b")) as second:
             chat = log_in(app, "alice", f"{address(first)}, {address(second)}")
             settle(app.root, lambda: chat.view.status.text() == "Connected to gw-a as alice",
                    what="connected to gw-a")

