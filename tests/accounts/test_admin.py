@@ -125,6 +125,7 @@ def store_on(server: RedisEndpoint) -> AccountStore:
     return AccountStore(server.client(), PasswordHasher())
 
 
+@pytest.mark.slow
 def test_add_list_passwd_delete(chat_admin: RunAdmin, shared_redis: RedisEndpoint,
                                 tmp_path: Path) -> None:
     store = store_on(shared_redis)
@@ -215,6 +216,7 @@ def test_add_refuses_an_existing_account_before_asking(chat_admin: RunAdmin,
     assert store_on(shared_redis).verify("Alice", PW)
 
 
+@pytest.mark.slow
 def test_unreachable_redis_is_one_line_exit_3(chat_admin: RunAdmin) -> None:
     url = f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0"
     for argv in (["list"], ["add", "Alice"], ["delete", "Alice"]):

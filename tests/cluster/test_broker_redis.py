@@ -231,6 +231,7 @@ def test_presence_dms_and_reaping(shared_redis: RedisEndpoint, raw: redis.Redis)
     gw2.close()
 
 
+@pytest.mark.slow
 def test_after_an_outage_the_grace_runs_on_redis_clock(shared_redis: RedisEndpoint,
                                                        raw: redis.Redis) -> None:
     """The pulse and the grace expire by Redis's clock (PX): a beat re-sent across the outage

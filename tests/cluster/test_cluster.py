@@ -360,6 +360,7 @@ def test_a_repeated_ref_is_acknowledged_with_the_first_id_and_delivered_once(
 # ------------------------------------------------------------------ failures
 
 
+@pytest.mark.slow
 def test_a_killed_gateway_frees_its_names_and_its_rooms_see_left_within_15_s(
         shared_redis: RedisEndpoint, cluster: list[Gateway], connect: Connect) -> None:
     observer = connect(cluster[0])
@@ -387,6 +388,7 @@ def test_a_killed_gateway_frees_its_names_and_its_rooms_see_left_within_15_s(
         proc.close()
 
 
+@pytest.mark.slow
 def test_redis_stopped_and_restarted_mid_stream_loses_nothing_acknowledged(
         redis_server: RedisServer, cluster: list[Gateway], connect: Connect) -> None:
     clients = [connect(gw) for gw in cluster]
@@ -501,6 +503,7 @@ def _who(client: WireClient, room: str) -> list[str]:
     return list(client.recv_type("who", room=room)["names"])
 
 
+@pytest.mark.slow
 def test_killed_pubsub_connections_miss_nothing(
         shared_redis: RedisEndpoint, cluster: list[Gateway], connect: Connect) -> None:
     """``CLIENT KILL TYPE pubsub`` while another gateway publishes: the gap is filled, in order."""
@@ -549,6 +552,7 @@ def test_killed_pubsub_connections_miss_nothing(
         reader.stop()
 
 
+@pytest.mark.slow
 def test_an_outage_longer_than_the_lease_reaps_nobody(
         redis_server: RedisServer, cluster: list[Gateway], connect: Connect) -> None:
     """While Redis is down no gateway can beat: when it is back, peers are not dead."""
@@ -634,6 +638,7 @@ def _outage_longer_than_the_lease(redis_server: RedisServer, cluster: list[Gatew
     wait_for(lambda: cluster[0].healthy, 15, what="gw1 healthy")
 
 
+@pytest.mark.slow
 def test_users_of_a_gateway_that_has_not_beaten_yet_still_get_their_dms(
         redis_server: RedisServer, cluster: list[Gateway], connect: Connect,
         held_heartbeat: HeldHeartbeat) -> None:
@@ -647,6 +652,7 @@ def test_users_of_a_gateway_that_has_not_beaten_yet_still_get_their_dms(
     assert frame["type"] == "ack" or frame["code"] == "unavailable", frame  # not no_such_user
 
 
+@pytest.mark.slow
 def test_a_held_name_is_not_free_before_its_gateway_beats_again(
         redis_server: RedisServer, cluster: list[Gateway], connect: Connect,
         held_heartbeat: HeldHeartbeat) -> None:
@@ -659,6 +665,7 @@ def test_a_held_name_is_not_free_before_its_gateway_beats_again(
     assert frame["type"] == "error" and frame["code"] in ("name_taken", "unavailable"), frame
 
 
+@pytest.mark.slow
 def test_a_gateway_killed_during_an_outage_is_reaped_within_15_s_of_redis_coming_back(
         redis_server: RedisServer, cluster: list[Gateway], connect: Connect) -> None:
     """The grace after an outage delays reaping by one lease, no more (docs/architecture.md)."""

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -524,6 +525,7 @@ def machine_for(live: Live, tags: Iterator[int]) -> type[RuleBasedStateMachine]:
     return ProtocolMachine
 
 
+@pytest.mark.slow
 def test_protocol_state_machine_keeps_the_protocol_invariants(no_leaks: Live) -> None:
     machine = machine_for(no_leaks, itertools.count())
     run_state_machine_as_test(machine, settings=settings(  # type: ignore[no-untyped-call]

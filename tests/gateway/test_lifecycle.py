@@ -50,6 +50,7 @@ def test_healthz_is_200_then_503_while_redis_is_down_then_200_again(
     wait_for(lambda: http_get(where, "/healthz")[0] == 200, 10, what="healthy again")
 
 
+@pytest.mark.slow
 def test_healthz_is_503_while_redis_is_paused(gw: Gateway, redis_server: RedisServer) -> None:
     """A hung Redis (SIGSTOP) answers nothing: the probe notices what no socket error says."""
     where = health_address(gw)
@@ -118,6 +119,7 @@ def test_shutdown_says_bye_to_everyone_frees_names_and_leaves_no_thread(
         login(connect(other.address), f"USER{i}")  # free at once, no token needed
 
 
+@pytest.mark.slow
 def test_sigterm_says_bye_shutdown_exits_0_and_frees_names_at_once(
         shared_redis: RedisEndpoint, start_gateway: StartGateway, connect: Connect) -> None:
     other = start_gateway()
@@ -145,6 +147,7 @@ def test_sigterm_says_bye_shutdown_exits_0_and_frees_names_at_once(
         proc.close()
 
 
+@pytest.mark.slow
 def test_a_gateway_started_while_redis_is_down_serves_once_it_is_up(
         redis_server: RedisServer, connect: Connect) -> None:
     redis_server.kill()

@@ -379,6 +379,7 @@ def test_no_such_user(gw: Gateway, connect: Connect) -> None:
     ping_pong(client)
 
 
+@pytest.mark.slow
 def test_unavailable_while_redis_is_down_then_served_again(
         gw: Gateway, connect: Connect, redis_server: RedisServer) -> None:
     alice = connect(gw.address)
@@ -494,6 +495,7 @@ def test_hello_without_rooms_joins_the_lobby(gw: Gateway, connect: Connect) -> N
     assert client.recv_type("history")["room"] == "lobby"
 
 
+@pytest.mark.slow
 def test_typing_is_relayed_to_others_not_the_typist_at_most_every_2_s(
         gw: Gateway, connect: Connect) -> None:
     alice = connect(gw.address)

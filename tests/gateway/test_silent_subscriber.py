@@ -94,6 +94,7 @@ def proxy(shared_redis: RedisEndpoint) -> Iterator[FreezingProxy]:
     p.close()
 
 
+@pytest.mark.slow
 def test_a_silent_subscription_is_rebuilt_and_its_gap_filled(
         proxy: FreezingProxy, start_gateway: StartGateway, connect: Connect) -> None:
     """No error, no message: probes stop returning, the gateway turns unhealthy,

@@ -140,6 +140,7 @@ def test_direct_messages_get_their_own_view(app: ChatApp, gateway: Gateway,
     assert "psst" not in shown(chat, LOBBY)
 
 
+@pytest.mark.slow
 def test_reconnect_status_after_the_gateway_is_killed(app: ChatApp,
                                                       shared_redis: RedisEndpoint) -> None:
     first = GatewayProcess(shared_redis.url, "gw-a")

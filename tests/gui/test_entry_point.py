@@ -29,6 +29,7 @@ def xdotool(*args: str) -> str:
     return done.stdout.strip()
 
 
+@pytest.mark.slow
 def test_chat_client_logs_in_with_enter_and_quits_with_bye(xvfb: str, gateway: Gateway) -> None:
     host, port = gateway.address
     with ChatClient("bob", [f"{host}:{port}"]) as bob:
