@@ -54,3 +54,18 @@ def test_gateways_use_the_private_server_of_a_test_that_has_one(
 def test_gateways_use_the_shared_server_otherwise(
         gateway_redis: RedisEndpoint, _session_redis: RedisServer) -> None:
     assert gateway_redis == _session_redis.endpoint
+
+
+def test_a_server_whose_free_port_was_taken_first_moves_to_another(server: RedisServer) -> None:
+    """As when two xdist workers (or two suites) pick the same free port at once: the
+    loser must not take the winner's server for its own."""
+    loser = RedisServer(persist=False)
+    loser.port = server.port
+    try:
+        loser.start()
+        assert loser.port != server.port
+        assert loser.proc is not None
+        with loser.client() as client:
+            assert client.info("server")["process_id"] == loser.proc.pid
+    finally:
+        loser.close()
