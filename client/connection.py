@@ -30,7 +30,15 @@ from typing import Any
 
 from client.backoff import Backoff, ExponentialBackoff
 from client.errors import ClientClosed, ClientError, LoginRefused, NoGatewayAvailable
-from client.events import ClientEvent, Closed, Disconnected, Reconnecting
+from client.events import (
+    Acked,
+    ClientEvent,
+    Closed,
+    Disconnected,
+    Reconnecting,
+    SendDelayed,
+    SendFailed,
+)
 from client.link import Link, login
 from client.state import ClientState, Outcome
 from client.transport import Address, parse_address
@@ -122,13 +130,15 @@ class ChatClient:
         backoff: Backoff | None = None,
         connect_timeout: float = 5.0,
         tls_context: ssl.SSLContext | None = None,
+        hold_unavailable: float = 0.0,
+        retry_interval: float = 1.0,
     ) -> None:
         if isinstance(gateways, str):
             gateways = (gateways,)
         if not gateways:
             raise ValueError("at least one gateway address is needed")
-        if ping_interval <= 0 or connect_timeout <= 0:
-            raise ValueError("ping_interval and connect_timeout must be positive")
+        if ping_interval <= 0 or connect_timeout <= 0 or retry_interval <= 0:
+            raise ValueError("ping_interval, connect_timeout and retry_interval must be positive")
         self._addresses: tuple[Address, ...] = tuple(parse_address(g) for g in gateways)
         self._on_event = on_event
         self._reconnect = reconnect
@@ -142,7 +152,11 @@ class ChatClient:
         self.events: queue.Queue[ClientEvent] = queue.Queue()
         # Guarded by _lock:
         self._lock = threading.Lock()
-        self._state = ClientState(name, rooms)
+        self._state = ClientState(name, rooms, hold_unavailable=hold_unavailable > 0)
+        self._hold_unavailable = hold_unavailable
+        self._retry_interval = retry_interval
+        self._held_since: dict[str, float] = {}  # ref -> when first answered unavailable
+        self._retry_at: float | None = None
         self._phase = _Phase.IDLE
         self._link: Link | None = None
         self._gateway: str | None = None
@@ -389,7 +403,10 @@ class ChatClient:
 
     def _pump(self, link: Link) -> _Ending:
         """Handle the link's frames until it ends; ping when idle, give up when silent."""
-        link.settimeout(self._ping_interval / 2)
+        wake = self._ping_interval / 2
+        if self._hold_unavailable > 0:
+            wake = min(wake, self._retry_interval)  # held sends are retried on time
+        link.settimeout(wake)
         while True:  # after close() too: drain until the gateway closes (see close)
             try:
                 frame = link.receive()
@@ -401,11 +418,38 @@ class ChatClient:
                 return _Ending(f"{link.address} stopped answering")
             if not self._stop.is_set():
                 link.keep_alive(self._ping_interval)
-            if frame is None:
-                continue
-            if isinstance(frame, fr.Goodbye):
-                return _Ending(frame.reason.value, final=frame.reason in FINAL_BYES)
-            self._emit_all(self._apply(link, frame))
+            if frame is not None:
+                if isinstance(frame, fr.Goodbye):
+                    return _Ending(frame.reason.value, final=frame.reason in FINAL_BYES)
+                self._emit_all(self._apply(link, frame))
+            if not self._stop.is_set():
+                self._emit_all(self._retry_held(link))
+
+    def _retry_held(self, link: Link) -> list[ClientEvent]:
+        """Send again the sends held after ``unavailable``; fail those held too long."""
+        now = time.monotonic()
+        with self._lock:
+            if self._retry_at is None or now < self._retry_at:
+                return []
+            self._retry_at = None
+        failed: list[ClientEvent] = []
+
+        def resend() -> tuple[fr.ClientFrame, ...]:
+            with self._lock:
+                if self._link is not link:
+                    return ()
+                for ref in self._state.held:
+                    held_for = now - self._held_since.get(ref, now)
+                    if held_for >= self._hold_unavailable:
+                        self._held_since.pop(ref, None)
+                        failed.extend(self._state.give_up(ref, ProtocolError(
+                            ErrorCode.UNAVAILABLE,
+                            f"the server could not take the message for {held_for:.0f} s",
+                            ref)))
+                return self._state.take_held()
+
+        link.send_first(resend)
+        return failed
 
     def _apply(self, link: Link, frame: fr.ServerFrame) -> tuple[ClientEvent, ...]:
         """Feed ``frame`` to the state under the write lock, so its requests go out in order."""
@@ -414,11 +458,23 @@ class ChatClient:
         def record() -> tuple[fr.ClientFrame, ...]:
             with self._lock:
                 result = self._state.handle(frame)
+                self._note_held(result.events)
             handled.append(result)
             return result.requests
 
         link.send_first(record)
         return handled[0].events
+
+    def _note_held(self, events: Iterable[ClientEvent]) -> None:
+        """Under ``_lock``: when held sends were first refused, and when to retry them."""
+        for event in events:
+            if isinstance(event, SendDelayed):
+                now = time.monotonic()
+                self._held_since.setdefault(event.ref, now)
+                if self._retry_at is None:
+                    self._retry_at = now + self._retry_interval
+            elif isinstance(event, Acked | SendFailed):
+                self._held_since.pop(event.ref, None)
 
     def _drop(self, link: Link) -> None:
         with self._lock:

@@ -13,7 +13,8 @@ rule, so a view can simply append:
   ``HistoryLoaded(older=True)`` answers ``history()`` (scroll-back) and only
   holds messages already delivered, for prepending.
 
-Every ``send``/``dm`` ends in exactly one ``Acked`` or ``SendFailed``.
+Every ``send``/``dm`` ends in exactly one ``Acked`` or ``SendFailed`` (perhaps
+after ``SendDelayed`` notes, while the server cannot take it).
 """
 
 from __future__ import annotations
@@ -129,6 +130,18 @@ class SendFailed(ClientEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class SendDelayed(ClientEvent):
+    """The server could not take the send with this ref now (``unavailable``): it stays
+    pending and is sent again until acknowledged, or fails after the client's hold time.
+
+    Only with ``ChatClient(hold_unavailable=...)``.
+    """
+
+    ref: str
+    error: ProtocolError
+
+
+@dataclass(frozen=True, slots=True)
 class ServerError(ClientEvent):
     """An ``error`` frame not tied to a pending send (a refused join, who, history ...)."""
 
@@ -156,6 +169,7 @@ __all__ = [
     "Members",
     "Reconnecting",
     "RoomMessage",
+    "SendDelayed",
     "SendFailed",
     "ServerError",
     "Typing",

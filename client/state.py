@@ -14,7 +14,10 @@ exactly once and in id order (PROTOCOL.md, "Ordering, resume and loss"):
   what is newer than the last id.
 
 It also keeps every ``send``/``dm`` until its ``ack`` or ``error`` arrives,
-so a new connection can resend them with the same ``ref``, and builds the
+so a new connection can resend them with the same ``ref``; with
+``hold_unavailable`` an ``unavailable`` error (which PROTOCOL.md defines as
+"not carried out") keeps the send too, to be sent again (``take_held``).
+It builds the
 ``hello`` (rooms, ``since``, ``token``) that resumes the session.
 
 History answers carry no request id, so they are matched per room in the
@@ -89,11 +92,14 @@ def _by_id(messages: Iterable[fr.Message]) -> list[fr.Message]:
 class ClientState:
     """Rooms, resume points, de-duplication and unacknowledged sends of one user."""
 
-    def __init__(self, name: str, rooms: Iterable[str] = (LOBBY,)) -> None:
+    def __init__(self, name: str, rooms: Iterable[str] = (LOBBY,), *,
+                 hold_unavailable: bool = False) -> None:
         self.name = name
         self._rooms: dict[str, _Room] = {room: _Room() for room in dict.fromkeys(rooms)}
         self._pending: dict[str, Outbound] = {}
         self._token: str | None = None
+        self._hold_unavailable = hold_unavailable
+        self._held: dict[str, None] = {}  # refs answered unavailable, to send again (in order)
 
     # ------------------------------------------------------------------ queries
 
@@ -162,6 +168,24 @@ class ClientState:
             raise ValueError("a tracked send needs a ref that is not already pending")
         self._pending[frame.ref] = frame
 
+    def take_held(self) -> tuple[Outbound, ...]:
+        """The sends answered ``unavailable`` and held: send them again now (same ``ref``)."""
+        frames = tuple(self._pending[ref] for ref in self._held if ref in self._pending)
+        self._held.clear()
+        return frames
+
+    @property
+    def held(self) -> tuple[str, ...]:
+        """Refs of sends waiting to be sent again after ``unavailable``."""
+        return tuple(ref for ref in self._held if ref in self._pending)
+
+    def give_up(self, ref: str, error: ProtocolError) -> tuple[ev.SendFailed, ...]:
+        """End a pending send with ``error`` (it was held too long)."""
+        self._held.pop(ref, None)
+        if self._pending.pop(ref, None) is None:
+            return ()
+        return (ev.SendFailed(ref, error),)
+
     def abort_pending(self) -> tuple[ev.SendFailed, ...]:
         """End every pending send with ``SendFailed(SendAborted)``: the client is closing."""
         failed = tuple(ev.SendFailed(ref, SendAborted(ref=ref)) for ref in self._pending)
@@ -188,6 +212,7 @@ class ClientState:
                 del self._rooms[room]  # the gateway did not grant it
         requests.extend(fr.Leave(room) for room in welcome.rooms if room not in self._rooms)
         requests.extend(self._pending.values())
+        self._held.clear()  # resent just now
         connected = ev.Connected(welcome.gateway, welcome.name, resumed)
         return Outcome((connected,), tuple(requests))
 
@@ -215,6 +240,11 @@ class ClientState:
                 return Outcome((ev.Acked(ref, msg_id),))
             case fr.Error():
                 error = frame.to_exception()
+                if (self._hold_unavailable and frame.code is ErrorCode.UNAVAILABLE
+                        and frame.ref in self._pending):
+                    # "unavailable" means not carried out: the same ref may be sent again
+                    self._held[frame.ref] = None
+                    return Outcome((ev.SendDelayed(frame.ref, error),))
                 if frame.ref is not None and self._pending.pop(frame.ref, None) is not None:
                     return Outcome((ev.SendFailed(frame.ref, error),))
                 return Outcome((ev.ServerError(error),))

@@ -7,6 +7,7 @@ sets ``CHAT_REDIS_URL`` and a person overrides it with ``--redis-url``.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -70,10 +71,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         return _env(environ, name, None if default is None else str(default))
 
     p = argparse.ArgumentParser(
-        prog="chat-gateway",
+        prog="chat-gateway", allow_abbrev=False,
         description="ChatService gateway: a TCP chat server clustered through Redis. "
         "Every flag can also be set as the CHAT_<NAME> environment variable.",
     )
+    p.add_argument("--version", action="version",
+                   version=f"%(prog)s {importlib.metadata.version('chatservice')}")
     p.add_argument("--host", default=env("HOST", d.host), help="address to listen on")
     p.add_argument("--port", type=int, default=env("PORT", d.port), help="chat TCP port")
     p.add_argument("--redis-url", default=env("REDIS_URL", d.redis_url),
