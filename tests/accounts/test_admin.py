@@ -46,7 +46,7 @@ def test_add_reads_the_terminal_twice_without_echo(
         prompts.append(prompt)
         return PW
 
-    monkeypatch.setattr(admin.getpass, "getpass", fake_getpass)
+    monkeypatch.setattr("gateway.admin.getpass.getpass", fake_getpass)
     status, out, err = run_in_process(fake_redis, "add", "Alice", stdin=Terminal(""))
     assert (status, out, err) == (0, "created Alice\n", "")
     assert prompts == ["Password for Alice: ", "Repeat it: "]
@@ -56,7 +56,7 @@ def test_add_reads_the_terminal_twice_without_echo(
 def test_add_refuses_two_different_passwords(
         fake_redis: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch) -> None:
     answers = iter([PW, PW + "x"])
-    monkeypatch.setattr(admin.getpass, "getpass", lambda prompt="": next(answers))
+    monkeypatch.setattr("gateway.admin.getpass.getpass", lambda prompt="": next(answers))
     status, _, err = run_in_process(fake_redis, "add", "Alice", stdin=Terminal(""))
     assert status == 1 and err == "chat-admin: the two passwords differ\n"
     assert not fake_redis.exists("{user:allce}:account")

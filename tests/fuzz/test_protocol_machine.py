@@ -528,6 +528,6 @@ def machine_for(live: Live, tags: Iterator[int]) -> type[RuleBasedStateMachine]:
 @pytest.mark.slow
 def test_protocol_state_machine_keeps_the_protocol_invariants(no_leaks: Live) -> None:
     machine = machine_for(no_leaks, itertools.count())
-    run_state_machine_as_test(machine, settings=settings(  # type: ignore[no-untyped-call]
+    run_state_machine_as_test(machine, settings=settings(
         max_examples=30, stateful_step_count=25, deadline=None, database=None,
         suppress_health_check=[HealthCheck.too_slow]))

@@ -21,7 +21,8 @@ from gateway.server import Gateway, run_gateway
 from protocol.limits import Limits
 from tests.support.redis_server import free_port
 
-FAST = dict(heartbeat_s=0.5, lease_ms=2000, probe_interval_s=0.25, probe_timeout_s=4.0)
+FAST: dict[str, Any] = dict(heartbeat_s=0.5, lease_ms=2000, probe_interval_s=0.25,
+                            probe_timeout_s=4.0)
 """Timings for tests: a dead gateway is noticed in about two seconds."""
 
 
