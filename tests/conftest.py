@@ -26,7 +26,7 @@ import pytest
 from redis.backoff import ConstantBackoff
 
 from gateway.server import Gateway, run_gateway
-from tests.support.gateways import config
+from tests.support.gateways import config, wait_ready
 from tests.support.redis_server import RedisEndpoint, RedisServer
 from tests.support.wire import WireClient
 
@@ -141,7 +141,7 @@ def gateway_redis(request: pytest.FixtureRequest) -> RedisEndpoint:
 @pytest.fixture
 def start_gateway(gateway_redis: RedisEndpoint) -> Iterator[StartGateway]:
     """Start in-process gateways (fast timings) on ``gateway_redis``, or on ``redis_url``
-    when given; every one is shut down after the test."""
+    when given, and return each once it is ready; every one is shut down after the test."""
     with ExitStack() as stack:
         count = 0
 
@@ -150,7 +150,7 @@ def start_gateway(gateway_redis: RedisEndpoint) -> Iterator[StartGateway]:
             count += 1
             url = overrides.pop("redis_url", None) or gateway_redis.url
             cfg = config(url, gateway_id or f"gw{count}", **overrides)
-            return stack.enter_context(run_gateway(cfg, backoff=ConstantBackoff(0.05)))
+            return wait_ready(stack.enter_context(run_gateway(cfg, backoff=ConstantBackoff(0.05))))
 
         yield start
 

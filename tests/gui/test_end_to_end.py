@@ -22,7 +22,7 @@ from client.gui.widgets import StatusLevel
 from gateway.server import Gateway, run_gateway
 from tests.gui.conftest import screenshot, settle
 from tests.gui.helpers import LOBBY, give_focus, log_in, send, shown, type_and_enter
-from tests.support.gateways import GatewayProcess, config
+from tests.support.gateways import GatewayProcess, config, wait_ready
 from tests.support.redis_server import RedisEndpoint, free_port
 
 RECONNECT_DELAY = 2.0
@@ -44,7 +44,7 @@ def real_clients(backoff: float = RECONNECT_DELAY) -> Callable[[str, Sequence[st
 @pytest.fixture
 def gateway(shared_redis: RedisEndpoint) -> Iterator[Gateway]:
     with run_gateway(config(shared_redis.url, "gw1")) as gw:
-        yield gw
+        yield wait_ready(gw)
 
 
 @pytest.fixture

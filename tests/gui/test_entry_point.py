@@ -12,7 +12,7 @@ from client.connection import ChatClient
 from client.events import ClientEvent, MemberJoined, MemberLeft
 from gateway.server import Gateway, run_gateway
 from tests.conftest import require_program
-from tests.support.gateways import config
+from tests.support.gateways import config, wait_ready
 from tests.support.redis_server import RedisEndpoint
 from tests.support.waiting import wait_for
 
@@ -20,7 +20,7 @@ from tests.support.waiting import wait_for
 @pytest.fixture
 def gateway(shared_redis: RedisEndpoint) -> Iterator[Gateway]:
     with run_gateway(config(shared_redis.url, "gw1")) as gw:
-        yield gw
+        yield wait_ready(gw)
 
 
 def xdotool(*args: str) -> str:
