@@ -132,6 +132,7 @@ class ChatClient:
         tls_context: ssl.SSLContext | None = None,
         hold_unavailable: float = 0.0,
         retry_interval: float = 1.0,
+        password: str | None = None,
     ) -> None:
         if isinstance(gateways, str):
             gateways = (gateways,)
@@ -152,7 +153,8 @@ class ChatClient:
         self.events: queue.Queue[ClientEvent] = queue.Queue()
         # Guarded by _lock:
         self._lock = threading.Lock()
-        self._state = ClientState(name, rooms, hold_unavailable=hold_unavailable > 0)
+        self._state = ClientState(name, rooms, hold_unavailable=hold_unavailable > 0,
+                                  password=password)
         self._hold_unavailable = hold_unavailable
         self._retry_interval = retry_interval
         self._held_since: dict[str, float] = {}  # ref -> when first answered unavailable
@@ -323,6 +325,75 @@ class ChatClient:
             return (frame,)
 
         link.send_first(record)
+
+    # ---------------------------------------------------- accounts (protocol v1.1)
+
+    @property
+    def account(self) -> bool:
+        """Logged in to an account (the last ``welcome``, or ``Registered`` since)."""
+        with self._lock:
+            return self._state.account
+
+    def register(self, password: str) -> None:
+        """Make our (guest) name an account with ``password``: answered by ``Registered``,
+        or ``ServerError`` (``bad_password``, ``name_taken``, ``auth_failed`` when the
+        server admits no new accounts). Raises ``ProtocolError`` (``bad_password``) for a
+        password outside the rules; dropped while disconnected."""
+        self._send_password(fr.Register(password), password)
+
+    def passwd(self, old: str, new: str) -> None:
+        """Change the account's password: ``Registered``, or ``ServerError``
+        (``auth_failed`` for a wrong ``old``, ``rate_limited``, ``bad_password``)."""
+        self._send_password(fr.Passwd(old, new), new)
+
+    def _send_password(self, frame: fr.Register | fr.Passwd, password: str) -> None:
+        with self._lock:
+            self._require_running()
+            link = self._link
+        if link is None:
+            return
+
+        def record() -> tuple[fr.ClientFrame, ...]:
+            with self._lock:
+                if self._link is not link:
+                    return ()
+                self._state.expect_password(password)
+            return (frame,)
+
+        link.send_first(record)
+
+    def mark_read(self, room: str | None = None, *, peer: str | None = None,
+                  up_to: int) -> None:
+        """Tell the server we have read ``room`` (or the conversation with ``peer``) up to
+        id ``up_to``; an account gets it back in the next ``AccountState``. No answer;
+        dropped while disconnected (send it again after ``Connected``)."""
+        self._send_now(fr.Read(room=room, peer=peer, id=up_to))
+
+    def dm_history(self, peer: str, before: int | None = None,
+                   limit: int = DEFAULT_HISTORY_LIMIT) -> None:
+        """Ask for older dms of the conversation with ``peer`` (accounts): answered by
+        ``DmHistoryLoaded``, or ``ServerError`` (``auth_failed`` for a guest). Dropped
+        while disconnected."""
+        frame = fr.DmHistoryQuery(peer, before, limit)
+        with self._lock:
+            self._require_running()
+            link = self._link
+        if link is None:
+            return
+
+        def record() -> tuple[fr.ClientFrame, ...]:
+            with self._lock:
+                if self._link is not link:
+                    return ()
+                self._state.expect_dm_history(peer)
+            return (frame,)
+
+        link.send_first(record)
+
+    def dm_position(self, peer: str) -> fr.Position | None:
+        """Where the conversation with ``peer`` stands (epoch, last id delivered)."""
+        with self._lock:
+            return self._state.dm_position(peer)
 
     def _submit(self, make: Callable[[str, int], fr.Send | fr.Dm]) -> str:
         with self._lock:
@@ -527,9 +598,9 @@ class ChatClient:
             try:
                 link, welcome, hello = self._login(index, self._connect_timeout)
             except LoginRefused as exc:
-                reclaiming = exc.code is ErrorCode.NAME_TAKEN and (
+                reclaiming = (exc.code is ErrorCode.NAME_TAKEN and (
                     time.monotonic() - began < NAME_RECLAIM_S
-                )
+                )) or exc.code is ErrorCode.RATE_LIMITED  # others' guesses lock our name
                 if exc.code not in RETRY_CODES and not reclaiming:
                     self._log.warning("%s refused the login: %s", address, exc)
                     return f"login refused: {exc.code.value}"

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocol.errors import ProtocolError
-from protocol.frames import DirectMessage, Message
+from protocol.frames import DirectMessage, DmSummary, Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,38 @@ class DirectReceived(ClientEvent):
     """A private message, to us or (as the sender's copy) from us."""
 
     dm: DirectMessage
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState(ClientEvent):
+    """Right after ``Connected`` when logged in to an account (protocol v1.1; a guest
+    gets none): its conversations (``DmSummary``: with, epoch, last_id, read) and its
+    rooms' read marks. Stored dms the client has not seen follow as ``DirectReceived``,
+    exactly once and in id order per conversation."""
+
+    account: bool
+    dms: tuple[DmSummary, ...]
+    read: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class DmHistoryLoaded(ClientEvent):
+    """Answer to ``ChatClient.dm_history``: older dms of the conversation with ``peer``,
+    oldest first, for prepending (they were delivered before, or are older than the
+    client's first)."""
+
+    peer: str
+    messages: tuple[DirectMessage, ...]
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Registered(ClientEvent):
+    """``register`` or ``passwd`` succeeded: ``name`` is an account, the client logs in
+    with the new password from now on. A refusal comes as ``ServerError`` with code
+    ``bad_password``, ``auth_failed``, ``rate_limited`` or ``name_taken``."""
+
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,18 +188,21 @@ class Closed(ClientEvent):
 
 
 __all__ = [
+    "AccountState",
     "Acked",
     "ClientEvent",
     "Closed",
     "Connected",
     "DirectReceived",
     "Disconnected",
+    "DmHistoryLoaded",
     "EpochReset",
     "HistoryLoaded",
     "MemberJoined",
     "MemberLeft",
     "Members",
     "Reconnecting",
+    "Registered",
     "RoomMessage",
     "SendDelayed",
     "SendFailed",

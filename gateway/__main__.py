@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from gateway.config import parse_config
-from gateway.server import Gateway
+from gateway.server import DuplicateGateway, Gateway
 
 
 def raise_open_files_limit() -> int:
@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         gateway.start()
+    except DuplicateGateway as exc:
+        logging.getLogger("gateway").error("event=duplicate_gateway_id error=%s", exc)
+        return 3
     except OSError as exc:
         logging.getLogger("gateway").error("event=cannot_listen error=%s", exc)
         return 2

@@ -44,7 +44,7 @@ import redis
 from redis.backoff import AbstractBackoff, ExponentialBackoff
 from redis.retry import Retry
 
-from gateway import keys, lua
+from gateway import account_keys, keys, lua
 from protocol.codec import encode, message_parts
 from protocol.errors import ChatError, ErrorCode, ProtocolError
 from protocol.frames import DirectMessage, Joined, Left, ServerFrame, TypingNotice
@@ -60,6 +60,9 @@ REAP_CHUNK = 200
 
 DEFAULT_TIMEOUT_S = 2.0
 """Socket timeout of Redis commands (``Broker.from_url``)."""
+
+DEFAULT_ROOM_TTL_MS = 30 * 86_400_000
+"""How long a room with no member and no new message keeps its keys: 30 days."""
 
 CLOCK_SKEW_MARGIN_MS = 500
 """How far Redis's clock may lag a gateway's: deadlines end this long before a reply times out.
@@ -121,6 +124,31 @@ class NameClaim:
     """Rooms where the name's membership is now this gateway's: taken over with the name
     (token takeover), so the rooms see no left/joined. The new session leaves those its
     ``hello`` does not list."""
+    account: bool = False
+    """The name has an account and this claim is its owner's (password, or a token of an
+    owner's claim)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceClaim:
+    """What a starting gateway found under its id (``Broker.claim_instance``)."""
+
+    ours: bool
+    """The id is ours now; False: another process runs it (``holder``, ``last_beat_ms``)."""
+    reserved_ms: int = 0
+    """Ms left of the reservation a gracefully stopped predecessor left for its users."""
+    holder: str = ""
+    last_beat_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Holdings:
+    """What Redis says a gateway holds: its memberships and its names."""
+
+    memberships: tuple[tuple[str, str], ...]
+    """(room, lower name) pairs."""
+    names: tuple[str, ...]
+    """Lower names."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +200,12 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _room_keys(room: str) -> list[str]:
+    """seq, epoch, log, members: the keys of ``lua.READ_HISTORY``."""
+    return [keys.room_seq(room), keys.room_epoch(room), keys.room_log(room),
+            keys.room_members(room)]
+
+
 class Broker:
     """The gateway's Redis layer; see the module docstring."""
 
@@ -179,11 +213,15 @@ class Broker:
                  lease_ms: int = 8000, ref_ttl_ms: int = 300_000,
                  clock: Callable[[], float] = time.time,
                  deadline_clock: Callable[[], float] = time.time,
-                 publish_window_ms: int | None = None) -> None:
+                 publish_window_ms: int | None = None,
+                 room_ttl_ms: int = DEFAULT_ROOM_TTL_MS, new_rooms_per_min: float = 10.0,
+                 new_rooms_burst: int = 60) -> None:
         """``clock`` times heartbeats and leases (tests move it); ``deadline_clock`` times
         deadlines, which Redis compares with its own clock, so it is the real time but in
         tests. ``publish_window_ms`` defaults to the one that fits the client's socket
-        timeout, and must end before it (module docstring)."""
+        timeout, and must end before it (module docstring). ``room_ttl_ms``: how long a room
+        with no member and no new message lives (0: forever); ``new_rooms_per_min`` and
+        ``new_rooms_burst``: the bucket of rooms a name may create (0 a minute: no limit)."""
         if history < 1:
             raise ValueError("history must keep at least one message")
         if not gateway_id or "|" in gateway_id:
@@ -202,6 +240,11 @@ class Broker:
         self._clock = clock
         self._deadline_clock = deadline_clock
         self._window_ms = window
+        self._room_ttl_ms = max(0, room_ttl_ms)
+        self._new_rooms_per_min = max(0.0, new_rooms_per_min)
+        self._new_rooms_burst = max(1, new_rooms_burst)
+        self._instance = uuid.uuid4().hex
+        """This process's nonce: tells it from another process started with the same id."""
         register = client.register_script
         self._publish_message = register(lua.PUBLISH_MESSAGE)
         self._read_history = register(lua.READ_HISTORY)
@@ -215,6 +258,8 @@ class Broker:
         self._heartbeat = register(lua.HEARTBEAT)
         self._who = register(lua.WHO)
         self._dead_gateways = register(lua.DEAD_GATEWAYS)
+        self._claim_instance = register(lua.CLAIM_INSTANCE)
+        self._retire = register(lua.RETIRE)
 
     @classmethod
     def from_url(cls, url: str, gateway_id: str, *, retries: int = 3,
@@ -253,6 +298,11 @@ class Broker:
     @property
     def gateway_id(self) -> str:
         return self._gateway_id
+
+    @property
+    def instance(self) -> str:
+        """This process's nonce in ``chat:gw:<id>:instance``."""
+        return self._instance
 
     @property
     def publish_window_ms(self) -> int:
@@ -301,12 +351,59 @@ class Broker:
         Returns True when the gateway was not registered: its first beat, or
         (later) a sign that a peer reaped it as dead meanwhile, so its names and
         memberships in Redis are gone. Callers that only beat may ignore it.
-        The first beat after an outage opens the grace (``lua.LIVENESS``).
+        The first beat after an outage opens the grace (``lua.LIVENESS``). Renews this
+        process's instance key; logs an error when another process holds it (a second
+        gateway with our id, started while we were paused for more than a lease).
         """
         with self._guard("heartbeat"):
-            added = self._heartbeat(keys=[keys.GATEWAYS, keys.GRACE, keys.PULSE],
-                                    args=[self._gateway_id, self._now_ms(), self._lease_ms])
+            added, holder = self._heartbeat(
+                keys=[keys.GATEWAYS, keys.GRACE, keys.PULSE,
+                      keys.gateway_instance(self._gateway_id)],
+                args=[self._gateway_id, self._now_ms(), self._lease_ms, self._instance])
+        if holder:
+            logger.error("event=gateway_id_taken gateway=%s other_instance=%s hint='another "
+                         "process runs with this --id (started while this one was paused for "
+                         "more than a lease): stop one of them'", self._gateway_id,
+                         _text(holder))
         return bool(added)
+
+    def claim_instance(self, *, force: bool = False) -> InstanceClaim:
+        """Take this gateway's id for this process, unless another process holds it (its
+        instance key is younger than a lease); ``force`` takes it anyway (the holder was
+        found dead). Reports the reservation a gracefully stopped predecessor left."""
+        with self._guard("claim instance"):
+            reply = self._claim_instance(
+                keys=[keys.gateway_instance(self._gateway_id), keys.GATEWAYS],
+                args=[self._gateway_id, self._instance, self._lease_ms, int(force)])
+        if int(reply[0]):
+            return InstanceClaim(True, reserved_ms=int(reply[1]))
+        beat = _text(reply[2]) if reply[2] is not None else ""
+        return InstanceClaim(False, holder=_text(reply[1]),
+                             last_beat_ms=int(float(beat)) if beat else None)
+
+    def last_heartbeat_ms(self) -> int | None:
+        """This id's last heartbeat in ``chat:gateways`` (whichever process wrote it)."""
+        with self._guard("read heartbeat"):
+            score = self._redis.zscore(keys.GATEWAYS, self._gateway_id)
+        return None if score is None else int(score)
+
+    def retire(self) -> None:
+        """Graceful shutdown: beat once more and mark the id stopped, leaving every name and
+        membership in place: reserved for its token holder for one lease, then reaped by a
+        peer like a dead gateway's. Best effort: logs, never raises."""
+        try:
+            with self._guard("retire"):
+                done = self._retire(
+                    keys=[keys.GATEWAYS, keys.GRACE, keys.PULSE,
+                          keys.gateway_instance(self._gateway_id)],
+                    args=[self._gateway_id, self._now_ms(), self._lease_ms, self._instance])
+            if not done:
+                logger.error("event=retire_skipped gateway=%s reason='another process holds "
+                             "this id'", self._gateway_id)
+        except BrokerUnavailable as exc:
+            logger.warning("could not retire this gateway: %s", exc)
+        except redis.RedisError:
+            logger.exception("could not retire this gateway")
 
     def publish_probe(self, nonce: str) -> None:
         """Send ``P<nonce>`` to our own channel: the subscriber proves it still hears it."""
@@ -331,10 +428,11 @@ class Broker:
         ref_key = keys.room_ref(room, name, f"~{uuid.uuid4().hex}" if internal else str(ref))
         with self._guard("publish"):
             reply = self._publish_message(
-                keys=[keys.room_seq(room), keys.room_epoch(room), keys.room_log(room), ref_key],
+                keys=[keys.room_seq(room), keys.room_epoch(room), keys.room_log(room), ref_key,
+                      keys.room_members(room)],
                 args=[uuid.uuid4().hex, prefix, suffix, self._history, keys.room_channel(room),
                       INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms,
-                      self._deadline_ms()],
+                      self._room_ttl_ms, self._deadline_ms()],
             )
         if reply[0] == lua.TOO_LATE:
             raise self._too_late("publish")
@@ -358,8 +456,9 @@ class Broker:
             mode, ident = b"b", before
         with self._guard("history"):
             reply = self._read_history(
-                keys=[keys.room_seq(room), keys.room_epoch(room), keys.room_log(room)],
-                args=[uuid.uuid4().hex, mode, "" if ident is None else ident, limit],
+                keys=_room_keys(room),
+                args=[uuid.uuid4().hex, mode, "" if ident is None else ident, limit,
+                      self._room_ttl_ms],
             )
         epoch, last = _text(reply[0]), int(reply[1])
         complete = bool(reply[2])
@@ -375,37 +474,50 @@ class Broker:
         the new messages as duplicates. Idempotent across gateways.
         """
         with self._guard("renew epoch"):
-            epoch = self._renew_epoch(keys=[keys.room_epoch(room)],
-                                      args=[rolled_back, uuid.uuid4().hex])
+            epoch = self._renew_epoch(
+                keys=[keys.room_epoch(room), keys.room_seq(room), keys.room_log(room),
+                      keys.room_members(room)],
+                args=[rolled_back, uuid.uuid4().hex, self._room_ttl_ms])
         return _text(epoch)
 
     def room_position(self, room: str) -> tuple[str, int]:
         """(epoch, last id) of a room, creating its epoch if the room is new."""
         with self._guard("position"):
             epoch, last = self._read_history(
-                keys=[keys.room_seq(room), keys.room_epoch(room), keys.room_log(room)],
-                args=[uuid.uuid4().hex, b"p", "", 0],
+                keys=_room_keys(room),
+                args=[uuid.uuid4().hex, b"p", "", 0, self._room_ttl_ms],
             )
         return _text(epoch), int(last)
 
-    def join(self, room: str, name: str) -> bool:
+    def join(self, room: str, name: str, *, limited: bool = True) -> bool:
         """Record ``name`` as present in ``room`` through this gateway.
 
         Returns True, after publishing ``joined``, when the name was not present
         (absent, or held by a dead gateway); a name already present through a
         live gateway (a takeover in progress) just moves here, silently.
+        ``limited``: a room that does not exist (new, or expired) takes a token of
+        the name's bucket of new rooms; an empty bucket raises ``rate_limited`` and
+        nothing is written. Presence put back by the gateway itself is not limited.
         """
         lower = name_key(name)
         with self._guard("join"):
-            newly = self._join(
+            newly = int(self._join(
                 keys=[keys.room_members(room), keys.GATEWAYS,
                       keys.gateway_members(self._gateway_id), keys.GRACE, keys.PULSE,
-                      keys.user_rooms(name)],
+                      keys.user_rooms(name), keys.room_seq(room), keys.room_epoch(room),
+                      keys.room_log(room), keys.user_new_rooms(name)],
                 args=[lower, f"{self._gateway_id}|{name}", self._gateway_id, self._now_ms(),
                       self._lease_ms, keys.room_channel(room),
                       keys.TAG_EVENT + _line(Joined(room, name)), keys.membership(room, name),
-                      room],
-            )
+                      room, self._room_ttl_ms,
+                      repr(self._new_rooms_per_min) if limited else 0,
+                      self._new_rooms_burst],
+            ))
+        if newly == lua.TOO_MANY_ROOMS:
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"too many new rooms: a user may create {self._new_rooms_burst} at once and "
+                f"{self._new_rooms_per_min:g} a minute; join an existing room or wait")
         return bool(newly)
 
     def leave(self, room: str, name: str) -> bool:
@@ -417,9 +529,10 @@ class Broker:
         with self._guard("leave"):
             removed = self._leave(
                 keys=[keys.room_members(room), keys.gateway_members(self._gateway_id),
-                      keys.user_rooms(name)],
+                      keys.user_rooms(name), keys.room_seq(room), keys.room_epoch(room),
+                      keys.room_log(room)],
                 args=[name_key(name), self._gateway_id, keys.room_channel(room), prefix, suffix,
-                      keys.membership(room, name), room],
+                      keys.membership(room, name), room, self._room_ttl_ms],
             )
         return bool(removed)
 
@@ -445,7 +558,8 @@ class Broker:
 
     # ------------------------------------------------------------------ names
 
-    def claim_name(self, name: str, session_id: str, token: str | None) -> NameClaim:
+    def claim_name(self, name: str, session_id: str, token: str | None, *,
+                   owner: bool = False) -> NameClaim:
         """Make ``name`` this session's, cluster-wide, or raise ``name_taken``.
 
         Free when nobody holds it or its holder's gateway is dead; held by a live
@@ -457,17 +571,23 @@ class Broker:
         the script needs their keys, so the holder and its rooms are read first;
         should they change in between, what changed is left to the old gateway's
         cleanup (``left``, then this session's ``joined``).
+
+        A name with an account (``gateway.account_keys.account``, checked in the same
+        script) goes only to its ``owner`` (the caller checked the password: it takes
+        the name from any live session, as a token does) or to a token of an owner's
+        claim; anyone else gets ``name_taken``, whether the name is held or not.
         """
         fresh = secrets.token_urlsafe(16)
+        presented = "*" if owner else ("" if token is None else token_hash(token))
         with self._guard("claim"):
-            holder, rooms = self._holder_and_rooms(name) if token is not None else ("", [])
-            reply = self._claim(name, session_id, token_hash(fresh),
-                                "" if token is None else token_hash(token), holder, rooms)
+            wants_rooms = owner or token is not None
+            holder, rooms = self._holder_and_rooms(name) if wants_rooms else ("", [])
+            reply = self._claim(name, session_id, token_hash(fresh), presented, holder, rooms)
         if not reply[0]:
             raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name!r} is in use")
         old_gw, old_sid = _text(reply[1]), _text(reply[2])
         return NameClaim(name, fresh, old_gw or None, old_sid or None,
-                         tuple(_text(room) for room in reply[3]))
+                         tuple(_text(room) for room in reply[3]), bool(reply[4]))
 
     def _holder_and_rooms(self, name: str) -> tuple[str, list[str]]:
         """The gateway holding ``name`` and the rooms of its memberships, as Redis has them now."""
@@ -483,29 +603,35 @@ class Broker:
                        keys.GRACE, keys.PULSE, keys.gateway_members(self._gateway_id),
                        keys.user_rooms(name), keys.gateway_members(holder or self._gateway_id)]
         script_keys += [keys.room_members(room) for room in rooms]
+        script_keys.append(account_keys.account(name))
         return cast(list[Any], self._claim_name(
             keys=script_keys,
             args=[name, session_id, new_hash, presented_hash, self._gateway_id, self._now_ms(),
                   self._lease_ms, name_key(name), keys.GATEWAY_PREFIX, holder, *rooms],
         ))
 
-    def restore_name(self, name: str, session_id: str, held_token_hash: str) -> bool:
+    def restore_name(self, name: str, session_id: str, held_token_hash: str, *,
+                     owner: bool = False) -> bool:
         """Put back a live session's name record after Redis lost it (restart, reaping).
 
         Keeps the token the client already holds; never takes the name from
-        another live holder (returns False: the session lost its name).
+        another live holder (returns False: the session lost its name). ``owner``:
+        the session is logged in to the name's account.
         """
         with self._guard("restore"):
-            reply = self._claim(name, session_id, held_token_hash, "", "", ())
+            reply = self._claim(name, session_id, held_token_hash, "+" if owner else "", "",
+                                ())
         return bool(reply[0])
 
-    def release_name(self, name: str, session_id: str) -> None:
-        """Free ``name`` if ``session_id`` still holds it (not if it was taken over)."""
+    def release_name(self, name: str, session_id: str) -> bool:
+        """Free ``name`` if ``session_id`` still holds it (not if it was taken over); an empty
+        ``session_id``: whichever session of this gateway holds it (an orphan). True when
+        the record was deleted."""
         with self._guard("release"):
-            self._release_name(
+            return bool(self._release_name(
                 keys=[keys.user(name), keys.gateway_names(self._gateway_id)],
                 args=[session_id, self._gateway_id, name_key(name)],
-            )
+            ))
 
     def send_dm(self, sender: str, to: str, text: str, ts: float, ref: str | None) -> DmSent:
         """Publish a dm to the gateway holding ``to``, or raise ``no_such_user``.
@@ -556,6 +682,21 @@ class Broker:
                     reaped.append(gw)
         return reaped
 
+    def holdings(self) -> Holdings:
+        """What Redis says this gateway holds (``chat:gw:<id>:members`` and ``:names``)."""
+        with self._guard("holdings"):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hkeys(keys.gateway_members(self._gateway_id))
+            pipe.smembers(keys.gateway_names(self._gateway_id))
+            fields, names = pipe.execute()
+        memberships = []
+        for raw in fields:
+            try:
+                memberships.append(keys.parse_membership(_text(raw)))
+            except ValueError:
+                logger.warning("ignoring malformed membership %r", raw)
+        return Holdings(tuple(sorted(memberships)), tuple(sorted(_text(n) for n in names)))
+
     def release_gateway(self) -> None:
         """Graceful shutdown: leave every room (publishing ``left``), free every name,
         and stop counting as a gateway. Best effort: logs, never raises."""
@@ -593,10 +734,11 @@ class Broker:
         script_keys = [keys.GATEWAYS, keys.GRACE, keys.PULSE, keys.gateway_members(gw),
                        keys.gateway_names(gw), keys.gateway_reaper(gw)]
         args: list[Any] = [gw, self._now_ms(), self._lease_ms, int(force), len(memberships),
-                           len(lowers), int(final), self._gateway_id]
+                           len(lowers), int(final), self._gateway_id, self._room_ttl_ms]
         for room, lower in memberships:
             prefix, suffix = _left_parts(room)
-            script_keys += [keys.room_members(room), keys.user_rooms(lower)]
+            script_keys += [keys.room_members(room), keys.user_rooms(lower), keys.room_seq(room),
+                            keys.room_epoch(room), keys.room_log(room)]
             args += [lower, keys.membership(room, lower), keys.room_channel(room), prefix, suffix,
                      room]
         script_keys += [keys.user(lower) for lower in lowers]
@@ -607,8 +749,11 @@ class Broker:
 __all__ = [
     "Broker",
     "BrokerUnavailable",
+    "DEFAULT_ROOM_TTL_MS",
     "DmSent",
     "HistoryBatch",
+    "Holdings",
+    "InstanceClaim",
     "NameClaim",
     "Published",
     "token_hash",

@@ -25,6 +25,19 @@ from __future__ import annotations
 TOO_LATE = -1
 """First element of the reply of a script that Redis ran after its deadline: it wrote nothing."""
 
+TOO_MANY_ROOMS = -2
+"""``JOIN``'s reply when the room is new and the name has created its limit of new rooms."""
+
+STOPPED = "~stopped"
+"""The value of a gateway's instance key after a graceful shutdown (no nonce is spelled so)."""
+
+INSTANCE = f"""
+-- Instance: chat:gw:<id>:instance holds the nonce of the process running gateway <id> (PX
+-- lease, renewed by its heartbeats), or STOPPED for a lease after a graceful shutdown.
+local STOPPED = '{STOPPED}'
+"""
+"""Prepended to the scripts that read or write a gateway's instance key."""
+
 DEADLINE = f"""
 -- Deadline: once a request's deadline (ms since the epoch, from the gateway) has passed, the
 -- gateway may have answered it 'unavailable' (not carried out), so a script that Redis runs
@@ -39,15 +52,39 @@ end
 """
 """Prepended to every script whose refusal the client sees; checked before any write."""
 
-PUBLISH_MESSAGE = DEADLINE + """
--- KEYS: seq, epoch, log, ref
--- ARGV: epoch candidate, line prefix, line suffix, history, channel, ref ttl ms, deadline ms
+ROOM_LIFETIME = """
+-- Room lifetime: while a room has members (its members hash exists) its seq, epoch and log
+-- never expire; once it has none they expire together (one PEXPIREAT, Redis's clock), room
+-- ttl ms after the last change (a message, the last member gone). A room that expired comes
+-- back with a new epoch and ids from 1. A ttl of 0 (or less) keeps every room forever.
+local function settle_room(seq, epoch, log, members, ttl)
+  ttl = tonumber(ttl)
+  if ttl <= 0 then return end
+  if redis.call('EXISTS', members) == 1 then
+    redis.call('PERSIST', seq)
+    redis.call('PERSIST', epoch)
+    redis.call('PERSIST', log)
+  else
+    local t = redis.call('TIME')
+    local at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ttl
+    redis.call('PEXPIREAT', seq, at)
+    redis.call('PEXPIREAT', epoch, at)
+    redis.call('PEXPIREAT', log, at)
+  end
+end
+"""
+"""Prepended to every script that changes a room's keys or its members."""
+
+PUBLISH_MESSAGE = DEADLINE + ROOM_LIFETIME + """
+-- KEYS: seq, epoch, log, ref, members
+-- ARGV: epoch candidate, line prefix, line suffix, history, channel, ref ttl ms, room ttl ms,
+--       deadline ms (always last)
 -- -> {duplicate 0/1, id, epoch}, or {TOO_LATE}: past the deadline, nothing written
 -- The ref is read before the deadline: a run whose reply was lost stays a duplicate when
 -- redis-py's retry arrives late, never an 'unavailable' for a message that was published.
 local epoch = redis.call('GET', KEYS[2])
 local seen = redis.call('GET', KEYS[4])
-if not seen and too_late(ARGV[7]) then
+if not seen and too_late(ARGV[8]) then
   return {TOO_LATE}
 end
 if not epoch then
@@ -64,30 +101,34 @@ redis.call('RPUSH', KEYS[3], line)
 redis.call('LTRIM', KEYS[3], -tonumber(ARGV[4]), -1)
 redis.call('PUBLISH', ARGV[5], 'M' .. epoch .. '|' .. sid .. '|' .. line)
 redis.call('SET', KEYS[4], sid, 'PX', ARGV[6])
+settle_room(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[7])
 return {0, id, epoch}
 """
 
-RENEW_EPOCH = """
--- KEYS: epoch
--- ARGV: the epoch that was seen rolled back, a fresh epoch
+RENEW_EPOCH = ROOM_LIFETIME + """
+-- KEYS: epoch, seq, log, members
+-- ARGV: the epoch that was seen rolled back, a fresh epoch, room ttl ms
 -- -> the room's epoch now (the fresh one, or one another gateway already set)
 local cur = redis.call('GET', KEYS[1])
 if cur == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2])
+  settle_room(KEYS[2], KEYS[1], KEYS[3], KEYS[4], ARGV[3])
   return ARGV[2]
 end
 return cur
 """
 
-READ_HISTORY = """
--- KEYS: seq, epoch, log
--- ARGV: epoch candidate, mode ('a' after, 'b' before, 'p' position only), id ('' = none), limit
+READ_HISTORY = ROOM_LIFETIME + """
+-- KEYS: seq, epoch, log, members
+-- ARGV: epoch candidate, mode ('a' after, 'b' before, 'p' position only), id ('' = none), limit,
+--       room ttl ms
 -- -> {epoch, last id, complete 0/1, first id, {lines}} (the last two only when lines exist)
 -- The log holds ids last-len+1 .. last, so list indexes follow from ids.
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
   epoch = ARGV[1]
   redis.call('SET', KEYS[2], epoch)
+  settle_room(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[5])
 end
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 if ARGV[2] == 'p' then
@@ -151,13 +192,53 @@ end
 """
 """Prepended to every script that asks whether a gateway is alive, or that heartbeats."""
 
-HEARTBEAT = LIVENESS + """
--- KEYS: gateways zset, grace, pulse
--- ARGV: me, now ms, lease ms
--- -> 1 when the gateway was not registered (its first beat, or it was reaped meanwhile)
+HEARTBEAT = LIVENESS + INSTANCE + """
+-- KEYS: gateways zset, grace, pulse, my instance key
+-- ARGV: me, now ms, lease ms, my instance nonce
+-- -> {1 when the gateway was not registered (its first beat, or it was reaped meanwhile),
+--     the nonce of another process that holds this id now (a duplicate), or ''}
 local lease = tonumber(ARGV[3])
 grace_open(KEYS[1], KEYS[2], KEYS[3], lease)
-return beat(KEYS[1], KEYS[3], ARGV[1], tonumber(ARGV[2]), lease)
+local added = beat(KEYS[1], KEYS[3], ARGV[1], tonumber(ARGV[2]), lease)
+local holder = redis.call('GET', KEYS[4])
+if holder and holder ~= ARGV[4] and holder ~= STOPPED then
+  return {added, holder}
+end
+redis.call('SET', KEYS[4], ARGV[4], 'PX', lease)
+return {added, ''}
+"""
+
+CLAIM_INSTANCE = INSTANCE + """
+-- A starting gateway takes its id, unless another process runs it.
+-- KEYS: my instance key, gateways zset
+-- ARGV: me, my nonce, lease ms, force ('1': take it whoever holds it)
+-- -> {1, ms left of the reservation a graceful predecessor left (0: none)}: the id is ours, or
+--    {0, the holder's nonce, its last heartbeat (ms) or ''}: another process holds the id
+local cur = redis.call('GET', KEYS[1])
+local reserved = 0
+if cur == STOPPED then
+  reserved = math.max(0, redis.call('PTTL', KEYS[1]))
+elseif cur and cur ~= ARGV[2] and ARGV[4] ~= '1' then
+  return {0, cur, redis.call('ZSCORE', KEYS[2], ARGV[1]) or ''}
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return {1, reserved}
+"""
+
+RETIRE = LIVENESS + INSTANCE + """
+-- Graceful shutdown: one last beat, so the gateway stays alive for one more lease (its names
+-- and memberships reserved for their token holders, taken over quietly), and the instance
+-- key says STOPPED for that lease, so a restart under the same id may start at once.
+-- KEYS: gateways zset, grace, pulse, my instance key
+-- ARGV: me, now ms, lease ms, my nonce
+-- -> 1 done, 0 another process holds the id (nothing done)
+local holder = redis.call('GET', KEYS[4])
+if holder and holder ~= ARGV[4] and holder ~= STOPPED then return 0 end
+local lease = tonumber(ARGV[3])
+grace_open(KEYS[1], KEYS[2], KEYS[3], lease)
+beat(KEYS[1], KEYS[3], ARGV[1], tonumber(ARGV[2]), lease)
+redis.call('SET', KEYS[4], STOPPED, 'PX', lease)
+return 1
 """
 
 DEAD_GATEWAYS = LIVENESS + """
@@ -195,24 +276,39 @@ return out
 CLAIM_NAME = LIVENESS + """
 -- KEYS: user record, gateways zset, my names set, grace, pulse, my members hash, the name's
 --       rooms set, the members hash of the holder seen before, then one room members hash
---       per room
--- ARGV: display name, session id, new token hash, presented token hash or '', me,
+--       per room, then the name's account key (last; same slot as the user record)
+-- ARGV: display name, session id, new token hash, presented token hash or '' or '*' (the
+--       account's owner, whose password was checked) or '+' (the owner's session putting
+--       back its record: never taken from a live holder), me,
 --       now ms, lease ms, lower name, gateway prefix, holder seen before or '',
 --       then the name's rooms seen before (read with the holder, for the keys above)
--- -> {0} taken, or {1, replaced gateway or '', replaced session or '', {rooms}}: the rooms
---    of the name whose membership is now this gateway's
+-- -> {0} taken, or {1, replaced gateway or '', replaced session or '', {rooms}, account 0/1}:
+--    the rooms of the name whose membership is now this gateway's
 -- With the right token from another gateway the claim takes the memberships too, so a
 -- takeover shows no left/joined in the rooms the new session also joins.
+-- Accounts (issue 12): a name with an account goes only to its owner ('*': takes it from
+-- any live session, like a token takeover) or to a token of a claim that was the owner's
+-- (the record's 'acct'); a guest never gets it, whether someone holds it or not.
 local me, lower = ARGV[5], ARGV[8]
 local now, lease = tonumber(ARGV[6]), tonumber(ARGV[7])
 local open = grace_open(KEYS[2], KEYS[4], KEYS[5], lease)
 beat(KEYS[2], KEYS[5], me, now, lease)
-local rec = redis.call('HMGET', KEYS[1], 'gw', 'sid', 'token')
+local rec = redis.call('HMGET', KEYS[1], 'gw', 'sid', 'token', 'acct')
 local gw, sid, hash = rec[1], rec[2], rec[3]
+local owner = ARGV[4] == '*' or ARGV[4] == '+'
+local has_account = redis.call('EXISTS', KEYS[#KEYS]) == 1
+local acct = '0'
+if has_account then
+  local owner_token = gw and ARGV[4] ~= '' and hash == ARGV[4] and rec[4] == '1'
+  if not (owner or owner_token) then
+    return {0}
+  end
+  acct = '1'
+end
 local old_gw, old_sid = '', ''
 local heir = false
 if gw and not (gw == me and sid == ARGV[2]) then
-  local token_ok = ARGV[4] ~= '' and hash == ARGV[4]
+  local token_ok = ARGV[4] == '*' or (ARGV[4] ~= '' and hash == ARGV[4])
   if alive(KEYS[2], open, gw, now, lease) then
     if not token_ok then
       return {0}
@@ -224,6 +320,11 @@ if gw and not (gw == me and sid == ARGV[2]) then
   redis.call('PUBLISH', ARGV[9] .. gw, 'K' .. lower .. '|' .. (sid or ''))
 end
 redis.call('HSET', KEYS[1], 'name', ARGV[1], 'gw', me, 'sid', ARGV[2], 'token', ARGV[3])
+if acct == '1' then
+  redis.call('HSET', KEYS[1], 'acct', '1')
+else
+  redis.call('HDEL', KEYS[1], 'acct')
+end
 redis.call('SADD', KEYS[3], lower)
 local here = {}
 for i = 11, #ARGV do
@@ -243,16 +344,16 @@ for i = 11, #ARGV do
     end
   end
 end
-return {1, old_gw, old_sid, here}
+return {1, old_gw, old_sid, here, tonumber(acct)}
 """
 
 RELEASE_NAME = """
 -- KEYS: user record, my names set
--- ARGV: session id, me, lower name
+-- ARGV: session id ('': whichever session of this gateway holds it), me, lower name
 -- -> 1 when the record was deleted
 local rec = redis.call('HMGET', KEYS[1], 'gw', 'sid')
 if rec[1] == ARGV[2] then
-  if rec[2] ~= ARGV[1] then
+  if rec[2] ~= ARGV[1] and ARGV[1] ~= '' then
     return 0  -- another session of this gateway took the name over: still ours
   end
   redis.call('DEL', KEYS[1])
@@ -262,12 +363,40 @@ if rec[1] == ARGV[2] then return 1 end
 return 0
 """
 
-JOIN = LIVENESS + """
--- KEYS: room members, gateways zset, my members hash, grace, pulse, the name's rooms set
+NEW_ROOMS = """
+-- New rooms: a token bucket per name (a hash: tokens, at), burst tokens refilled per_min a
+-- minute by Redis's clock; it expires once full again. False (nothing written) when empty.
+local function take_room_token(bucket, per_min, burst)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local state = redis.call('HMGET', bucket, 'tokens', 'at')
+  local tokens = burst
+  if state[1] and state[2] then
+    tokens = math.min(burst, tonumber(state[1]) + (now - tonumber(state[2])) * per_min / 60000)
+  end
+  if tokens < 1 then return false end
+  tokens = tokens - 1
+  redis.call('HSET', bucket, 'tokens', string.format('%.6f', tokens),
+             'at', string.format('%d', now))
+  redis.call('PEXPIRE', bucket, math.ceil((burst - tokens) * 60000 / per_min) + 1)
+  return true
+end
+"""
+
+JOIN = LIVENESS + ROOM_LIFETIME + NEW_ROOMS + f"""
+-- KEYS: room members, gateways zset, my members hash, grace, pulse, the name's rooms set,
+--       seq, epoch, log, the name's new-room bucket
 -- ARGV: lower name, '<me>|<Name>', me, now ms, lease ms, room channel, 'E' .. joined line,
---       membership field, room
--- -> 1 when the name was not present before (absent, or held by a dead gateway)
-local newly = 1
+--       membership field, room, room ttl ms, new rooms a minute (0: no limit), burst
+-- -> 1 when the name was not present before (absent, or held by a dead gateway), 0 when it
+--    was; {TOO_MANY_ROOMS} (TOO_MANY_ROOMS) when the room is new (no epoch, no member:
+--    never used, or expired) and the name's bucket is empty: nothing written
+if tonumber(ARGV[11]) > 0 and redis.call('EXISTS', KEYS[8]) == 0
+    and redis.call('EXISTS', KEYS[1]) == 0
+    and not take_room_token(KEYS[10], tonumber(ARGV[11]), tonumber(ARGV[12])) then
+  return {TOO_MANY_ROOMS}
+end
+""" + """local newly = 1
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur then
   local gw = string.match(cur, '^(.*)|')
@@ -283,16 +412,17 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[8], '1')
 redis.call('SADD', KEYS[6], ARGV[9])
+settle_room(KEYS[7], KEYS[8], KEYS[9], KEYS[1], ARGV[10])
 if newly == 1 then
   redis.call('PUBLISH', ARGV[6], ARGV[7])
 end
 return newly
 """
 
-LEAVE = """
--- KEYS: room members, my members hash, the name's rooms set
+LEAVE = ROOM_LIFETIME + """
+-- KEYS: room members, my members hash, the name's rooms set, seq, epoch, log
 -- ARGV: lower name, me, room channel, left line prefix, left line suffix, membership field,
---       room
+--       room, room ttl ms
 -- -> 1 when this gateway's membership was removed
 redis.call('HDEL', KEYS[2], ARGV[6])
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
@@ -304,6 +434,7 @@ local gw, name = string.match(cur, '^(.*)|(.*)$')
 if gw ~= ARGV[2] then return 0 end  -- taken over through another gateway: its membership now
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('SREM', KEYS[3], ARGV[7])
+settle_room(KEYS[4], KEYS[5], KEYS[6], KEYS[1], ARGV[8])
 redis.call('PUBLISH', ARGV[3], 'E' .. ARGV[4] .. name .. ARGV[5])
 return 1
 """
@@ -332,13 +463,15 @@ redis.call('SET', KEYS[3], '1', 'PX', ARGV[6])
 return {0, line}
 """
 
-REAP = LIVENESS + """
--- Drop a gateway's memberships and names (a dead one's, or our own at shutdown).
+REAP = LIVENESS + ROOM_LIFETIME + """
+-- Drop a gateway's memberships and names (a dead one's, or our own at start).
 -- KEYS: gateways zset, grace, pulse, its members hash, its names set, its reaper lock,
---       then per membership: the room members hash, the name's rooms set;
+--       then per membership: the room members hash, the name's rooms set, the room's seq,
+--                            epoch and log;
 --       then one user record per name
 -- ARGV: gateway id, now ms, lease ms, force ('1': skip the liveness check),
 --       number of memberships, number of names, final ('1': forget the gateway), me,
+--       room ttl ms,
 --       then per membership: lower name, membership field, room channel,
 --                            left line prefix, left line suffix, room
 --       then per name: lower name
@@ -357,13 +490,15 @@ end
 local nm, nn = tonumber(ARGV[5]), tonumber(ARGV[6])
 local lefts = 0
 for i = 1, nm do
-  local members, rooms, a = KEYS[5 + 2 * i], KEYS[6 + 2 * i], 8 + (i - 1) * 6
+  local k, a = 6 + (i - 1) * 5, 9 + (i - 1) * 6
+  local members, rooms = KEYS[k + 1], KEYS[k + 2]
   local cur = redis.call('HGET', members, ARGV[a + 1])
   if cur then
     local owner, name = string.match(cur, '^(.*)|(.*)$')
     if owner == gw then
       redis.call('HDEL', members, ARGV[a + 1])
       redis.call('SREM', rooms, ARGV[a + 6])
+      settle_room(KEYS[k + 3], KEYS[k + 4], KEYS[k + 5], members, ARGV[9])
       redis.call('PUBLISH', ARGV[a + 3], 'E' .. ARGV[a + 4] .. name .. ARGV[a + 5])
       lefts = lefts + 1
     end
@@ -371,7 +506,7 @@ for i = 1, nm do
   redis.call('HDEL', KEYS[4], ARGV[a + 2])
 end
 for j = 1, nn do
-  local key, lower = KEYS[6 + 2 * nm + j], ARGV[8 + nm * 6 + j]
+  local key, lower = KEYS[6 + 5 * nm + j], ARGV[9 + nm * 6 + j]
   if redis.call('HGET', key, 'gw') == gw then
     redis.call('DEL', key)
   end
@@ -385,18 +520,25 @@ return lefts
 """
 
 __all__ = [
+    "CLAIM_INSTANCE",
     "CLAIM_NAME",
     "DEADLINE",
     "DEAD_GATEWAYS",
     "HEARTBEAT",
+    "INSTANCE",
     "JOIN",
     "LEAVE",
     "LIVENESS",
+    "NEW_ROOMS",
     "PUBLISH_MESSAGE",
     "READ_HISTORY",
     "REAP",
     "RELEASE_NAME",
+    "RETIRE",
+    "ROOM_LIFETIME",
     "SEND_DM",
+    "STOPPED",
     "TOO_LATE",
+    "TOO_MANY_ROOMS",
     "WHO",
 ]

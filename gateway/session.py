@@ -16,6 +16,14 @@ queued; live messages that arrive meanwhile wait in the cursor and are
 released after the history, skipping ids the history already held. Live
 rooms accept id ``last + 1`` only; a gap or a new epoch asks the subscriber
 to fill the room from Redis.
+
+Stored DM conversations (accounts, protocol v1.1) have cursors too
+(``gateway.dm_cursors``, guarded by the same ``_lock``, moved by the same
+``gateway.cursors.advance``): their dms wait until the login's catch-up is
+queued, and a gap is filled by the session itself from the conversation's
+log. Account requests (``hello``'s password, ``register``, ``passwd``) are
+``gateway.account_requests``'; a password is checked on this thread, before
+the name is claimed.
 """
 
 from __future__ import annotations
@@ -29,13 +37,14 @@ import threading
 import time
 import uuid
 from collections.abc import MutableMapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from gateway.broker import BrokerUnavailable, HistoryBatch, token_hash
 from gateway.context import Services
+from gateway.cursors import RoomCursor, advance
+from gateway.dm_cursors import CatchUp, ConversationCursors, dm_history, load_catch_up
 from gateway.outbound import Outbound
 from gateway.ratelimit import ByteBudget, TokenBucket
 from protocol import codec
@@ -102,20 +111,6 @@ class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         return f"sid={extra.get('sid')} user={extra.get('user') or '-'} {msg}", kwargs
 
 
-@dataclass(slots=True)
-class RoomCursor:
-    """Where one session stands in one room."""
-
-    epoch: str = ""
-    last_id: int = 0
-    live: bool = False
-    pending: list[tuple[str, int, bytes]] = field(default_factory=list)
-    """(epoch, id, line) held until the history is out; id 0 marks an event."""
-    typing_at: float = float("-inf")
-    leaving_line: bytes | None = None
-    """Our own ``left`` line while a leave is under way: sent directly, not twice."""
-
-
 class Session:
     def __init__(self, sock: socket.socket, peer: tuple[str, int], services: Services) -> None:
         self.sid = uuid.uuid4().hex[:16]
@@ -136,6 +131,9 @@ class Session:
         self._wanted_rooms: frozenset[str] = frozenset()
         """The rooms of this session's ``hello``, known before it claims the name."""
         self._token_hash = ""
+        self._account = False
+        """Logged in to the name's account (``hello`` with its password, or ``register``)."""
+        self._dms = ConversationCursors()
         self.log = SessionLog(log, {"sid": self.sid, "user": None})
 
     # ------------------------------------------------------------------ output
@@ -233,22 +231,8 @@ class Session:
             if not cursor.live:
                 cursor.pending.extend((epoch, i, line) for i, line in zip(ids, lines, strict=True))
                 return False
-            if contiguous and epoch == cursor.epoch and ids[0] == cursor.last_id + 1:
-                payload = joined
-                cursor.last_id = ids[-1]
-            elif epoch != cursor.epoch:
-                needs_fill = True
-            else:
-                fresh = []
-                for i, line in zip(ids, lines, strict=True):
-                    if i <= cursor.last_id:
-                        continue
-                    if i != cursor.last_id + 1:
-                        needs_fill = True
-                        break
-                    fresh.append(line)
-                    cursor.last_id = i
-                payload = b"".join(fresh)
+            payload, needs_fill = advance(cursor, epoch, ids, lines,
+                                          joined if contiguous else None)
         if payload:
             self._write(payload)
         return needs_fill
@@ -268,7 +252,40 @@ class Session:
         self._flush()
 
     def deliver_direct(self, line: bytes) -> None:
-        self._write(line)
+        """Queue a ``dm`` line (from the subscriber, or the sender's own copy).
+
+        Before the login's catch-up is out it waits; a stored conversation's dm
+        to an account goes through the conversation's cursor (in order, once).
+        """
+        fill = None
+        with self._lock:
+            payload, fill = self._dms.route(line, self.name, self._account)
+        if payload:
+            self._write(payload)
+        if fill is not None:
+            self._fill_conversation(fill)
+
+    def _fill_conversation(self, peer_key: str) -> None:
+        """A conversation's live dms had a gap: send what its log holds past our last id."""
+        gate, name = self._svc.accounts, self.name
+        if gate is None or name is None:
+            return
+        with self._lock:
+            position = self._dms.position(peer_key)
+        if position is None:
+            return
+        try:
+            batch = gate.conversations.read_history(name, peer_key, after=position[1])
+            if batch.epoch != position[0]:
+                batch = gate.conversations.read_history(name, peer_key, after=0)
+        except BrokerUnavailable as exc:
+            self.log.warning("event=dm_fill_failed error=%r", exc)
+            return
+        with self._lock:
+            lines = self._dms.catch_up(peer_key, batch)
+            if lines:
+                self._out.enqueue_answer(lines)
+        self._flush()
 
     def position(self, room: str) -> tuple[str, int] | None:
         """(epoch, last id) of a live room, for the subscriber's gap fill."""
@@ -437,20 +454,48 @@ class Session:
             self._on_accounts_pending(frame)
 
     def _on_accounts_pending(self, frame: Register | Passwd | Read | DmHistoryQuery) -> None:
-        """Protocol v1.1 requests this gateway does not carry out yet: the one place that knows.
+        """Protocol v1.1 requests: accounts (``gateway.account_requests``) and stored
+        conversations (``gateway.conversations``).
 
-        Until accounts and stored conversations land, ``register``/``passwd``
-        and a conversation's ``history`` are refused as unavailable (nothing
-        done, the client may try another gateway later), and ``read`` is
-        accepted and forgotten, as v1.1 says of a guest's. Replace this method
-        when they land.
+        Without accounts (``Services.accounts`` None) ``register``/``passwd`` and a
+        conversation's ``history`` are refused as unavailable and ``read`` is
+        forgotten. A guest's ``read`` is accepted and forgotten; a guest may not read a
+        stored conversation (a guest name passes from person to person): ``auth_failed``.
         """
+        gate = self._svc.accounts
+        assert self.name is not None
         if isinstance(frame, Read):
+            if gate is not None and self._account:
+                gate.conversations.set_read(self.name, frame.room, frame.peer, frame.id)
             return
+        if gate is None:
+            if isinstance(frame, DmHistoryQuery):
+                raise ProtocolError(
+                    ErrorCode.UNAVAILABLE, "stored conversations are not enabled on this gateway")
+            raise ProtocolError(ErrorCode.UNAVAILABLE, "accounts are not enabled on this gateway")
         if isinstance(frame, DmHistoryQuery):
-            raise ProtocolError(
-                ErrorCode.UNAVAILABLE, "stored conversations are not enabled on this gateway")
-        raise ProtocolError(ErrorCode.UNAVAILABLE, "accounts are not enabled on this gateway")
+            if not self._account:
+                raise ProtocolError(ErrorCode.AUTH_FAILED,
+                                    "stored conversations are for accounts: register or log in")
+            self._may_answer()
+            batch = gate.conversations.read_history(
+                self.name, frame.peer, before=frame.before, limit=frame.limit)
+            with self._lock:
+                shown = self._dms.display(name_key(frame.peer), frame.peer)
+            lines = codec.dm_history_lines(shown, batch.epoch, batch.messages, batch.complete)
+            self._svc.metrics.frames_out.labels("history").inc(len(lines))
+            self._history_budget.spend(sum(map(len, lines)))
+            self._out.enqueue_answer(lines)
+            self._flush()
+            return
+        if isinstance(frame, Register):
+            answer = gate.register(self.name, self.sid, frame.password)
+            self._account = True
+            self.log.info("event=registered")
+        else:
+            answer = gate.passwd(self.name, frame.old, frame.new, self.peer_host)
+            self.log.info("event=password_changed")
+        self._send(codec.encode(answer), "registered")
 
     # ------------------------------------------------------------------ requests
 
@@ -470,6 +515,16 @@ class Session:
 
     def _on_dm(self, frame: Dm) -> None:
         assert self.name is not None
+        gate = self._svc.accounts
+        if gate is not None:
+            stored = gate.conversations.send(
+                self.name, self._account, frame.to, frame.text, time.time(), frame.ref)
+            if stored is not None:
+                if not stored.duplicate and name_key(frame.to) != name_key(self.name):
+                    self.deliver_direct(stored.line + b"\n")
+                if frame.ref is not None:
+                    self._send(codec.encode(Ack(frame.ref, stored.id)), "ack")
+                return
         sent = self._svc.broker.send_dm(self.name, frame.to, frame.text, time.time(), frame.ref)
         if not sent.duplicate and name_key(frame.to) != name_key(self.name):
             self._send(sent.line + b"\n", "dm")
@@ -535,11 +590,13 @@ class Session:
             raise ProtocolError(
                 ErrorCode.BAD_ROOM, f"a session is in at most {self._limits.max_rooms} rooms")
         svc = self._svc
+        owner = svc.accounts.check_hello(frame, self.peer_host) if svc.accounts else False
         self._wanted_rooms = frozenset(frame.rooms)
         key = name_key(frame.name)
         svc.registry.begin_claim(key, self)  # until bound: a kicked holder must see us
         try:
-            claim = svc.broker.claim_name(frame.name, self.sid, frame.token)
+            claim = svc.broker.claim_name(frame.name, self.sid, frame.token, owner=owner)
+            self._account = claim.account
             self.name = claim.name
             self._token_hash = token_hash(claim.token)
             self.log.extra = {"sid": self.sid, "user": claim.name}
@@ -561,12 +618,14 @@ class Session:
             batches = [self._announce(room, frame.since.get(room)) for room in frame.rooms]
             for room in unwanted:
                 svc.broker.leave(room, claim.name)
+            caught_up = self._load_conversations(frame.since)
         except BaseException:
             self._undo_login(entered, unwanted)
             raise
         self._send(codec.encode(Welcome(
             claim.name, svc.config.gateway_id, frame.rooms, claim.token,
-            self._limits.announced())), "welcome")
+            self._limits.announced(), account=self._account, dms=caught_up.summaries,
+            read=caught_up.room_reads)), "welcome")
         svc.metrics.logged_in.inc()
         self.log.info("event=login rooms=%d resumed=%s replaced=%s", len(frame.rooms),
                       bool(frame.since), claim.replaced_session is not None)
@@ -578,6 +637,32 @@ class Session:
                     self._overflowed()
                 return
             self._go_live(room, batch)
+        self._wanted_rooms = frozenset()  # in them now: in_room answers from here on
+        self._open_conversations(caught_up, bool(frame.rooms))
+
+    def _open_conversations(self, caught_up: CatchUp, waiting: bool) -> None:
+        """After the rooms' histories: each conversation's catch-up, one answer at a time
+        as rooms' are, then the dms that waited meanwhile, in order, and live ones."""
+        for conv, batch in caught_up.loaded:
+            lines = dm_history(conv.peer, batch)
+            if not lines:
+                continue
+            if waiting and not self._out.wait_answers_sent(self._limits.send_timeout_s):
+                if self._closing_reason() is None:
+                    self._overflowed()
+                return
+            waiting = True
+            self._svc.metrics.frames_out.labels("history").inc(len(lines))
+            self._history_budget.spend(sum(map(len, lines)))
+            self._out.enqueue_answer(lines)
+            self._flush()
+        with self._lock:
+            payload, fills = self._dms.open(caught_up, self.name, self._account)
+            if payload:
+                self._out.enqueue(payload)
+        self._flush()
+        for peer_key in fills:
+            self._fill_conversation(peer_key)
 
     def _undo_login(self, rooms: list[str], taken_over: list[str]) -> None:
         """A hello failed after its claim: give back rooms and name, as if never logged in.
@@ -596,7 +681,18 @@ class Session:
             self.log.warning("event=undo_login_failed")
         self._svc.registry.unbind_name(self)
         self._wanted_rooms = frozenset()
+        self._account = False
+        with self._lock:
+            self._dms.reset()
         self.name = None
+
+    def _load_conversations(self, since: dict[str, Position]) -> CatchUp:
+        """An account's conversations at login: what ``since`` (or, without it, the read
+        mark) shows the client has not seen, and the summaries of ``welcome``."""
+        gate = self._svc.accounts
+        if gate is None or not self._account or self.name is None:
+            return CatchUp()
+        return load_catch_up(gate.conversations, self.name, since)
 
     def _join_room(self, room: str) -> None:
         """``join``: enter, announce, then history; undone if a step fails."""
@@ -732,11 +828,12 @@ class Session:
         name = self.name
         if name is None or self._closing is not None:
             return
-        if not self._svc.broker.restore_name(name, self.sid, self._token_hash):
+        if not self._svc.broker.restore_name(name, self.sid, self._token_hash,
+                                             owner=self._account):
             self.log.info("event=name_lost_while_away")
             self.kick(ByeReason.REPLACED)
             return
         with self._lock:
             rooms = [room for room, cursor in self._rooms.items() if cursor.live]
         for room in rooms:
-            self._svc.broker.join(room, name)
+            self._svc.broker.join(room, name, limited=False)

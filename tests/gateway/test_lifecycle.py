@@ -13,7 +13,7 @@ from redis.backoff import ConstantBackoff
 from gateway.server import Gateway, run_gateway
 from tests.gateway.conftest import Connect, StartGateway
 from tests.gateway.live import error, login, wait_closed_with_bye, wait_threads
-from tests.support.gateways import GatewayProcess, config
+from tests.support.gateways import GatewayProcess, config, wait_ready
 from tests.support.redis_server import RedisEndpoint, RedisServer
 from tests.support.waiting import wait_for
 
@@ -99,6 +99,7 @@ def test_shutdown_says_bye_to_everyone_frees_names_and_leaves_no_thread(
     baseline = threading.active_count()
     gw = Gateway(config(shared_redis.url, "doomed"), backoff=ConstantBackoff(0.05)).start()
     try:
+        wait_ready(gw)
         clients = [connect(gw.address) for _ in range(3)]
         for i, c in enumerate(clients):
             login(c, f"user{i}", ["lobby", f"room{i}"])
@@ -120,8 +121,10 @@ def test_shutdown_says_bye_to_everyone_frees_names_and_leaves_no_thread(
 
 
 @pytest.mark.slow
-def test_sigterm_says_bye_shutdown_exits_0_and_frees_names_at_once(
+def test_sigterm_says_bye_shutdown_exits_0_and_frees_names_once_the_lease_passes(
         shared_redis: RedisEndpoint, start_gateway: StartGateway, connect: Connect) -> None:
+    """Names stay reserved for their tokens for a lease (test_operations.py), then go:
+    the rooms see ``left`` and anyone may take them, without a token."""
     other = start_gateway()
     observer = connect(other.address)
     login(observer, "observer", ["lobby", "dev"])
@@ -137,10 +140,10 @@ def test_sigterm_says_bye_shutdown_exits_0_and_frees_names_at_once(
         assert time.monotonic() - started < 5
         for c in clients:
             wait_closed_with_bye(c, "shutdown", timeout=1)  # already sent before the exit
+        for i in (1, 3):
+            assert observer.recv_type("left", room="dev", name=f"user{i}")  # lease: 2 s
         for i in range(4):
             login(connect(other.address), f"User{i}")  # no 15 s wait, no token
-        for i in (1, 3):
-            assert observer.recv_type("left", room="dev", name=f"user{i}")
         observer.send(type="who", room="dev")
         assert observer.recv_type("who")["names"] == ["observer"]
     finally:
