@@ -91,6 +91,7 @@ def test_unknown_http_path_is_404(gw: Gateway) -> None:
     assert http_get(health_address(gw), "/nope")[0] == 404
 
 
+@pytest.mark.slow
 def test_shutdown_says_bye_to_everyone_frees_names_and_leaves_no_thread(
         shared_redis: RedisEndpoint, start_gateway: StartGateway, connect: Connect) -> None:
     other = start_gateway()
