@@ -17,7 +17,7 @@ from client.connection import ChatClient
 from client.gui.app import ChatApp
 from client.gui.chat_controller import ChatController
 from client.gui.model import ConvKey
-from client.gui.ports import EventSink
+from client.gui.ports import ClientFactory, EventSink
 from client.gui.widgets import StatusLevel
 from gateway.server import Gateway, run_gateway
 from tests.gui.conftest import screenshot, settle
@@ -33,8 +33,7 @@ def address(gw: Gateway | GatewayProcess) -> str:
     return f"{host}:{port}"
 
 
-def real_clients(backoff: float = RECONNECT_DELAY) -> Callable[[str, Sequence[str], EventSink],
-                                                                 ChatClient]:
+def real_clients(backoff: float = RECONNECT_DELAY) -> ClientFactory:
     def make(name: str, gateways: Sequence[str], sink: EventSink,
              password: str | None = None) -> ChatClient:
         return ChatClient(name, gateways, on_event=sink, backoff=ConstantBackoff(backoff),
