@@ -94,8 +94,8 @@ def redis_server() -> Iterator[RedisServer]:
     only uses Redis takes ``shared_redis``.
     """
     server = RedisServer()
-    server.start()
     try:
+        server.start()  # closed even when it fails half-way
         yield server
     finally:
         server.close()
@@ -108,8 +108,8 @@ def _session_redis() -> Iterator[RedisServer]:
     Without AOF: nothing restarts it, so nothing needs to survive a restart.
     """
     server = RedisServer(persist=False)
-    server.start()
     try:
+        server.start()  # closed even when it fails half-way
         yield server
     finally:
         server.close()
