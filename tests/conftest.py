@@ -1,4 +1,16 @@
-"""Fixtures shared by every tier: a real redis-server per test that needs one."""
+"""Fixtures shared by every tier: real redis-servers, in-process gateways, wire clients.
+
+Two kinds of Redis, and a test says which one it needs:
+
+* ``shared_redis``: one redis-server per session (per xdist worker), flushed
+  before every test that uses it. For tests that only read and write Redis.
+* ``redis_server``: a private redis-server for this test alone, to kill,
+  pause, restart, wipe or reconfigure (``CONFIG SET``).
+
+Gateways started by ``start_gateway`` (and tier fixtures built on
+``gateway_redis``) run on the private one when the test asks for
+``redis_server``, else on the shared one.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +26,8 @@ import pytest
 from redis.backoff import ConstantBackoff
 
 from gateway.server import Gateway, run_gateway
-from tests.support.gateways import config
-from tests.support.redis_server import RedisServer
+from tests.support.gateways import config, wait_ready
+from tests.support.redis_server import RedisEndpoint, RedisServer
 from tests.support.wire import WireClient
 
 StartGateway = Callable[..., Gateway]
@@ -76,28 +88,69 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
-    """A fresh redis-server on a free loopback port, killed after the test."""
+    """A private redis-server on a free loopback port, killed after the test.
+
+    Ask for it to kill, pause, restart, wipe or reconfigure Redis; a test that
+    only uses Redis takes ``shared_redis``.
+    """
     server = RedisServer()
-    server.start()
     try:
+        server.start()  # closed even when it fails half-way
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def _session_redis() -> Iterator[RedisServer]:
+    """The redis-server behind ``shared_redis``: one per session (per xdist worker).
+
+    Without AOF: nothing restarts it, so nothing needs to survive a restart.
+    """
+    server = RedisServer(persist=False)
+    try:
+        server.start()  # closed even when it fails half-way
         yield server
     finally:
         server.close()
 
 
 @pytest.fixture
-def start_gateway(redis_server: RedisServer) -> Iterator[StartGateway]:
-    """Start in-process gateways (fast timings) on ``redis_server``, or on ``redis_url``
-    when given; every one is shut down after the test."""
+def shared_redis(_session_redis: RedisServer) -> RedisEndpoint:
+    """The session's redis-server, as good as new: no keys, no cached scripts, no
+    client of an earlier test still connected (their gateways were shut down by
+    their own fixtures). Use it; never stop, pause or reconfigure it: a test that
+    does takes ``redis_server``."""
+    if not _session_redis.running:  # pragma: no cover - only if it died
+        _session_redis.start()
+    _session_redis.reset()
+    return _session_redis.endpoint
+
+
+@pytest.fixture
+def gateway_redis(request: pytest.FixtureRequest) -> RedisEndpoint:
+    """The Redis this test's gateways use: the test's private ``redis_server`` when
+    it asks for one (to kill, pause or restart it under them), else ``shared_redis``."""
+    if "redis_server" in request.fixturenames:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return server.endpoint
+    shared: RedisEndpoint = request.getfixturevalue("shared_redis")
+    return shared
+
+
+@pytest.fixture
+def start_gateway(gateway_redis: RedisEndpoint) -> Iterator[StartGateway]:
+    """Start in-process gateways (fast timings) on ``gateway_redis``, or on ``redis_url``
+    when given, and return each once it is ready; every one is shut down after the test."""
     with ExitStack() as stack:
         count = 0
 
         def start(gateway_id: str | None = None, **overrides: Any) -> Gateway:
             nonlocal count
             count += 1
-            url = overrides.pop("redis_url", None) or redis_server.url
+            url = overrides.pop("redis_url", None) or gateway_redis.url
             cfg = config(url, gateway_id or f"gw{count}", **overrides)
-            return stack.enter_context(run_gateway(cfg, backoff=ConstantBackoff(0.05)))
+            return wait_ready(stack.enter_context(run_gateway(cfg, backoff=ConstantBackoff(0.05))))
 
         yield start
 

@@ -6,6 +6,7 @@ The same scripts run on a real redis-server in test_redis.py.
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import fakeredis
 import pytest
@@ -33,7 +34,7 @@ CREATED_MS = 1_700_000_000_500
 
 def stored_hash(client: fakeredis.FakeRedis, name: str) -> str:
     value = client.hget(account_keys.account(name), "hash")
-    assert value is not None
+    assert isinstance(value, bytes)
     return value.decode()
 
 
@@ -52,7 +53,7 @@ def test_stored_record_has_display_name_hash_and_created(
     assert set(record) == {b"name", b"hash", b"created"}
     assert record[b"name"] == b"Alice"
     assert record[b"created"] == str(CREATED_MS).encode()
-    assert record[b"hash"].startswith(b"$argon2id$")
+    assert cast(bytes, record[b"hash"]).startswith(b"$argon2id$")
 
 
 def test_create_refuses_a_name_that_has_an_account_in_any_case(store: AccountStore) -> None:

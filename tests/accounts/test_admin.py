@@ -17,7 +17,7 @@ from gateway.accounts import admin
 from gateway.accounts.passwords import PasswordHasher
 from gateway.accounts.store import AccountStore
 from tests.conftest import installed_program
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisEndpoint, free_port
 
 PW = "operator's choice 1"
 
@@ -46,7 +46,7 @@ def test_add_reads_the_terminal_twice_without_echo(
         prompts.append(prompt)
         return PW
 
-    monkeypatch.setattr(admin.getpass, "getpass", fake_getpass)
+    monkeypatch.setattr("gateway.accounts.admin.getpass.getpass", fake_getpass)
     status, out, err = run_in_process(fake_redis, "add", "Alice", stdin=Terminal(""))
     assert (status, out, err) == (0, "created Alice\n", "")
     assert prompts == ["Password for Alice: ", "Repeat it: "]
@@ -56,7 +56,7 @@ def test_add_reads_the_terminal_twice_without_echo(
 def test_add_refuses_two_different_passwords(
         fake_redis: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch) -> None:
     answers = iter([PW, PW + "x"])
-    monkeypatch.setattr(admin.getpass, "getpass", lambda prompt="": next(answers))
+    monkeypatch.setattr("gateway.accounts.admin.getpass.getpass", lambda prompt="": next(answers))
     status, _, err = run_in_process(fake_redis, "add", "Alice", stdin=Terminal(""))
     assert status == 1 and err == "chat-admin: the two passwords differ\n"
     assert not fake_redis.exists("{user:allce}:account")
@@ -106,11 +106,11 @@ RunAdmin = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def chat_admin(redis_server: RedisServer) -> RunAdmin:
+def chat_admin(shared_redis: RedisEndpoint) -> RunAdmin:
     program = installed_program("chat-admin")
     assert program, "chat-admin is not installed: pip install -e ."
 
-    def run(*argv: str, input: str | None = "", url: str | None = redis_server.url,
+    def run(*argv: str, input: str | None = "", url: str | None = shared_redis.url,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         args = [program, *(["--redis-url", url] if url else []), *argv]
         environ = {k: v for k, v in os.environ.items() if k != "CHAT_REDIS_URL"}
@@ -121,13 +121,14 @@ def chat_admin(redis_server: RedisServer) -> RunAdmin:
     return run
 
 
-def store_on(server: RedisServer) -> AccountStore:
+def store_on(server: RedisEndpoint) -> AccountStore:
     return AccountStore(server.client(), PasswordHasher())
 
 
-def test_add_list_passwd_delete(chat_admin: RunAdmin, redis_server: RedisServer,
+@pytest.mark.slow
+def test_add_list_passwd_delete(chat_admin: RunAdmin, shared_redis: RedisEndpoint,
                                 tmp_path: Path) -> None:
-    store = store_on(redis_server)
+    store = store_on(shared_redis)
     pw_file = tmp_path / "pw"
     pw_file.write_text(PW + "\n", encoding="utf-8")
 
@@ -156,19 +157,19 @@ def test_add_list_passwd_delete(chat_admin: RunAdmin, redis_server: RedisServer,
 
 
 def test_delete_frees_the_name_and_unlocks_it(chat_admin: RunAdmin,
-                                              redis_server: RedisServer) -> None:
-    client = redis_server.client()
+                                              shared_redis: RedisEndpoint) -> None:
+    client = shared_redis.client()
     assert chat_admin("add", "Alice", input=PW).returncode == 0
     client.set("{user:allce}:authfail", 5, px=300_000)
     assert chat_admin("delete", "alice").returncode == 0
     assert not client.exists("{user:allce}:authfail", "{user:allce}:account")
     assert chat_admin("add", "alice", input="someone else's\n").returncode == 0
-    account = store_on(redis_server).get("ALICE")
+    account = store_on(shared_redis).get("ALICE")
     assert account is not None and account.name == "alice"
 
 
-def test_passwd_unlocks_a_locked_name(chat_admin: RunAdmin, redis_server: RedisServer) -> None:
-    client = redis_server.client()
+def test_passwd_unlocks_a_locked_name(chat_admin: RunAdmin, shared_redis: RedisEndpoint) -> None:
+    client = shared_redis.client()
     assert chat_admin("add", "Alice", input=PW).returncode == 0
     client.set("{user:allce}:authfail", 5, px=300_000)
     assert chat_admin("passwd", "Alice", input="a fresh password\n").returncode == 0
@@ -180,11 +181,11 @@ def test_list_of_no_accounts(chat_admin: RunAdmin) -> None:
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
 
-def test_redis_url_from_the_environment(chat_admin: RunAdmin, redis_server: RedisServer) -> None:
+def test_redis_url_from_the_environment(chat_admin: RunAdmin, shared_redis: RedisEndpoint) -> None:
     done = chat_admin("add", "Alice", input=PW, url=None,
-                      env={"CHAT_REDIS_URL": redis_server.url})
+                      env={"CHAT_REDIS_URL": shared_redis.url})
     assert done.returncode == 0, done.stderr
-    assert store_on(redis_server).exists("Alice")
+    assert store_on(shared_redis).exists("Alice")
 
 
 @pytest.mark.parametrize(("argv", "stdin", "message"), [
@@ -208,13 +209,14 @@ def test_refusals_are_one_line_exit_1(chat_admin: RunAdmin, argv: list[str], std
 
 
 def test_add_refuses_an_existing_account_before_asking(chat_admin: RunAdmin,
-                                                       redis_server: RedisServer) -> None:
+                                                       shared_redis: RedisEndpoint) -> None:
     assert chat_admin("add", "Alice", input=PW).returncode == 0
     done = chat_admin("add", "alice", input="a different password\n")
     assert (done.returncode, done.stderr) == (1, "chat-admin: alice already has an account\n")
-    assert store_on(redis_server).verify("Alice", PW)
+    assert store_on(shared_redis).verify("Alice", PW)
 
 
+@pytest.mark.slow
 def test_unreachable_redis_is_one_line_exit_3(chat_admin: RunAdmin) -> None:
     url = f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0"
     for argv in (["list"], ["add", "Alice"], ["delete", "Alice"]):

@@ -1,4 +1,4 @@
-"""A session's conversation cursors (gateway.dm_cursors): pure, no Redis."""
+"""A session's conversation cursors (gateway.core.conversations): pure, no Redis."""
 
 from __future__ import annotations
 

@@ -23,6 +23,9 @@ from tests.support.gateways import GatewayProcess
 from tests.support.redis_server import RedisServer
 from tests.support.wire import WireClient
 
+WITH_BOB: dict[str, Any] = {"with": "bob"}
+"""A conversation's ``with`` field to match (a keyword in Python)."""
+
 PW = "correct horse battery"
 ROOMY = Limits(rate_per_s=10_000.0, burst=10_000)
 
@@ -32,7 +35,8 @@ def two(start_gateway: StartGateway) -> tuple[Gateway, Gateway]:
     return start_gateway(limits=ROOMY), start_gateway(limits=ROOMY)
 
 
-def account(connect: Connect, gw: Gateway, name: str, password: str = PW) -> WireClient:
+def account(connect: Connect, gw: Gateway | GatewayProcess, name: str,
+            password: str = PW) -> WireClient:
     """A guest that registers ``name``, then logs out."""
     client = connect(gw.address)
     login(client, name)
@@ -150,7 +154,7 @@ def test_dm_to_an_offline_account_is_delivered_once_at_its_next_login_elsewhere(
     welcome, _ = login(alice, "alice", password=PW)
     [summary] = welcome["dms"]
     assert (summary["with"], summary["last_id"], summary["read"]) == ("bob", 2, 0)
-    history = alice.recv_type("history", **{"with": "bob"})
+    history = alice.recv_type("history", **WITH_BOB)
     assert [(m["id"], m["text"]) for m in history["messages"]] == [
         (1, "you there?"), (2, "call me")]
     assert history["epoch"] == summary["epoch"] == own["epoch"]
@@ -185,7 +189,7 @@ def test_read_state_follows_the_account_across_logins(
         bob.recv_type("ack", ref=f"d{i}")
     first = connect(two[0].address)
     login(first, "alice", password=PW)
-    first.recv_type("history", **{"with": "bob"})
+    first.recv_type("history", **WITH_BOB)
     first.send(type="read", id=2, **{"with": "bob"})
     first.send(type="read", room="lobby", id=7)
     first.send(type="bye")
@@ -195,7 +199,7 @@ def test_read_state_follows_the_account_across_logins(
     assert welcome["read"] == {"lobby": 7}
     assert [(d["with"], d["last_id"], d["read"]) for d in welcome["dms"]] == [("bob", 3, 2)]
     # without since, what is past the read mark comes again
-    assert dm_ids([second.recv_type("history", **{"with": "bob"})], "bob") == [3]
+    assert dm_ids([second.recv_type("history", **WITH_BOB)], "bob") == [3]
 
 
 def test_dm_history_pages_back(two: tuple[Gateway, Gateway], connect: Connect) -> None:
@@ -208,10 +212,10 @@ def test_dm_history_pages_back(two: tuple[Gateway, Gateway], connect: Connect) -
         bob.send(type="dm", to="alice", text=f"m{i}", ref=f"d{i}")
         bob.recv_type("ack", ref=f"d{i}")
     alice.send(type="history", limit=2, **{"with": "BOB"})
-    page = alice.recv_type("history", **{"with": "bob"})
+    page = alice.recv_type("history", **WITH_BOB)
     assert [m["id"] for m in page["messages"]] == [4, 5] and page["complete"]
     alice.send(type="history", before=4, limit=10, **{"with": "bob"})
-    page = alice.recv_type("history", **{"with": "bob"})
+    page = alice.recv_type("history", **WITH_BOB)
     assert [m["id"] for m in page["messages"]] == [1, 2, 3]
 
 
@@ -285,7 +289,7 @@ def test_dm_history_and_resume_after_a_gateway_kill(redis_server: RedisServer,
         since = {"@BOB": {"epoch": seen[-1]["epoch"], "id": 3}}
         again, _ = login(resumed, "alice", token=welcome["token"], password=PW, since=since)
         assert [(d["with"], d["last_id"]) for d in again["dms"]] == [("bob", 6)]
-        history = resumed.recv_type("history", **{"with": "bob"})
+        history = resumed.recv_type("history", **WITH_BOB)
         assert [m["id"] for m in history["messages"]] == [4, 5, 6]
         bob.send(type="dm", to="alice", text="m7", ref="d7")
         assert resumed.recv_type("dm")["id"] == 7

@@ -11,15 +11,15 @@ from gateway.accounts.auth import Authenticator, AuthOutcome
 from gateway.accounts.login_limit import Attempt, LoginLimiter, LoginLimits, Refused
 from gateway.accounts.passwords import FAST_PARAMS, PasswordHasher
 from gateway.accounts.store import Account, AccountExists, AccountStore
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisEndpoint
 
 PW = "the right password"
 
 
 @pytest.fixture
-def two_gateways(redis_server: RedisServer) -> Iterator[tuple[Authenticator, Authenticator]]:
+def two_gateways(shared_redis: RedisEndpoint) -> Iterator[tuple[Authenticator, Authenticator]]:
     """Two authenticators, each on its own connection pool, like two gateways."""
-    clients = [redis.Redis.from_url(redis_server.url) for _ in range(2)]
+    clients = [redis.Redis.from_url(shared_redis.url) for _ in range(2)]
     auths = tuple(
         Authenticator(AccountStore(c, PasswordHasher(FAST_PARAMS)), LoginLimiter(c))
         for c in clients
@@ -61,8 +61,8 @@ def test_address_limit_across_gateways(
     assert b.login("fresh", "wrong password", "2001:db8::2").outcome is AuthOutcome.WRONG
 
 
-def test_window_and_expiry_on_redis(redis_server: RedisServer) -> None:
-    client = redis.Redis.from_url(redis_server.url)
+def test_window_and_expiry_on_redis(shared_redis: RedisEndpoint) -> None:
+    client = redis.Redis.from_url(shared_redis.url)
     limiter = LoginLimiter(client, LoginLimits(per_name=1, per_address=10, window_ms=60_000))
     attempt = limiter.begin("Alice", "192.0.2.1")
     assert isinstance(attempt, Attempt)
@@ -74,8 +74,8 @@ def test_window_and_expiry_on_redis(redis_server: RedisServer) -> None:
     client.close()
 
 
-def test_store_lifecycle_and_listing_on_redis(redis_server: RedisServer) -> None:
-    client = redis.Redis.from_url(redis_server.url)
+def test_store_lifecycle_and_listing_on_redis(shared_redis: RedisEndpoint) -> None:
+    client = redis.Redis.from_url(shared_redis.url)
     store = AccountStore(client, PasswordHasher(FAST_PARAMS), clock=lambda: 1.0)
     names = [f"u{i}" for i in range(120)]
     for name in names:

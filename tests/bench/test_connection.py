@@ -56,7 +56,7 @@ def test_counting_starts_right_after_the_marker_in_the_same_read() -> None:
         await reader.read()  # until the client closes
         writer.close()
 
-    async def scenario() -> tuple[int, int, int]:
+    async def scenario() -> tuple[int, int, int, int]:
         server, address = await serve(script)
         async with server:
             conn = await connect(lambda: BenchConnection("bob", RECEIVER_MARKERS), address, 5.0)

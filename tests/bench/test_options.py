@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from bench.options import (
-    Address,
     FanoutOptions,
     IdleOptions,
     ResumeOptions,
@@ -15,6 +14,7 @@ from bench.options import (
     parse_address,
     parse_args,
 )
+from protocol.address import Address
 
 
 def test_fanout_defaults_and_common_options_after_the_scenario() -> None:

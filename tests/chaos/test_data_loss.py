@@ -76,6 +76,7 @@ def sent_count(crowd: Crowd, at_least: int) -> Callable[[], bool]:
     return lambda: len(crowd.sent) >= at_least
 
 
+@pytest.mark.slow
 def test_redis_restarted_empty_moves_rooms_to_a_new_epoch_and_chat_goes_on(
         redis_server: RedisServer, gateway_procs: list[GatewayProcess],
         record_property: Callable[[str, object], None],

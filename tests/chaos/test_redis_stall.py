@@ -56,6 +56,7 @@ def beaten_since(redis_server: RedisServer, since_ms: int) -> bool:
 
 
 @pytest.mark.parametrize("attempt", range(2))
+@pytest.mark.slow
 def test_a_redis_stall_longer_than_the_lease_shows_nobody_leaving(
         redis_server: RedisServer, cluster: list[Gateway], caplog: pytest.LogCaptureFixture,
         attempt: int) -> None:

@@ -148,6 +148,7 @@ def test_typing_line_and_tab_completion(gateway: Gateway, bob: ChatClient,
     pane.wait(lambda s: s[-1] == "[dev] hi bob", "bob's name completed")
 
 
+@pytest.mark.slow
 def test_reconnecting_is_one_status_line_and_the_outage_ends_in_one_line(
         redis_server: RedisServer, chat_term: Callable[..., Pane]) -> None:
     port = free_port()

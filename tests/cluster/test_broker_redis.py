@@ -22,7 +22,7 @@ from gateway.broker import Broker, BrokerUnavailable
 from protocol.codec import encode
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import DirectMessage, Joined, Left, Message
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisEndpoint, RedisServer
 from tests.support.waiting import wait_for
 
 T0 = 1_700_000_000.0
@@ -75,14 +75,14 @@ def fast_broker(url: str, gateway_id: str = "gw1", **kw: Any) -> Broker:
 
 
 @pytest.fixture
-def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client()
+def raw(gateway_redis: RedisEndpoint) -> Iterator[redis.Redis]:
+    client = gateway_redis.client()
     yield client
     client.close()
 
 
-def test_messages_history_and_duplicates(redis_server: RedisServer, raw: redis.Redis) -> None:
-    broker = fast_broker(redis_server.url, history=5)
+def test_messages_history_and_duplicates(shared_redis: RedisEndpoint, raw: redis.Redis) -> None:
+    broker = fast_broker(shared_redis.url, history=5)
     sub = Listener(raw, keys.room_channel("lobby"))
     text = 'caf\u00e9 "quoted" \U0001f600\nline two'
     published = [broker.publish_message("lobby", "Bob", f"{text} {i}", 10.0 + i, f"r{i}")
@@ -109,8 +109,8 @@ def test_messages_history_and_duplicates(redis_server: RedisServer, raw: redis.R
     broker.close()
 
 
-def test_concurrent_publishers_get_every_id_once(redis_server: RedisServer) -> None:
-    brokers = [fast_broker(redis_server.url, f"gw{i}") for i in range(3)]
+def test_concurrent_publishers_get_every_id_once(shared_redis: RedisEndpoint) -> None:
+    brokers = [fast_broker(shared_redis.url, f"gw{i}") for i in range(3)]
     ids: list[int] = []
     lock = threading.Lock()
 
@@ -132,8 +132,8 @@ def test_concurrent_publishers_get_every_id_once(redis_server: RedisServer) -> N
         b.close()
 
 
-def test_scripts_survive_script_flush(redis_server: RedisServer, raw: redis.Redis) -> None:
-    broker = fast_broker(redis_server.url)
+def test_scripts_survive_script_flush(shared_redis: RedisEndpoint, raw: redis.Redis) -> None:
+    broker = fast_broker(shared_redis.url)
     broker.heartbeat()
     broker.publish_message("lobby", "Bob", "x", 1.0, None)
     broker.claim_name("Bob", "s1", None)
@@ -164,18 +164,18 @@ def test_epoch_survives_a_restart_with_data_and_changes_without(
     broker.close()
 
 
-def test_flushall_gives_rooms_a_new_epoch(redis_server: RedisServer, raw: redis.Redis) -> None:
-    broker = fast_broker(redis_server.url)
+def test_flushall_gives_rooms_a_new_epoch(shared_redis: RedisEndpoint, raw: redis.Redis) -> None:
+    broker = fast_broker(shared_redis.url)
     old = broker.read_history("lobby").epoch
     raw.flushall()
     assert broker.read_history("lobby").epoch != old
     broker.close()
 
 
-def test_names_takeover_and_dead_gateways(redis_server: RedisServer, raw: redis.Redis) -> None:
+def test_names_takeover_and_dead_gateways(shared_redis: RedisEndpoint, raw: redis.Redis) -> None:
     clock = FakeClock()
-    gw1 = fast_broker(redis_server.url, "gw1", clock=clock)
-    gw2 = fast_broker(redis_server.url, "gw2", clock=clock)
+    gw1 = fast_broker(shared_redis.url, "gw1", clock=clock)
+    gw2 = fast_broker(shared_redis.url, "gw2", clock=clock)
     sub = Listener(raw, keys.gateway_channel("gw1"), keys.gateway_channel("gw2"))
     first = gw1.claim_name("Bob", "s1", None)
     with pytest.raises(ProtocolError) as info:
@@ -197,10 +197,10 @@ def test_names_takeover_and_dead_gateways(redis_server: RedisServer, raw: redis.
     gw2.close()
 
 
-def test_presence_dms_and_reaping(redis_server: RedisServer, raw: redis.Redis) -> None:
+def test_presence_dms_and_reaping(shared_redis: RedisEndpoint, raw: redis.Redis) -> None:
     clock = FakeClock()
-    gw1 = fast_broker(redis_server.url, "gw1", clock=clock)
-    gw2 = fast_broker(redis_server.url, "gw2", clock=clock)
+    gw1 = fast_broker(shared_redis.url, "gw1", clock=clock)
+    gw2 = fast_broker(shared_redis.url, "gw2", clock=clock)
     gw1.claim_name("Bob", "s1", None)
     gw2.claim_name("Ann", "s2", None)
     sub = Listener(raw, keys.room_channel("dev"), keys.gateway_channel("gw2"))
@@ -231,13 +231,14 @@ def test_presence_dms_and_reaping(redis_server: RedisServer, raw: redis.Redis) -
     gw2.close()
 
 
-def test_after_an_outage_the_grace_runs_on_redis_clock(redis_server: RedisServer,
+@pytest.mark.slow
+def test_after_an_outage_the_grace_runs_on_redis_clock(shared_redis: RedisEndpoint,
                                                        raw: redis.Redis) -> None:
     """The pulse and the grace expire by Redis's clock (PX): a beat re-sent across the outage
     with a time from before it still opens the grace, and the grace ends by itself."""
     clock = FakeClock()
-    gw1 = fast_broker(redis_server.url, "gw1", clock=clock, lease_ms=1000)
-    gw2 = fast_broker(redis_server.url, "gw2", clock=clock, lease_ms=1000)
+    gw1 = fast_broker(shared_redis.url, "gw1", clock=clock, lease_ms=1000)
+    gw2 = fast_broker(shared_redis.url, "gw2", clock=clock, lease_ms=1000)
     gw1.claim_name("Bob", "s1", None)
     gw2.claim_name("Ann", "s2", None)
     wait_for(lambda: not raw.exists(keys.PULSE), 10, what="no beat for a lease")
@@ -307,17 +308,17 @@ def test_password_travels_in_the_url(redis_server: RedisServer, raw: redis.Redis
     wrong.close()
 
 
-def test_restore_name_keeps_the_held_token_after_data_loss(redis_server: RedisServer) -> None:
+def test_restore_name_keeps_the_held_token_after_data_loss(shared_redis: RedisEndpoint) -> None:
     """After Redis lost its data, a live session's name comes back with the token it holds."""
     from gateway.broker import Broker, token_hash
 
-    broker = Broker.from_url(redis_server.url, "gw-r")
+    broker = Broker.from_url(shared_redis.url, "gw-r")
     try:
         claim = broker.claim_name("Zed", "sid-1", None)
-        redis_server.client().flushall()
+        shared_redis.client().flushall()
         assert broker.restore_name("Zed", "sid-1", token_hash(claim.token))
         # The client's token still takes the name over from elsewhere.
-        other = Broker.from_url(redis_server.url, "gw-s")
+        other = Broker.from_url(shared_redis.url, "gw-s")
         taken = other.claim_name("zed", "sid-2", claim.token)
         assert taken.replaced_session == "sid-1"
         # ... and then the old session cannot restore over the new live holder.
@@ -327,12 +328,12 @@ def test_restore_name_keeps_the_held_token_after_data_loss(redis_server: RedisSe
         broker.close()
 
 
-def test_renew_epoch_is_idempotent_across_gateways(redis_server: RedisServer) -> None:
+def test_renew_epoch_is_idempotent_across_gateways(shared_redis: RedisEndpoint) -> None:
     """Two gateways that both saw ids go back start one new epoch, not two."""
     from gateway.broker import Broker
 
-    a = Broker.from_url(redis_server.url, "gw-a")
-    b = Broker.from_url(redis_server.url, "gw-b")
+    a = Broker.from_url(shared_redis.url, "gw-a")
+    b = Broker.from_url(shared_redis.url, "gw-b")
     try:
         old, _ = a.room_position("lobby")
         fresh = a.renew_epoch("lobby", old)

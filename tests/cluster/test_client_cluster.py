@@ -22,7 +22,7 @@ from gateway.server import Gateway
 from protocol.errors import ErrorCode
 from tests.client.recorder import Recorder
 from tests.support.gateways import GatewayProcess, address, gateways
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisEndpoint
 from tests.support.waiting import wait_for
 from tests.support.wire import WireClient
 
@@ -31,8 +31,8 @@ pytestmark = pytest.mark.timeout(90)
 
 
 @pytest.fixture
-def cluster(redis_server: RedisServer) -> Iterator[list[Gateway]]:
-    with gateways(redis_server.url, 3) as gws:
+def cluster(gateway_redis: RedisEndpoint) -> Iterator[list[Gateway]]:
+    with gateways(gateway_redis.url, 3) as gws:
         yield gws
 
 
@@ -119,10 +119,10 @@ def test_bye_shutdown_is_reported_then_resumed(cluster: list[Gateway]) -> None:
 
 
 @pytest.mark.slow
-def test_killed_gateway_process_is_survived(redis_server: RedisServer,
+def test_killed_gateway_process_is_survived(shared_redis: RedisEndpoint,
                                             cluster: list[Gateway]) -> None:
     """SIGKILL: no bye, the name still held by a dead gateway; the token takes it over."""
-    doomed = GatewayProcess(redis_server.url, "gw-doomed")
+    doomed = GatewayProcess(shared_redis.url, "gw-doomed")
     try:
         _, gw2, gw3 = cluster
         _survive(doomed.kill, [doomed, gw2, gw3], [gw3, gw2])

@@ -30,7 +30,7 @@ from tests.gateway.live import (
     wait_closed_with_bye,
 )
 from tests.support.gateways import GatewayProcess, gateways
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisEndpoint, RedisServer
 from tests.support.waiting import wait_for
 from tests.support.wire import WireClient
 
@@ -40,8 +40,8 @@ Connect = Callable[[Gateway | tuple[str, int]], WireClient]
 
 
 @pytest.fixture
-def cluster(redis_server: RedisServer) -> Iterator[list[Gateway]]:
-    with gateways(redis_server.url, n=3, limits=ROOMY) as gws:
+def cluster(gateway_redis: RedisEndpoint) -> Iterator[list[Gateway]]:
+    with gateways(gateway_redis.url, n=3, limits=ROOMY) as gws:
         yield gws
 
 
@@ -314,8 +314,8 @@ def test_resume_with_an_unknown_epoch_gets_the_retained_history_of_the_real_one(
 
 
 def test_resume_from_an_id_beyond_what_is_kept_says_incomplete(
-        redis_server: RedisServer, connect: Connect) -> None:
-    with gateways(redis_server.url, n=2, limits=ROOMY, history=10) as (gw1, gw2):
+        shared_redis: RedisEndpoint, connect: Connect) -> None:
+    with gateways(shared_redis.url, n=2, limits=ROOMY, history=10) as (gw1, gw2):
         writer = connect(gw1)
         _, histories = login(writer, "writer")
         for i in range(1, 31):
@@ -360,11 +360,12 @@ def test_a_repeated_ref_is_acknowledged_with_the_first_id_and_delivered_once(
 # ------------------------------------------------------------------ failures
 
 
+@pytest.mark.slow
 def test_a_killed_gateway_frees_its_names_and_its_rooms_see_left_within_15_s(
-        redis_server: RedisServer, cluster: list[Gateway], connect: Connect) -> None:
+        shared_redis: RedisEndpoint, cluster: list[Gateway], connect: Connect) -> None:
     observer = connect(cluster[0])
     login(observer, "observer", ["lobby", "dev"])
-    proc = GatewayProcess(redis_server.url, "victim")
+    proc = GatewayProcess(shared_redis.url, "victim")
     try:
         victims = [connect(proc.address) for _ in range(2)]
         login(victims[0], "alice", ["lobby", "dev"])
@@ -387,6 +388,7 @@ def test_a_killed_gateway_frees_its_names_and_its_rooms_see_left_within_15_s(
         proc.close()
 
 
+@pytest.mark.slow
 def test_redis_stopped_and_restarted_mid_stream_loses_nothing_acknowledged(
         redis_server: RedisServer, cluster: list[Gateway], connect: Connect) -> None:
     clients = [connect(gw) for gw in cluster]
@@ -501,8 +503,9 @@ def _who(client: WireClient, room: str) -> list[str]:
     return list(client.recv_type("who", room=room)["names"])
 
 
+@pytest.mark.slow
 def test_killed_pubsub_connections_miss_nothing(
-        redis_server: RedisServer, cluster: list[Gateway], connect: Connect) -> None:
+        shared_redis: RedisEndpoint, cluster: list[Gateway], connect: Connect) -> None:
     """``CLIENT KILL TYPE pubsub`` while another gateway publishes: the gap is filled, in order."""
     clients = [connect(gw) for gw in cluster]
     for i, c in enumerate(clients):
@@ -525,7 +528,7 @@ def test_killed_pubsub_connections_miss_nothing(
     def reconnects() -> list[float]:
         return [gw.metrics.redis_reconnects._value.get() for gw in cluster]
 
-    admin = redis_server.client()
+    admin = shared_redis.client()
     start = reconnects()
     try:
         for round_ in range(5):
@@ -549,6 +552,7 @@ def test_killed_pubsub_connections_miss_nothing(
         reader.stop()
 
 
+@pytest.mark.slow
 def test_an_outage_longer_than_the_lease_reaps_nobody(
         redis_server: RedisServer, cluster: list[Gateway], connect: Connect) -> None:
     """While Redis is down no gateway can beat: when it is back, peers are not dead."""
@@ -634,6 +638,7 @@ def _outage_longer_than_the_lease(redis_server: RedisServer, cluster: list[Gatew
     wait_for(lambda: cluster[0].healthy, 15, what="gw1 healthy")
 
 
+@pytest.mark.slow
 def test_users_of_a_gateway_that_has_not_beaten_yet_still_get_their_dms(
         redis_server: RedisServer, cluster: list[Gateway], connect: Connect,
         held_heartbeat: HeldHeartbeat) -> None:
@@ -647,6 +652,7 @@ def test_users_of_a_gateway_that_has_not_beaten_yet_still_get_their_dms(
     assert frame["type"] == "ack" or frame["code"] == "unavailable", frame  # not no_such_user
 
 
+@pytest.mark.slow
 def test_a_held_name_is_not_free_before_its_gateway_beats_again(
         redis_server: RedisServer, cluster: list[Gateway], connect: Connect,
         held_heartbeat: HeldHeartbeat) -> None:
@@ -659,6 +665,7 @@ def test_a_held_name_is_not_free_before_its_gateway_beats_again(
     assert frame["type"] == "error" and frame["code"] in ("name_taken", "unavailable"), frame
 
 
+@pytest.mark.slow
 def test_a_gateway_killed_during_an_outage_is_reaped_within_15_s_of_redis_coming_back(
         redis_server: RedisServer, cluster: list[Gateway], connect: Connect) -> None:
     """The grace after an outage delays reaping by one lease, no more (docs/architecture.md)."""

@@ -18,7 +18,7 @@ import pytest
 from deploy.haproxy import TEMPLATE, LocalServer, ServerState, local_config, server_states
 from tests.conftest import require_program
 from tests.support.gateways import GatewayProcess
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisEndpoint, free_port
 from tests.support.waiting import wait_for
 
 
@@ -40,12 +40,12 @@ class HAProxy:
 
 
 @pytest.fixture
-def gateway_processes(redis_server: RedisServer) -> Iterator[list[GatewayProcess]]:
+def gateway_processes(gateway_redis: RedisEndpoint) -> Iterator[list[GatewayProcess]]:
     """Three ``python -m gateway`` processes sharing one redis-server."""
     with contextlib.ExitStack() as stack:
         procs = []
         for i in range(3):
-            proc = GatewayProcess(redis_server.url, f"gw-{i + 1}")
+            proc = GatewayProcess(gateway_redis.url, f"gw-{i + 1}")
             stack.callback(proc.close)
             procs.append(proc)
         yield procs

@@ -24,7 +24,7 @@ import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -197,8 +197,10 @@ def test_clients_through_haproxy_land_on_several_gateways_and_chat_with_history(
         said = ["hello from alice", "hi alice", "hey both"]
         for speaker, text in zip(("alice", "bob", "carol"), said, strict=True):
             clients[speaker].send("lobby", text)
-            wait_for(lambda t=text: all(texts(log)[-1:] == [t] for log in logs.values()),
-                     timeout=30, what=f"everyone to see {text!r}")
+            def everyone_saw(t: str = text) -> bool:
+                return all(texts(log)[-1:] == [t] for log in logs.values())
+
+            wait_for(everyone_saw, timeout=30, what=f"everyone to see {text!r}")
         for log in logs.values():
             assert texts(log) == said
         late_log = Recorder()
@@ -225,8 +227,10 @@ def test_scale_to_five_gateways_all_healthy_and_used_by_haproxy(
         assert max(landed.values()) - min(landed.values()) <= 1, f"not leastconn: {landed}"
         clients[0].send("lobby", "five gateways")
         for log in logs:
-            wait_for(lambda log=log: "five gateways" in texts(log), timeout=30,
-                     what="every client to see the message")
+            def saw(log: Recorder = log) -> bool:
+                return "five gateways" in texts(log)
+
+            wait_for(saw, timeout=30, what="every client to see the message")
 
 
 def _survive(deployment: Deployment, room: str,
@@ -293,7 +297,8 @@ def test_down_v_leaves_no_container_network_or_volume(deployment: Deployment) ->
     project = deployment.project
     assert client.containers.list(all=True, filters={
         "label": f"com.docker.compose.project={project}"}) == []
-    assert [n.name for n in client.networks.list() if n.name.startswith(project)] == []
+    assert [n.name for n in client.networks.list()
+            if cast(str, n.name).startswith(project)] == []
     assert [v.name for v in client.volumes.list() if v.name.startswith(project)] == []
 
 
@@ -303,7 +308,8 @@ def test_the_override_changes_only_the_environment() -> None:
     class Loader(yaml.SafeLoader):
         """Reads Compose's ``!override`` tag as the plain value it replaces with."""
 
-    Loader.add_constructor("!override", lambda loader, node: loader.construct_sequence(node))
+    Loader.add_constructor("!override", lambda loader, node: loader.construct_sequence(
+        cast(yaml.SequenceNode, node)))
     override: dict[str, Any] = yaml.load(OVERRIDE.read_text(), Loader=Loader)
     changed = {service: set(spec) for service, spec in override["services"].items()}
     assert changed == {"gateway": {"ulimits"}, "lb": {"ports", "ulimits"}}

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -524,8 +525,9 @@ def machine_for(live: Live, tags: Iterator[int]) -> type[RuleBasedStateMachine]:
     return ProtocolMachine
 
 
+@pytest.mark.slow
 def test_protocol_state_machine_keeps_the_protocol_invariants(no_leaks: Live) -> None:
     machine = machine_for(no_leaks, itertools.count())
-    run_state_machine_as_test(machine, settings=settings(  # type: ignore[no-untyped-call]
+    run_state_machine_as_test(machine, settings=settings(
         max_examples=30, stateful_step_count=25, deadline=None, database=None,
         suppress_health_check=[HealthCheck.too_slow]))

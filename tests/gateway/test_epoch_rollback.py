@@ -9,14 +9,16 @@ id it has already seen in the same epoch knows, and starts a new epoch.
 
 from __future__ import annotations
 
+from typing import cast
+
 from gateway import keys
 from tests.conftest import Connect, StartGateway
 from tests.gateway.live import ids, login, read_messages, send_ok
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisEndpoint
 
 
 def test_ids_reused_after_lost_writes_start_a_new_epoch_and_nothing_is_dropped(
-        redis_server: RedisServer, start_gateway: StartGateway, connect: Connect) -> None:
+        shared_redis: RedisEndpoint, start_gateway: StartGateway, connect: Connect) -> None:
     gw = start_gateway()
     alice = connect(gw.address)
     _, histories = login(alice, "alice")
@@ -28,7 +30,7 @@ def test_ids_reused_after_lost_writes_start_a_new_epoch_and_nothing_is_dropped(
     assert ids(read_messages(alice, "lobby", 5), "lobby") == [1, 2, 3, 4, 5]
 
     # What a crash losing the last two writes leaves behind: counter and log at 3.
-    r = redis_server.client()
+    r = shared_redis.client()
     r.set(keys.room_seq("lobby"), 3)
     r.ltrim(keys.room_log("lobby"), 0, 2)
 
@@ -37,7 +39,7 @@ def test_ids_reused_after_lost_writes_start_a_new_epoch_and_nothing_is_dropped(
     assert history["epoch"] != old_epoch
     assert [(m["id"], m["text"]) for m in history["messages"]] == [
         (1, "before 1"), (2, "before 2"), (3, "before 3"), (4, "after the crash")]
-    assert r.get(keys.room_epoch("lobby")).decode() == history["epoch"]
+    assert cast(bytes, r.get(keys.room_epoch("lobby"))).decode() == history["epoch"]
 
     # Live delivery goes on in the new epoch.
     assert send_ok(bob, "lobby", "next", "c2") == 5

@@ -342,6 +342,7 @@ def frames(draw: st.DrawFn) -> bytes:
 CODES = {c.value for c in ErrorCode} - {"internal", "frame_too_large"}
 
 
+@pytest.mark.slow
 def test_random_frames_never_break_the_gateway(gw: Gateway, connect: Connect) -> None:
     """Thousands of random frames: exact codes only, the session survives, others are served."""
     observer = connect(gw.address)

@@ -13,8 +13,8 @@ from redis.backoff import ConstantBackoff
 from gateway.server import Gateway, run_gateway
 from tests.gateway.conftest import Connect, StartGateway
 from tests.gateway.live import error, login, wait_closed_with_bye, wait_threads
-from tests.support.gateways import GatewayProcess, config
-from tests.support.redis_server import RedisServer
+from tests.support.gateways import GatewayProcess, config, wait_ready
+from tests.support.redis_server import RedisEndpoint, RedisServer
 from tests.support.waiting import wait_for
 
 
@@ -50,6 +50,7 @@ def test_healthz_is_200_then_503_while_redis_is_down_then_200_again(
     wait_for(lambda: http_get(where, "/healthz")[0] == 200, 10, what="healthy again")
 
 
+@pytest.mark.slow
 def test_healthz_is_503_while_redis_is_paused(gw: Gateway, redis_server: RedisServer) -> None:
     """A hung Redis (SIGSTOP) answers nothing: the probe notices what no socket error says."""
     where = health_address(gw)
@@ -90,14 +91,16 @@ def test_unknown_http_path_is_404(gw: Gateway) -> None:
     assert http_get(health_address(gw), "/nope")[0] == 404
 
 
+@pytest.mark.slow
 def test_shutdown_says_bye_to_everyone_frees_names_and_leaves_no_thread(
-        redis_server: RedisServer, start_gateway: StartGateway, connect: Connect) -> None:
+        shared_redis: RedisEndpoint, start_gateway: StartGateway, connect: Connect) -> None:
     other = start_gateway()
     observer = connect(other.address)
     login(observer, "observer")
     baseline = threading.active_count()
-    gw = Gateway(config(redis_server.url, "doomed"), backoff=ConstantBackoff(0.05)).start()
+    gw = Gateway(config(shared_redis.url, "doomed"), backoff=ConstantBackoff(0.05)).start()
     try:
+        wait_ready(gw)
         clients = [connect(gw.address) for _ in range(3)]
         for i, c in enumerate(clients):
             login(c, f"user{i}", ["lobby", f"room{i}"])
@@ -118,14 +121,15 @@ def test_shutdown_says_bye_to_everyone_frees_names_and_leaves_no_thread(
         login(connect(other.address), f"USER{i}")  # free at once, no token needed
 
 
+@pytest.mark.slow
 def test_sigterm_says_bye_shutdown_exits_0_and_frees_names_once_the_lease_passes(
-        redis_server: RedisServer, start_gateway: StartGateway, connect: Connect) -> None:
+        shared_redis: RedisEndpoint, start_gateway: StartGateway, connect: Connect) -> None:
     """Names stay reserved for their tokens for a lease (test_operations.py), then go:
     the rooms see ``left`` and anyone may take them, without a token."""
     other = start_gateway()
     observer = connect(other.address)
     login(observer, "observer", ["lobby", "dev"])
-    proc = GatewayProcess(redis_server.url, "sigterm")
+    proc = GatewayProcess(shared_redis.url, "sigterm")
     try:
         clients = [connect(proc.address) for _ in range(4)]
         for i, c in enumerate(clients):
@@ -147,6 +151,7 @@ def test_sigterm_says_bye_shutdown_exits_0_and_frees_names_once_the_lease_passes
         proc.close()
 
 
+@pytest.mark.slow
 def test_a_gateway_started_while_redis_is_down_serves_once_it_is_up(
         redis_server: RedisServer, connect: Connect) -> None:
     redis_server.kill()

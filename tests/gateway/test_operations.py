@@ -62,6 +62,7 @@ def gateway_gone(redis_server: RedisServer, gateway_id: str) -> bool:
 
 # ---------------------------------------------------------------- 2. rolling restart
 
+@pytest.mark.slow
 def test_a_graceful_shutdown_keeps_names_for_their_tokens_and_the_takeover_is_quiet(
         redis_server: RedisServer, start_gateway: StartGateway, connect: Connect) -> None:
     other = start_gateway("other")
@@ -94,6 +95,7 @@ def test_a_graceful_shutdown_keeps_names_for_their_tokens_and_the_takeover_is_qu
     assert who(observer, "lobby") == ["absent", "observer", "victim"]
 
 
+@pytest.mark.slow
 def test_a_gateway_restarted_under_its_id_keeps_its_predecessors_reservations(
         redis_server: RedisServer, start_gateway: StartGateway, connect: Connect) -> None:
     other = start_gateway("other")
@@ -116,6 +118,7 @@ def test_a_gateway_restarted_under_its_id_keeps_its_predecessors_reservations(
 
 # ----------------------------------------------------------------- 3. reconciliation
 
+@pytest.mark.slow
 def test_a_bye_during_a_redis_outage_leaves_no_ghost_once_redis_is_back(
         redis_server: RedisServer, start_gateway: StartGateway, connect: Connect,
         caplog: pytest.LogCaptureFixture) -> None:
@@ -175,6 +178,7 @@ def test_reconciliation_never_reaps_a_claim_in_flight_and_claims_wait_for_it() -
 
 # ----------------------------------------------------------------- 4. duplicate id
 
+@pytest.mark.slow
 def test_a_second_gateway_with_a_live_ones_id_refuses_to_start_and_harms_nobody(
         redis_server: RedisServer, start_gateway: StartGateway, connect: Connect) -> None:
     live = start_gateway("gw1")
@@ -216,6 +220,7 @@ def test_a_gateway_restarted_right_after_its_crash_starts_and_drops_its_old_stat
 
 # ------------------------------------------------------------------ 7. rooms expire
 
+@pytest.mark.slow
 def test_an_empty_room_expires_and_comes_back_with_a_new_epoch_while_a_member_keeps_one(
         redis_server: RedisServer, start_gateway: StartGateway, connect: Connect) -> None:
     gw = start_gateway("gw1", room_ttl_s=1.0)

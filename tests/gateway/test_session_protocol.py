@@ -27,7 +27,7 @@ from tests.gateway.live import (
     send_ok,
     wait_closed_with_bye,
 )
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisEndpoint, RedisServer
 from tests.support.waiting import wait_for
 from tests.support.wire import WireClient
 
@@ -192,13 +192,13 @@ def test_unknown_type_echoes_the_ref_and_keeps_the_connection(
     {"type": "send", "room": "NOT A ROOM"},
 ])
 def test_not_logged_in_before_hello_for_every_other_frame(
-        gw: Gateway, connect: Connect, redis_server: RedisServer, frame: dict[str, Any]) -> None:
+        gw: Gateway, connect: Connect, shared_redis: RedisEndpoint, frame: dict[str, Any]) -> None:
     client = connect(gw.address)
     client.send(**frame, ref="n1")
     assert error(client, "not_logged_in")["ref"] == "n1"
     client.send(**frame)
     assert "ref" not in error(client, "not_logged_in")
-    assert redis_state(redis_server.client()) == {}  # nothing stored, nothing claimed
+    assert redis_state(shared_redis.client()) == {}  # nothing stored, nothing claimed
     login(client, "alice")  # the connection is still good for a hello
 
 
@@ -267,16 +267,16 @@ def test_bad_room_in_join_and_send(gw: Gateway, connect: Connect, room: object) 
 @pytest.mark.parametrize("rooms", [["Lobby"], "lobby", [f"r{i}" for i in range(51)], [5], [[1]],
                                    [{"room": "lobby"}]])
 def test_bad_room_in_hello_logs_nobody_in(
-        gw: Gateway, connect: Connect, redis_server: RedisServer, rooms: object) -> None:
+        gw: Gateway, connect: Connect, shared_redis: RedisEndpoint, rooms: object) -> None:
     client = connect(gw.address)
     client.send(type="hello", name="alice", rooms=rooms, ref="h1")
     assert error(client, "bad_room")["ref"] == "h1"
-    assert redis_state(redis_server.client()) == {}
+    assert redis_state(shared_redis.client()) == {}
     login(client, "alice")
 
 
 def test_a_session_joins_at_most_50_rooms(
-        gw: Gateway, connect: Connect, redis_server: RedisServer) -> None:
+        gw: Gateway, connect: Connect, shared_redis: RedisEndpoint) -> None:
     client = connect(gw.address)
     rooms = [f"room{i}" for i in range(50)]
     login(client, "alice", rooms[:10])
@@ -290,7 +290,7 @@ def test_a_session_joins_at_most_50_rooms(
     client.send(type="who", room="one-too-many")
     assert client.recv_type("who")["names"] == []
     assert not any(k.startswith(b"{room:one-too-many}") and k.endswith(b":members")
-                   for k in redis_state(redis_server.client()))
+                   for k in redis_state(shared_redis.client()))
     client.send(type="leave", room="room3")
     client.recv_type("left", room="room3")
     client.send(type="join", room="one-too-many")
@@ -379,6 +379,7 @@ def test_no_such_user(gw: Gateway, connect: Connect) -> None:
     ping_pong(client)
 
 
+@pytest.mark.slow
 def test_unavailable_while_redis_is_down_then_served_again(
         gw: Gateway, connect: Connect, redis_server: RedisServer) -> None:
     alice = connect(gw.address)
@@ -412,7 +413,7 @@ def test_unavailable_while_redis_is_down_then_served_again(
 
 
 def test_every_refusal_changes_no_state(
-        gw: Gateway, connect: Connect, redis_server: RedisServer) -> None:
+        gw: Gateway, connect: Connect, shared_redis: RedisEndpoint) -> None:
     """Nothing stored, published or claimed by a refused request; the next good one is id 1."""
     alice = connect(gw.address)
     bob = connect(gw.address)
@@ -420,7 +421,7 @@ def test_every_refusal_changes_no_state(
     login(bob, "bob")
     alice.recv_type("joined", name="bob")
     bob.recv_type("joined", name="bob")
-    db = redis_state(redis_server.client())
+    db = redis_state(shared_redis.client())
     refusals: list[tuple[dict[str, Any], str]] = [
         ({"type": "send", "room": "elsewhere", "text": "x"}, "not_in_room"),
         ({"type": "send", "room": "lobby", "text": "\x00"}, "bad_text"),
@@ -437,7 +438,7 @@ def test_every_refusal_changes_no_state(
     for i, (frame, code) in enumerate(refusals):
         alice.send(**frame, ref=f"x{i}")
         assert error(alice, code)["ref"] == f"x{i}"
-    assert redis_state(redis_server.client()) == db
+    assert redis_state(shared_redis.client()) == db
     assert send_ok(alice, "lobby", "first real one", "ok") == 1
     # bob saw nothing in between: the first frame after alice's join is the marker message
     frame = bob.recv()
@@ -494,6 +495,7 @@ def test_hello_without_rooms_joins_the_lobby(gw: Gateway, connect: Connect) -> N
     assert client.recv_type("history")["room"] == "lobby"
 
 
+@pytest.mark.slow
 def test_typing_is_relayed_to_others_not_the_typist_at_most_every_2_s(
         gw: Gateway, connect: Connect) -> None:
     alice = connect(gw.address)

@@ -19,7 +19,7 @@ import pytest
 from gateway.server import Gateway
 from tests.gateway.conftest import Connect, StartGateway
 from tests.gateway.live import ids, login, read_messages, send_ok
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisEndpoint
 from tests.support.waiting import wait_for
 
 
@@ -88,12 +88,13 @@ class FreezingProxy:
 
 
 @pytest.fixture
-def proxy(redis_server: RedisServer) -> Iterator[FreezingProxy]:
-    p = FreezingProxy((redis_server.host, redis_server.port))
+def proxy(shared_redis: RedisEndpoint) -> Iterator[FreezingProxy]:
+    p = FreezingProxy((shared_redis.host, shared_redis.port))
     yield p
     p.close()
 
 
+@pytest.mark.slow
 def test_a_silent_subscription_is_rebuilt_and_its_gap_filled(
         proxy: FreezingProxy, start_gateway: StartGateway, connect: Connect) -> None:
     """No error, no message: probes stop returning, the gateway turns unhealthy,

@@ -20,7 +20,7 @@ from gateway.broker import Broker
 from gateway.front.registry import Registry
 from gateway.metrics import GatewayMetrics
 from gateway.subscriber import Subscriber
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisEndpoint, RedisServer
 from tests.support.waiting import wait_for
 
 GW = "gw-sub"
@@ -80,16 +80,16 @@ class Probes:
 
 
 @pytest.fixture
-def setup(redis_server: RedisServer) -> Iterator[tuple[Subscriber, HookedRegistry, Probes, Any]]:
+def setup(shared_redis: RedisEndpoint) -> Iterator[tuple[Subscriber, HookedRegistry, Probes, Any]]:
     registry = HookedRegistry()
-    broker = Broker.from_url(redis_server.url, GW)
+    broker = Broker.from_url(shared_redis.url, GW)
     probes = Probes()
-    sub = Subscriber(redis_server.url, GW, registry, broker, GatewayMetrics(GW),
+    sub = Subscriber(shared_redis.url, GW, registry, broker, GatewayMetrics(GW),
                      backoff=ConstantBackoff(0.05), on_probe=probes.returned)
     sub.start()
     try:
         wait_for(lambda: sub.connected, 10, what="subscriber connected")
-        yield sub, registry, probes, redis_server.client()
+        yield sub, registry, probes, shared_redis.client()
     finally:
         sub.stop()
         broker.close()

@@ -22,8 +22,8 @@ from gateway.server import Gateway
 from tests.client.recorder import Recorder
 from tests.gui.conftest import screenshot, settle
 from tests.gui.helpers import LOBBY, give_focus, shown, type_and_enter
-from tests.gui.test_end_to_end import address, real_clients
-from tests.support.gateways import gateways
+from tests.gui.test_end_to_end import real_clients
+from tests.support.gateways import address, gateways
 from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]

@@ -17,20 +17,19 @@ from client.connection import ChatClient
 from client.gui.app import ChatApp
 from client.gui.chat_controller import ChatController
 from client.gui.model import ConvKey
-from client.gui.ports import EventSink
+from client.gui.ports import ClientFactory, EventSink
 from client.gui.widgets import StatusLevel
 from gateway.server import Gateway, run_gateway
 from tests.gui.conftest import screenshot, settle
 from tests.gui.helpers import LOBBY, give_focus, log_in, send, shown, type_and_enter
-from tests.support.gateways import GatewayProcess, address, config
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.gateways import GatewayProcess, address, config, wait_ready
+from tests.support.redis_server import RedisEndpoint, free_port
 
 RECONNECT_DELAY = 2.0
 
 
 
-def real_clients(backoff: float = RECONNECT_DELAY) -> Callable[[str, Sequence[str], EventSink],
-                                                                 ChatClient]:
+def real_clients(backoff: float = RECONNECT_DELAY) -> ClientFactory:
     def make(name: str, gateways: Sequence[str], sink: EventSink,
              password: str | None = None) -> ChatClient:
         return ChatClient(name, gateways, on_event=sink, backoff=ConstantBackoff(backoff),
@@ -39,9 +38,9 @@ def real_clients(backoff: float = RECONNECT_DELAY) -> Callable[[str, Sequence[st
 
 
 @pytest.fixture
-def gateway(redis_server: RedisServer) -> Iterator[Gateway]:
-    with run_gateway(config(redis_server.url, "gw1")) as gw:
-        yield gw
+def gateway(shared_redis: RedisEndpoint) -> Iterator[Gateway]:
+    with run_gateway(config(shared_redis.url, "gw1")) as gw:
+        yield wait_ready(gw)
 
 
 @pytest.fixture
@@ -138,11 +137,12 @@ def test_direct_messages_get_their_own_view(app: ChatApp, gateway: Gateway,
     assert "psst" not in shown(chat, LOBBY)
 
 
+@pytest.mark.slow
 def test_reconnect_status_after_the_gateway_is_killed(app: ChatApp,
-                                                      redis_server: RedisServer) -> None:
-    first = GatewayProcess(redis_server.url, "gw-a")
+                                                      shared_redis: RedisEndpoint) -> None:
+    first = GatewayProcess(shared_redis.url, "gw-a")
     try:
-        with run_gateway(config(redis_server.url, "gw-b")) as second:
+        with run_gateway(config(shared_redis.url, "gw-b")) as second:
             chat = log_in(app, "alice", f"{address(first)}, {address(second)}")
             settle(app.root, lambda: chat.view.status.text() == "Connected to gw-a as alice",
                    what="connected to gw-a")

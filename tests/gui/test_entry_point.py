@@ -12,15 +12,15 @@ from client.connection import ChatClient
 from client.events import ClientEvent, MemberJoined, MemberLeft
 from gateway.server import Gateway, run_gateway
 from tests.conftest import require_program
-from tests.support.gateways import config
-from tests.support.redis_server import RedisServer
+from tests.support.gateways import config, wait_ready
+from tests.support.redis_server import RedisEndpoint
 from tests.support.waiting import wait_for
 
 
 @pytest.fixture
-def gateway(redis_server: RedisServer) -> Iterator[Gateway]:
-    with run_gateway(config(redis_server.url, "gw1")) as gw:
-        yield gw
+def gateway(shared_redis: RedisEndpoint) -> Iterator[Gateway]:
+    with run_gateway(config(shared_redis.url, "gw1")) as gw:
+        yield wait_ready(gw)
 
 
 def xdotool(*args: str) -> str:
@@ -45,6 +45,7 @@ def find_window(name: str) -> str:
     return found[0]
 
 
+@pytest.mark.slow
 def test_chat_client_logs_in_with_enter_and_quits_with_bye(xvfb: str, gateway: Gateway) -> None:
     host, port = gateway.address
     with ChatClient("bob", [f"{host}:{port}"]) as bob:

@@ -104,8 +104,11 @@ def test_bell_rings_for_a_dm_or_mention_only_when_the_window_is_in_the_backgroun
 def test_links_open_in_the_browser(chat: ChatController, client: StubClient,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     opened: list[str] = []
-    monkeypatch.setattr("client.gui.message_view.webbrowser.open",
-                        lambda url, new=0: opened.append(url) or True)
+    def fake_open(url: str, new: int = 0) -> bool:
+        opened.append(url)
+        return True
+
+    monkeypatch.setattr("client.gui.message_view.webbrowser.open", fake_open)
     client.emit(RoomMessage(message("lobby", 41, "bob", "docs at https://example.org/x.")))
     view = chat.view.view(LOBBY)
     run(chat, lambda: "https://example.org/x" in view.contents(), "the link")
@@ -200,7 +203,7 @@ def test_ctrl_a_selects_all_in_a_text_field(chat: ChatController) -> None:
     entry.icursor(3)
     key(entry, "<Control-Key-a>")
     assert entry.selection_present()
-    assert entry.selection_get() == "select me please"
+    assert entry.selection_get() == "select me please"  # type: ignore[no-untyped-call]
 
 
 def test_tab_reaches_every_control(chat: ChatController) -> None:

@@ -10,7 +10,7 @@ from contextlib import ExitStack
 import pytest
 
 from tests.support.gateways import GatewayProcess
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisEndpoint
 
 StartGateways = Callable[..., list[GatewayProcess]]
 
@@ -31,7 +31,7 @@ def open_files() -> Iterator[int]:
 
 
 @pytest.fixture
-def start_gateways(redis_server: RedisServer, open_files: int) -> Iterator[StartGateways]:
+def start_gateways(gateway_redis: RedisEndpoint, open_files: int) -> Iterator[StartGateways]:
     """Start ``python -m gateway`` processes in parallel; all killed after the test.
 
     They inherit a soft open-files limit of 1024, so a test can check that
@@ -48,7 +48,7 @@ def start_gateways(redis_server: RedisServer, open_files: int) -> Iterator[Start
             resource.setrlimit(resource.RLIMIT_NOFILE, (INHERITED_NOFILE, hard))
             try:
                 with ThreadPoolExecutor(n) as pool:
-                    futures = [pool.submit(GatewayProcess, redis_server.url, gid, *extra)
+                    futures = [pool.submit(GatewayProcess, gateway_redis.url, gid, *extra)
                                for gid in ids]
             finally:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard))

@@ -35,6 +35,7 @@ def ping_times(client: WireClient, count: int) -> list[float]:
     return times
 
 
+@pytest.mark.slow
 def test_5000_idle_connections_leave_every_gateway_answering_ping(
         start_gateways: StartGateways, open_files: int) -> None:
     if open_files < CONNECTIONS + 1000:

@@ -19,6 +19,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from protocol.codec import LineReader
 from protocol.limits import MAX_SERVER_LINE
 from tests.load.conftest import StartGateways
@@ -200,6 +202,7 @@ class Stream:
         return range(first, self.seq)
 
 
+@pytest.mark.slow
 def test_slow_consumer_is_cut_off_without_slowing_the_others(
         start_gateways: StartGateways) -> None:
     """The p99 bound must hold in one of ``ATTEMPTS`` rounds: this machine is shared, and a

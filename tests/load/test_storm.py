@@ -12,6 +12,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 from tests.load.conftest import StartGateways
 from tests.load.swarm import Swarm, Target, outcomes
 from tests.support.wire import WireClient
@@ -75,6 +77,7 @@ def storm(address: tuple[str, int]) -> tuple[dict[str, int], float, list[float]]
         return outcomes(conns), took, sorted(c.answered - c.started for c in conns)
 
 
+@pytest.mark.slow
 def test_storm_of_1000_logins_all_welcomed_while_gateway_keeps_answering(
         start_gateways: StartGateways) -> None:
     (gw,) = start_gateways(1)
@@ -87,6 +90,7 @@ def test_storm_of_1000_logins_all_welcomed_while_gateway_keeps_answering(
     assert gw.health() == 200
 
 
+@pytest.mark.slow
 def test_storm_past_max_connections_is_refused_cleanly(start_gateways: StartGateways) -> None:
     limit = 400
     (gw,) = start_gateways(1, "--max-connections", str(limit))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 
 import pytest
 
@@ -44,7 +45,7 @@ def test_check_name_refuses_a_name_that_does_not_start_with_a_letter_or_digit(
     )
 
 
-def accepted(check: object, candidates: str) -> str:
+def accepted(check: object, candidates: Iterable[str]) -> str:
     """The characters among ``candidates`` that ``check`` accepts as a one-character value."""
     assert callable(check)
     ok: list[str] = []

@@ -26,7 +26,7 @@ from gateway.front.health import MAX_CONNECTIONS, HealthServer
 from gateway.server import Gateway
 from tests.conftest import StartGateway
 from tests.support.gateways import GatewayProcess
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisEndpoint
 from tests.support.waiting import wait_for
 
 IDLE = 3 * MAX_CONNECTIONS
@@ -98,8 +98,8 @@ def test_a_health_connection_that_sends_nothing_is_closed_after_the_timeout() ->
 
 
 @pytest.fixture
-def gateway_process(redis_server: RedisServer) -> Iterator[GatewayProcess]:
-    gw = GatewayProcess(redis_server.url, "gw-fd")
+def gateway_process(gateway_redis: RedisEndpoint) -> Iterator[GatewayProcess]:
+    gw = GatewayProcess(gateway_redis.url, "gw-fd")
     try:
         yield gw
     finally:

@@ -16,6 +16,8 @@ import socket
 import time
 from typing import Any
 
+import pytest
+
 from gateway.server import Gateway
 from protocol.codec import LineReader
 from protocol.limits import MAX_SERVER_LINE, Limits
@@ -80,6 +82,7 @@ def test_a_second_answer_while_the_first_is_unsent_is_rate_limited(
         client.close()
 
 
+@pytest.mark.slow
 def test_a_client_that_never_reads_is_cut_off_and_holds_at_most_one_answer(
         start_gateway: StartGateway) -> None:
     limits = Limits(max_outbound=MAX_OUTBOUND, send_timeout_s=1.0,
@@ -150,6 +153,7 @@ def test_a_hello_that_catches_up_many_rooms_reaches_a_reader_whole(
     assert gw.metrics.slow_consumers._value.get() == 0
 
 
+@pytest.mark.slow
 def test_a_hello_catch_up_to_a_client_that_never_reads_is_cut_off(
         start_gateway: StartGateway) -> None:
     gw = start_gateway(limits=Limits(max_outbound=MAX_OUTBOUND, send_timeout_s=1.0))

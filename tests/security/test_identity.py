@@ -18,7 +18,7 @@ from gateway import keys
 from gateway.server import Gateway
 from protocol.limits import Limits
 from tests.conftest import Connect, StartGateway
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisEndpoint
 from tests.support.waiting import wait_for
 from tests.support.wire import WireClient
 
@@ -71,7 +71,7 @@ def redis_dump(r: redis.Redis) -> str:
 
 
 def test_forged_from_is_replaced_by_the_real_name(gateway: Gateway, connect: Connect,
-                                                   redis_server: RedisServer) -> None:
+                                                   shared_redis: RedisEndpoint) -> None:
     alice, bob = connect(gateway.address), connect(gateway.address)
     login(alice, "alice")
     login(bob, "bob")
@@ -83,7 +83,7 @@ def test_forged_from_is_replaced_by_the_real_name(gateway: Gateway, connect: Con
     assert (message["from"], message["id"], message["text"]) == ("alice", ack["id"], "hi")
     assert message["id"] == 1 and message["ts"] > 1.0
     stored = [json.loads(line) for line in
-              redis_server.client().lrange("{room:lobby}:log", 0, -1)]
+              shared_redis.client().lrange("{room:lobby}:log", 0, -1)]
     assert [m["from"] for m in stored] == ["alice"]
 
     alice.send(type="dm", to="bob", text="psst", ref="d1", **{"from": "carol"})
@@ -95,7 +95,7 @@ def test_forged_from_is_replaced_by_the_real_name(gateway: Gateway, connect: Con
 
 
 def test_tokens_are_128_bit_random_and_only_their_hash_is_stored(
-        gateway: Gateway, connect: Connect, redis_server: RedisServer) -> None:
+        gateway: Gateway, connect: Connect, shared_redis: RedisEndpoint) -> None:
     tokens = []
     for i in range(40):
         client = connect(gateway.address)
@@ -108,7 +108,7 @@ def test_tokens_are_128_bit_random_and_only_their_hash_is_stored(
     for position in range(128):  # no bit stuck: each varies across 40 tokens (p = 2**-39)
         assert len({bits[i * 128 + position] for i in range(40)}) == 2, position
 
-    r = redis_server.client()
+    r = shared_redis.client()
     record = r.hgetall(keys.user("user0"))
     assert record[b"token"] == hashlib.sha256(tokens[0].encode()).hexdigest().encode()
     assert record[b"name"] == b"user0"
@@ -161,7 +161,7 @@ LOOKALIKE_ROOMS = [
 
 
 def test_lookalike_names_and_rooms_are_refused_over_tcp(
-        start_gateway: StartGateway, connect: Connect, redis_server: RedisServer) -> None:
+        start_gateway: StartGateway, connect: Connect, shared_redis: RedisEndpoint) -> None:
     # Some 60 refused frames on one connection: every line costs a frame token, so the
     # rate limit is out of the way here (it has tests of its own).
     gateway = start_gateway(limits=Limits(rate_per_s=10_000.0, burst=10_000))
@@ -183,7 +183,7 @@ def test_lookalike_names_and_rooms_are_refused_over_tcp(
         refused(client, "bad_name", type="dm", to=name, text="x")
 
     # nothing of the refused names or rooms reached Redis
-    keys = {k.decode() for k in redis_server.client().scan_iter(count=1000)}
+    keys = {k.decode() for k in shared_redis.client().scan_iter(count=1000)}
     users = {k.split("}")[0] for k in keys if k.startswith("{user:")}
     rooms = {k.split("}")[0] for k in keys if k.startswith("{room:")}
     assert users == {"{user:" + "a" * 32}, users

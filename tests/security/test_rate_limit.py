@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from gateway.server import Gateway
 from protocol.limits import Limits
 from tests.conftest import Connect
@@ -63,6 +65,7 @@ def read_until(client: WireClient, done: Callable[[list[dict[str, Any]]], bool],
     return frames
 
 
+@pytest.mark.slow
 def test_flooder_is_rate_limited_while_others_chat_without_errors(
         gateway: Gateway, connect: Connect) -> None:
     limits = Limits()

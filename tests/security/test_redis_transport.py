@@ -102,6 +102,7 @@ def health(port: int) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_redis_password_in_url_works_and_a_wrong_one_is_reported_clearly(
         connect: Connect, tmp_path: Path) -> None:
     port = free_port()

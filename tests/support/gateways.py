@@ -21,8 +21,10 @@ from gateway.server import Gateway, run_gateway
 from protocol.address import Address
 from protocol.limits import Limits
 from tests.support.redis_server import free_port
+from tests.support.waiting import wait_for
 
-FAST = dict(heartbeat_s=0.5, lease_ms=2000, probe_interval_s=0.25, probe_timeout_s=4.0)
+FAST: dict[str, Any] = dict(heartbeat_s=0.5, lease_ms=2000, probe_interval_s=0.25,
+                            probe_timeout_s=4.0)
 """Timings for tests: a dead gateway is noticed in about two seconds."""
 
 
@@ -33,11 +35,24 @@ def config(redis_url: str, gateway_id: str = "gw1", **overrides: Any) -> Gateway
     return replace(base, **overrides)
 
 
+def wait_ready(gateway: Gateway, timeout: float = 10.0) -> Gateway:
+    """``gateway`` once its pub/sub connection is up.
+
+    ``Gateway.start`` returns before it is: a ``hello`` that comes first is
+    answered ``unavailable`` (its rooms cannot be subscribed yet), and on a
+    loaded machine a test's first ``hello`` can win that race.
+    """
+    wait_for(lambda: gateway.subscriber.connected, timeout,
+             what=f"gateway {gateway.config.gateway_id}'s pub/sub connection")
+    return gateway
+
+
 @contextmanager
 def gateways(redis_url: str, n: int = 3, **overrides: Any) -> Iterator[list[Gateway]]:
+    """``n`` in-process gateways on one Redis, each ready (``wait_ready``)."""
     with ExitStack() as stack:
-        yield [stack.enter_context(run_gateway(config(redis_url, f"gw{i + 1}", **overrides),
-                                               backoff=ConstantBackoff(0.05)))
+        yield [wait_ready(stack.enter_context(run_gateway(
+                   config(redis_url, f"gw{i + 1}", **overrides), backoff=ConstantBackoff(0.05))))
                for i in range(n)]
 
 

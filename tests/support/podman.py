@@ -169,6 +169,7 @@ def podman_service(run_dir: Path) -> Iterator[Podman]:
             return None
 
         client = wait_for(answers, timeout=30, interval=0.1, what="podman's Docker API to answer")
+        assert client is not None  # wait_for returns what answered
         service = _hard_limits(proc.pid)
         if service["nofile"] < nofile or service["nproc"] < nproc:
             raise AssertionError(
