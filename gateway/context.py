@@ -26,5 +26,5 @@ class Services:
     metrics: GatewayMetrics
     stopping: Callable[[], bool]
     accounts: AccountGate | None = None
-    """Accounts and stored conversations (issue 12); None: every name is a guest's and
+    """Accounts and stored conversations; None: every name is a guest's and
     dms are live-only, as in protocol v1."""

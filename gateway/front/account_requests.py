@@ -1,4 +1,4 @@
-"""What a session asks about accounts (issue 12): the password in ``hello``,
+"""What a session asks about accounts: the password in ``hello``,
 ``register``, ``passwd``, ``read``; answers or ``ProtocolError`` refusals.
 
 One ``AccountGate`` per gateway, shared by its sessions (no mutable state).
