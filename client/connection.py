@@ -45,7 +45,7 @@ from client.state import ClientState, Outcome
 from protocol import frames as fr
 from protocol.address import Address, parse_address
 from protocol.errors import ConnectionLost, ErrorCode, ProtocolError
-from protocol.limits import DEFAULT_HISTORY_LIMIT, Limits
+from protocol.limits import DEFAULT_HISTORY_LIMIT, Limits, TypingThrottle
 from protocol.names import LOBBY, check_room, check_text
 
 __all__ = ["ChatClient", "parse_address"]
@@ -145,7 +145,7 @@ class ChatClient:
         self._gateway: str | None = None
         self._max_text = Limits().max_text
         self._refs_made = 0
-        self._typing_sent: dict[str, float] = {}  # room -> when we last sent typing
+        self._typing = TypingThrottle(TYPING_INTERVAL_S)
         self._thread: threading.Thread | None = None
         self._finished = False
 
@@ -280,9 +280,8 @@ class ChatClient:
         check_room(room)
         now = time.monotonic()
         with self._lock:
-            if now - self._typing_sent.get(room, -TYPING_INTERVAL_S) < TYPING_INTERVAL_S:
+            if not self._typing.due(room, now):
                 return
-            self._typing_sent[room] = now
         self._send_now(fr.TypingRequest(room))
 
     def history(self, room: str, before: int | None = None,

@@ -62,3 +62,28 @@ class Limits:
             "rate_per_s": self.rate_per_s,
             "burst": self.burst,
         }
+
+
+class TypingThrottle:
+    """``typing`` for a room at most once every ``interval`` seconds: what a client
+    sends and what a gateway relays (``Limits.typing_interval_s``). Pure: the caller
+    passes the time and owns the locking."""
+
+    __slots__ = ("_interval", "_last")
+
+    def __init__(self, interval: float = 2.0) -> None:
+        self._interval = interval
+        self._last: dict[str, float] = {}
+
+    def due(self, room: str, now: float) -> bool:
+        """True (and counted as sent) when a ``typing`` for ``room`` may go now."""
+        last = self._last.get(room)
+        if last is not None and now - last < self._interval:
+            return False
+        self._last[room] = now
+        return True
+
+    def forget(self, room: str) -> None:
+        """The room was left: the next ``typing`` there is due at once."""
+        self._last.pop(room, None)
+

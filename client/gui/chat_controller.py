@@ -49,13 +49,13 @@ from client.events import (
 from client.gui import notify, wording
 from client.gui.chat_view import ChatView
 from client.gui.message_view import ChatLine
-from client.gui.model import Conversation, ConvKey, Drafts, ReadSync, TypingThrottle
+from client.gui.model import Conversation, ConvKey, Drafts, ReadSync
 from client.gui.ports import ChatClientLike
 from client.gui.theme import Theme
 from client.gui.widgets import PasswordDialog, StatusLevel
 from protocol.errors import ChatError, ErrorCode, ProtocolError
 from protocol.frames import DirectMessage, DmSummary, Message
-from protocol.limits import Limits
+from protocol.limits import Limits, TypingThrottle
 from protocol.names import LOBBY, check_name, check_password, check_room, name_key
 
 logger = logging.getLogger(__name__)

@@ -303,20 +303,3 @@ class ReadSync:
     def forget(self, key: ConvKey) -> None:
         self._sent.pop(key, None)
         self._wanted.pop(key, None)
-
-
-class TypingThrottle:
-    """Send ``typing`` for a room at most once every ``interval`` seconds."""
-
-    __slots__ = ("_interval", "_last")
-
-    def __init__(self, interval: float = 2.0) -> None:
-        self._interval = interval
-        self._last: dict[str, float] = {}
-
-    def due(self, room: str, now: float) -> bool:
-        last = self._last.get(room)
-        if last is not None and now - last < self._interval:
-            return False
-        self._last[room] = now
-        return True

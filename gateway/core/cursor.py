@@ -48,7 +48,6 @@ class RoomCursor:
     live: bool = False
     pending: list[tuple[str, int, bytes]] = field(default_factory=list)
     """(epoch, id, line) held until the history is out; id 0 marks an event."""
-    typing_at: float = float("-inf")
     leaving_line: bytes | None = None
     """Our own ``left`` line while a leave is under way: sent directly, not twice."""
 

@@ -30,13 +30,8 @@ if TYPE_CHECKING:
 def typing(s: Session, frame: TypingRequest) -> None:
     s._require_room(frame.room)
     assert s.name is not None
-    now = time.monotonic()
-    with s._lock:
-        cursor = s._rooms[frame.room]
-        if now - cursor.typing_at < s._limits.typing_interval_s:
-            return
-        cursor.typing_at = now
-    s._svc.broker.publish_typing(frame.room, s.name)
+    if s._typing.due(frame.room, time.monotonic()):
+        s._svc.broker.publish_typing(frame.room, s.name)
 
 
 def history(s: Session, frame: HistoryQuery) -> None:
@@ -76,6 +71,7 @@ def leave(s: Session, frame: Leave) -> None:
         raise
     with s._lock:
         s._rooms.pop(frame.room, None)
+    s._typing.forget(frame.room)
     if s._svc.registry.remove_member(s, frame.room):
         s._svc.subscriber.unsubscribe(frame.room)
     s._send(left_line, "left")
@@ -117,6 +113,7 @@ def announce(s: Session, room: str, since: Position | None) -> HistoryBatch:
 def abandon(s: Session, room: str) -> None:
     with s._lock:
         s._rooms.pop(room, None)
+    s._typing.forget(room)
     if s._svc.registry.remove_member(s, room):
         s._svc.subscriber.unsubscribe(room)
 

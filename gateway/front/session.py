@@ -34,7 +34,7 @@ Who writes which field:
 ``_wanted_rooms``                       reader thread only (a frozenset swapped
                                         whole; successors read it)
 ``_bucket``, ``_refusals``,             reader thread only
-``_history_budget``
+``_history_budget``, ``_typing``
 =====================================  =========================================
 
 Lock order: ``Session._lock`` may be held while calling ``Outbound.enqueue``
@@ -74,6 +74,7 @@ from protocol.frames import (
     Register,
     Send,
 )
+from protocol.limits import TypingThrottle
 from protocol.names import name_key
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class Session:
         self._refusals = TokenBucket(self._limits.rate_per_s, self._limits.max_refused)
         self._history_budget = ByteBudget(
             self._limits.history_bytes_per_s, self._limits.history_burst_bytes)
+        self._typing = TypingThrottle(self._limits.typing_interval_s)
         self._closing: ByeReason | None = None
         self._wanted_rooms: frozenset[str] = frozenset()
         """The rooms of this session's ``hello``, known before it claims the name."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from client.gui import wording
 from client.gui.login_view import split_addresses
-from client.gui.model import TYPING_HINT_SECONDS, Conversation, ConvKey, TypingThrottle
+from client.gui.model import TYPING_HINT_SECONDS, Conversation, ConvKey
 from client.gui.theme import SENDER_COLOURS, sender_colour
 from protocol.errors import ErrorCode, ProtocolError
+from protocol.limits import TypingThrottle
 
 
 def room(name: str = "lobby") -> Conversation:
