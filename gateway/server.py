@@ -1,4 +1,4 @@
-"""The gateway server: accept loop, lifecycle and orderly shutdown.
+"""The gateway server: its lifecycle and orderly shutdown.
 
 ``Gateway`` owns everything a running gateway has: its listening socket, the
 registry of sessions, the broker link, the subscriber, the flusher, the
@@ -8,10 +8,9 @@ housekeeper and the health endpoint, and every thread. Nothing outlives
     with run_gateway(config) as gw:
         host, port = gw.address
 
-The accept loop waits on the listening socket and a socketpair with a
-selector, so shutdown wakes it at once (no polling). One non-daemon thread
-serves each connection; it is registered before it starts so shutdown can
-find and join it.
+The accept loop and the connections' threads are the front's ``Listener``
+(``gateway.front.listener``): shutdown stops it accepting at once (no polling),
+says ``bye`` to every session, then joins their threads.
 
 One process per gateway id: ``start`` takes the id in Redis
 (``chat:gw:<id>:instance``, a nonce renewed by every heartbeat) and raises
@@ -23,10 +22,7 @@ and beats no more: ``start`` tells the two apart (``_take_id``).
 from __future__ import annotations
 
 import logging
-import select
-import selectors
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -40,20 +36,15 @@ from gateway import keys
 from gateway.broker import Broker, BrokerUnavailable, InstanceClaim
 from gateway.config import GatewayConfig
 from gateway.context import Services
-from gateway.front.accept import OUT_OF_DESCRIPTORS, Backoff, FailureLog, SpareDescriptor
 from gateway.front.account_requests import account_gate
 from gateway.front.flusher import Flusher
 from gateway.front.health import HealthServer
-from gateway.front.ratelimit import AddressRate
+from gateway.front.listener import Listener, tls_context
 from gateway.front.registry import Registry
-from gateway.front.session import Session
 from gateway.housekeeping import Housekeeper
 from gateway.metrics import GatewayMetrics
 from gateway.reconcile import Reconciler
 from gateway.subscriber import Subscriber
-from gateway.wakeup import Waker
-from protocol import codec
-from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import ByeReason
 
 log = logging.getLogger(__name__)
@@ -83,34 +74,17 @@ class Gateway:
             probe_interval_s=config.probe_interval_s, probe_timeout_s=config.probe_timeout_s,
             lease_s=config.lease_ms / 1000, on_forgotten=self._restore_presence,
             reconcile=self.reconciler.run)
-        self._churn = (AddressRate(config.connect_rate_per_address)
-                       if config.connect_rate_per_address > 0 else None)
-        self._tls = self._tls_context(config)
+        self._tls = tls_context(config)  # a bad certificate fails here, before anything starts
         self._lock = threading.Lock()
-        self._threads: set[threading.Thread] = set()
         self._stopping = False
         self._stopped = threading.Event()
-        self._listener: socket.socket | None = None
+        self._listener: Listener | None = None
         self._health: HealthServer | None = None
-        self._waker = Waker()
-        self._spare = SpareDescriptor()
-        self._accept_backoff = Backoff()
-        self._accept_failures = FailureLog(log, "accept_failed")
-        self._accept_thread = threading.Thread(target=self._accept_loop, name="accept")
         self.services = Services(
             config=config, broker=self.broker, registry=self.registry, subscriber=self.subscriber,
             flusher=self.flusher, metrics=self.metrics, stopping=lambda: self._stopping,
             accounts=account_gate(self.broker, config))
         self.metrics.track_backlog(lambda: sum(s.backlog for s in self.registry.sessions()))
-
-    @staticmethod
-    def _tls_context(config: GatewayConfig) -> ssl.SSLContext | None:
-        if config.tls_cert is None or config.tls_key is None:
-            return None
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(config.tls_cert, config.tls_key)
-        return context
 
     def _restore_presence(self) -> None:
         for session in self.registry.sessions():
@@ -125,8 +99,7 @@ class Gateway:
     @property
     def address(self) -> tuple[str, int]:
         assert self._listener is not None, "gateway not started"
-        host, port = self._listener.getsockname()[:2]
-        return str(host), int(port)
+        return self._listener.address
 
     @property
     def health_address(self) -> tuple[str, int] | None:
@@ -161,7 +134,7 @@ class Gateway:
             (cfg.host, cfg.port), backlog=1024, reuse_port=False,
             family=socket.AF_INET6 if ":" in cfg.host else socket.AF_INET)
         listener.setblocking(False)
-        self._listener = listener
+        self._listener = Listener(listener, self.services, self._tls)
         if cfg.health_port is not None:
             self._health = HealthServer(
                 cfg.health_host or cfg.host, cfg.health_port, lambda: self.healthy,
@@ -171,7 +144,7 @@ class Gateway:
         self.subscriber.start()
         assert self._housekeeper is not None
         self._housekeeper.start()
-        self._accept_thread.start()
+        self._listener.start()
         log.info("event=listening gateway=%s address=%s:%d health=%s", cfg.gateway_id,
                  *self.address, self.health_address)
         return self
@@ -228,7 +201,6 @@ class Gateway:
         with self._lock:
             self._stopping = True
         self.broker.close()
-        self._waker.close()
         self._stopped.set()
 
     def redis_location(self) -> str:
@@ -258,16 +230,12 @@ class Gateway:
             self._stopped.wait(10)
             return
         started = time.monotonic()
-        self._waker.wake()
-        if self._accept_thread.is_alive():
-            self._accept_thread.join(5)
+        if self._listener is not None:
+            self._listener.stop_accepting()
         for session in self.registry.sessions():
             session.kick(ByeReason.SHUTDOWN)
-        deadline = started + self.config.shutdown_timeout_s * 0.6
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(max(0.05, deadline - time.monotonic()))
+        if self._listener is not None:
+            self._listener.join_sessions(started + self.config.shutdown_timeout_s * 0.6)
         if self._housekeeper is not None:
             self._housekeeper.stop()
         # Names and memberships stay reserved for their token holders for a lease (quiet
@@ -279,122 +247,10 @@ class Gateway:
             self._health.stop()
         if self._listener is not None:
             self._listener.close()
-        self._waker.close()
-        self._spare.close()
         self.broker.close()
         log.info("event=stopped gateway=%s seconds=%.2f", self.config.gateway_id,
                  time.monotonic() - started)
         self._stopped.set()
-
-    # ------------------------------------------------------------------ accept
-
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self._listener, selectors.EVENT_READ)
-        selector.register(self._waker, selectors.EVENT_READ)
-        try:
-            while not self._stopping:
-                delay = self._accept_backoff.delay
-                if delay and select.select([self._waker], [], [], delay)[0]:
-                    return  # woken for shutdown while backing off
-                for key, _ in selector.select():
-                    if key.fileobj is self._waker:
-                        return
-                    self._accept_ready()
-        except Exception:
-            log.exception("event=accept_loop_crashed")
-        finally:
-            selector.close()
-
-    def _accept_ready(self) -> None:
-        assert self._listener is not None
-        while True:
-            try:
-                sock, peer = self._listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                self._accept_failed(exc)
-                return
-            self._accept_backoff.succeeded()
-            self._start_session(sock, peer)
-
-    def _accept_failed(self, exc: OSError) -> None:
-        """Out of descriptors (or another accept error): refuse what waits in the
-        listen queue through the spare descriptor, with the same ``unavailable`` a
-        full gateway gives, log once in a while with a count, and back off."""
-        assert self._listener is not None
-        refused = 0
-        if exc.errno in OUT_OF_DESCRIPTORS:
-            refused = self._spare.refuse_waiting(
-                self._listener, b"" if self._tls is not None else self._full_line())
-            self.metrics.accept_failures.inc(refused)
-            self.metrics.errors.labels(ErrorCode.UNAVAILABLE.value).inc(refused)
-        self._accept_failures.failed(exc, refused)
-        self._accept_backoff.failed()
-
-    @staticmethod
-    def _full_line() -> bytes:
-        return codec.encode_error(ProtocolError(
-            ErrorCode.UNAVAILABLE, "this gateway is full; try another gateway"))
-
-    def _start_session(self, sock: socket.socket, peer: tuple[str, int]) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.config.socket_sndbuf:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.socket_sndbuf)
-        sock.setblocking(False)
-        if self._tls is not None:
-            sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        if self._churn is not None and not self._churn.take(peer[0]):
-            self._refuse(sock, peer, ErrorCode.RATE_LIMITED,
-                         "too many new connections from your address; slow down", "churn")
-            return
-        session = Session(sock, peer, self.services)
-        cfg = self.config
-        if not self.registry.admit(session, cfg.max_connections, cfg.max_per_address):
-            self._refuse(sock, peer)
-            return
-        thread = threading.Thread(target=self._serve, args=(session,), name=f"s-{session.sid}")
-        with self._lock:
-            self._threads.add(thread)
-        thread.start()
-
-    def _refuse(self, sock: socket.socket, peer: tuple[str, int],
-                code: ErrorCode = ErrorCode.UNAVAILABLE,
-                message: str = "this gateway is full; try another gateway",
-                reason: str = "limit") -> None:
-        log.warning("event=connection_refused peer=%s:%d reason=%s", *peer[:2], reason)
-        self.metrics.errors.labels(code.value).inc()
-        line = codec.encode_error(ProtocolError(code, message))
-        try:
-            if not isinstance(sock, ssl.SSLSocket):
-                sock.send(line)
-        except OSError:
-            pass
-        sock.close()
-
-    def _serve(self, session: Session) -> None:
-        try:
-            if isinstance(session.sock, ssl.SSLSocket) and not self._handshake(session):
-                self.registry.remove(session)
-                session.sock.close()
-                return
-            session.run()
-        finally:
-            with self._lock:
-                self._threads.discard(threading.current_thread())
-
-    def _handshake(self, session: Session) -> bool:
-        sock = session.sock
-        try:
-            sock.settimeout(self.config.limits.login_timeout_s)
-            sock.do_handshake()  # type: ignore[attr-defined]
-            sock.setblocking(False)
-            return True
-        except (OSError, ssl.SSLError) as exc:
-            log.info("event=tls_handshake_failed peer=%s error=%r", session.peer, exc)
-            return False
 
 
 @contextmanager

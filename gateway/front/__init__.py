@@ -1,7 +1,7 @@
 """The front: what faces the clients.
 
-The accept side (``gateway.server``'s loop, ``accept``: running out of
-descriptors, ``ratelimit``: connection and frame rates), one session per
+The accept side (``listener``: the accept loop and a thread per connection;
+``accept``: running out of descriptors; ``ratelimit``: connection and frame rates), one session per
 connection (``session``: its state, output and rooms; ``reader``: its thread;
 ``login``: hello, takeover, undo, release, restore; ``rooms``: join, leave,
 history, typing; ``outbound``: its bounded output; ``flusher``: the one
