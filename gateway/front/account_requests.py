@@ -128,11 +128,8 @@ def answer(s: Session, frame: Register | Passwd | Read | DmHistoryQuery) -> None
             s.name, frame.peer, before=frame.before, limit=frame.limit)
         with s._lock:
             shown = s._dms.display(name_key(frame.peer), frame.peer)
-        lines = codec.dm_history_lines(shown, batch.epoch, batch.messages, batch.complete)
-        s._svc.metrics.frames_out.labels("history").inc(len(lines))
-        s._history_budget.spend(sum(map(len, lines)))
-        s._out.enqueue_answer(lines)
-        s._flush()
+        s._send_history(
+            codec.dm_history_lines(shown, batch.epoch, batch.messages, batch.complete))
         return
     if isinstance(frame, Register):
         answer = gate.register(s.name, s.sid, frame.password)

@@ -99,15 +99,11 @@ def open_conversations(s: Session, caught_up: CatchUp, waiting: bool) -> None:
                 s._overflowed()
             return
         waiting = True
-        s._svc.metrics.frames_out.labels("history").inc(len(lines))
-        s._history_budget.spend(sum(map(len, lines)))
-        s._out.enqueue_answer(lines)
-        s._flush()
-    with s._lock:
+        s._send_history(lines)
+    with s._sending() as out:
         payload, fills = s._dms.open(caught_up, s.name, s._account)
         if payload:
-            s._out.enqueue(payload)
-    s._flush()
+            out.enqueue(payload)
     for peer_key in fills:
         s._fill_conversation(peer_key)
 

@@ -38,12 +38,8 @@ def history(s: Session, frame: HistoryQuery) -> None:
     s._require_room(frame.room)
     s._may_answer()
     batch = s._svc.broker.read_history(frame.room, before=frame.before, limit=frame.limit)
-    lines = list(
+    s._send_history(
         codec.history_lines(frame.room, batch.epoch, batch.messages, batch.complete))
-    s._svc.metrics.frames_out.labels("history").inc(len(lines))
-    s._history_budget.spend(sum(map(len, lines)))
-    s._out.enqueue_answer(lines)
-    s._flush()
 
 
 def join(s: Session, frame: Join) -> None:
@@ -123,11 +119,10 @@ def go_live(s: Session, room: str, batch: HistoryBatch) -> None:
     svc = s._svc
     lines = codec.history_lines(room, batch.epoch, batch.messages, batch.complete)
     s._history_budget.spend(sum(map(len, lines)))
-    with s._lock:
+    with s._sending():
         step = core.go_live(s._rooms[room], lines, batch)
         s._queue(step)
     svc.metrics.frames_out.labels("history").inc()
-    s._flush()
     if step.fill:
         svc.subscriber.request_fill(room)
 

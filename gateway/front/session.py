@@ -50,7 +50,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
 from gateway.broker import BrokerUnavailable, HistoryBatch
@@ -159,6 +159,21 @@ class Session:
             self.log.warning("event=abuse refused_budget=%d", self._limits.max_refused)
             self.kick(ByeReason.ABUSE)
 
+    @contextlib.contextmanager
+    def _sending(self) -> Iterator[Outbound]:
+        """Queue output under ``_lock``, so cursor moves and their bytes keep one order,
+        then flush after it (never under the lock); websockets' ``send_context``."""
+        with self._lock:
+            yield self._out
+        self._flush()
+
+    def _send_history(self, lines: Sequence[bytes]) -> None:
+        """Queue a history answer (counted, charged to the byte budget) and flush."""
+        self._svc.metrics.frames_out.labels("history").inc(len(lines))
+        self._history_budget.spend(sum(map(len, lines)))
+        self._out.enqueue_answer(lines)
+        self._flush()
+
     def _queue(self, step: core.Step) -> None:
         """Queue a cursor move's bytes, its answer first (under ``_lock``: in move order)."""
         if step.answer:
@@ -226,15 +241,10 @@ class Session:
         """Queue a ``joined``/``left``/``typing`` line for a room this session is in."""
         if typist is not None and self.name is not None and typist == name_key(self.name):
             return
-        with self._lock:
+        with self._sending() as out:
             cursor = self._rooms.get(room)
-            if cursor is None:
-                return
-            line = core.deliver_event(cursor, line)
-            if not line:
-                return
-            self._out.enqueue(line)
-        self._flush()
+            if cursor is not None and (line := core.deliver_event(cursor, line)):
+                out.enqueue(line)
 
     def deliver_direct(self, line: bytes) -> None:
         """Queue a ``dm`` line (from the subscriber, or the sender's own copy).
@@ -266,11 +276,10 @@ class Session:
         except BrokerUnavailable as exc:
             self.log.warning("event=dm_fill_failed error=%r", exc)
             return
-        with self._lock:
+        with self._sending() as out:
             lines = self._dms.catch_up(peer_key, batch)
             if lines:
-                self._out.enqueue_answer(lines)
-        self._flush()
+                out.enqueue_answer(lines)
 
     def position(self, room: str) -> tuple[str, int] | None:
         """(epoch, last id) of a live room, for the subscriber's gap fill."""
@@ -286,24 +295,21 @@ class Session:
         Returns False when the batch is of another epoch than the session's:
         the caller then resets the room with ``reset_room``.
         """
-        with self._lock:
+        with self._sending():
             cursor = self._rooms.get(room)
             step = core.NOTHING if cursor is None else core.catch_up(cursor, room, batch)
-            if step is None:
-                return False
-            self._queue(step)
-        self._flush()
-        return True
+            if step is not None:
+                self._queue(step)
+        return step is not None
 
     def reset_room(self, room: str, batch: HistoryBatch) -> None:
         """The room's epoch changed: send the new epoch's retained history."""
-        with self._lock:
+        with self._sending():
             cursor = self._rooms.get(room)
             if cursor is None or not cursor.live:
                 return
             self._queue(core.reset(cursor, room, batch))
         self.log.info("event=epoch_reset room=%s epoch=%s", room, batch.epoch)
-        self._flush()
 
     # ------------------------------------------------------------- reader thread
 
