@@ -29,12 +29,13 @@ connections. Keys and payloads are those of docs/architecture.md, spelled in
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
+import itertools
 import logging
 import re
 import secrets
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ from redis.backoff import AbstractBackoff, ExponentialBackoff
 from redis.retry import Retry
 
 from gateway import keys, lua
+from gateway.redis.publisher import ClientLink, Link, Publisher, Script, ScriptCall, WireLink
+from gateway.redis_wire import RedisAddress
 from protocol.codec import encode, message_parts
 from protocol.errors import ChatError, ErrorCode, ProtocolError
 from protocol.frames import DirectMessage, Joined, Left, ServerFrame, TypingNotice
@@ -60,6 +63,10 @@ REAP_CHUNK = 200
 
 DEFAULT_TIMEOUT_S = 2.0
 """Socket timeout of Redis commands (``Broker.from_url``)."""
+
+GIVE_UP_S = 120.0
+"""How long a session waits for the publisher at most: far beyond every deadline, so only a
+publisher bug could make it matter (the request is then answered ``unavailable``)."""
 
 CLOCK_SKEW_MARGIN_MS = 500
 """How far Redis's clock may lag a gateway's: deadlines end this long before a reply times out.
@@ -179,11 +186,17 @@ class Broker:
                  lease_ms: int = 8000, ref_ttl_ms: int = 300_000,
                  clock: Callable[[], float] = time.time,
                  deadline_clock: Callable[[], float] = time.time,
-                 publish_window_ms: int | None = None) -> None:
+                 publish_window_ms: int | None = None, link: Link | None = None,
+                 publish_retry: Retry | None = None,
+                 on_batch: Callable[[int, float], None] = lambda size, seconds: None) -> None:
         """``clock`` times heartbeats and leases (tests move it); ``deadline_clock`` times
         deadlines, which Redis compares with its own clock, so it is the real time but in
         tests. ``publish_window_ms`` defaults to the one that fits the client's socket
-        timeout, and must end before it (module docstring)."""
+        timeout, and must end before it (module docstring).
+
+        Messages and dms go through the publisher (``gateway.redis.publisher``) on
+        ``link``, by default through ``client`` itself; ``publish_retry`` re-sends a batch
+        whose link failed, ``on_batch`` gets each batch's size and seconds."""
         if history < 1:
             raise ValueError("history must keep at least one message")
         if not gateway_id or "|" in gateway_id:
@@ -202,15 +215,20 @@ class Broker:
         self._clock = clock
         self._deadline_clock = deadline_clock
         self._window_ms = window
+        self._names = secrets.token_hex(8)
+        """This broker's prefix of internal refs and epoch candidates: unique per process."""
+        self._serial = itertools.count(1)
+        self._publisher = Publisher(link or ClientLink(client), publish_retry,
+                                    on_batch=on_batch, name=f"publisher-{gateway_id}")
+        self._publish_script = Script.of("publish_message", lua.PUBLISH_MESSAGE)
+        self._send_dm_script = Script.of("send_dm", lua.SEND_DM)
         register = client.register_script
-        self._publish_message = register(lua.PUBLISH_MESSAGE)
         self._read_history = register(lua.READ_HISTORY)
         self._renew_epoch = register(lua.RENEW_EPOCH)
         self._claim_name = register(lua.CLAIM_NAME)
         self._release_name = register(lua.RELEASE_NAME)
         self._join = register(lua.JOIN)
         self._leave = register(lua.LEAVE)
-        self._send_dm = register(lua.SEND_DM)
         self._reap = register(lua.REAP)
         self._heartbeat = register(lua.HEARTBEAT)
         self._who = register(lua.WHO)
@@ -244,7 +262,9 @@ class Broker:
         )
         client = redis.Redis(connection_pool=pool)
         client.auto_close_connection_pool = True  # close() releases the pool's sockets too
-        return cls(client, gateway_id, **kw)
+        link = WireLink(RedisAddress.from_url(url), timeout_s)
+        retry = Retry(backoff or ExponentialBackoff(cap=1.0, base=0.05), retries)
+        return cls(client, gateway_id, link=link, publish_retry=retry, **kw)
 
     @property
     def redis(self) -> redis.Redis:
@@ -258,6 +278,18 @@ class Broker:
     def publish_window_ms(self) -> int:
         """How long after it was asked for Redis may still carry out a message or dm."""
         return self._window_ms
+
+    def _fresh(self) -> str:
+        """A name no other request of any gateway uses: an internal ref, an epoch candidate
+        (32 characters, as a uuid4 in hex), without the cost of a uuid4."""
+        return f"{self._names}{next(self._serial):016x}"
+
+    def _await(self, future: concurrent.futures.Future[Any]) -> Any:
+        """The publisher's reply to one request (raises what the request failed with)."""
+        try:
+            return future.result(GIVE_UP_S)
+        except concurrent.futures.TimeoutError as exc:
+            raise BrokerUnavailable("the publisher did not answer") from exc
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -315,6 +347,8 @@ class Broker:
                                 keys.TAG_PROBE + nonce.encode())
 
     def close(self) -> None:
+        """Stop the publisher (after writing what it holds) and close every connection."""
+        self._publisher.stop()
         self._redis.close()
 
     # ------------------------------------------------------------------ rooms
@@ -328,14 +362,14 @@ class Broker:
         """
         prefix, suffix = message_parts(room, name, text, ts)
         internal = ref is None
-        ref_key = keys.room_ref(room, name, f"~{uuid.uuid4().hex}" if internal else str(ref))
+        ref_key = keys.room_ref(room, name, f"~{self._fresh()}" if internal else str(ref))
+        future = self._publisher.submit(ScriptCall(
+            self._publish_script,
+            (keys.room_seq(room), keys.room_epoch(room), keys.room_log(room), ref_key),
+            (self._fresh(), prefix, suffix, self._history, keys.room_channel(room),
+             INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms, self._deadline_ms())))
         with self._guard("publish"):
-            reply = self._publish_message(
-                keys=[keys.room_seq(room), keys.room_epoch(room), keys.room_log(room), ref_key],
-                args=[uuid.uuid4().hex, prefix, suffix, self._history, keys.room_channel(room),
-                      INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms,
-                      self._deadline_ms()],
-            )
+            reply = self._await(future)
         if reply[0] == lua.TOO_LATE:
             raise self._too_late("publish")
         duplicate, msg_id, epoch = reply
@@ -359,7 +393,7 @@ class Broker:
         with self._guard("history"):
             reply = self._read_history(
                 keys=[keys.room_seq(room), keys.room_epoch(room), keys.room_log(room)],
-                args=[uuid.uuid4().hex, mode, "" if ident is None else ident, limit],
+                args=[self._fresh(), mode, "" if ident is None else ident, limit],
             )
         epoch, last = _text(reply[0]), int(reply[1])
         complete = bool(reply[2])
@@ -376,7 +410,7 @@ class Broker:
         """
         with self._guard("renew epoch"):
             epoch = self._renew_epoch(keys=[keys.room_epoch(room)],
-                                      args=[rolled_back, uuid.uuid4().hex])
+                                      args=[rolled_back, self._fresh()])
         return _text(epoch)
 
     def room_position(self, room: str) -> tuple[str, int]:
@@ -384,7 +418,7 @@ class Broker:
         with self._guard("position"):
             epoch, last = self._read_history(
                 keys=[keys.room_seq(room), keys.room_epoch(room), keys.room_log(room)],
-                args=[uuid.uuid4().hex, b"p", "", 0],
+                args=[self._fresh(), b"p", "", 0],
             )
         return _text(epoch), int(last)
 
@@ -515,14 +549,15 @@ class Broker:
         """
         prefix, suffix = _cut(_line(DirectMessage(sender, "~", text, ts)), b"to")
         internal = ref is None
-        ref_key = keys.user_ref(sender, f"~{uuid.uuid4().hex}" if internal else str(ref))
+        ref_key = keys.user_ref(sender, f"~{self._fresh()}" if internal else str(ref))
+        future = self._publisher.submit(ScriptCall(
+            self._send_dm_script,
+            (keys.user(to), keys.GATEWAYS, ref_key, keys.GRACE, keys.PULSE),
+            (self._now_ms(), self._lease_ms, prefix, suffix, name_key(to),
+             INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms, keys.GATEWAY_PREFIX, to,
+             self._deadline_ms())))
         with self._guard("dm"):
-            reply = self._send_dm(
-                keys=[keys.user(to), keys.GATEWAYS, ref_key, keys.GRACE, keys.PULSE],
-                args=[self._now_ms(), self._lease_ms, prefix, suffix, name_key(to),
-                      INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms,
-                      keys.GATEWAY_PREFIX, to, self._deadline_ms()],
-            )
+            reply = self._await(future)
         if reply[0] == lua.TOO_LATE:
             raise self._too_late("dm")
         if reply[0] == 2:

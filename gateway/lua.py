@@ -59,8 +59,9 @@ end
 local id = redis.call('INCR', KEYS[1])
 local sid = string.format('%d', id)
 local line = ARGV[2] .. sid .. ARGV[3]
-redis.call('RPUSH', KEYS[3], line)
-redis.call('LTRIM', KEYS[3], -tonumber(ARGV[4]), -1)
+if redis.call('RPUSH', KEYS[3], line) > tonumber(ARGV[4]) then
+  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[4]), -1)
+end
 redis.call('PUBLISH', ARGV[5], 'M' .. epoch .. '|' .. sid .. '|' .. line)
 redis.call('SET', KEYS[4], sid, 'PX', ARGV[6])
 return {0, id, epoch}

@@ -53,7 +53,8 @@ class Gateway:
         self.metrics = GatewayMetrics(config.gateway_id)
         self.registry = Registry()
         self.broker = Broker.from_url(
-            config.redis_url, config.gateway_id, history=config.history, lease_ms=config.lease_ms)
+            config.redis_url, config.gateway_id, history=config.history, lease_ms=config.lease_ms,
+            on_batch=self.metrics.publish_batch)
         self.flusher = Flusher()
         self._housekeeper: Housekeeper | None = None
         self.subscriber = Subscriber(

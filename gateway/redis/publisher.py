@@ -1,0 +1,313 @@
+"""Group commit: every ``send`` and ``dm`` of a gateway reaches Redis through one thread.
+
+A session thread no longer talks to Redis for a message: ``Broker`` hands the
+script call to the ``Publisher`` and waits on a ``concurrent.futures.Future``.
+The publisher's thread takes every request queued at that moment, writes them
+as one pipelined batch on a link of its own (``WireLink``: hand-packed RESP,
+hiredis replies) and completes each future from the replies, in order. So a
+batch costs one round trip and one pair of system calls however many requests
+it holds, and requests that arrive during a round trip make the next batch.
+
+Each request keeps its own outcome: a script that fails (a Redis error reply)
+fails only its own future. When the link is lost, the requests whose replies
+did arrive are completed and the rest are written again on a fresh connection,
+as redis-py's ``Retry`` does for one command (the same ``Retry``/backoff
+objects drive it; tests inject a backoff that never sleeps). That is safe
+because every script the publisher runs carries a dedup key and a deadline
+(``gateway.broker``, "Deadlines"): a second run of a script that did run is a
+repeat, one that reaches Redis after its deadline writes nothing. When the
+retries run out the remaining futures fail with the connection error, which
+the broker answers ``unavailable``.
+
+Threads: ``submit`` is called by any thread; only the publisher's thread
+touches the link. ``Publisher._lock`` guards only starting and stopping (never
+held across I/O).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import hiredis
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from gateway.redis_wire import RedisAddress, RedisWire
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1024
+"""Requests written in one round trip at most; the rest make the next batch."""
+
+Arg = str | bytes | int
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A Lua script as the publisher sends it: by its SHA1, by its text when Redis lacks it."""
+
+    name: str
+    source: bytes
+    sha: bytes
+
+    @classmethod
+    def of(cls, name: str, source: str) -> Script:
+        data = source.encode()
+        return cls(name, data, hashlib.sha1(data).hexdigest().encode())
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall:
+    script: Script
+    keys: tuple[str, ...]
+    args: tuple[Arg, ...]
+
+
+class BatchLost(redis.ConnectionError):
+    """The link failed during a batch; ``received`` are the replies that came first.
+
+    A ``redis.ConnectionError``, so redis-py's ``Retry`` retries it.
+    """
+
+    def __init__(self, received: list[Any], cause: BaseException) -> None:
+        super().__init__(f"redis link lost: {cause!r}")
+        self.received = received
+
+
+class Link(Protocol):
+    """Where a batch goes: one reply per call, in order, each the script's reply or the
+    ``redis.ResponseError`` it raised; ``BatchLost`` when the connection fails."""
+
+    def run(self, calls: Sequence[ScriptCall]) -> list[Any]: ...
+
+    def close(self) -> None: ...
+
+
+def _bulk(arg: Arg) -> bytes:
+    data = arg if isinstance(arg, bytes) else str(arg).encode()
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+def pack_call(call: ScriptCall, *, by_text: bool = False) -> bytes:
+    """``EVALSHA sha numkeys keys... args...`` (or ``EVAL`` with the text) in RESP."""
+    head = (b"$4\r\nEVAL\r\n" + _bulk(call.script.source) if by_text
+            else b"$7\r\nEVALSHA\r\n$40\r\n" + call.script.sha + b"\r\n")
+    parts = [b"*%d\r\n" % (3 + len(call.keys) + len(call.args)), head, _bulk(len(call.keys))]
+    parts += [_bulk(key) for key in call.keys]
+    parts += [_bulk(arg) for arg in call.args]
+    return b"".join(parts)
+
+
+def _no_script(reply: Any) -> bool:
+    return isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT")
+
+
+def _value(reply: Any) -> Any:
+    """A hiredis reply as redis-py gives it: an error reply becomes a ``ResponseError``."""
+    return redis.ResponseError(str(reply)) if isinstance(reply, hiredis.ReplyError) else reply
+
+
+class WireLink:
+    """The publisher's own connection: RESP packed by hand, replies parsed by hiredis.
+
+    Connects lazily (and again after a loss) with the same settings as the
+    broker's pool; its socket timeout bounds every round trip.
+    """
+
+    def __init__(self, address: RedisAddress, timeout: float) -> None:
+        self._address = address
+        self._timeout = timeout
+        self._wire: RedisWire | None = None
+
+    def _connected(self) -> RedisWire:
+        if self._wire is None:
+            self._wire = RedisWire(self._address, timeout=self._timeout)
+        return self._wire
+
+    def run(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        replies: list[Any] = []
+        missing: list[int] = []
+        try:
+            wire = self._connected()
+            wire.send(b"".join([pack_call(call) for call in calls]))
+            wire.read_into(replies, len(calls))
+            missing = [i for i, reply in enumerate(replies) if _no_script(reply)]
+            if missing:  # SCRIPT FLUSH or a restarted Redis: those did not run, send the text
+                wire.send(b"".join([pack_call(calls[i], by_text=True) for i in missing]))
+                again: list[Any] = []
+                wire.read_into(again, len(missing))
+                for i, reply in zip(missing, again, strict=True):
+                    replies[i] = reply
+        except OSError as exc:
+            self.close()
+            settled = replies[:missing[0]] if missing else replies
+            raise BatchLost([_value(r) for r in settled], exc) from exc
+        return [_value(r) for r in replies]
+
+    def close(self) -> None:
+        if self._wire is not None:
+            self._wire.close()
+            self._wire = None
+
+
+class ClientLink:
+    """A batch through a redis-py client, one script call after another.
+
+    For a broker built on a client rather than a URL (tests, on fakeredis):
+    the client's own retries apply, so the publisher adds none.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+
+    def run(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        replies: list[Any] = []
+        for call in calls:
+            try:
+                replies.append(self._one(call))
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                raise BatchLost(replies, exc) from exc
+            except redis.ResponseError as exc:
+                replies.append(exc)
+        return replies
+
+    def _one(self, call: ScriptCall) -> Any:
+        sha = call.script.sha.decode()
+        try:
+            return self._client.evalsha(sha, len(call.keys), *call.keys, *call.args)
+        except redis.exceptions.NoScriptError:  # load it and try again, as redis-py's Script
+            self._client.script_load(call.script.source)
+            return self._client.evalsha(sha, len(call.keys), *call.keys, *call.args)
+
+    def close(self) -> None:
+        """The client belongs to the broker, which closes it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    call: ScriptCall
+    future: Future[Any]
+
+
+def _settle(request: _Request, reply: Any) -> None:
+    if isinstance(reply, Exception):
+        request.future.set_exception(reply)
+    else:
+        request.future.set_result(reply)
+
+
+class PublisherStopped(redis.ConnectionError):
+    """The gateway is shutting down: the request was never written."""
+
+
+class Publisher:
+    """One thread writing queued script calls in batches; see the module docstring."""
+
+    def __init__(self, link: Link, retry: Retry | None = None, *,
+                 on_batch: Callable[[int, float], None] = lambda size, seconds: None,
+                 max_batch: int = MAX_BATCH, name: str = "publisher") -> None:
+        """``retry`` re-sends a batch whose link failed (default: never); ``on_batch`` gets
+        each batch's size and round-trip seconds (metrics, once per batch)."""
+        self._link = link
+        self._retry = retry or Retry(NoBackoff(), 0)
+        self._on_batch = on_batch
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._stopped = False
+        # A daemon only so that a broker nobody closed (a test) cannot keep the
+        # interpreter alive; ``stop()`` ends and joins it.
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def submit(self, call: ScriptCall) -> Future[Any]:
+        """Queue ``call`` for the next batch; the future gets its reply or its error."""
+        request = _Request(call, Future())
+        with self._lock:
+            if self._stopped:
+                request.future.set_exception(PublisherStopped("the publisher has stopped"))
+                return request.future
+            if not self._thread.is_alive() and self._thread.ident is None:
+                self._thread.start()
+            self._queue.put(request)
+        return request.future
+
+    def stop(self) -> None:
+        """Write what is queued, then end the thread; later submissions fail at once."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            started = self._thread.ident is not None
+            self._queue.put(None)
+        if started:
+            self._thread.join(30)
+        self._link.close()
+
+    # ------------------------------------------------------------------ thread
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Request]) -> None:
+        started = time.perf_counter()
+        pending = batch
+
+        def attempt() -> None:
+            nonlocal pending
+            replies = self._link.run([request.call for request in pending])
+            for request, reply in zip(pending, replies, strict=True):
+                _settle(request, reply)
+            pending = []
+
+        def failed(error: Exception) -> None:
+            nonlocal pending
+            if isinstance(error, BatchLost):
+                for request, reply in zip(pending, error.received, strict=False):
+                    _settle(request, reply)
+                pending = pending[len(error.received):]
+
+        try:
+            self._retry.call_with_retry(attempt, failed)
+        except Exception as exc:
+            if not isinstance(exc, redis.RedisError):
+                log.exception("event=publisher_batch_failed size=%d", len(pending))
+            for request in pending:
+                request.future.set_exception(exc)
+        self._on_batch(len(batch), time.perf_counter() - started)
+
+
+__all__ = [
+    "BatchLost",
+    "ClientLink",
+    "Link",
+    "Publisher",
+    "PublisherStopped",
+    "Script",
+    "ScriptCall",
+    "WireLink",
+    "pack_call",
+]
