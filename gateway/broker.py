@@ -37,9 +37,9 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import redis
 from redis.backoff import AbstractBackoff, ExponentialBackoff
@@ -135,6 +135,32 @@ class DmSent:
     line: bytes
     """The ``dm`` line (no newline) with the recipient's display name, for the sender's copy."""
     duplicate: bool
+
+
+T = TypeVar("T")
+
+
+class Pending(Generic[T]):
+    """A message or dm handed to the publisher: ``result()`` waits for its outcome."""
+
+    __slots__ = ("_future", "_guard", "_interpret", "_what")
+
+    def __init__(self, future: concurrent.futures.Future[Any], what: str,
+                 guard: Callable[[str], AbstractContextManager[None]],
+                 interpret: Callable[[Any], T]) -> None:
+        self._future = future
+        self._what = what
+        self._guard = guard
+        self._interpret = interpret
+
+    def result(self) -> T:
+        """The outcome; raises ``BrokerUnavailable`` or the request's refusal."""
+        with self._guard(self._what):
+            try:
+                reply = self._future.result(GIVE_UP_S)
+            except concurrent.futures.TimeoutError as exc:
+                raise BrokerUnavailable("the publisher did not answer") from exc
+        return self._interpret(reply)
 
 
 def window_for_timeout(socket_timeout_s: float | None) -> int:
@@ -284,13 +310,6 @@ class Broker:
         (32 characters, as a uuid4 in hex), without the cost of a uuid4."""
         return f"{self._names}{next(self._serial):016x}"
 
-    def _await(self, future: concurrent.futures.Future[Any]) -> Any:
-        """The publisher's reply to one request (raises what the request failed with)."""
-        try:
-            return future.result(GIVE_UP_S)
-        except concurrent.futures.TimeoutError as exc:
-            raise BrokerUnavailable("the publisher did not answer") from exc
-
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
@@ -360,6 +379,12 @@ class Broker:
         A ref seen from this user in this room within ``ref_ttl_ms`` makes it a
         duplicate: nothing is stored or published and the first id comes back.
         """
+        return self.submit_message(room, name, text, ts, ref).result()
+
+    def submit_message(self, room: str, name: str, text: str, ts: float,
+                       ref: str | None) -> Pending[Published]:
+        """``publish_message`` without waiting: the request joins the publisher's next batch
+        now (requests of one thread reach Redis in the order they were submitted)."""
         prefix, suffix = message_parts(room, name, text, ts)
         internal = ref is None
         ref_key = keys.room_ref(room, name, f"~{self._fresh()}" if internal else str(ref))
@@ -368,13 +393,15 @@ class Broker:
             (keys.room_seq(room), keys.room_epoch(room), keys.room_log(room), ref_key),
             (self._fresh(), prefix, suffix, self._history, keys.room_channel(room),
              INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms, self._deadline_ms())))
-        with self._guard("publish"):
-            reply = self._await(future)
-        if reply[0] == lua.TOO_LATE:
-            raise self._too_late("publish")
-        duplicate, msg_id, epoch = reply
-        # an internal ref only meets itself when redis-py re-sent the script: one publication
-        return Published(int(msg_id), _text(epoch), bool(duplicate) and not internal)
+
+        def published(reply: Any) -> Published:
+            if reply[0] == lua.TOO_LATE:
+                raise self._too_late("publish")
+            duplicate, msg_id, epoch = reply
+            # an internal ref only meets itself when its batch was sent again: one publication
+            return Published(int(msg_id), _text(epoch), bool(duplicate) and not internal)
+
+        return Pending(future, "publish", self._guard, published)
 
     def read_history(self, room: str, *, after: int | None = None, before: int | None = None,
                      limit: int = 50) -> HistoryBatch:
@@ -547,6 +574,11 @@ class Broker:
         A ref seen from ``sender`` within ``ref_ttl_ms`` makes it a duplicate:
         nothing is published (even if ``to`` has gone since).
         """
+        return self.submit_dm(sender, to, text, ts, ref).result()
+
+    def submit_dm(self, sender: str, to: str, text: str, ts: float,
+                  ref: str | None) -> Pending[DmSent]:
+        """``send_dm`` without waiting, as ``submit_message``."""
         prefix, suffix = _cut(_line(DirectMessage(sender, "~", text, ts)), b"to")
         internal = ref is None
         ref_key = keys.user_ref(sender, f"~{self._fresh()}" if internal else str(ref))
@@ -556,13 +588,15 @@ class Broker:
             (self._now_ms(), self._lease_ms, prefix, suffix, name_key(to),
              INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms, keys.GATEWAY_PREFIX, to,
              self._deadline_ms())))
-        with self._guard("dm"):
-            reply = self._await(future)
-        if reply[0] == lua.TOO_LATE:
-            raise self._too_late("dm")
-        if reply[0] == 2:
-            raise ProtocolError(ErrorCode.NO_SUCH_USER, f"no user {to!r} is connected")
-        return DmSent(bytes(reply[1]), reply[0] == 1 and not internal)
+
+        def sent(reply: Any) -> DmSent:
+            if reply[0] == lua.TOO_LATE:
+                raise self._too_late("dm")
+            if reply[0] == 2:
+                raise ProtocolError(ErrorCode.NO_SUCH_USER, f"no user {to!r} is connected")
+            return DmSent(bytes(reply[1]), reply[0] == 1 and not internal)
+
+        return Pending(future, "dm", self._guard, sent)
 
     # ------------------------------------------------------------------ gateways
 
@@ -645,6 +679,7 @@ __all__ = [
     "DmSent",
     "HistoryBatch",
     "NameClaim",
+    "Pending",
     "Published",
     "token_hash",
     "window_for_timeout",

@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from gateway.broker import BrokerUnavailable, HistoryBatch, token_hash
+from gateway.broker import BrokerUnavailable, HistoryBatch, Pending, token_hash
 from gateway.context import Services
 from gateway.outbound import Outbound
 from gateway.ratelimit import TokenBucket
@@ -69,6 +69,8 @@ _RECV_SIZE = 65536
 _CLOSE_FLUSH_S = 1.0
 _LINGER_S = 1.0
 _LINGER_BYTES = 1 << 20
+_MAX_INFLIGHT = 256
+"""Sends and dms of one session awaiting their answers at most."""
 
 
 def _ref_of(frame: ClientFrame, line: bytes) -> str | None:
@@ -127,6 +129,8 @@ class Session:
         self._wanted_rooms: frozenset[str] = frozenset()
         """The rooms of this session's ``hello``, known before it claims the name."""
         self._token_hash = ""
+        self._inflight: list[tuple[Send | Dm, bytes, Pending[Any]]] = []
+        """Sends and dms handed to the broker, not yet answered (the reader thread's only)."""
         self.log = SessionLog(log, {"sid": self.sid, "user": None})
 
     # ------------------------------------------------------------------ output
@@ -150,9 +154,14 @@ class Session:
             self._overflowed()
 
     def _error(self, exc: ProtocolError) -> None:
+        self._write(self._error_line(exc))
+
+    def _error_line(self, exc: ProtocolError) -> bytes:
+        """The ``error`` line for ``exc``, counted and logged as sent."""
         self._svc.metrics.errors.labels(exc.code.value).inc()
+        self._svc.metrics.frames_out.labels("error").inc()
         self.log.info("event=refused code=%s", exc.code.value)
-        self._send(codec.encode_error(exc), "error")
+        return codec.encode_error(exc)
 
     def _flush(self) -> None:
         """Send what is queued; end the session if its backlog passed the limit.
@@ -315,6 +324,7 @@ class Session:
                     self._handle_line(line)
                     if self._closing_reason() is not None:
                         break
+                self._settle_inflight()
         except FrameTooLarge as exc:
             self._fatal(exc)
         except Exception:
@@ -351,37 +361,48 @@ class Session:
             frame = codec.decode_client(line, self._limits, logged_in=self.name is not None)
         except ProtocolError as exc:
             self._svc.metrics.frames_in.labels("invalid").inc()
+            self._settle_inflight()
             self._error(exc)
             return
         kind = type(frame).__name__.lower()
         self._svc.metrics.frames_in.labels(kind).inc()
         if not self._bucket.take():
+            self._settle_inflight()
             self._error(ProtocolError(
                 ErrorCode.RATE_LIMITED, "too many frames; slow down", _ref_of(frame, line)))
             return
+        if isinstance(frame, Send | Dm):
+            try:
+                self._submit(frame, line)
+            except Exception as exc:
+                self._settle_inflight()
+                self._error(self._refusal(exc, frame, line))
+            return
+        self._settle_inflight()
         try:
             self._dispatch(frame)
-        except BrokerUnavailable:
-            self._error(ProtocolError(
-                ErrorCode.UNAVAILABLE, "the message broker is unavailable; try again",
-                _ref_of(frame, line)))
-        except ProtocolError as exc:
-            self._error(exc.with_ref(_ref_of(frame, line)) if exc.ref is None else exc)
-        except Exception:
-            self.log.exception("event=handler_failed frame=%s", kind)
-            self._error(ProtocolError(ErrorCode.INTERNAL, "internal error", _ref_of(frame, line)))
+        except Exception as exc:
+            self._error(self._refusal(exc, frame, line))
+
+    def _refusal(self, exc: Exception, frame: ClientFrame, line: bytes) -> ProtocolError:
+        """The error frame that answers a request that raised ``exc``."""
+        if isinstance(exc, BrokerUnavailable):
+            return ProtocolError(ErrorCode.UNAVAILABLE,
+                                 "the message broker is unavailable; try again",
+                                 _ref_of(frame, line))
+        if isinstance(exc, ProtocolError):
+            return exc.with_ref(_ref_of(frame, line)) if exc.ref is None else exc
+        self.log.error("event=handler_failed frame=%s", type(frame).__name__.lower(),
+                       exc_info=exc)
+        return ProtocolError(ErrorCode.INTERNAL, "internal error", _ref_of(frame, line))
 
     def _dispatch(self, frame: ClientFrame) -> None:
-        if isinstance(frame, Send):
-            self._on_send(frame)
-        elif isinstance(frame, Ping):
+        if isinstance(frame, Ping):
             self._send(codec.encode(Pong(frame.ref)), "pong")
         elif isinstance(frame, Typing):
             self._on_typing(frame)
         elif isinstance(frame, Hello):
             self._on_hello(frame)
-        elif isinstance(frame, Dm):
-            self._on_dm(frame)
         elif isinstance(frame, Join):
             self._on_join(frame)
         elif isinstance(frame, Leave):
@@ -400,21 +421,50 @@ class Session:
         if room not in self._rooms:
             raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"you are not in room {room!r}")
 
-    def _on_send(self, frame: Send) -> None:
-        self._require_room(frame.room)
+    def _submit(self, frame: Send | Dm, line: bytes) -> None:
+        """Hand a ``send`` or ``dm`` to the broker without waiting: the frames of one read
+        join the same publisher batch, and their answers go out in order, together
+        (``_settle_inflight``), before anything else this session answers."""
         assert self.name is not None
-        published = self._svc.broker.publish_message(
-            frame.room, self.name, frame.text, time.time(), frame.ref)
-        if frame.ref is not None:
-            self._send(codec.encode(Ack(frame.ref, published.id)), "ack")
+        if isinstance(frame, Send):
+            self._require_room(frame.room)
+            pending: Pending[Any] = self._svc.broker.submit_message(
+                frame.room, self.name, frame.text, time.time(), frame.ref)
+        else:
+            pending = self._svc.broker.submit_dm(
+                self.name, frame.to, frame.text, time.time(), frame.ref)
+        self._inflight.append((frame, line, pending))
+        if len(self._inflight) >= _MAX_INFLIGHT:
+            self._settle_inflight()
 
-    def _on_dm(self, frame: Dm) -> None:
-        assert self.name is not None
-        sent = self._svc.broker.send_dm(self.name, frame.to, frame.text, time.time(), frame.ref)
-        if not sent.duplicate and name_key(frame.to) != name_key(self.name):
-            self._send(sent.line + b"\n", "dm")
-        if frame.ref is not None:
-            self._send(codec.encode(Ack(frame.ref)), "ack")
+    def _settle_inflight(self) -> None:
+        """Wait for the submitted sends and dms, and write their answers in one go."""
+        if not self._inflight:
+            return
+        inflight, self._inflight = self._inflight, []
+        out: list[bytes] = []
+        acks = 0
+        for frame, line, pending in inflight:
+            try:
+                result = pending.result()
+            except Exception as exc:
+                out.append(self._error_line(self._refusal(exc, frame, line)))
+                continue
+            if isinstance(frame, Dm):
+                assert self.name is not None
+                if not result.duplicate and name_key(frame.to) != name_key(self.name):
+                    self._svc.metrics.frames_out.labels("dm").inc()
+                    out.append(result.line + b"\n")
+                if frame.ref is not None:
+                    out.append(codec.encode(Ack(frame.ref)))
+                    acks += 1
+            elif frame.ref is not None:
+                out.append(codec.encode(Ack(frame.ref, result.id)))
+                acks += 1
+        if acks:
+            self._svc.metrics.frames_out.labels("ack").inc(acks)
+        if out:
+            self._write(b"".join(out))
 
     def _on_typing(self, frame: Typing) -> None:
         self._require_room(frame.room)
