@@ -698,3 +698,35 @@ def test_a_hello_whose_room_cannot_be_joined_is_refused_whole(
     frames = read_messages(observer, "lobby", 1)
     assert [f["name"] for f in frames if f["type"] == "joined"][-2:] == ["alice", "bob"]
     assert [f for f in frames if f["type"] == "left"] == []  # nothing announced for the refusal
+
+
+def test_frames_of_one_read_are_answered_in_their_order(gw: Gateway, connect: Connect) -> None:
+    """Sends and dms of one read go to Redis together; every answer still comes in the
+    order of the frames, refusals included, and the room gets the ids in send order."""
+    alice = connect(gw.address)
+    bob = connect(gw.address)
+    login(alice, "alice")
+    login(bob, "bob")
+    frames = [
+        {"type": "send", "room": "lobby", "text": "one", "ref": "s1"},
+        {"type": "send", "room": "elsewhere", "text": "no", "ref": "s2"},
+        {"type": "dm", "to": "bob", "text": "psst", "ref": "d1"},
+        {"type": "send", "room": "lobby", "text": "two", "ref": "s3"},
+        {"type": "dm", "to": "nobody", "text": "?", "ref": "d2"},
+        {"type": "ping", "ref": "p"},
+        {"type": "send", "room": "lobby", "text": "three", "ref": "s4"},
+        {"type": "send", "room": "lobby", "text": "one", "ref": "s1"},
+    ]
+    alice.send_raw(b"".join(json.dumps(f).encode() + b"\n" for f in frames))
+    answers = [f for f in frames_until(alice, "ack", ref="s1")
+               if f["type"] in ("ack", "error", "pong")]
+    answers += [f for f in frames_until(alice, "ack", ref="s4")
+                if f["type"] in ("ack", "error", "pong")]
+    answers += [f for f in frames_until(alice, "ack", ref="s1")
+                if f["type"] in ("ack", "error", "pong")]
+    assert [(f["type"], f.get("ref"), f.get("id", f.get("code"))) for f in answers] == [
+        ("ack", "s1", 1), ("error", "s2", "not_in_room"), ("ack", "d1", None),
+        ("ack", "s3", 2), ("error", "d2", "no_such_user"), ("pong", "p", None),
+        ("ack", "s4", 3), ("ack", "s1", 1)]
+    got = read_messages(bob, "lobby", 3)
+    assert [f["text"] for f in got if f["type"] == "message"] == ["one", "two", "three"]
