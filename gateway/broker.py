@@ -140,15 +140,46 @@ class DmSent:
 T = TypeVar("T")
 
 
+class PublishBatch:
+    """Messages and dms collected by one thread, handed to the publisher together.
+
+    ``Broker.batch()`` makes one; ``message``/``dm`` add requests (nothing is
+    sent yet), ``submit`` queues them all, in order, behind one future;
+    ``Pending.result`` submits its batch if nobody did.
+    """
+
+    __slots__ = ("_calls", "_future", "_publisher")
+
+    def __init__(self, publisher: Publisher) -> None:
+        self._publisher = publisher
+        self._calls: list[ScriptCall] = []
+        self._future: concurrent.futures.Future[list[Any]] | None = None
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def add(self, call: ScriptCall) -> int:
+        if self._future is not None:
+            raise RuntimeError("this batch was already submitted")
+        self._calls.append(call)
+        return len(self._calls) - 1
+
+    def submit(self) -> concurrent.futures.Future[list[Any]]:
+        if self._future is None:
+            self._future = self._publisher.submit_all(self._calls)
+        return self._future
+
+
 class Pending(Generic[T]):
     """A message or dm handed to the publisher: ``result()`` waits for its outcome."""
 
-    __slots__ = ("_future", "_guard", "_interpret", "_what")
+    __slots__ = ("_batch", "_guard", "_index", "_interpret", "_what")
 
-    def __init__(self, future: concurrent.futures.Future[Any], what: str,
+    def __init__(self, batch: PublishBatch, index: int, what: str,
                  guard: Callable[[str], AbstractContextManager[None]],
                  interpret: Callable[[Any], T]) -> None:
-        self._future = future
+        self._batch = batch
+        self._index = index
         self._what = what
         self._guard = guard
         self._interpret = interpret
@@ -157,10 +188,12 @@ class Pending(Generic[T]):
         """The outcome; raises ``BrokerUnavailable`` or the request's refusal."""
         with self._guard(self._what):
             try:
-                reply = self._future.result(GIVE_UP_S)
+                outcome = self._batch.submit().result(GIVE_UP_S)[self._index]
             except concurrent.futures.TimeoutError as exc:
                 raise BrokerUnavailable("the publisher did not answer") from exc
-        return self._interpret(reply)
+            if isinstance(outcome, Exception):
+                raise outcome
+        return self._interpret(outcome)
 
 
 def window_for_timeout(socket_timeout_s: float | None) -> int:
@@ -381,18 +414,24 @@ class Broker:
         """
         return self.submit_message(room, name, text, ts, ref).result()
 
-    def submit_message(self, room: str, name: str, text: str, ts: float,
-                       ref: str | None) -> Pending[Published]:
-        """``publish_message`` without waiting: the request joins the publisher's next batch
-        now (requests of one thread reach Redis in the order they were submitted)."""
+    def batch(self) -> PublishBatch:
+        """Collect messages and dms to hand to the publisher together (``submit_message``,
+        ``submit_dm`` with ``batch=``): one queue entry, one future, one wake-up."""
+        return PublishBatch(self._publisher)
+
+    def submit_message(self, room: str, name: str, text: str, ts: float, ref: str | None,
+                       batch: PublishBatch | None = None) -> Pending[Published]:
+        """``publish_message`` without waiting: the request joins ``batch`` (submitted by
+        its owner), or alone the publisher's next batch at once. Requests of one thread
+        reach Redis in the order they were submitted."""
         prefix, suffix = message_parts(room, name, text, ts)
         internal = ref is None
         ref_key = keys.room_ref(room, name, f"~{self._fresh()}" if internal else str(ref))
-        future = self._publisher.submit(ScriptCall(
+        call = ScriptCall(
             self._publish_script,
             (keys.room_seq(room), keys.room_epoch(room), keys.room_log(room), ref_key),
             (self._fresh(), prefix, suffix, self._history, keys.room_channel(room),
-             INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms, self._deadline_ms())))
+             INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms, self._deadline_ms()))
 
         def published(reply: Any) -> Published:
             if reply[0] == lua.TOO_LATE:
@@ -401,7 +440,16 @@ class Broker:
             # an internal ref only meets itself when its batch was sent again: one publication
             return Published(int(msg_id), _text(epoch), bool(duplicate) and not internal)
 
-        return Pending(future, "publish", self._guard, published)
+        return self._pending(batch, call, "publish", published)
+
+    def _pending(self, batch: PublishBatch | None, call: ScriptCall, what: str,
+                 interpret: Callable[[Any], T]) -> Pending[T]:
+        alone = batch is None
+        batch = batch or PublishBatch(self._publisher)
+        pending = Pending(batch, batch.add(call), what, self._guard, interpret)
+        if alone:
+            batch.submit()
+        return pending
 
     def read_history(self, room: str, *, after: int | None = None, before: int | None = None,
                      limit: int = 50) -> HistoryBatch:
@@ -576,18 +624,18 @@ class Broker:
         """
         return self.submit_dm(sender, to, text, ts, ref).result()
 
-    def submit_dm(self, sender: str, to: str, text: str, ts: float,
-                  ref: str | None) -> Pending[DmSent]:
+    def submit_dm(self, sender: str, to: str, text: str, ts: float, ref: str | None,
+                  batch: PublishBatch | None = None) -> Pending[DmSent]:
         """``send_dm`` without waiting, as ``submit_message``."""
         prefix, suffix = _cut(_line(DirectMessage(sender, "~", text, ts)), b"to")
         internal = ref is None
         ref_key = keys.user_ref(sender, f"~{self._fresh()}" if internal else str(ref))
-        future = self._publisher.submit(ScriptCall(
+        call = ScriptCall(
             self._send_dm_script,
             (keys.user(to), keys.GATEWAYS, ref_key, keys.GRACE, keys.PULSE),
             (self._now_ms(), self._lease_ms, prefix, suffix, name_key(to),
              INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms, keys.GATEWAY_PREFIX, to,
-             self._deadline_ms())))
+             self._deadline_ms()))
 
         def sent(reply: Any) -> DmSent:
             if reply[0] == lua.TOO_LATE:
@@ -596,7 +644,7 @@ class Broker:
                 raise ProtocolError(ErrorCode.NO_SUCH_USER, f"no user {to!r} is connected")
             return DmSent(bytes(reply[1]), reply[0] == 1 and not internal)
 
-        return Pending(future, "dm", self._guard, sent)
+        return self._pending(batch, call, "dm", sent)
 
     # ------------------------------------------------------------------ gateways
 
@@ -680,6 +728,7 @@ __all__ = [
     "HistoryBatch",
     "NameClaim",
     "Pending",
+    "PublishBatch",
     "Published",
     "token_hash",
     "window_for_timeout",

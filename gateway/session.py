@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from gateway.broker import BrokerUnavailable, HistoryBatch, Pending, token_hash
+from gateway.broker import BrokerUnavailable, HistoryBatch, Pending, PublishBatch, token_hash
 from gateway.context import Services
 from gateway.outbound import Outbound
 from gateway.ratelimit import TokenBucket
@@ -131,6 +131,8 @@ class Session:
         self._token_hash = ""
         self._inflight: list[tuple[Send | Dm, bytes, Pending[Any]]] = []
         """Sends and dms handed to the broker, not yet answered (the reader thread's only)."""
+        self._batch: PublishBatch | None = None
+        """Where ``_submit`` collects them until ``_settle_inflight`` submits them at once."""
         self.log = SessionLog(log, {"sid": self.sid, "user": None})
 
     # ------------------------------------------------------------------ output
@@ -426,13 +428,16 @@ class Session:
         join the same publisher batch, and their answers go out in order, together
         (``_settle_inflight``), before anything else this session answers."""
         assert self.name is not None
+        broker = self._svc.broker
+        if self._batch is None:
+            self._batch = broker.batch()
         if isinstance(frame, Send):
             self._require_room(frame.room)
-            pending: Pending[Any] = self._svc.broker.submit_message(
-                frame.room, self.name, frame.text, time.time(), frame.ref)
+            pending: Pending[Any] = broker.submit_message(
+                frame.room, self.name, frame.text, time.time(), frame.ref, self._batch)
         else:
-            pending = self._svc.broker.submit_dm(
-                self.name, frame.to, frame.text, time.time(), frame.ref)
+            pending = broker.submit_dm(
+                self.name, frame.to, frame.text, time.time(), frame.ref, self._batch)
         self._inflight.append((frame, line, pending))
         if len(self._inflight) >= _MAX_INFLIGHT:
             self._settle_inflight()
@@ -442,6 +447,9 @@ class Session:
         if not self._inflight:
             return
         inflight, self._inflight = self._inflight, []
+        if self._batch is not None:
+            self._batch.submit()
+            self._batch = None
         out: list[bytes] = []
         acks = 0
         for frame, line, pending in inflight:

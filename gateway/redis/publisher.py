@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import hiredis
 import redis
@@ -92,19 +92,13 @@ class Link(Protocol):
     def close(self) -> None: ...
 
 
-def _bulk(arg: Arg) -> bytes:
-    data = arg if isinstance(arg, bytes) else str(arg).encode()
-    return b"$%d\r\n%b\r\n" % (len(data), data)
-
-
 def pack_call(call: ScriptCall, *, by_text: bool = False) -> bytes:
     """``EVALSHA sha numkeys keys... args...`` (or ``EVAL`` with the text) in RESP."""
-    head = (b"$4\r\nEVAL\r\n" + _bulk(call.script.source) if by_text
-            else b"$7\r\nEVALSHA\r\n$40\r\n" + call.script.sha + b"\r\n")
-    parts = [b"*%d\r\n" % (3 + len(call.keys) + len(call.args)), head, _bulk(len(call.keys))]
-    parts += [_bulk(key) for key in call.keys]
-    parts += [_bulk(arg) for arg in call.args]
-    return b"".join(parts)
+    head = (b"EVAL", call.script.source) if by_text else (b"EVALSHA", call.script.sha)
+    # hiredis's stub types its argument as a 1-tuple; any tuple of them is what it packs
+    packed: bytes = hiredis.pack_command(cast(Any, (*head, len(call.keys), *call.keys,
+                                                    *call.args)))
+    return packed
 
 
 def _no_script(reply: Any) -> bool:
@@ -192,17 +186,35 @@ class ClientLink:
         """The client belongs to the broker, which closes it."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Request:
-    call: ScriptCall
-    future: Future[Any]
+class _Group:
+    """Calls submitted together, answered together: one future for all of them.
+
+    Touched by the publisher's thread only once queued.
+    """
+
+    __slots__ = ("calls", "future", "outcomes", "remaining", "single")
+
+    def __init__(self, calls: Sequence[ScriptCall], single: bool) -> None:
+        self.calls = calls
+        self.future: Future[Any] = Future()
+        self.outcomes: list[Any] = [None] * len(calls)
+        self.remaining = len(calls)
+        self.single = single
+
+    def settle(self, index: int, outcome: Any) -> None:
+        self.outcomes[index] = outcome
+        self.remaining -= 1
+        if self.remaining:
+            return
+        if not self.single:
+            self.future.set_result(self.outcomes)
+        elif isinstance(outcome, BaseException):
+            self.future.set_exception(outcome)
+        else:
+            self.future.set_result(outcome)
 
 
-def _settle(request: _Request, reply: Any) -> None:
-    if isinstance(reply, Exception):
-        request.future.set_exception(reply)
-    else:
-        request.future.set_result(reply)
+_Slot = tuple[_Group, int]
 
 
 class PublisherStopped(redis.ConnectionError):
@@ -221,7 +233,7 @@ class Publisher:
         self._retry = retry or Retry(NoBackoff(), 0)
         self._on_batch = on_batch
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._stopped = False
         # A daemon only so that a broker nobody closed (a test) cannot keep the
@@ -230,15 +242,27 @@ class Publisher:
 
     def submit(self, call: ScriptCall) -> Future[Any]:
         """Queue ``call`` for the next batch; the future gets its reply or its error."""
-        request = _Request(call, Future())
+        return self._queue_group(_Group((call,), single=True))
+
+    def submit_all(self, calls: Sequence[ScriptCall]) -> Future[list[Any]]:
+        """Queue ``calls``, in order, for the next batch: one future whose result lists each
+        call's reply or the error it failed with (an exception instance), in order."""
+        return self._queue_group(_Group(calls, single=False))
+
+    def _queue_group(self, group: _Group) -> Future[Any]:
+        if not group.calls:
+            group.future.set_result([])
+            return group.future
         with self._lock:
             if self._stopped:
-                request.future.set_exception(PublisherStopped("the publisher has stopped"))
-                return request.future
-            if not self._thread.is_alive() and self._thread.ident is None:
+                stopped = PublisherStopped("the publisher has stopped")
+                for index in range(len(group.calls)):
+                    group.settle(index, stopped)
+                return group.future
+            if self._thread.ident is None:
                 self._thread.start()
-            self._queue.put(request)
-        return request.future
+            self._queue.put(group)
+        return group.future
 
     def stop(self) -> None:
         """Write what is queued, then end the thread; later submissions fail at once."""
@@ -260,34 +284,38 @@ class Publisher:
             first = self._queue.get()
             if first is None:
                 break
-            batch = [first]
-            while len(batch) < self._max_batch:
+            groups = [first]
+            size = len(first.calls)
+            while size < self._max_batch:
                 try:
-                    item = self._queue.get_nowait()
+                    group = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
+                if group is None:
                     stopping = True
                     break
-                batch.append(item)
-            self._commit(batch)
+                groups.append(group)
+                size += len(group.calls)
+            slots = [(group, i) for group in groups for i in range(len(group.calls))]
+            for start in range(0, len(slots), self._max_batch):
+                self._commit(slots[start:start + self._max_batch])
 
-    def _commit(self, batch: list[_Request]) -> None:
+    def _commit(self, batch: list[_Slot]) -> None:
         started = time.perf_counter()
         pending = batch
 
         def attempt() -> None:
             nonlocal pending
-            replies = self._link.run([request.call for request in pending])
-            for request, reply in zip(pending, replies, strict=True):
-                _settle(request, reply)
+            replies = self._link.run([group.calls[i] for group, i in pending])
+            for (group, i), reply in zip(pending, replies, strict=True):
+                group.settle(i, reply)
             pending = []
 
         def failed(error: Exception) -> None:
             nonlocal pending
             if isinstance(error, BatchLost):
-                for request, reply in zip(pending, error.received, strict=False):
-                    _settle(request, reply)
+                for (group, i), reply in zip(pending, error.received, strict=False):
+                    group.settle(i, reply)
                 pending = pending[len(error.received):]
 
         try:
@@ -295,8 +323,8 @@ class Publisher:
         except Exception as exc:
             if not isinstance(exc, redis.RedisError):
                 log.exception("event=publisher_batch_failed size=%d", len(pending))
-            for request in pending:
-                request.future.set_exception(exc)
+            for group, i in pending:
+                group.settle(i, exc)
         self._on_batch(len(batch), time.perf_counter() - started)
 
 
