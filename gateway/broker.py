@@ -445,7 +445,8 @@ class Broker:
     def _pending(self, batch: PublishBatch | None, call: ScriptCall, what: str,
                  interpret: Callable[[Any], T]) -> Pending[T]:
         alone = batch is None
-        batch = batch or PublishBatch(self._publisher)
+        if batch is None:
+            batch = PublishBatch(self._publisher)
         pending = Pending(batch, batch.add(call), what, self._guard, interpret)
         if alone:
             batch.submit()

@@ -730,3 +730,20 @@ def test_frames_of_one_read_are_answered_in_their_order(gw: Gateway, connect: Co
         ("ack", "s4", 3), ("ack", "s1", 1)]
     got = read_messages(bob, "lobby", 3)
     assert [f["text"] for f in got if f["type"] == "message"] == ["one", "two", "three"]
+
+
+def test_the_sends_of_one_read_share_a_publisher_batch(gw: Gateway, connect: Connect) -> None:
+    """Group commit: 64 sends written at once cost a few Redis round trips, not 64."""
+    alice = connect(gw.address)
+    login(alice, "alice")
+
+    def batches() -> float:
+        return gw.metrics.registry.get_sample_value("chat_publish_seconds_count") or 0.0
+
+    before = batches()
+    alice.send_raw(b"".join(
+        json.dumps({"type": "send", "room": "lobby", "text": f"m{i}", "ref": f"r{i}"}).encode()
+        + b"\n" for i in range(64)))
+    acks = [f for f in frames_until(alice, "ack", ref="r63") if f["type"] == "ack"]
+    assert [f["id"] for f in acks] == list(range(1, 65))
+    assert batches() - before <= 8
