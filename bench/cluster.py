@@ -1,8 +1,10 @@
 """The gateways a run loads: given addresses, or a local Redis and N gateways.
 
 ``Target`` is what scenarios see: addresses and, for processes the bench
-started, their pids (for CPU and memory) and a way to kill one gateway
-(resume). Local clusters come from ``deploy.local_cluster.LocalCluster``
+started (or gateways found listening on a loopback port of this machine),
+their pids (for CPU and memory), the Redis URL when known (for its ``INFO
+cpu``), and a way to kill one gateway it started (resume). Local clusters
+come from ``deploy.local_cluster.LocalCluster``
 (Redis with its append-only file, as deployed, and N gateways), with the
 gateways' rate limits raised so the bench measures capacity, not the
 limiter; everything is stopped when the ``with`` block ends.
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.options import Address
+from bench.procstat import listening_pid
 from deploy.local_cluster import ClusterError, LocalCluster
 
 __all__ = ["ClusterError", "Gateway", "GatewaySettings", "Target", "open_target"]
@@ -28,7 +31,7 @@ class Gateway:
     """A short label for reports: gw1, gw2, ... locally, the address remotely."""
     address: Address
     pid: int | None
-    """Known only for gateways this process started."""
+    """Known for gateways this process started, or found listening on loopback."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +55,20 @@ class Target:
     """The gateways of one run, and the local cluster behind them if any."""
 
     def __init__(self, gateways: Sequence[Gateway], redis_pid: int | None = None,
-                 cluster: LocalCluster | None = None) -> None:
+                 cluster: LocalCluster | None = None, redis_url: str | None = None) -> None:
         if not gateways:
             raise ValueError("a target needs at least one gateway")
         self.gateways = tuple(gateways)
         self.redis_pid = redis_pid
+        self.redis_url = redis_url
+        """Where to ask Redis for ``INFO cpu``; None when unknown."""
         self._cluster = cluster
 
     @classmethod
-    def remote(cls, addresses: Sequence[Address]) -> Target:
-        return cls([Gateway(str(a), a, None) for a in addresses])
+    def remote(cls, addresses: Sequence[Address], redis_url: str | None = None) -> Target:
+        """Given gateways; pids of those listening on this machine's loopback are looked up."""
+        return cls([Gateway(str(a), a, listening_pid(a.host, a.port)) for a in addresses],
+                   redis_url=redis_url)
 
     @classmethod
     def of_cluster(cls, cluster: LocalCluster) -> Target:
@@ -71,7 +78,7 @@ class Target:
         ]
         others = set(cluster.pids) - {g.pid for g in gateways}
         redis_pid = others.pop() if len(others) == 1 else None  # no HAProxy: Redis
-        return cls(gateways, redis_pid, cluster)
+        return cls(gateways, redis_pid, cluster, cluster.redis_url)
 
     @property
     def local(self) -> bool:
@@ -84,6 +91,11 @@ class Target:
     def address_for(self, index: int) -> Address:
         """Round-robin placement of the ``index``-th client."""
         return self.gateways[index % len(self.gateways)].address
+
+    @property
+    def gateway_pids(self) -> tuple[int, ...]:
+        """Pids of the gateways known on this machine (for CPU per message)."""
+        return tuple(g.pid for g in self.gateways if g.pid is not None)
 
     def watched_pids(self) -> dict[str, int]:
         """Local processes whose CPU a run reports, by name."""
@@ -101,14 +113,16 @@ class Target:
 
 @contextlib.contextmanager
 def open_target(addresses: Sequence[Address], local: int, settings: GatewaySettings,
-                cluster_dir: Path | None = None) -> Iterator[Target]:
+                cluster_dir: Path | None = None,
+                redis_url: str | None = None) -> Iterator[Target]:
     """The run's target: the given addresses, or a local cluster stopped on exit.
 
     A local cluster keeps its data and logs in ``cluster_dir`` if given, else
-    in a temporary directory removed afterwards.
+    in a temporary directory removed afterwards. ``redis_url`` is the Redis
+    behind given addresses (a local cluster's own is used otherwise).
     """
     if local <= 0:
-        yield Target.remote(addresses)
+        yield Target.remote(addresses, redis_url)
         return
     with contextlib.ExitStack() as stack:
         if cluster_dir is None:

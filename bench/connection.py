@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from bench.options import Address
 from bench.tap import LineTap
-from bench.wire import ACK_MARK, STAMP
+from bench.wire import ACK_MARK, STAMP, STAMP_SEQ
 from protocol.codec import decode_server
 from protocol.errors import ChatError, ConnectionLost, ProtocolError
 from protocol.frames import Error, Goodbye, Message, ServerFrame, Welcome
@@ -70,6 +70,9 @@ class BenchConnection(asyncio.Protocol):
         """When set, count mode appends receipt-minus-stamp (ns) of every timed message."""
         self.stamp_floor = 0
         """Stamps older than this (warm-up) are not recorded."""
+        self.seqs: array[int] | None = None
+        """When set (with ``stamps``), count mode also appends the sequence number of every
+        numbered message (``~T<ns>~<seq>~``), for exact accounting."""
         self.welcome: Welcome | None = None
         self.bye: Goodbye | None = None
         self._after_read = type(self).read_done is not BenchConnection.read_done
@@ -103,10 +106,18 @@ class BenchConnection(asyncio.Protocol):
             stamps = self.stamps
             if stamps is not None:
                 floor = self.stamp_floor
-                for digits in STAMP.findall(buffer, 0, end):
-                    sent = int(digits)
-                    if sent >= floor:
-                        stamps.append(now - sent)
+                seqs = self.seqs
+                if seqs is None:
+                    for digits in STAMP.findall(buffer, 0, end):
+                        sent = int(digits)
+                        if sent >= floor:
+                            stamps.append(now - sent)
+                else:
+                    for digits, seq in STAMP_SEQ.findall(buffer, 0, end):
+                        seqs.append(int(seq))
+                        sent = int(digits)
+                        if sent >= floor:
+                            stamps.append(now - sent)
         if self._after_read:
             self.read_done()
 

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from bench.population import Span, default_rooms, feasible_memberships
 from protocol.errors import ProtocolError
 from protocol.names import check_room
 
 Mode = Literal["saturate", "rate"]
+RoomsMode = Literal["rate", "step"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,8 @@ class Common:
     log_level: str
     cluster_dir: Path | None
     """Where a local cluster keeps data and logs (None: a temporary directory)."""
+    redis_url: str | None = None
+    """The Redis behind ``gateways``, asked for ``INFO cpu`` (CPU per message)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +105,33 @@ class ResumeOptions:
     after: float
 
 
-Options = FanoutOptions | IdleOptions | StormOptions | ResumeOptions
+@dataclass(frozen=True, slots=True)
+class RoomsOptions:
+    common: Common
+    users: int
+    rooms: int | None
+    """None: the count that fits the two spans (``population.default_rooms``)."""
+    room_size: Span
+    rooms_per_user: Span
+    mode: RoomsMode
+    rate: float
+    """Mode rate: messages/s across all users; mode step: the first step's rate."""
+    duration: float
+    """Seconds of sending (per step in mode step)."""
+    warmup: float
+    """Seconds at the start of each step whose latencies are not counted."""
+    p99_ms: float
+    """The latency a step must meet (send to every delivery, p99)."""
+    factor: float
+    resolution: float
+    budget: float
+    """Mode step: seconds the whole search may take; no step starts that would overrun it."""
+    size: int
+    seed: int
+    drain_timeout: float
+
+
+Options = FanoutOptions | IdleOptions | StormOptions | ResumeOptions | RoomsOptions
 
 
 def parse_address(text: str) -> Address:
@@ -149,6 +179,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _span(text: str) -> Span:
+    try:
+        return Span.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _room(text: str) -> str:
     try:
         return check_room(text)
@@ -184,6 +221,9 @@ def _common_parser() -> argparse.ArgumentParser:
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     g.add_argument("--cluster-dir", type=Path, default=None, metavar="DIR",
                    help="keep the local cluster's data and logs in DIR (default: a temp dir)")
+    g.add_argument("--redis-url", default=None, metavar="URL",
+                   help="the Redis behind --gateways, for its CPU per message (INFO cpu); "
+                   "a --local cluster's own is used otherwise")
     return p
 
 
@@ -246,6 +286,45 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--room", type=_room, default=None,
                    help="room the storm's clients join (default: none)")
 
+    m = sub.add_parser("rooms", parents=[common],
+                       help="many small rooms, Poisson senders: the rate that keeps p99 low",
+                       description="U users in N small rooms (each user in several), "
+                       "every user sending at random (Poisson) intervals; the aggregate "
+                       "rate is fixed (mode rate) or stepped up to the highest whose "
+                       "send-to-delivery p99 meets --p99-ms (mode step). Reports CPU per "
+                       "message of gateways and Redis and checks that every acked message "
+                       "reached every member of its room exactly once.")
+    m.add_argument("--users", type=_positive_int, default=2000)
+    m.add_argument("--rooms", type=_positive_int, default=None,
+                   help="rooms (default: the count that fits --room-size and "
+                   "--rooms-per-user, 667 for the defaults)")
+    m.add_argument("--room-size", type=_span, default=Span(5, 10), metavar="MIN-MAX",
+                   help="members per room (default 5-10)")
+    m.add_argument("--rooms-per-user", type=_span, default=Span(2, 3), metavar="MIN-MAX",
+                   help="rooms each user is in (default 2-3)")
+    m.add_argument("--mode", choices=["rate", "step"], default="step")
+    m.add_argument("--rate", type=_positive_float, default=500.0,
+                   help="messages/s across all users (mode rate), or the first step's "
+                   "(mode step; default %(default)s)")
+    m.add_argument("--duration", type=_positive_float, default=5.0,
+                   help="seconds of sending, per step in mode step (default %(default)s)")
+    m.add_argument("--warmup", type=float, default=1.0,
+                   help="seconds at the start of each step whose latencies are not counted")
+    m.add_argument("--p99-ms", type=_positive_float, default=10.0,
+                   help="the p99 a step must meet (default %(default)s)")
+    m.add_argument("--factor", type=float, default=1.5,
+                   help="mode step: rate multiplier while steps pass (default %(default)s)")
+    m.add_argument("--resolution", type=_positive_float, default=0.1,
+                   help="mode step: stop when the lowest failing rate is within this "
+                   "fraction of the best passing one (default %(default)s)")
+    m.add_argument("--budget", type=_positive_float, default=120.0,
+                   help="mode step: seconds the search may take (default %(default)s)")
+    m.add_argument("--size", type=int, default=32, help="characters of filler per text")
+    m.add_argument("--seed", type=int, default=1,
+                   help="seed of the population and of the send schedule (default 1)")
+    m.add_argument("--drain-timeout", type=_positive_float, default=5.0,
+                   help="give up draining a step after this long without progress")
+
     r = sub.add_parser("resume", parents=[common],
                        help="resume time after a gateway is killed (needs --local >= 2)",
                        description="Clients on gateway 1 while a sender on gateway 2 sends; "
@@ -270,6 +349,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         progress=a.progress, gateway_rate=a.gateway_rate, gateway_burst=a.gateway_burst,
         max_outbound=a.max_outbound, concurrency=a.concurrency,
         connect_timeout=a.connect_timeout, log_level=a.log_level, cluster_dir=a.cluster_dir,
+        redis_url=a.redis_url,
     )
     if a.scenario == "fanout":
         if a.mode == "rate" and a.rate is None:
@@ -294,6 +374,26 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         return StormOptions(
             common=common, connections=a.connections, background_rate=a.background_rate,
             receivers=a.receivers, senders=a.senders, baseline=a.baseline, room=a.room,
+        )
+    if a.scenario == "rooms":
+        if a.size < 0 or a.warmup < 0:
+            parser.error("--size and --warmup cannot be negative")
+        if a.warmup >= a.duration:
+            parser.error("--warmup must be shorter than --duration")
+        if a.factor <= 1:
+            parser.error("--factor must be above 1")
+        rooms = a.rooms or default_rooms(a.users, a.room_size, a.rooms_per_user)
+        if a.room_size.high > a.users or a.rooms_per_user.high > rooms \
+                or not feasible_memberships(a.users, rooms, a.room_size, a.rooms_per_user):
+            parser.error(
+                f"{rooms} rooms of {a.room_size} members cannot hold {a.users} users in "
+                f"{a.rooms_per_user} rooms each (about "
+                f"{default_rooms(a.users, a.room_size, a.rooms_per_user)} rooms would)")
+        return RoomsOptions(
+            common=common, users=a.users, rooms=a.rooms, room_size=a.room_size,
+            rooms_per_user=a.rooms_per_user, mode=a.mode, rate=a.rate, duration=a.duration,
+            warmup=a.warmup, p99_ms=a.p99_ms, factor=a.factor, resolution=a.resolution,
+            budget=a.budget, size=a.size, seed=a.seed, drain_timeout=a.drain_timeout,
         )
     if a.local < 2:
         parser.error("resume kills a gateway it started: it needs --local 2 or more")

@@ -30,15 +30,71 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU seconds ``pid`` has used, None if it cannot be read."""
+def cpu_times(pid: int) -> tuple[float, float] | None:
+    """(user, system) CPU seconds ``pid`` has used (all threads), None if unreadable."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may hold spaces; fields after it are plain.
     fields = stat[stat.rfind(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    return int(fields[11]) / _TICKS, int(fields[12]) / _TICKS
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU seconds ``pid`` has used, None if it cannot be read."""
+    times = cpu_times(pid)
+    return None if times is None else times[0] + times[1]
+
+
+_LISTEN = "0A"
+_LOOPBACK = ("127.", "localhost", "::1")
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on TCP ``port`` (any address), from /proc/net/tcp{,6}."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == _LISTEN \
+                    and int(fields[1].rpartition(":")[2], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def listening_pid(host: str, port: int) -> int | None:
+    """The pid of the process on this machine listening on ``host:port``, if findable.
+
+    Only for loopback hosts (a gateway elsewhere is another machine's), and
+    only when exactly one process holds the listening socket and its file
+    descriptors are readable by us (same user, or root). Scans /proc once.
+    """
+    if not host.startswith(_LOOPBACK):
+        return None
+    wanted = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    if not wanted:
+        return None
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) in wanted:
+                    found.add(int(entry.name))
+                    break
+            except OSError:
+                continue
+    return found.pop() if len(found) == 1 else None
 
 
 def own_cpu_seconds() -> float:

@@ -11,12 +11,15 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
+from bench.cost import MessageCost, PerMessage
 from bench.procstat import CpuUse
 from bench.results import (
     FanoutResult,
     IdleResult,
     Result,
     ResumeResult,
+    RoomsResult,
+    RoomsStep,
     RunRecord,
     StormResult,
 )
@@ -66,6 +69,25 @@ def cpu_rows(cpu: CpuUse) -> list[Row]:
     return rows
 
 
+def _per_message(value: PerMessage | None, unknown: str) -> str:
+    if value is None:
+        return unknown
+    return f"{value.us:.1f} µs ({value.user_us:.1f} user, {value.system_us:.1f} system)"
+
+
+def cost_rows(cost: MessageCost | None) -> list[Row]:
+    """CPU per message taken in, for the gateways and for Redis."""
+    if cost is None:
+        return []
+    gateways = _per_message(cost.gateway, "unknown (no gateway pid on this machine)")
+    if cost.gateway is not None:
+        gateways += f" over {cost.gateways_measured} gateway(s)"
+    return [
+        ("gateway CPU / message", gateways),
+        ("Redis CPU / message", _per_message(cost.redis, "unknown (give --redis-url)")),
+    ]
+
+
 def _fanout_rows(r: FanoutResult) -> list[Row]:
     rows: list[Row] = [
         ("receivers / senders", f"{r.receivers} / {r.senders}"
@@ -82,7 +104,7 @@ def _fanout_rows(r: FanoutResult) -> list[Row]:
         rows.insert(2, ("target rate", f"{r.rate_target:g} msg/s"))
         rows.append(("pacing lag max", ms(r.send_lag_ms_max)))
         rows += latency_rows("latency", r.latency)
-    return rows
+    return rows + cost_rows(r.cost)
 
 
 def _idle_rows(r: IdleResult) -> list[Row]:
@@ -134,6 +156,45 @@ def _resume_rows(r: ResumeResult) -> list[Row]:
     ]
 
 
+def _step_line(s: RoomsStep) -> str:
+    p99 = "no samples" if s.latency is None else f"p99 {ms(s.latency.p99_ms)}"
+    gw = "?" if s.cost.gateway is None else f"{s.cost.gateway.us:.0f}"
+    rd = "?" if s.cost.redis is None else f"{s.cost.redis.us:.0f}"
+    flags = "" if s.met else "  MISSED" + ("" if s.drained else " (not drained)") \
+        + (f" ({s.errors} refused)" if s.errors else "") \
+        + (f" (bench lag p99 {ms(s.lag_p99_ms)})" if s.lag_p99_ms > 1.0 else "")
+    return (f"{human(s.messages_per_s)} msg/s acked, {p99}, CPU/msg gw {gw} µs, "
+            f"Redis {rd} µs, bench {s.bench_util:.0%}{flags}")
+
+
+def _rooms_rows(r: RoomsResult) -> list[Row]:
+    a = r.accounting
+    rows: list[Row] = [
+        ("users / rooms", f"{r.users:,} / {r.rooms:,} ({r.memberships:,} memberships, "
+                          f"{r.mean_room_size:.2f} per room)"),
+        ("logins", f"{r.login_s:.1f} s"),
+    ]
+    for s in r.steps:
+        rows.append((f"step {s.rate_target:,.0f} msg/s", _step_line(s)))
+    best = r.sustained
+    if best is None:
+        rows.append(("sustained", f"no step met p99 <= {ms(r.p99_target_ms)}"))
+    else:
+        rows.append(("sustained", f"{human(best.messages_per_s)} msg/s with p99 "
+                     f"{ms(best.latency.p99_ms if best.latency else 0.0)} "
+                     f"(target {ms(r.p99_target_ms)})"))
+        rows += latency_rows("latency", best.latency)
+        rows += cost_rows(best.cost)
+    rows += [
+        ("acked / owed deliveries", f"{a.acked:,} / {a.expected:,}"),
+        ("lost / dup / misdelivered", f"{a.lost:,} / {a.duplicates:,} / {a.misdelivered:,}"
+         + ("  (exact)" if a.exact else "  << NOT EXACT")),
+        ("unacked delivered", f"{a.unacked_delivered:,}"),
+        ("disconnects", str(r.disconnects)),
+    ]
+    return rows
+
+
 def result_rows(result: Result) -> list[Row]:
     if isinstance(result, FanoutResult):
         return _fanout_rows(result)
@@ -141,6 +202,8 @@ def result_rows(result: Result) -> list[Row]:
         return _idle_rows(result)
     if isinstance(result, StormResult):
         return _storm_rows(result)
+    if isinstance(result, RoomsResult):
+        return _rooms_rows(result)
     return _resume_rows(result)
 
 

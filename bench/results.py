@@ -13,6 +13,8 @@ from pathlib import Path
 
 import orjson
 
+from bench.cost import MessageCost
+from bench.ledger import Accounting
 from bench.procstat import CpuUse, Machine
 from bench.stats import LatencySummary
 
@@ -46,6 +48,8 @@ class FanoutResult:
     send_lag_ms_max: float
     """Rate mode: how late the bench's pacing fell behind its schedule."""
     latency: LatencySummary | None
+    cost: MessageCost | None = None
+    """Gateway and Redis CPU per acked message, from the first send to the end of the drain."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +117,52 @@ class ResumeResult:
     acked: int
 
 
-Result = FanoutResult | IdleResult | StormResult | ResumeResult
+@dataclass(frozen=True, slots=True)
+class RoomsStep:
+    """One rate of the many-rooms scenario: sends at Poisson times, then a drain."""
+
+    rate_target: float
+    sent: int
+    acked: int
+    errors: int
+    send_s: float
+    """From the step's start to its last send."""
+    messages_per_s: float
+    """acked / the longer of send_s and the step's duration."""
+    deliveries: int
+    """Numbered messages received in the step, summed over users."""
+    latency: LatencySummary | None
+    """Send to every delivery (the sender's own copy included), after the warm-up."""
+    lag_p99_ms: float
+    lag_max_ms: float
+    """How late the bench's sends were against the schedule."""
+    drained: bool
+    """Every send answered and every owed delivery arrived before the drain gave up."""
+    met: bool
+    """p99 within the target, nothing refused, drained, and the bench kept its schedule."""
+    bench_util: float
+    cost: MessageCost
+
+
+@dataclass(frozen=True, slots=True)
+class RoomsResult:
+    mode: str
+    users: int
+    rooms: int
+    memberships: int
+    mean_room_size: float
+    p99_target_ms: float
+    steps: tuple[RoomsStep, ...]
+    sustained: RoomsStep | None
+    """The step with the highest accepted rate that met the target; None if none did."""
+    accounting: Accounting
+    """Over the whole run: every acked message to every member of its room exactly once."""
+    disconnects: int
+    login_s: float
+    elapsed_s: float
+
+
+Result = FanoutResult | IdleResult | StormResult | ResumeResult | RoomsResult
 
 
 @dataclass(frozen=True, slots=True)

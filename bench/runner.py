@@ -12,13 +12,14 @@ from functools import partial
 from typing import Any
 
 from bench.cluster import GatewaySettings, Target, open_target
-from bench.options import FanoutOptions, IdleOptions, Options, StormOptions
+from bench.options import FanoutOptions, IdleOptions, Options, RoomsOptions, StormOptions
 from bench.procstat import CpuUse, Machine
 from bench.report import Progress
 from bench.results import Result, RunRecord, utc_now
 from bench.scenarios.fanout import run_fanout
 from bench.scenarios.idle import run_idle
 from bench.scenarios.resume import run_resume
+from bench.scenarios.rooms import run_rooms
 from bench.scenarios.storm import run_storm
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
@@ -42,6 +43,8 @@ def scenario_name(opts: Options) -> str:
         return "idle"
     if isinstance(opts, StormOptions):
         return "storm"
+    if isinstance(opts, RoomsOptions):
+        return "rooms"
     return "resume"
 
 
@@ -59,6 +62,9 @@ def points(opts: Options) -> list[Point]:
     if isinstance(opts, StormOptions):
         s = opts
         return [lambda target, progress: run_storm(target, s, progress.update)]
+    if isinstance(opts, RoomsOptions):
+        m = opts
+        return [lambda target, progress: run_rooms(target, m, progress.update)]
     r = opts
     return [lambda target, progress: run_resume(target, r, progress.update)]
 
@@ -87,7 +93,8 @@ def execute(opts: Options, progress: Progress, on_record: OnRecord) -> list[RunR
     for point in points(opts):
         started = utc_now()
         machine = Machine.read()
-        with open_target(common.gateways, common.local, settings, common.cluster_dir) as target, \
+        with open_target(common.gateways, common.local, settings, common.cluster_dir,
+                         common.redis_url) as target, \
                 asyncio.Runner(loop_factory=factory) as runner:
             try:
                 result, cpu = runner.run(point(target, progress))

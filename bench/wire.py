@@ -8,6 +8,7 @@ without decoding JSON:
   ``error`` about a send) and nowhere else in our rooms;
 - a timed text holds ``~T<ns>~``, the sender's ``time.monotonic_ns()``; the
   bench is one process, so receipt minus stamp is the end-to-end latency;
+  a numbered text (many rooms) holds ``~T<ns>~<seq>~``, its ref ``~A<seq>``;
 - ``~GO<nonce>`` marks the message after which receivers start counting.
 
 Texts never contain ``"`` or ``\\``, so JSON escaping cannot forge a marker.
@@ -30,6 +31,9 @@ PONG_MARK = b'"~P'
 
 STAMP = re.compile(rb"~T(\d{1,20})~")
 """A send time embedded in a message text."""
+
+STAMP_SEQ = re.compile(rb"~T(\d{1,20})~(\d{1,20})~")
+"""A send time and a sequence number embedded in a numbered message text."""
 
 _PAD = "abcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -66,6 +70,16 @@ def padding(size: int) -> str:
 def timed_send(room: str, ref: str, stamp_ns: int, pad: str) -> bytes:
     """A ``send`` whose text carries its send time for the receivers."""
     return encode(Send(room, f"~T{stamp_ns}~ {pad}" if pad else f"~T{stamp_ns}~", ref))
+
+
+def numbered_ref(seq: int) -> str:
+    return f"~A{seq}"
+
+
+def numbered_send(room: str, seq: int, stamp_ns: int, pad: str) -> bytes:
+    """A ``send`` whose text carries its send time and its sequence number."""
+    text = f"~T{stamp_ns}~{seq}~ {pad}" if pad else f"~T{stamp_ns}~{seq}~"
+    return encode(Send(room, text, f"~A{seq}"))
 
 
 def start_marker(run: str) -> str:

@@ -25,7 +25,7 @@ from client import events as ev
 from client.connection import ChatClient
 from client.errors import ClientError, LoginRefused, NoGatewayAvailable
 from protocol.errors import ProtocolError
-from protocol.names import LOBBY
+from protocol.names import LOBBY, name_key
 
 DEFAULT_GATEWAY = "localhost:5050"
 
@@ -69,7 +69,7 @@ def describe(event: ev.ClientEvent, me: str) -> str | None:
                 lines.insert(0, f"-- earlier in {room}:")
             return "\n".join(lines) or None
         case ev.DirectReceived(dm=dm):
-            if dm.sender.lower() == me.lower():
+            if name_key(dm.sender) == name_key(me):
                 return f"[dm to {dm.to}] {cmd.format_text(dm.sender, dm.text)}"
             return f"[dm] {cmd.format_text(dm.sender, dm.text)}"
         case ev.MemberJoined(room=room, name=name):

@@ -1,13 +1,14 @@
 """deploy/haproxy.cfg on one host, and HAProxy's runtime API.
 
-The shipped config finds gateways through Docker's DNS. chat-cluster
-``--haproxy`` and the deployment tests run the same file outside Docker with
-only its site-specific parts replaced (``local_config``): the ``resolvers``
-sections go, the ``server-template`` line becomes one ``server`` line per
-local gateway (same options, minus the DNS ones, with that gateway's health
-port), the chat frontend binds the given address, the stats socket moves to
-the given path, and the other frontends (the HTTP stats page) go. Timeouts,
-balancing and health checks are kept as written, so what runs is what ships.
+The shipped config finds gateways through the container engine's DNS.
+chat-cluster ``--haproxy`` and the deployment tests run the same file
+outside a container engine with only its site-specific parts replaced
+(``local_config``): the ``resolvers`` sections go, the ``server-template``
+line becomes one ``server`` line per local gateway (same options, minus the
+DNS ones, with that gateway's health port), the chat frontend binds the
+given address, the stats socket moves to the given path, and the other
+frontends (the HTTP stats page) go. Timeouts, balancing and health checks
+are kept as written, so what runs is what ships.
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 docs/architecture.md has the tables; this module is their only spelling.
 Room keys carry the hash tag ``{room:<room>}`` and user keys ``{user:<lower>}``
 so a move to Redis Cluster (where a Lua script may only touch one slot)
-changes no name. User names are always keyed by their lower-case form, since
-names are unique case-insensitively. Pure functions, no I/O.
+changes no name. User names are always keyed by ``protocol.names.name_key``
+(case-folded, look-alikes folded), since names are unique up to case and
+look-alikes: ``lower(name)`` here, in ``gateway.lua`` and in
+docs/architecture.md means that key, never ``str.lower``. Pure functions, no I/O.
 """
 
 from __future__ import annotations

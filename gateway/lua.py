@@ -13,7 +13,8 @@ compared with Redis ``TIME``, the clock of the moment a script runs; whether a
 gateway is alive is decided by ``LIVENESS``, the one rule every script shares (Python asks
 ``WHO`` and ``DEAD_GATEWAYS`` rather than judge heartbeats itself); membership
 values are ``<gateway id>|<Name>`` and names hold no ``|``, so the gateway id
-is everything before the last ``|``.
+is everything before the last ``|``. A "lower name" is ``protocol.names.name_key``
+of the name (case and look-alikes folded), computed in Python and passed in.
 Lines of JSON are built by the broker with ``protocol.codec`` and cut around
 the one value only Redis knows (an id, a display name): Lua only concatenates.
 Only Lua 5.1 as Redis embeds it (no cjson), so the scripts also run on fakeredis.

@@ -46,15 +46,19 @@ from protocol.frames import (
     ByeReason,
     ClientFrame,
     Dm,
+    DmHistoryQuery,
     Goodbye,
     Hello,
     HistoryQuery,
     Join,
     Leave,
     Left,
+    Passwd,
     Ping,
     Pong,
     Position,
+    Read,
+    Register,
     Send,
     Typing,
     Welcome,
@@ -416,6 +420,24 @@ class Session:
             self._send(codec.encode(WhoList(frame.room, tuple(names))), "who")
         elif isinstance(frame, Bye):
             self.kick(ByeReason.CLIENT)
+        elif isinstance(frame, Register | Passwd | Read | DmHistoryQuery):
+            self._on_accounts_pending(frame)
+
+    def _on_accounts_pending(self, frame: Register | Passwd | Read | DmHistoryQuery) -> None:
+        """Protocol v1.1 requests this gateway does not carry out yet: the one place that knows.
+
+        Until accounts and stored conversations land, ``register``/``passwd``
+        and a conversation's ``history`` are refused as unavailable (nothing
+        done, the client may try another gateway later), and ``read`` is
+        accepted and forgotten, as v1.1 says of a guest's. Replace this method
+        when they land.
+        """
+        if isinstance(frame, Read):
+            return
+        if isinstance(frame, DmHistoryQuery):
+            raise ProtocolError(
+                ErrorCode.UNAVAILABLE, "stored conversations are not enabled on this gateway")
+        raise ProtocolError(ErrorCode.UNAVAILABLE, "accounts are not enabled on this gateway")
 
     # ------------------------------------------------------------------ requests
 

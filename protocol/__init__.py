@@ -1,4 +1,4 @@
-"""ChatService wire protocol v1, sans-IO.
+"""ChatService wire protocol v1.1, sans-IO.
 
 This package contains no networking, threading or Redis code: bytes in,
 frames out (``LineReader``, ``decode_client``, ``decode_server``) and frames
@@ -10,6 +10,8 @@ from protocol.codec import (
     LineReader,
     decode_client,
     decode_server,
+    dm_history_line,
+    dm_history_lines,
     encode,
     encode_error,
     history_line,
@@ -19,7 +21,14 @@ from protocol.codec import (
 from protocol.errors import ChatError, ConnectionLost, ErrorCode, FrameTooLarge, ProtocolError
 from protocol.frames import *  # noqa: F403
 from protocol.limits import MAX_SERVER_LINE, Limits
-from protocol.names import LOBBY, check_name, check_room, check_text, name_key
+from protocol.names import (
+    LOBBY,
+    check_name,
+    check_password,
+    check_room,
+    check_text,
+    name_key,
+)
 
 __all__ = [
     "LOBBY",
@@ -32,10 +41,13 @@ __all__ = [
     "LineReader",
     "ProtocolError",
     "check_name",
+    "check_password",
     "check_room",
     "check_text",
     "decode_client",
     "decode_server",
+    "dm_history_line",
+    "dm_history_lines",
     "encode",
     "encode_error",
     "history_line",

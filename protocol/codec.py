@@ -1,4 +1,4 @@
-"""Bytes <-> frames, with no I/O.
+"""Bytes <-> frames, with no I/O (PROTOCOL.md v1.1).
 
 ``LineReader`` cuts a byte stream into lines and enforces the frame cap;
 ``decode_client``/``decode_server`` turn one line into a validated frame or
@@ -25,6 +25,9 @@ from protocol.frames import (
     ClientFrame,
     DirectMessage,
     Dm,
+    DmHistory,
+    DmHistoryQuery,
+    DmSummary,
     Error,
     Goodbye,
     Hello,
@@ -35,9 +38,13 @@ from protocol.frames import (
     Leave,
     Left,
     Message,
+    Passwd,
     Ping,
     Pong,
     Position,
+    Read,
+    Register,
+    Registered,
     Send,
     ServerFrame,
     Typing,
@@ -47,7 +54,15 @@ from protocol.frames import (
     WhoList,
 )
 from protocol.limits import DEFAULT_HISTORY_LIMIT, MAX_SERVER_LINE, Limits
-from protocol.names import LOBBY, check_name, check_ref, check_room, check_text
+from protocol.names import (
+    LOBBY,
+    check_name,
+    check_password,
+    check_ref,
+    check_room,
+    check_text,
+    normalise_password,
+)
 
 NEWLINE = b"\n"
 
@@ -128,13 +143,24 @@ def _parse_since(value: object) -> dict[str, Position]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ProtocolError(ErrorCode.BAD_FRAME, "since must be an object room -> {epoch, id}")
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME, "since must be an object room or @name -> {epoch, id}"
+        )
     since: dict[str, Position] = {}
     for room, pos in value.items():
         if not isinstance(pos, dict):
             raise ProtocolError(ErrorCode.BAD_FRAME, "since entries must be {epoch, id} objects")
         since[room] = Position(pos.get("epoch"), pos.get("id"))  # type: ignore[arg-type]
     return since
+
+
+def _password(value: object, what: str) -> str | None:
+    """A password field that a gateway compares, not one it sets: any string, NFKC."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"{what} must be a string")
+    return normalise_password(value)
 
 
 def _parse_rooms(value: object) -> tuple[str, ...]:
@@ -187,6 +213,7 @@ def _build_client(kind: str, obj: dict[str, Any], limits: Limits) -> ClientFrame
             rooms=_parse_rooms(obj.get("rooms")),
             since=_parse_since(obj.get("since")),
             token=obj.get("token"),
+            password=_password(obj.get("password"), "password"),
         )
     if kind == "join":
         return Join(obj.get("room"))  # type: ignore[arg-type]
@@ -194,20 +221,47 @@ def _build_client(kind: str, obj: dict[str, Any], limits: Limits) -> ClientFrame
         return Leave(obj.get("room"))  # type: ignore[arg-type]
     if kind == "history":
         limit = _int_or_none(obj.get("limit"), "limit")
-        return HistoryQuery(
-            obj.get("room"),  # type: ignore[arg-type]
-            _int_or_none(obj.get("before"), "before"),
-            DEFAULT_HISTORY_LIMIT if limit is None else limit,
-        )
+        before = _int_or_none(obj.get("before"), "before")
+        limit = DEFAULT_HISTORY_LIMIT if limit is None else limit
+        if obj.get("with") is None:
+            return HistoryQuery(obj.get("room"), before, limit)  # type: ignore[arg-type]
+        if obj.get("room") is not None:
+            raise ProtocolError(ErrorCode.BAD_FRAME, "history takes room or with, not both")
+        return DmHistoryQuery(obj["with"], before, limit)
     if kind == "who":
         return Who(obj.get("room"))  # type: ignore[arg-type]
     if kind == "bye":
         return Bye()
+    if kind == "read":
+        return Read(room=obj.get("room"), peer=obj.get("with"), id=obj.get("id"))  # type: ignore[arg-type]
+    if kind == "register":
+        return Register(check_password(obj.get("password")))
+    if kind == "passwd":
+        old = _password(obj.get("old"), "old")
+        if old is None:
+            raise ProtocolError(ErrorCode.BAD_FRAME, "old must be a string")
+        return Passwd(old, check_password(obj.get("new"), "new"))
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {kind[:40]!r}")
 
 
 def _message_from(obj: dict[str, Any]) -> Message:
     return Message(obj["room"], obj["id"], obj["from"], obj["text"], obj["ts"])
+
+
+def _dm_from(obj: dict[str, Any]) -> DirectMessage:
+    return DirectMessage(
+        obj["from"], obj["to"], obj["text"], obj["ts"], obj.get("id"), obj.get("epoch")
+    )
+
+
+def _summary_from(obj: dict[str, Any]) -> DmSummary:
+    return DmSummary(obj["with"], obj["epoch"], obj["last_id"], obj["read"])
+
+
+def _object(value: object, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"{what} must be an object")
+    return value
 
 
 def decode_server(line: bytes) -> ServerFrame:
@@ -225,6 +279,13 @@ def _build_server(kind: str, obj: dict[str, Any]) -> ServerFrame:
         return _message_from(obj)
     if kind == "ack":
         return Ack(obj["ref"], obj.get("id"))
+    if kind == "history" and "with" in obj:
+        return DmHistory(
+            obj["with"],
+            obj["epoch"],
+            tuple(_dm_from(m) for m in obj["messages"]),
+            bool(obj["complete"]),
+        )
     if kind == "history":
         return History(
             obj["room"],
@@ -233,7 +294,7 @@ def _build_server(kind: str, obj: dict[str, Any]) -> ServerFrame:
             bool(obj["complete"]),
         )
     if kind == "dm":
-        return DirectMessage(obj["from"], obj["to"], obj["text"], obj["ts"])
+        return _dm_from(obj)
     if kind == "joined":
         return Joined(obj["room"], obj["name"])
     if kind == "left":
@@ -250,8 +311,17 @@ def _build_server(kind: str, obj: dict[str, Any]) -> ServerFrame:
         return Goodbye(ByeReason(obj["reason"]))
     if kind == "welcome":
         return Welcome(
-            obj["name"], obj["gateway"], tuple(obj["rooms"]), obj["token"], obj["limits"]
+            obj["name"],
+            obj["gateway"],
+            tuple(obj["rooms"]),
+            obj["token"],
+            obj["limits"],
+            bool(obj.get("account", False)),
+            tuple(_summary_from(d) for d in obj.get("dms", ())),
+            dict(_object(obj.get("read", {}), "read")),
         )
+    if kind == "registered":
+        return Registered(obj["name"])
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {kind[:40]!r}")
 
 
@@ -270,29 +340,40 @@ def _message_dict(m: Message) -> dict[str, Any]:
     }
 
 
-def to_dict(frame: ServerFrame | ClientFrame) -> dict[str, Any]:
-    """The JSON object of a frame, ``type`` first."""
+_WIRE_NAMES = {"sender": "from", "peer": "with"}
+"""Attribute -> wire field, where the wire name is a Python keyword."""
+_OMITTED_WHEN_NONE = frozenset(
+    {"ref", "token", "id", "before", "password", "epoch", "room", "peer"}
+)
+"""Optional fields: absent on the wire rather than null."""
+
+
+def to_dict(frame: ServerFrame | ClientFrame | DmSummary) -> dict[str, Any]:
+    """The JSON object of a frame, ``type`` first (a ``dms`` entry has no type)."""
     if isinstance(frame, Message):
         return _message_dict(frame)
-    if isinstance(frame, History):
+    if isinstance(frame, History | DmHistory):
+        head = {"room": frame.room} if isinstance(frame, History) else {"with": frame.peer}
         return {
             "type": "history",
-            "room": frame.room,
+            **head,
             "epoch": frame.epoch,
-            "messages": [_message_dict(m) for m in frame.messages],
+            "messages": [to_dict(m) for m in frame.messages],
             "complete": frame.complete,
         }
-    kind = SERVER_TYPES.get(type(frame)) or CLIENT_TYPES[type(frame)]
-    out: dict[str, Any] = {"type": kind}
+    kind = SERVER_TYPES.get(type(frame)) or CLIENT_TYPES.get(type(frame))
+    out: dict[str, Any] = {} if kind is None else {"type": kind}
     for name in frame.__slots__:
         value = getattr(frame, name)
-        if value is None and name in ("ref", "token", "id", "before"):
+        if value is None and name in _OMITTED_WHEN_NONE:
             continue
         if isinstance(frame, Hello) and name == "since":
-            value = {room: {"epoch": p.epoch, "id": p.id} for room, p in value.items()}
+            value = {key: {"epoch": p.epoch, "id": p.id} for key, p in value.items()}
+        elif isinstance(frame, Welcome) and name == "dms":
+            value = [to_dict(d) for d in value]
         elif isinstance(value, tuple):
             value = list(value)
-        out["from" if name == "sender" else name] = value
+        out[_WIRE_NAMES.get(name, name)] = value
     return out
 
 
@@ -328,6 +409,37 @@ def history_lines(
     A long backlog is cut into several frames so none passes the client's
     line limit; only the first can be incomplete, the rest continue it.
     """
+    return _history_lines({"room": room}, epoch, messages, complete, max_line)
+
+
+def dm_history_lines(
+    peer: str,
+    epoch: str,
+    messages: Sequence[bytes],
+    complete: bool,
+    max_line: int = MAX_SERVER_LINE // 2,
+) -> list[bytes]:
+    """``history_lines`` of the conversation with ``peer``, from encoded ``dm`` objects."""
+    return _history_lines({"with": peer}, epoch, messages, complete, max_line)
+
+
+def history_line(room: str, epoch: str, messages: Iterable[bytes], complete: bool) -> bytes:
+    """A ``history`` line from already-encoded ``message`` objects, oldest first."""
+    return _history_line({"room": room}, epoch, messages, complete)
+
+
+def dm_history_line(peer: str, epoch: str, messages: Iterable[bytes], complete: bool) -> bytes:
+    """A conversation's ``history`` line from already-encoded ``dm`` objects, oldest first."""
+    return _history_line({"with": peer}, epoch, messages, complete)
+
+
+def _history_lines(
+    where: dict[str, str],
+    epoch: str,
+    messages: Sequence[bytes],
+    complete: bool,
+    max_line: int,
+) -> list[bytes]:
     chunks: list[list[bytes]] = [[]]
     size = 0
     for m in messages:
@@ -337,14 +449,15 @@ def history_lines(
         chunks[-1].append(m)
         size += len(m) + 1
     return [
-        history_line(room, epoch, chunk, complete if i == 0 else True)
+        _history_line(where, epoch, chunk, complete if i == 0 else True)
         for i, chunk in enumerate(chunks)
     ]
 
 
-def history_line(room: str, epoch: str, messages: Iterable[bytes], complete: bool) -> bytes:
-    """A ``history`` line from already-encoded ``message`` objects, oldest first."""
-    head = orjson.dumps({"type": "history", "room": room, "epoch": epoch})
+def _history_line(
+    where: dict[str, str], epoch: str, messages: Iterable[bytes], complete: bool
+) -> bytes:
+    head = orjson.dumps({"type": "history", **where, "epoch": epoch})
     return b"".join(
         (
             head[:-1],
@@ -362,6 +475,8 @@ __all__ = [
     "LineReader",
     "decode_client",
     "decode_server",
+    "dm_history_line",
+    "dm_history_lines",
     "encode",
     "encode_error",
     "history_line",

@@ -16,7 +16,7 @@ import enum
 
 
 class ErrorCode(enum.StrEnum):
-    """Error codes of PROTOCOL.md, version 1."""
+    """Error codes of PROTOCOL.md, version 1.1 (the last two are new in 1.1)."""
 
     BAD_FRAME = "bad_frame"
     FRAME_TOO_LARGE = "frame_too_large"
@@ -32,6 +32,8 @@ class ErrorCode(enum.StrEnum):
     NO_SUCH_USER = "no_such_user"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
+    AUTH_FAILED = "auth_failed"
+    BAD_PASSWORD = "bad_password"
 
 
 class ChatError(Exception):

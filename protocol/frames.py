@@ -1,4 +1,4 @@
-"""Frame types of PROTOCOL.md v1 as frozen, slotted data classes.
+"""Frame types of PROTOCOL.md v1.1 as frozen, slotted data classes.
 
 Client frames (client -> gateway) and server frames (gateway -> client) are
 separate unions because several type names (``history``, ``dm``, ``who``,
@@ -6,6 +6,11 @@ separate unions because several type names (``history``, ``dm``, ``who``,
 class validates the fields PROTOCOL.md fixes on construction, so no frame
 that exists can be invalid; limits that a gateway may configure (``max_text``)
 are checked by the codec, which knows them.
+
+Wire names that are Python keywords get another attribute name: ``from`` is
+``sender``, ``with`` is ``peer``. Password fields never appear in a ``repr``.
+A conversation's ``history`` (``with`` instead of ``room``) has classes of
+its own, ``DmHistoryQuery`` and ``DmHistory``, so a room's never lacks its room.
 """
 
 from __future__ import annotations
@@ -16,7 +21,16 @@ from typing import Any
 
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.limits import DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT, MAX_ROOMS_PER_SESSION
-from protocol.names import LOBBY, check_name, check_ref, check_room
+from protocol.names import (
+    CONVERSATION_PREFIX,
+    LOBBY,
+    check_name,
+    check_password,
+    check_ref,
+    check_room,
+    check_since_key,
+    name_key,
+)
 
 
 class ByeReason(enum.StrEnum):
@@ -25,11 +39,12 @@ class ByeReason(enum.StrEnum):
     SLOW_CONSUMER = "slow_consumer"
     REPLACED = "replaced"
     CLIENT = "client"
+    ABUSE = "abuse"
 
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """The last message a client saw in a room: resume point for ``since``."""
+    """The last message a client saw in a room or conversation: resume point for ``since``."""
 
     epoch: str
     id: int
@@ -47,10 +62,13 @@ class Position:
 
 @dataclass(frozen=True, slots=True)
 class Hello:
+    """Log in. ``since`` keys are rooms, or ``"@" + name`` for conversations (v1.1)."""
+
     name: str
     rooms: tuple[str, ...] = (LOBBY,)
     since: dict[str, Position] = field(default_factory=dict)
     token: str | None = None
+    password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -62,10 +80,16 @@ class Hello:
             raise ProtocolError(
                 ErrorCode.BAD_ROOM, f"a session is in at most {MAX_ROOMS_PER_SESSION} rooms"
             )
-        for room in self.since:
-            check_room(room)
+        peers: list[str] = []
+        for key in self.since:
+            if check_since_key(key).startswith(CONVERSATION_PREFIX):
+                peers.append(name_key(key[len(CONVERSATION_PREFIX) :]))
+        if len(set(peers)) != len(peers):
+            raise ProtocolError(ErrorCode.BAD_FRAME, "since names one conversation twice")
         if self.token is not None and (not isinstance(self.token, str) or len(self.token) > 128):
             raise ProtocolError(ErrorCode.BAD_FRAME, "token must be a string")
+        if self.password is not None and not isinstance(self.password, str):
+            raise ProtocolError(ErrorCode.BAD_FRAME, "password must be a string")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +130,15 @@ class Leave:
         check_room(self.room)
 
 
+def _check_range(before: int | None, limit: int) -> None:
+    if before is not None and (type(before) is not int or before < 1):
+        raise ProtocolError(ErrorCode.BAD_FRAME, "before must be a positive integer")
+    if type(limit) is not int or not 1 <= limit <= MAX_HISTORY_LIMIT:
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME, f"limit must be an integer from 1 to {MAX_HISTORY_LIMIT}"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryQuery:
     room: str
@@ -114,12 +147,20 @@ class HistoryQuery:
 
     def __post_init__(self) -> None:
         check_room(self.room)
-        if self.before is not None and (type(self.before) is not int or self.before < 1):
-            raise ProtocolError(ErrorCode.BAD_FRAME, "before must be a positive integer")
-        if type(self.limit) is not int or not 1 <= self.limit <= MAX_HISTORY_LIMIT:
-            raise ProtocolError(
-                ErrorCode.BAD_FRAME, f"limit must be an integer from 1 to {MAX_HISTORY_LIMIT}"
-            )
+        _check_range(self.before, self.limit)
+
+
+@dataclass(frozen=True, slots=True)
+class DmHistoryQuery:
+    """``history`` with ``with`` (v1.1): scroll-back in the conversation with ``peer``."""
+
+    peer: str  # "with" on the wire: a keyword in Python
+    before: int | None = None
+    limit: int = DEFAULT_HISTORY_LIMIT
+
+    def __post_init__(self) -> None:
+        check_name(self.peer, "with")
+        _check_range(self.before, self.limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +192,52 @@ class Bye:
     pass
 
 
-ClientFrame = Hello | Send | Dm | Join | Leave | HistoryQuery | Who | Typing | Ping | Bye
+@dataclass(frozen=True, slots=True)
+class Register:
+    """Make the current (guest) name an account (v1.1). ``password`` as typed or NFKC."""
+
+    password: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        check_password(self.password)
+
+
+@dataclass(frozen=True, slots=True)
+class Passwd:
+    """Change the account's password (v1.1). A wrong ``old`` is the gateway's to judge."""
+
+    old: str = field(repr=False)
+    new: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.old, str):
+            raise ProtocolError(ErrorCode.BAD_FRAME, "old must be a string")
+        check_password(self.new, "new")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Read:
+    """How far the user has read a room or (``peer``) a conversation (v1.1)."""
+
+    room: str | None = None
+    peer: str | None = None  # "with" on the wire
+    id: int
+
+    def __post_init__(self) -> None:
+        if (self.room is None) == (self.peer is None):
+            raise ProtocolError(ErrorCode.BAD_FRAME, "read takes exactly one of room and with")
+        if self.room is not None:
+            check_room(self.room)
+        else:
+            check_name(self.peer, "with")
+        if type(self.id) is not int or self.id < 0:
+            raise ProtocolError(ErrorCode.BAD_FRAME, "id must be a non-negative integer")
+
+
+ClientFrame = (
+    Hello | Send | Dm | Join | Leave | HistoryQuery | DmHistoryQuery | Who | Typing | Ping | Bye
+    | Register | Passwd | Read
+)
 
 CLIENT_TYPES: dict[type[Any], str] = {
     Hello: "hello",
@@ -160,15 +246,29 @@ CLIENT_TYPES: dict[type[Any], str] = {
     Join: "join",
     Leave: "leave",
     HistoryQuery: "history",
+    DmHistoryQuery: "history",
     Who: "who",
     Typing: "typing",
     Ping: "ping",
     Bye: "bye",
+    Register: "register",
+    Passwd: "passwd",
+    Read: "read",
 }
 
 
 # --------------------------------------------------------------------------
 # gateway -> client
+
+
+@dataclass(frozen=True, slots=True)
+class DmSummary:
+    """One entry of ``welcome``'s ``dms``: a conversation, its newest id and how far it was read."""
+
+    peer: str  # "with" on the wire
+    epoch: str
+    last_id: int
+    read: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +278,9 @@ class Welcome:
     rooms: tuple[str, ...]
     token: str
     limits: dict[str, float | int]
+    account: bool = False
+    dms: tuple[DmSummary, ...] = ()
+    read: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,10 +302,24 @@ class History:
 
 @dataclass(frozen=True, slots=True)
 class DirectMessage:
+    """A dm; ``id`` and ``epoch`` (v1.1) place it in its conversation, None from v1 gateways."""
+
     sender: str
     to: str
     text: str
     ts: float
+    id: int | None = None
+    epoch: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DmHistory:
+    """``history`` of the conversation with ``peer`` (v1.1), oldest first."""
+
+    peer: str  # "with" on the wire
+    epoch: str
+    messages: tuple[DirectMessage, ...]
+    complete: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,14 +376,22 @@ class Goodbye:
     reason: ByeReason
 
 
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """Answer to ``register`` and ``passwd`` (v1.1): ``name`` is an account now."""
+
+    name: str
+
+
 ServerFrame = (
-    Welcome | History | Message | DirectMessage | Ack | Joined | Left | TypingNotice | WhoList
-    | Pong | Error | Goodbye
+    Welcome | History | DmHistory | Message | DirectMessage | Ack | Joined | Left | TypingNotice
+    | WhoList | Pong | Error | Goodbye | Registered
 )
 
 SERVER_TYPES: dict[type[Any], str] = {
     Welcome: "welcome",
     History: "history",
+    DmHistory: "history",
     Message: "message",
     DirectMessage: "dm",
     Ack: "ack",
@@ -277,4 +402,5 @@ SERVER_TYPES: dict[type[Any], str] = {
     Pong: "pong",
     Error: "error",
     Goodbye: "bye",
+    Registered: "registered",
 }

@@ -10,6 +10,9 @@ MAX_ROOMS_PER_SESSION = 50
 MAX_HISTORY_LIMIT = 200
 DEFAULT_HISTORY_LIMIT = 50
 MAX_REF = 128
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+"""Passwords are 8 to 1024 characters after NFKC normalisation (v1.1)."""
 MAX_SERVER_LINE = 1 << 20
 """Clients accept server lines up to this many bytes (a history batch)."""
 

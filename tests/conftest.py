@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from redis.backoff import ConstantBackoff
@@ -20,6 +20,11 @@ from tests.support.wire import WireClient
 
 StartGateway = Callable[..., Gateway]
 Connect = Callable[..., WireClient]
+
+TESTS = Path(__file__).parent
+TIERS = ("protocol", "gateway", "cluster", "client", "gui", "deploy", "chaos", "load", "fuzz",
+         "security", "bench", "accounts")
+"""Test tiers, one folder each; every test gets its folder's marker (``-m gateway``)."""
 
 REQUIRE_SYSTEM = os.environ.get("CHAT_REQUIRE_SYSTEM") == "1" or os.environ.get(
     "CHAT_REQUIRE_GUI"
@@ -43,10 +48,30 @@ def require_program(program: str, package: str) -> str:
     path = shutil.which(program)
     if path:
         return path
-    message = f"{program} not found: install the Debian package '{package}'"
+    unavailable(f"{program} not found: install the Debian package '{package}'")
+
+
+def require_file(path: str, package: str) -> str:
+    """``path`` (a program off PATH, such as podman's helpers); skip or fail like
+    ``require_program`` when it is missing."""
+    if os.access(path, os.X_OK):
+        return path
+    unavailable(f"{path} not found: install the Debian package '{package}'")
+
+
+def unavailable(message: str) -> NoReturn:
+    """Skip with ``message``, or fail with it in CI: something the machine lacks."""
     if REQUIRE_SYSTEM:
         pytest.fail(message)
     pytest.skip(message)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its tier, read from the folder it lives in."""
+    for item in items:
+        parts = item.path.relative_to(TESTS).parts
+        if len(parts) > 1 and parts[0] in TIERS:
+            item.add_marker(parts[0])
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The four scenarios: ``fanout``, ``idle``, ``storm`` and ``resume``.
+"""The scenarios: ``fanout``, ``idle``, ``storm``, ``resume`` and ``rooms``.
 
 Each is an async function from options and a ``Target`` to a result record;
 ``bench.runner`` picks one, runs it (once per point of a sweep) and reports.

@@ -20,6 +20,7 @@ from functools import partial
 
 from bench.cluster import Target
 from bench.connection import RECEIVER_MARKERS, BenchConnection
+from bench.cost import CostMeter, redis_client
 from bench.options import Address, FanoutOptions
 from bench.procstat import CpuMeter, CpuUse
 from bench.results import FanoutResult
@@ -251,6 +252,17 @@ async def run_fanout(target: Target, opts: FanoutOptions, receivers: int,
 
 async def _measure(room: FanoutRoom, opts: FanoutOptions, receivers: int, report: Report,
                    label: str) -> tuple[FanoutResult, CpuUse]:
+    client = redis_client(room.target.redis_url)
+    try:
+        return await _measure_with(room, opts, receivers, report, label,
+                                   CostMeter(room.target.gateway_pids, client))
+    finally:
+        if client is not None:
+            client.close()
+
+
+async def _measure_with(room: FanoutRoom, opts: FanoutOptions, receivers: int, report: Report,
+                        label: str, costs: CostMeter) -> tuple[FanoutResult, CpuUse]:
     meter = CpuMeter(room.target.watched_pids())
     t0 = time.monotonic_ns()
     end = t0 + int(opts.duration * 1e9)
@@ -277,6 +289,7 @@ async def _measure(room: FanoutRoom, opts: FanoutOptions, receivers: int, report
     await room.drain(opts.drain_timeout)
     drained = time.monotonic_ns()
     cpu = meter.read()
+    cost = costs.read(room.acked())
 
     received = room.received()
     acked = room.acked()
@@ -308,5 +321,6 @@ async def _measure(room: FanoutRoom, opts: FanoutOptions, receivers: int, report
         rate_target=opts.rate,
         send_lag_ms_max=lag_ns / 1e6,
         latency=latency,
+        cost=cost,
     )
     return result, cpu

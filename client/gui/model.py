@@ -26,7 +26,7 @@ class ConvKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class ConvKey:
-    """Identity of a conversation; direct threads compare names case-insensitively."""
+    """Identity of a conversation; direct threads compare names by ``name_key``."""
 
     kind: ConvKind
     name: str

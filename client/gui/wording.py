@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.limits import MAX_NAME
 
-NAME_RULE = f"A name is 1 to {MAX_NAME} letters, digits, or the characters _ - ."
+NAME_RULE = (f"A name is 1 to {MAX_NAME} letters, digits, or the characters _ - ., "
+             "starting with a letter or digit.")
 
 _CODE_WORDS: dict[ErrorCode, str] = {
     ErrorCode.BAD_NAME: f"That name is not allowed. {NAME_RULE}",
@@ -21,7 +22,7 @@ _CODE_WORDS: dict[ErrorCode, str] = {
     ErrorCode.BAD_ROOM: "Room names are 1 to 32 lower-case letters, digits, _ or -.",
     ErrorCode.NOT_IN_ROOM: "You are not in that room. Join it first.",
     ErrorCode.BAD_TEXT: "That message cannot be sent: it is empty, too long, "
-                        "or contains control characters.",
+                        "or contains control or text-direction characters.",
     ErrorCode.RATE_LIMITED: "You are sending too fast. Wait a moment and try again.",
     ErrorCode.NO_SUCH_USER: "Nobody with that name is online.",
     ErrorCode.UNAVAILABLE: "The chat server is having trouble right now. Try again shortly.",

@@ -41,6 +41,10 @@ def test_fanout_saturate_on_a_local_cluster_loses_nothing(tmp_path: Path) -> Non
     assert r["lost"] == 0 and r["received"] == r["expected"]
     assert r["deliveries_per_s"] > 0
     assert run["cpu"]["bench_util"] > 0
+    cost = r["cost"]
+    assert cost["messages"] == r["acked"] and cost["gateways_measured"] == 2
+    assert cost["gateway"]["us"] > 0 and cost["redis"]["us"] > 0
+    assert "gateway CPU / message" in proc.stdout and "Redis CPU / message" in proc.stdout
     assert {name for name, _ in run["cpu"]["procs"]} >= {"gw1", "gw2"}
     assert run["machine"]["cpus"] >= 1
     assert (tmp_path / "plots" / "fanout-deliveries.png").stat().st_size > 0

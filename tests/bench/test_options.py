@@ -75,3 +75,28 @@ def test_parse_address() -> None:
     for bad in ("localhost", ":5050", "host:0", "host:99999", "host:x"):
         with pytest.raises(ValueError):
             parse_address(bad)
+
+
+def test_rooms_defaults_are_a_feasible_population_stepped_to_a_p99() -> None:
+    from bench.options import RoomsOptions
+    from bench.population import Span
+
+    opts = parse_args(["rooms", "--local", "1"])
+    assert isinstance(opts, RoomsOptions)
+    assert opts.users == 2000 and opts.rooms is None
+    assert opts.room_size == Span(5, 10) and opts.rooms_per_user == Span(2, 3)
+    assert opts.mode == "step" and opts.p99_ms == 10.0 and opts.budget == 120.0
+
+
+def test_rooms_that_cannot_hold_the_users_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["rooms", "--local", "1", "--rooms", "300"])
+    assert "about 667 rooms would" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["rooms", "--local", "1", "--room-size", "10-5"])
+
+
+def test_redis_url_is_a_common_option() -> None:
+    opts = parse_args(["fanout", "--gateways", "127.0.0.1:5050",
+                       "--redis-url", "redis://127.0.0.1:6390/0"])
+    assert opts.common.redis_url == "redis://127.0.0.1:6390/0"

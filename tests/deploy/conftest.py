@@ -1,6 +1,6 @@
 """The deployed topology without Docker: gateway processes behind a real HAProxy.
 
-HAProxy runs deploy/haproxy.cfg itself, with only what Docker's DNS provides
+HAProxy runs deploy/haproxy.cfg itself, with only what the engine's DNS provides
 replaced by loopback addresses (deploy.haproxy.local_config).
 """
 

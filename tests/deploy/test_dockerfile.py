@@ -41,9 +41,13 @@ def index_of(commands: list[Any], predicate: Any) -> int:
 
 
 def test_one_stage_on_python_311_slim(commands: list[Any]) -> None:
+    """The base is the ARG PYTHON_IMAGE, whose default is the official image."""
     froms = of(commands, "FROM")
     assert len(froms) == 1
-    assert froms[0].value[0] == "python:3.11-slim"
+    assert froms[0].value[0] == "${PYTHON_IMAGE}"
+    first_from = index_of(commands, lambda c: c is froms[0])
+    args = [c.value[0] for c in commands[:first_from] if c.cmd == "ARG"]
+    assert args == ["PYTHON_IMAGE=python:3.11-slim"]
 
 
 def test_runs_as_a_non_root_user(commands: list[Any]) -> None:

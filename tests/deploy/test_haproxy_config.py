@@ -1,7 +1,7 @@
 """deploy/haproxy.cfg: accepted by haproxy itself, and shaped as the issue asks.
 
 The derived local config (deploy/haproxy.py) must differ from the shipped
-one only where Docker's DNS cannot work on one host, so the topology tests
+one only where the container engine's DNS cannot work on one host, so the topology tests
 exercise the real timeouts, balancing and health checks.
 """
 
@@ -86,9 +86,12 @@ def test_tcp_mode_leastconn_and_http_health_checks_on_8050() -> None:
         assert wanted in options
 
 
-def test_replicas_found_through_docker_dns() -> None:
-    s = sections(TEMPLATE.read_text())
-    assert "nameserver dns 127.0.0.11:53" in s[("resolvers", "docker")]
+def test_replicas_found_through_the_containers_own_resolver() -> None:
+    """No fixed address (Docker's 127.0.0.11): the resolver of /etc/resolv.conf, so
+    the file works on Docker and on podman (aardvark-dns) alike."""
+    resolvers = sections(TEMPLATE.read_text())[("resolvers", "docker")]
+    assert "parse-resolv-conf" in resolvers
+    assert not [line for line in resolvers if line.startswith("nameserver")]
 
 
 def test_frontend_listens_on_5050_for_the_gateways() -> None:

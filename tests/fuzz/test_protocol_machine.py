@@ -35,6 +35,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from protocol.names import name_key
 from tests.fuzz.conftest import FUZZ_LIMITS, Live
 from tests.fuzz.rawclient import Frame, RawClient
 from tests.support.waiting import wait_for
@@ -82,7 +83,7 @@ class Session:
 
     @property
     def key(self) -> str | None:
-        return None if self.name is None else self.name.lower()
+        return None if self.name is None else name_key(self.name)
 
 
 def machine_for(live: Live, tags: Iterator[int]) -> type[RuleBasedStateMachine]:
@@ -121,7 +122,10 @@ def machine_for(live: Live, tags: Iterator[int]) -> type[RuleBasedStateMachine]:
         def snapshot(self) -> dict[bytes, Any]:
             """Redis as far as this example is concerned."""
             state: dict[bytes, Any] = {}
-            for key in r.scan_iter(match=f"*{self.tag}*", count=1000):
+            # user keys hold the name's key (look-alikes folded), room keys the tag as is
+            tags = {self.tag, name_key(self.tag)}
+            found = {k for t in tags for k in r.scan_iter(match=f"*{t}*", count=1000)}
+            for key in sorted(found):
                 kind = r.type(key)
                 if kind == b"string":
                     state[key] = r.get(key)
@@ -130,9 +134,9 @@ def machine_for(live: Live, tags: Iterator[int]) -> type[RuleBasedStateMachine]:
                 elif kind == b"hash":
                     state[key] = r.hgetall(key)
             members = r.hgetall(f"chat:gw:{gw.config.gateway_id}:members")
-            state[b"gw-members"] = {k for k in members if self.tag.encode() in k}
+            state[b"gw-members"] = {k for k in members if any(t.encode() in k for t in tags)}
             names = r.smembers(f"chat:gw:{gw.config.gateway_id}:names")
-            state[b"gw-names"] = {n for n in names if self.tag.encode() in n}
+            state[b"gw-names"] = {n for n in names if any(t.encode() in n for t in tags)}
             return state
 
         def observe(self, s: Session, frame: Frame) -> None:
@@ -157,10 +161,10 @@ def machine_for(live: Live, tags: Iterator[int]) -> type[RuleBasedStateMachine]:
                     s.queried.append(frame)
                 return
             if kind == "dm":
-                assert s.key in (frame["from"].lower(), frame["to"].lower()), frame
+                assert s.key in (name_key(frame["from"]), name_key(frame["to"])), frame
                 return
             room = frame["room"]
-            if kind == "left" and frame["name"].lower() == s.key and room in s.leaving:
+            if kind == "left" and name_key(frame["name"]) == s.key and room in s.leaving:
                 s.leaving.discard(room)
                 s.rooms.discard(room)
                 return
@@ -169,7 +173,7 @@ def machine_for(live: Live, tags: Iterator[int]) -> type[RuleBasedStateMachine]:
                 assert frame["id"] == s.last_id[room] + 1, (s.name, s.last_id[room], frame)
                 s.last_id[room] = frame["id"]
             elif kind == "typing":
-                assert frame["name"].lower() != s.key, "own typing echoed"
+                assert name_key(frame["name"]) != s.key, "own typing echoed"
 
         def poll_others(self, acting: Session | None) -> None:
             """Check what the other sessions received meanwhile; none may have closed."""
@@ -237,7 +241,7 @@ def machine_for(live: Live, tags: Iterator[int]) -> type[RuleBasedStateMachine]:
             wanted = wanted.upper() if upper else wanted
             room_names = [self.room_names[k] for k in rooms] + (["Lobby"] if bad_room else [])
             frame: dict[str, Any] = {"type": "hello", "name": wanted, "rooms": room_names}
-            holder = self.holder(wanted.lower())
+            holder = self.holder(name_key(wanted))
             if token == "right" and holder is not None:
                 frame["token"] = holder.token
             elif token == "wrong":
@@ -342,7 +346,7 @@ def machine_for(live: Live, tags: Iterator[int]) -> type[RuleBasedStateMachine]:
                 return self.refuse(s, frame, "bad_frame")
             assert s.key is not None
             duplicate = ref_value is not None and (s.key, ref_value) in self.dm_refs
-            if self.holder(target.lower()) is None and not duplicate:
+            if self.holder(name_key(target)) is None and not duplicate:
                 return self.refuse(s, frame, "no_such_user", echo)
             answers = self.request(s, frame)
             assert [a["type"] for a in answers] == (["ack"] if ref_value else []), answers

@@ -31,6 +31,7 @@ from gateway.broker import (
 from protocol.codec import encode
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import DirectMessage, Joined, Left, Message, TypingNotice
+from protocol.names import name_key
 
 LEASE_MS = 8000
 T0 = 1_700_000_000.0
@@ -578,7 +579,7 @@ def test_dm_goes_to_the_recipients_gateway_with_its_display_name(
     sent = gw1.send_dm("Bob", "aLiCe", 'hi "you" \u00e9', 3.25, "d1")
     expected = line(DirectMessage("Bob", "Alice", 'hi "you" \u00e9', 3.25))
     assert sent.line == expected and not sent.duplicate
-    assert sub.take() == [("chat:gw:gw2", b"Dalice|" + expected)]
+    assert sub.take() == [("chat:gw:gw2", b"D" + name_key("alice").encode() + b"|" + expected)]
 
 
 def test_repeated_dm_ref_is_a_duplicate_even_after_the_recipient_left(

@@ -7,6 +7,7 @@ import uuid
 from typing import Any, cast
 
 from gateway.registry import Registry
+from protocol.names import name_key
 
 
 class FakeSession:
@@ -92,7 +93,7 @@ def test_bind_name_returns_the_displaced_session_and_remove_keeps_the_successor(
     assert registry.bind_name(cast(Any, old)) is None  # rebinding itself displaces nobody
     assert registry.bind_name(cast(Any, new)) is old
     registry.remove(cast(Any, old))
-    assert registry.by_name("alice") is new
+    assert registry.by_name(name_key("alice")) is new
 
 
 def test_admit_enforces_the_connection_caps() -> None:

@@ -17,6 +17,8 @@ from protocol.codec import (
     LineReader,
     decode_client,
     decode_server,
+    dm_history_line,
+    dm_history_lines,
     encode,
     encode_error,
     history_line,
@@ -32,6 +34,9 @@ from protocol.frames import (
     ClientFrame,
     DirectMessage,
     Dm,
+    DmHistory,
+    DmHistoryQuery,
+    DmSummary,
     Error,
     Goodbye,
     Hello,
@@ -42,9 +47,13 @@ from protocol.frames import (
     Leave,
     Left,
     Message,
+    Passwd,
     Ping,
     Pong,
     Position,
+    Read,
+    Register,
+    Registered,
     Send,
     ServerFrame,
     Typing,
@@ -226,6 +235,27 @@ VALID_CLIENT: list[tuple[bytes, ClientFrame]] = [
     (line(type="ping", ref="p1"), Ping("p1")),
     (b'{"type":"bye"}', Bye()),
     (b' {"type" : "bye"} \t', Bye()),
+    # v1.1
+    (line(type="hello", name="a", password="pass word"), Hello("a", password="pass word")),
+    (line(type="hello", name="a", password=None), Hello("a")),
+    (line(type="hello", name="a", password=""), Hello("a", password="")),  # auth's to judge
+    (
+        line(type="hello", name="a", since={"dev": {"epoch": "e", "id": 1},
+                                            "@Bob": {"epoch": "f", "id": 12}}),
+        Hello("a", since={"dev": Position("e", 1), "@Bob": Position("f", 12)}),
+    ),
+    (line(type="register", password="12345678"), Register("12345678")),
+    (line(type="passwd", old="x", new="12345678"), Passwd("x", "12345678")),
+    (line(type="read", room="dev", id=7), Read(room="dev", id=7)),
+    (line(type="read", room="dev", id=0, ref="r"), Read(room="dev", id=0)),
+    (line(type="read", **{"with": "Bob"}, id=3), Read(peer="Bob", id=3)),
+    (line(type="read", room=None, **{"with": "bob"}, id=3), Read(peer="bob", id=3)),
+    (line(type="history", **{"with": "bob"}), DmHistoryQuery("bob")),
+    (
+        line(type="history", room=None, **{"with": "bob"}, before=5, limit=10),
+        DmHistoryQuery("bob", 5, 10),
+    ),
+    (line(type="history", room="dev", **{"with": None}), HistoryQuery("dev")),
 ]
 
 
@@ -372,6 +402,43 @@ BAD_FIELD_CASES: list[tuple[dict[str, Any], ErrorCode]] = [
     ({"type": "history", "room": "r", "before": False}, ErrorCode.BAD_FRAME),
     ({"type": "history", "room": "r", "before": 0}, ErrorCode.BAD_FRAME),
     ({"type": "history", "room": "r", "before": -1}, ErrorCode.BAD_FRAME),
+    # v1.1: password, since conversations, read, history with
+    ({"type": "hello", "name": "a", "password": 5}, ErrorCode.BAD_FRAME),
+    ({"type": "hello", "name": "a", "password": ["p"]}, ErrorCode.BAD_FRAME),
+    *[
+        ({"type": "hello", "name": "a", "since": {key: {"epoch": "e", "id": 1}}},
+         ErrorCode.BAD_NAME)
+        for key in ["@", "@a b", "@-x", "@" + "a" * 33, "@\u0430lice"]
+    ],
+    (
+        {"type": "hello", "name": "a",
+         "since": {"@ALICE": {"epoch": "e", "id": 1}, "@a1ice": {"epoch": "e", "id": 1}}},
+        ErrorCode.BAD_FRAME,
+    ),
+    ({"type": "hello", "name": "a", "since": {"@bob": {"epoch": "e"}}}, ErrorCode.BAD_FRAME),
+    ({"type": "register"}, ErrorCode.BAD_PASSWORD),
+    ({"type": "register", "password": None}, ErrorCode.BAD_PASSWORD),
+    ({"type": "register", "password": 12345678}, ErrorCode.BAD_PASSWORD),
+    ({"type": "register", "password": "1234567"}, ErrorCode.BAD_PASSWORD),
+    ({"type": "register", "password": "x" * 1025}, ErrorCode.BAD_PASSWORD),
+    ({"type": "register", "password": ""}, ErrorCode.BAD_PASSWORD),
+    ({"type": "passwd", "new": "12345678"}, ErrorCode.BAD_FRAME),
+    ({"type": "passwd", "old": 5, "new": "12345678"}, ErrorCode.BAD_FRAME),
+    ({"type": "passwd", "old": "12345678"}, ErrorCode.BAD_PASSWORD),
+    ({"type": "passwd", "old": "12345678", "new": "short"}, ErrorCode.BAD_PASSWORD),
+    ({"type": "read", "id": 1}, ErrorCode.BAD_FRAME),
+    ({"type": "read", "room": "dev", "with": "bob", "id": 1}, ErrorCode.BAD_FRAME),
+    ({"type": "read", "room": "Dev", "id": 1}, ErrorCode.BAD_ROOM),
+    ({"type": "read", "with": "a b", "id": 1}, ErrorCode.BAD_NAME),
+    ({"type": "read", "with": 5, "id": 1}, ErrorCode.BAD_NAME),
+    *[({"type": "read", "room": "dev", "id": i}, ErrorCode.BAD_FRAME)
+      for i in [None, -1, 1.5, True, "3", [3]]],
+    ({"type": "history", "room": "dev", "with": "bob"}, ErrorCode.BAD_FRAME),
+    ({"type": "history", "with": "a b"}, ErrorCode.BAD_NAME),
+    ({"type": "history", "with": 5}, ErrorCode.BAD_NAME),
+    ({"type": "history", "with": "bob", "limit": 0}, ErrorCode.BAD_FRAME),
+    ({"type": "history", "with": "bob", "before": "1"}, ErrorCode.BAD_FRAME),
+    ({"type": "registered", "name": "a"}, ErrorCode.UNKNOWN_TYPE),
     # unknown type
     ({"type": "message", "room": "r"}, ErrorCode.UNKNOWN_TYPE),
     ({"type": "welcome"}, ErrorCode.UNKNOWN_TYPE),
@@ -416,8 +483,13 @@ BAD_NAMES: list[object] = [
     ["alice"],
     {"n": "alice"},
     True,
+    "_",
+    "-",
+    ".",
+    "...",
+    "_alice",
 ]
-GOOD_NAMES = ["a", "Z", "0", "_", "-", ".", "a" * 32, "Alice_B-0.9", "..."]
+GOOD_NAMES = ["a", "Z", "0", "a_", "9-", "x.", "a" * 32, "Alice_B-0.9", "a..."]
 
 
 @pytest.mark.parametrize("name", BAD_NAMES, ids=repr)
@@ -521,11 +593,32 @@ BAD_TEXTS: list[object] = [
     "a\rb",
     "a\x0bb",
     "\x1b[31mred",
+    "\u200b",  # zero-width space: shows as nothing
+    "\ufeff",
+    " \u200b\u200c\u200d\u2060\u00ad ",
+    "abc\u202egnp.exe",  # right-to-left override
+    "\u2066x",  # left-to-right isolate
     5,
     None,
     ["hi"],
     {"t": "hi"},
 ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("\u200b", "text is empty"),
+        ("\ufeff \u2060", "text is empty"),
+        ("a\u202eb", "text contains bidirectional formatting character U+202E"
+                     " (RIGHT-TO-LEFT OVERRIDE)"),
+    ],
+)
+def test_invisible_and_bidi_text_is_refused_with_a_message_that_says_why(
+    text: str, message: str
+) -> None:
+    raw = line(type="send", room="r", text=text, ref="q")
+    assert encode_error(refusal(raw)) == encode(Error(ErrorCode.BAD_TEXT, message, "q"))
 
 
 @pytest.mark.parametrize("text", BAD_TEXTS, ids=lambda v: repr(v)[:30])
@@ -577,6 +670,10 @@ NOT_LOGGED_IN_LINES: list[bytes] = [
     line(type="join", room="NOT A ROOM"),
     line(type="dm", to="a b", text=""),
     line(type="history", room="r", limit="many"),
+    line(type="register", password="12345678"),
+    line(type="passwd", old="x", new="y"),
+    line(type="read", id=-1),
+    line(type="history", **{"with": "bob"}),
     line(type="send", room="r", text="t", ref=""),
 ]
 
@@ -642,13 +739,23 @@ def test_decode_errors_are_never_frame_too_large() -> None:
 
 MSG = Message("lobby", 7, "alice", "hi", 1700000000.25)
 MSG2 = Message("lobby", 8, "bob", 'say "hi"\n|ok|', 1700000001)
+DM = DirectMessage("alice", "bob", "psst", 12.5, 4, "e7")
+DM2 = DirectMessage("bob", "alice", "hi", 13, 5, "e7")
 
 SERVER_FRAMES: list[tuple[ServerFrame, bytes]] = [
     (
         Welcome("alice", "gw-1", ("lobby", "dev"), "tok", Limits().announced()),
         b'{"type":"welcome","name":"alice","gateway":"gw-1","rooms":["lobby","dev"],'
         b'"token":"tok","limits":{"max_frame":16384,"max_text":4000,"rate_per_s":20.0,'
-        b'"burst":40}}\n',
+        b'"burst":40},"account":false,"dms":[],"read":{}}\n',
+    ),
+    (
+        Welcome("alice", "gw-1", ("dev",), "tok", {"burst": 40}, True,
+                (DmSummary("Bob", "e9", 12, 10), DmSummary("carol", "e3", 1, 1)), {"dev": 41}),
+        b'{"type":"welcome","name":"alice","gateway":"gw-1","rooms":["dev"],"token":"tok",'
+        b'"limits":{"burst":40},"account":true,"dms":['
+        b'{"with":"Bob","epoch":"e9","last_id":12,"read":10},'
+        b'{"with":"carol","epoch":"e3","last_id":1,"read":1}],"read":{"dev":41}}\n',
     ),
     (
         MSG,
@@ -668,6 +775,23 @@ SERVER_FRAMES: list[tuple[ServerFrame, bytes]] = [
     (
         DirectMessage("alice", "bob", "psst", 12.5),
         b'{"type":"dm","from":"alice","to":"bob","text":"psst","ts":12.5}\n',
+    ),
+    (DM, b'{"type":"dm","from":"alice","to":"bob","text":"psst","ts":12.5,"id":4,"epoch":"e7"}\n'),
+    (
+        DmHistory("alice", "e7", (DM, DM2), False),
+        b'{"type":"history","with":"alice","epoch":"e7","messages":['
+        b'{"type":"dm","from":"alice","to":"bob","text":"psst","ts":12.5,"id":4,"epoch":"e7"},'
+        b'{"type":"dm","from":"bob","to":"alice","text":"hi","ts":13,"id":5,"epoch":"e7"}],'
+        b'"complete":false}\n',
+    ),
+    (
+        DmHistory("Bob", "e1", (), True),
+        b'{"type":"history","with":"Bob","epoch":"e1","messages":[],"complete":true}\n',
+    ),
+    (Registered("alice"), b'{"type":"registered","name":"alice"}\n'),
+    (
+        Error(ErrorCode.AUTH_FAILED, "wrong password", "h"),
+        b'{"type":"error","code":"auth_failed","message":"wrong password","ref":"h"}\n',
     ),
     (Ack("r1", 5), b'{"type":"ack","ref":"r1","id":5}\n'),
     (Ack("r1"), b'{"type":"ack","ref":"r1"}\n'),
@@ -721,6 +845,18 @@ CLIENT_FRAMES: list[tuple[ClientFrame, bytes]] = [
     (Ping(), b'{"type":"ping"}\n'),
     (Ping("p"), b'{"type":"ping","ref":"p"}\n'),
     (Bye(), b'{"type":"bye"}\n'),
+    # v1.1
+    (
+        Hello("alice", ("dev",), {"@bob": Position("e", 3)}, "tok", "pass word"),
+        b'{"type":"hello","name":"alice","rooms":["dev"],'
+        b'"since":{"@bob":{"epoch":"e","id":3}},"token":"tok","password":"pass word"}\n',
+    ),
+    (Register("12345678"), b'{"type":"register","password":"12345678"}\n'),
+    (Passwd("old", "12345678"), b'{"type":"passwd","old":"old","new":"12345678"}\n'),
+    (Read(room="dev", id=4), b'{"type":"read","room":"dev","id":4}\n'),
+    (Read(peer="bob", id=0), b'{"type":"read","with":"bob","id":0}\n'),
+    (DmHistoryQuery("bob"), b'{"type":"history","with":"bob","limit":50}\n'),
+    (DmHistoryQuery("bob", 9, 10), b'{"type":"history","with":"bob","before":9,"limit":10}\n'),
 ]
 
 
@@ -768,6 +904,16 @@ def test_an_error_frame_turns_back_into_the_same_exception() -> None:
         b'{"type":"welcome","name":"a"}',
         b'{"type":"ack"}',
         b'{"type":"dm","from":"a"}',
+        b'{"type":"history","with":"a","epoch":"e","messages":[{"type":"dm"}],"complete":true}',
+        b'{"type":"history","with":"a","epoch":"e","messages":5,"complete":true}',
+        b'{"type":"history","with":"a","epoch":"e","messages":[]}',
+        b'{"type":"welcome","name":"a","gateway":"g","rooms":[],"token":"t","limits":{},'
+        b'"dms":[{"with":"b"}]}',
+        b'{"type":"welcome","name":"a","gateway":"g","rooms":[],"token":"t","limits":{},'
+        b'"dms":5}',
+        b'{"type":"welcome","name":"a","gateway":"g","rooms":[],"token":"t","limits":{},'
+        b'"read":[["dev",1]]}',
+        b'{"type":"registered"}',
         b'{"type":"joined","room":"r"}',
         b'{"type":"left","name":"a"}',
         b'{"type":"typing"}',
@@ -900,3 +1046,101 @@ def test_history_lines_default_cap_is_half_the_client_line_limit() -> None:
     lines = history_lines("dev", "e", _stored(msgs), True)
     assert len(lines) == 3
     assert all(len(wire) <= (1 << 19) + 100 for wire in lines)
+
+
+# ==========================================================================
+# v1.1: accounts, conversations, read state
+
+
+def test_a_v1_welcome_decodes_with_the_v1_1_fields_at_their_defaults() -> None:
+    raw = (b'{"type":"welcome","name":"a","gateway":"g","rooms":["lobby"],"token":"t",'
+           b'"limits":{"burst":40}}')
+    assert decode_server(raw) == Welcome("a", "g", ("lobby",), "t", {"burst": 40}, False, (), {})
+
+
+def test_a_v1_dm_decodes_without_id_and_epoch_and_encodes_as_v1() -> None:
+    raw = b'{"type":"dm","from":"a","to":"b","text":"t","ts":1.5}\n'
+    frame = decode_server(raw)
+    assert frame == DirectMessage("a", "b", "t", 1.5, None, None)
+    assert encode(frame) == raw
+
+
+def test_the_ack_of_a_stored_dm_carries_its_id() -> None:
+    assert decode_server(b'{"type":"ack","ref":"d1","id":4}\n') == Ack("d1", 4)
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("\uff30\uff41\uff53\uff53word", "Password"),  # fullwidth letters
+        ("\u212bngstr\u00f6m!", "\u00c5ngstr\u00f6m!"),  # Angstrom sign -> A with ring
+        ("\ufb01\ufb01\ufb01\ufb01", "fifififi"),  # 4 ligatures, 8 characters after NFKC
+        ("e\u0301t\u00e9 2024!", "\u00e9t\u00e9 2024!"),  # combining accent composed
+    ],
+    ids=repr,
+)
+def test_passwords_are_nfkc_normalised_and_measured_after_it(typed: str, stored: str) -> None:
+    assert decode_client(line(type="register", password=typed)) == Register(stored)
+    assert decode_client(line(type="passwd", old=typed, new=typed)) == Passwd(stored, stored)
+    hello = decode_client(line(type="hello", name="a", password=typed), logged_in=False)
+    assert hello == Hello("a", password=stored)
+
+
+def test_a_password_too_long_only_after_nfkc_is_bad_password() -> None:
+    typed = "\ufdfa" * 100  # 100 characters; NFKC spells each out in 18
+    err = refusal(line(type="register", password=typed, ref="r"))
+    assert (err.code, err.ref) == (ErrorCode.BAD_PASSWORD, "r")
+
+
+def test_a_password_refusal_never_quotes_the_password() -> None:
+    for raw in [line(type="register", password="hunter2"),
+                line(type="passwd", old="hunter2", new="hunter3")]:
+        err = refusal(raw, limits=None)
+        assert err.code is ErrorCode.BAD_PASSWORD
+        assert "hunter" not in err.message and "hunter" not in repr(err)
+        assert b"hunter" not in encode_error(err)
+    assert refusal(line(type="register", password="x")).message == (
+        "password must be 8 to 1024 characters"
+    )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [line(type="register", password="12345678"), line(type="passwd", old="a", new="12345678"),
+     line(type="read", room="dev", id=1), line(type="history", **{"with": "bob"}),
+     line(type="register")],
+    ids=lambda v: v.decode()[:40],
+)
+def test_v1_1_requests_before_hello_are_not_logged_in(raw: bytes) -> None:
+    assert refusal(raw, logged_in=False).code is ErrorCode.NOT_LOGGED_IN
+
+
+def test_a_hello_since_of_rooms_and_conversations_round_trips_byte_by_byte() -> None:
+    hello = Hello("carol", ("dev",), {"dev": Position("e", 4), "@Bob": Position("f", 9)})
+    (got,) = feed_bytewise(LineReader(MAX), encode(hello))
+    assert decode_client(got, logged_in=False) == hello
+
+
+DMS = [DirectMessage("a", "b", f"m{i}" * i, float(i), i, "e") for i in range(1, 30)]
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_dm_history_line_equals_the_encoded_conversation_history(complete: bool) -> None:
+    stored = [encode(m)[:-1] for m in DMS[:3]]
+    assert dm_history_line("Bob", "e", stored, complete) == encode(
+        DmHistory("Bob", "e", tuple(DMS[:3]), complete)
+    )
+    assert dm_history_lines("Bob", "e", stored, complete) == [
+        encode(DmHistory("Bob", "e", tuple(DMS[:3]), complete))
+    ]
+
+
+def test_dm_history_lines_split_a_long_conversation_and_only_the_first_is_incomplete() -> None:
+    stored = [encode(m)[:-1] for m in DMS]
+    lines = dm_history_lines("bob", "e", stored, False, max_line=300)
+    frames = [decode_server(wire) for wire in lines]
+    assert len(frames) > 3
+    assert all(isinstance(f, DmHistory) and f.peer == "bob" for f in frames)
+    assert [m for f in frames for m in f.messages] == DMS  # type: ignore[union-attr]
+    assert [f.complete for f in frames] == [False] + [True] * (len(frames) - 1)  # type: ignore[union-attr]
+    assert all(len(wire) < 300 + len(dm_history_line("bob", "e", [], False)) for wire in lines)

@@ -24,6 +24,9 @@ PROTOCOL_MD_CODES = [
     "no_such_user",
     "unavailable",
     "internal",
+    # v1.1
+    "auth_failed",
+    "bad_password",
 ]
 
 

@@ -18,6 +18,9 @@ from protocol.frames import (
     ClientFrame,
     DirectMessage,
     Dm,
+    DmHistory,
+    DmHistoryQuery,
+    DmSummary,
     Error,
     Goodbye,
     Hello,
@@ -28,9 +31,13 @@ from protocol.frames import (
     Leave,
     Left,
     Message,
+    Passwd,
     Ping,
     Pong,
     Position,
+    Read,
+    Register,
+    Registered,
     Send,
     ServerFrame,
     Typing,
@@ -53,7 +60,8 @@ def code_of(cls: type[Any], *args: Any, **kwargs: Any) -> ErrorCode:
 def test_every_client_frame_class_has_a_wire_type() -> None:
     assert set(typing.get_args(ClientFrame)) == set(CLIENT_TYPES)
     assert sorted(CLIENT_TYPES.values()) == sorted(
-        ["hello", "send", "dm", "join", "leave", "history", "who", "typing", "ping", "bye"]
+        ["hello", "send", "dm", "join", "leave", "history", "history", "who", "typing", "ping",
+         "bye", "register", "passwd", "read"]
     )
 
 
@@ -62,6 +70,7 @@ def test_every_server_frame_class_has_a_wire_type() -> None:
     assert sorted(SERVER_TYPES.values()) == sorted(
         [
             "welcome",
+            "history",
             "history",
             "message",
             "dm",
@@ -73,6 +82,7 @@ def test_every_server_frame_class_has_a_wire_type() -> None:
             "pong",
             "error",
             "bye",
+            "registered",
         ]
     )
 
@@ -84,6 +94,7 @@ def test_bye_reasons_are_those_of_protocol_md() -> None:
         "slow_consumer",
         "replaced",
         "client",
+        "abuse",
     ]
 
 
@@ -111,6 +122,14 @@ SAMPLES: list[Any] = [
     Pong(),
     Error(ErrorCode.INTERNAL, "m"),
     Goodbye(ByeReason.IDLE),
+    # v1.1
+    Register("password"),
+    Passwd("old", "password"),
+    Read(room="r", id=1),
+    DmHistoryQuery("b"),
+    DmSummary("b", "e", 1, 0),
+    DmHistory("b", "e", (), True),
+    Registered("a"),
 ]
 
 
@@ -242,3 +261,92 @@ def test_frames_compare_by_value() -> None:
     assert Message("r", 1, "a", "t", 1.0) == Message("r", 1, "a", "t", 1.0)
     assert Message("r", 1, "a", "t", 1.0) != Message("r", 2, "a", "t", 1.0)
     assert hash(Joined("r", "a")) == hash(Joined("r", "a"))
+
+
+# --- v1.1: accounts, conversations, read state
+
+
+def test_hello_carries_an_optional_password() -> None:
+    assert Hello("alice").password is None
+    assert Hello("alice", password="hunter2!").password == "hunter2!"
+    assert code_of(Hello, "alice", password=5) is ErrorCode.BAD_FRAME
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        Hello("alice", password="s3cret-pass"),
+        Register("s3cret-pass"),
+        Passwd("s3cret-pass", "s3cret-pass"),
+    ],
+    ids=lambda f: type(f).__name__,
+)
+def test_no_password_ever_appears_in_a_repr(frame: Any) -> None:
+    assert "s3cret" not in repr(frame)
+    assert "s3cret" not in str(frame)
+
+
+def test_hello_since_holds_rooms_and_at_names() -> None:
+    since = {"dev": Position("e", 1), "@Bob": Position("f", 2)}
+    assert Hello("alice", since=since).since == since
+
+
+@pytest.mark.parametrize(
+    ("key", "code"),
+    [("@", ErrorCode.BAD_NAME), ("@a b", ErrorCode.BAD_NAME), ("@_x", ErrorCode.BAD_NAME),
+     ("@@bob", ErrorCode.BAD_NAME), ("bob@", ErrorCode.BAD_ROOM), (5, ErrorCode.BAD_ROOM)],
+    ids=repr,
+)
+def test_hello_checks_the_name_of_a_since_conversation(key: Any, code: ErrorCode) -> None:
+    assert code_of(Hello, "a", since={key: Position("e", 1)}) is code
+
+
+def test_hello_since_names_a_conversation_once_up_to_look_alikes() -> None:
+    twice = {"@alice": Position("e", 1), "@a1ice": Position("e", 2)}
+    assert code_of(Hello, "bob", since=twice) is ErrorCode.BAD_FRAME
+
+
+def test_register_checks_the_password_rule() -> None:
+    assert Register("x" * 8).password == "x" * 8
+    assert Register("x" * 1024).password == "x" * 1024
+    for bad in ["x" * 7, "x" * 1025, "", None, 8]:
+        assert code_of(Register, bad) is ErrorCode.BAD_PASSWORD
+
+
+def test_passwd_checks_new_and_takes_any_string_as_old() -> None:
+    assert Passwd("short", "long enough").old == "short"
+    assert code_of(Passwd, 5, "long enough") is ErrorCode.BAD_FRAME
+    with pytest.raises(ProtocolError) as info:
+        Passwd("whatever", "short")
+    assert info.value.code is ErrorCode.BAD_PASSWORD
+    assert info.value.message == "new must be 8 to 1024 characters"
+
+
+def test_read_takes_exactly_one_of_room_and_with() -> None:
+    assert Read(room="dev", id=0).room == "dev"
+    assert Read(peer="Bob", id=3).peer == "Bob"
+    assert code_of(Read, id=1) is ErrorCode.BAD_FRAME
+    assert code_of(Read, room="dev", peer="bob", id=1) is ErrorCode.BAD_FRAME
+    assert code_of(Read, room="Dev", id=1) is ErrorCode.BAD_ROOM
+    assert code_of(Read, peer="a b", id=1) is ErrorCode.BAD_NAME
+
+
+@pytest.mark.parametrize("msg_id", [-1, True, 1.0, "1", None], ids=repr)
+def test_read_id_must_be_a_non_negative_integer(msg_id: Any) -> None:
+    assert code_of(Read, room="dev", id=msg_id) is ErrorCode.BAD_FRAME
+
+
+def test_dm_history_query_checks_with_before_and_limit() -> None:
+    assert DmHistoryQuery("bob") == DmHistoryQuery("bob", None, 50)
+    with pytest.raises(ProtocolError) as info:
+        DmHistoryQuery("a b")
+    assert (info.value.code, info.value.message.split()[0]) == (ErrorCode.BAD_NAME, "with")
+    assert code_of(DmHistoryQuery, "bob", 0) is ErrorCode.BAD_FRAME
+    assert code_of(DmHistoryQuery, "bob", None, 201) is ErrorCode.BAD_FRAME
+
+
+def test_v1_1_server_frames_default_to_what_a_v1_gateway_sends() -> None:
+    welcome = Welcome("a", "gw", (), "t", {})
+    assert (welcome.account, welcome.dms, welcome.read) == (False, (), {})
+    dm = DirectMessage("a", "b", "t", 1.0)
+    assert (dm.id, dm.epoch) == (None, None)

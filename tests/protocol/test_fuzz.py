@@ -8,6 +8,7 @@ valid frame survives encode -> decode unchanged.
 from __future__ import annotations
 
 import itertools
+import string
 from typing import Any
 
 import orjson
@@ -34,6 +35,9 @@ from protocol.frames import (
     ClientFrame,
     DirectMessage,
     Dm,
+    DmHistory,
+    DmHistoryQuery,
+    DmSummary,
     Error,
     Goodbye,
     Hello,
@@ -44,9 +48,13 @@ from protocol.frames import (
     Leave,
     Left,
     Message,
+    Passwd,
     Ping,
     Pong,
     Position,
+    Read,
+    Register,
+    Registered,
     Send,
     ServerFrame,
     Typing,
@@ -55,7 +63,7 @@ from protocol.frames import (
     Who,
     WhoList,
 )
-from protocol.names import check_ref
+from protocol.names import INVISIBLE_CHARACTERS, check_ref, name_key, normalise_password
 
 # no example database: the tier leaves nothing behind in the repository
 # Budgets keep the whole tier under a few seconds on a shared 2-core box.
@@ -79,6 +87,7 @@ CLIENT_CODES = {
     ErrorCode.BAD_NAME,
     ErrorCode.BAD_ROOM,
     ErrorCode.BAD_TEXT,
+    ErrorCode.BAD_PASSWORD,
 }
 
 # --------------------------------------------------------------------------
@@ -87,20 +96,29 @@ CLIENT_CODES = {
 unicode = st.characters(codec="utf-8")  # no lone surrogates: UTF-8 JSON cannot carry them
 any_text = st.text(unicode, max_size=40)
 
-names = st.from_regex(r"[A-Za-z0-9_.\-]{1,32}", fullmatch=True)
+names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}", fullmatch=True)
 rooms = st.from_regex(r"[a-z0-9_\-]{1,32}", fullmatch=True)
+BIDI_CONTROLS = "".join(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
 texts = (
     st.text(
-        st.characters(codec="utf-8", exclude_categories=["Cc"]) | st.sampled_from("\n\t"),
+        st.characters(codec="utf-8", exclude_categories=["Cc"], exclude_characters=BIDI_CONTROLS)
+        | st.sampled_from("\n\t"),
         max_size=80,
     )
     .map(str.strip)
-    .filter(bool)
+    .filter(lambda t: t.strip(INVISIBLE_CHARACTERS + string.whitespace) != "")
 )
 refs = st.none() | st.text(unicode, min_size=1, max_size=128)
 ids = st.integers(0, 2**63 - 1)
 timestamps = st.floats(allow_nan=False, allow_infinity=False) | st.integers(0, 2**40)
 positions = st.builds(Position, st.text(unicode, min_size=1, max_size=64), ids)
+passwords = (
+    st.text(unicode, min_size=8, max_size=40)
+    .map(normalise_password)
+    .filter(lambda p: 8 <= len(p) <= 1024)
+)
+dms = st.builds(DirectMessage, names, names, texts, timestamps, st.none() | ids,
+                st.none() | st.text(unicode, min_size=1, max_size=64))
 
 json_scalars = (
     st.none()
@@ -128,7 +146,7 @@ CLIENT_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "rooms": near(st.lists(near(rooms), max_size=6)),
     "since": near(
         st.dictionaries(
-            rooms | any_text,
+            rooms | any_text | names.map("@".__add__),
             near(st.fixed_dictionaries({}, optional={"epoch": near(any_text), "id": near(ids)})),
             max_size=3,
         )
@@ -138,6 +156,11 @@ CLIENT_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "ref": near(any_text),
     "before": near(st.integers(-3, 2**63 - 1)),
     "limit": near(st.integers(-3, 300)),
+    "password": near(any_text | st.text(unicode, min_size=6, max_size=12)),
+    "old": near(any_text),
+    "new": near(st.text(unicode, min_size=6, max_size=12)),
+    "with": near(names | any_text),
+    "id": near(st.integers(-3, 2**63 - 1)),
 }
 CLIENT_KINDS = [*sorted(CLIENT_TYPES.values()), None]
 
@@ -172,6 +195,11 @@ SERVER_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "code": near(st.sampled_from([c.value for c in ErrorCode])),
     "message": near(any_text),
     "reason": near(st.sampled_from([r.value for r in ByeReason])),
+    "with": near(names),
+    "account": near(st.booleans()),
+    "dms": near(st.lists(st.fixed_dictionaries(
+        {"with": names, "epoch": any_text, "last_id": ids, "read": ids}), max_size=2)),
+    "read": near(st.dictionaries(rooms, ids, max_size=2)),
 }
 SERVER_KINDS = [*sorted(SERVER_TYPES.values()), None]
 
@@ -187,9 +215,16 @@ client_frames: st.SearchStrategy[ClientFrame] = st.one_of(
         Hello,
         names,
         st.lists(rooms, unique=True, max_size=8).map(tuple),
-        st.dictionaries(rooms, positions, max_size=3),
+        st.dictionaries(rooms, positions, max_size=3)
+        | st.dictionaries(names.map(name_key).map("@".__add__), positions, max_size=3),
         st.none() | st.text(unicode, max_size=128),
+        st.none() | st.text(unicode, max_size=40).map(normalise_password),
     ),
+    st.builds(Register, passwords),
+    st.builds(Passwd, st.text(unicode, max_size=20).map(normalise_password), passwords),
+    st.builds(Read, room=rooms, id=ids),
+    st.builds(Read, peer=names, id=ids),
+    st.builds(DmHistoryQuery, names, st.none() | st.integers(1, 2**63 - 1), st.integers(1, 200)),
     st.builds(Send, rooms, texts, refs),
     st.builds(Dm, names, texts, refs),
     st.builds(Join, rooms),
@@ -215,7 +250,20 @@ server_frames: st.SearchStrategy[ServerFrame] = st.one_of(
     ),
     st.builds(History, rooms, any_text, st.lists(messages, max_size=4).map(tuple), st.booleans()),
     messages,
-    st.builds(DirectMessage, names, names, texts, timestamps),
+    dms,
+    st.builds(DmHistory, names, any_text, st.lists(dms, max_size=3).map(tuple), st.booleans()),
+    st.builds(Registered, names),
+    st.builds(
+        Welcome,
+        names,
+        any_text,
+        st.lists(rooms, max_size=2).map(tuple),
+        any_text,
+        st.dictionaries(any_text, st.integers(0, 9), max_size=2),
+        st.booleans(),
+        st.lists(st.builds(DmSummary, names, any_text, ids, ids), max_size=2).map(tuple),
+        st.dictionaries(rooms, ids, max_size=2),
+    ),
     st.builds(Ack, st.text(unicode, min_size=1, max_size=128), st.none() | ids),
     st.builds(Joined, rooms, names),
     st.builds(Left, rooms, names),

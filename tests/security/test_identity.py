@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 
+from gateway import keys
 from gateway.server import Gateway
 from tests.conftest import Connect
 from tests.support.redis_server import RedisServer
@@ -107,7 +108,7 @@ def test_tokens_are_128_bit_random_and_only_their_hash_is_stored(
         assert len({bits[i * 128 + position] for i in range(40)}) == 2, position
 
     r = redis_server.client()
-    record = r.hgetall("{user:user0}")
+    record = r.hgetall(keys.user("user0"))
     assert record[b"token"] == hashlib.sha256(tokens[0].encode()).hexdigest().encode()
     assert record[b"name"] == b"user0"
     stored = redis_dump(r)

