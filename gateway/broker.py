@@ -1,9 +1,16 @@
 """Everything the gateway asks of Redis: ids, history, presence, names, dms.
 
 Each request that writes is one Lua script (``gateway.lua``): one round trip,
-atomic, so a request Redis refuses is never half done. Transient failures are
-retried by redis-py's own ``Retry`` (see ``Broker.from_url``); when it gives
-up, the broker raises ``BrokerUnavailable`` and the caller answers
+atomic, so a request Redis refuses is never half done. Messages and dms, the
+hot path, go through the gateway's publisher (``gateway.redis.publisher``):
+one thread that writes every request queued at that moment as one pipelined
+batch and completes each from its own reply (group commit); a session hands
+over all the sends of one read together (``batch``, ``submit_message``) and
+waits on the outcome (``Pending.result``). Every other request runs on
+redis-py's pooled client from the caller's thread. Transient failures are
+retried with redis-py's own ``Retry`` (see ``Broker.from_url``): the pool's
+for one command, the publisher's for the unanswered rest of a batch. When it
+gives up, the broker raises ``BrokerUnavailable`` and the caller answers
 ``unavailable``. Because a retry may run a script twice after a lost reply,
 every publication carries a dedup key: the client's ``ref``, or an internal
 one when the client gave none, so a retry never publishes twice.
@@ -18,13 +25,14 @@ only when the reply timed out (a reset connection takes the script with it),
 at least a socket timeout later; the window ends ``CLOCK_SKEW_MARGIN_MS``
 before that, so a late run is refused while Redis's clock lags the gateway's
 by less than the margin. (A Redis clock ahead by more than the window would
-refuse every send: never a half-done one.) redis-py's retries re-send the same
-deadline; a retry of a run whose reply was lost meets the dedup key first and
-stays a duplicate.
+refuse every send: never a half-done one.) Retries re-send the same
+deadline; a retry of a run whose reply was lost meets the dedup key first
+and stays a duplicate.
 
-Thread-safe: the broker keeps no mutable state; redis-py's client pools
-connections. Keys and payloads are those of docs/architecture.md, spelled in
-``gateway.keys``.
+Thread-safe: the broker's only mutable state is a counter (internal refs and
+epoch candidates, ``itertools.count``) and the publisher's queue; redis-py's
+client pools connections. Keys and payloads are those of
+docs/architecture.md, spelled in ``gateway.keys``.
 """
 
 from __future__ import annotations
