@@ -33,9 +33,9 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from gateway.accounts import AccountError, AccountExists, AccountStore, NoSuchAccount
-from gateway.broker import BrokerUnavailable
 from gateway.config import GatewayConfig
 from gateway.passwords import BadPassword
+from gateway.redis.broker import BrokerUnavailable
 from protocol.errors import ChatError, ProtocolError
 from protocol.names import check_name
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gateway.broker import Broker
     from gateway.config import GatewayConfig
     from gateway.metrics import GatewayMetrics
     from gateway.outbound import Flusher
+    from gateway.redis.broker import Broker
     from gateway.registry import Registry
     from gateway.subscriber import Subscriber
 

@@ -30,13 +30,13 @@ from types import TracebackType
 import redis
 from redis.backoff import AbstractBackoff
 
-from gateway.broker import Broker, BrokerUnavailable
 from gateway.config import GatewayConfig
 from gateway.context import Services
 from gateway.health import HealthServer
 from gateway.housekeeping import Housekeeper
 from gateway.metrics import GatewayMetrics
 from gateway.outbound import Flusher
+from gateway.redis.broker import Broker, BrokerUnavailable
 from gateway.registry import Registry
 from gateway.session import Session
 from gateway.subscriber import Subscriber

@@ -34,10 +34,10 @@ from typing import Any
 
 import orjson
 
-from gateway.broker import BrokerUnavailable, HistoryBatch, Pending, PublishBatch, token_hash
 from gateway.context import Services
 from gateway.outbound import Outbound
 from gateway.ratelimit import TokenBucket
+from gateway.redis.broker import BrokerUnavailable, HistoryBatch, Pending, PublishBatch, token_hash
 from protocol import codec
 from protocol.errors import ErrorCode, FrameTooLarge, ProtocolError
 from protocol.frames import (

@@ -30,10 +30,10 @@ from typing import Any
 
 from redis.backoff import AbstractBackoff, ExponentialBackoff
 
-from gateway import keys
-from gateway.broker import Broker, BrokerUnavailable
 from gateway.metrics import GatewayMetrics
-from gateway.redis_wire import RedisAddress, RedisWire, RedisWireError, pack
+from gateway.redis import keys
+from gateway.redis.broker import Broker, BrokerUnavailable
+from gateway.redis.wire import RedisAddress, RedisWire, RedisWireError, pack
 from gateway.registry import Registry
 from protocol.frames import ByeReason
 

@@ -14,7 +14,7 @@ did arrive are completed and the rest are written again on a fresh connection,
 as redis-py's ``Retry`` does for one command (the same ``Retry``/backoff
 objects drive it; tests inject a backoff that never sleeps). That is safe
 because every script the publisher runs carries a dedup key and a deadline
-(``gateway.broker``, "Deadlines"): a second run of a script that did run is a
+(``gateway.redis.broker``, "Deadlines"): a second run of a script that did run is a
 repeat, one that reaches Redis after its deadline writes nothing. When the
 retries run out the remaining futures fail with the connection error, which
 the broker answers ``unavailable``.
@@ -41,7 +41,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from gateway.redis_wire import RedisAddress, RedisWire
+from gateway.redis.wire import RedisAddress, RedisWire
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from gateway import keys
-from gateway.broker import Broker, BrokerUnavailable, Published
+from gateway.redis import keys
+from gateway.redis.broker import Broker, BrokerUnavailable, Published
 from gateway.redis.publisher import (
     BatchLost,
     Publisher,
@@ -26,7 +26,7 @@ from gateway.redis.publisher import (
     ScriptCall,
     WireLink,
 )
-from gateway.redis_wire import RedisAddress
+from gateway.redis.wire import RedisAddress
 from tests.support.redis_server import RedisServer
 
 INCR = Script.of("incr", "return redis.call('INCR', KEYS[1])")

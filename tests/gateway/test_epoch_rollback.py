@@ -9,7 +9,7 @@ id it has already seen in the same epoch knows, and starts a new epoch.
 
 from __future__ import annotations
 
-from gateway import keys
+from gateway.redis import keys
 from tests.conftest import Connect, StartGateway
 from tests.gateway.live import ids, login, read_messages, send_ok
 from tests.support.redis_server import RedisServer

@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from gateway import keys
+from gateway.redis import keys
 from gateway.server import Gateway
 from tests.conftest import Connect
 from tests.support.redis_server import RedisServer

@@ -53,9 +53,10 @@ import redis
 from redis.backoff import AbstractBackoff, ExponentialBackoff
 from redis.retry import Retry
 
-from gateway import keys, lua
+from gateway.redis import keys
+from gateway.redis import scripts as lua
 from gateway.redis.publisher import ClientLink, Link, Publisher, Script, ScriptCall, WireLink
-from gateway.redis_wire import RedisAddress
+from gateway.redis.wire import RedisAddress
 from protocol.codec import encode, message_parts
 from protocol.errors import ChatError, ErrorCode, ProtocolError
 from protocol.frames import DirectMessage, Joined, Left, ServerFrame, TypingNotice
