@@ -31,7 +31,7 @@ from typing import Any
 from redis.backoff import AbstractBackoff, ExponentialBackoff
 
 from gateway.metrics import GatewayMetrics
-from gateway.redis import keys
+from gateway.redis import keys, payloads
 from gateway.redis.broker import Broker, BrokerUnavailable
 from gateway.redis.wire import RedisAddress, RedisWire, RedisWireError, pack
 from gateway.registry import Registry
@@ -39,8 +39,6 @@ from protocol.frames import ByeReason
 
 log = logging.getLogger(__name__)
 
-_ROOM_PREFIX = b"{room:"
-_ROOM_SUFFIX = b"}:ch"
 
 
 class Ticket:
@@ -58,12 +56,6 @@ class Ticket:
 
     def wait(self, timeout: float) -> bool:
         return self._event.wait(timeout) and self.ok
-
-
-def _room_of(channel: bytes) -> str | None:
-    if channel.startswith(_ROOM_PREFIX) and channel.endswith(_ROOM_SUFFIX):
-        return channel[len(_ROOM_PREFIX):-len(_ROOM_SUFFIX)].decode()
-    return None
 
 
 class Subscriber:
@@ -306,26 +298,24 @@ class Subscriber:
             kind = reply[0]
             if kind == b"message":
                 channel, data = reply[1], reply[2]
-                room = _room_of(channel)
+                room = keys.room_of_channel(channel)
                 if room is None:
                     self._on_gateway_message(data)
                     continue
                 tag = data[:1]
-                if tag == b"M":
-                    epoch, raw_id, line = data[1:].split(b"|", 2)
-                    msg_id = int(raw_id)
+                if tag == payloads.MESSAGE:
+                    epoch, msg_id, line = payloads.read_message(data)
                     if self._went_back(room, epoch, msg_id):
                         rolled_back.add((room, epoch))
                     groups.setdefault(room, []).append((epoch, msg_id, line + b"\n"))
                     continue
                 if room in groups:  # keep events in order with the messages before them
                     self._fan_out(room, groups.pop(room))
-                if tag == b"E":
+                if tag == payloads.EVENT:
                     for session in self._registry.members(room):
                         session.deliver_event(room, data[1:] + b"\n")
-                elif tag == b"T":
-                    typist, line = data[1:].split(b"|", 1)
-                    who = typist.decode()
+                elif tag == payloads.TYPING:
+                    who, line = payloads.read_addressed(data)
                     for session in self._registry.members(room):
                         session.deliver_event(room, line + b"\n", who)
             elif kind == b"subscribe":
@@ -336,7 +326,7 @@ class Subscriber:
             self._renew_epochs(rolled_back)
 
     def _confirmed(self, channel: bytes) -> None:
-        room = _room_of(channel)
+        room = keys.room_of_channel(channel)
         if room is None:
             return
         with self._lock:
@@ -394,15 +384,15 @@ class Subscriber:
 
     def _on_gateway_message(self, data: bytes) -> None:
         tag = data[:1]
-        if tag == b"D":
-            to, line = data[1:].split(b"|", 1)
-            session = self._registry.by_name(to.decode())
+        if tag == payloads.DM:
+            to, line = payloads.read_addressed(data)
+            session = self._registry.by_name(to)
             if session is not None:
                 session.deliver_direct(line + b"\n")
-        elif tag == b"K":
-            _, sid = data[1:].split(b"|", 1)
+        elif tag == payloads.KICK:
+            _, sid = payloads.read_addressed(data)
             session = self._registry.get(sid.decode())
             if session is not None:
                 session.kick(ByeReason.REPLACED)
-        elif tag == b"P":
+        elif tag == payloads.PROBE:
             self._on_probe(data[1:].decode())

@@ -53,9 +53,9 @@ import redis
 from redis.backoff import AbstractBackoff, ExponentialBackoff
 from redis.retry import Retry
 
-from gateway.redis import keys
-from gateway.redis import scripts as lua
-from gateway.redis.publisher import ClientLink, Link, Publisher, Script, ScriptCall, WireLink
+from gateway.redis import keys, payloads, scripts
+from gateway.redis.publisher import ClientLink, Link, Publisher, WireLink
+from gateway.redis.scripts import ScriptCall
 from gateway.redis.wire import RedisAddress
 from protocol.codec import encode, message_parts
 from protocol.errors import ChatError, ErrorCode, ProtocolError
@@ -240,7 +240,9 @@ def _cut(line: bytes, field: bytes) -> tuple[bytes, bytes]:
 
 
 def _left_parts(room: str) -> tuple[bytes, bytes]:
-    return _cut(_line(Left(room, "~")), b"name")
+    """The ``left`` payload of ``room`` around the display name only Redis knows."""
+    head, tail = _cut(_line(Left(room, "~")), b"name")
+    return payloads.event(head), tail
 
 
 def _text(value: bytes | str) -> str:
@@ -288,19 +290,7 @@ class Broker:
         self._serial = itertools.count(1)
         self._publisher = Publisher(link or ClientLink(client), publish_retry,
                                     on_batch=on_batch, name=f"publisher-{gateway_id}")
-        self._publish_script = Script.of("publish_message", lua.PUBLISH_MESSAGE)
-        self._send_dm_script = Script.of("send_dm", lua.SEND_DM)
-        register = client.register_script
-        self._read_history = register(lua.READ_HISTORY)
-        self._renew_epoch = register(lua.RENEW_EPOCH)
-        self._claim_name = register(lua.CLAIM_NAME)
-        self._release_name = register(lua.RELEASE_NAME)
-        self._join = register(lua.JOIN)
-        self._leave = register(lua.LEAVE)
-        self._reap = register(lua.REAP)
-        self._heartbeat = register(lua.HEARTBEAT)
-        self._who = register(lua.WHO)
-        self._dead_gateways = register(lua.DEAD_GATEWAYS)
+        self._direct = ClientLink(client)
 
     @classmethod
     def from_url(cls, url: str, gateway_id: str, *, retries: int = 3,
@@ -352,6 +342,10 @@ class Broker:
         (32 characters, as a uuid4 in hex), without the cost of a uuid4."""
         return f"{self._names}{next(self._serial):016x}"
 
+    def _run(self, call: ScriptCall) -> Any:
+        """One script on the pooled client, from the caller's thread (all but the hot path)."""
+        return self._direct.one(call)
+
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
@@ -397,15 +391,16 @@ class Broker:
         The first beat after an outage opens the grace (``lua.LIVENESS``).
         """
         with self._guard("heartbeat"):
-            added = self._heartbeat(keys=[keys.GATEWAYS, keys.GRACE, keys.PULSE],
-                                    args=[self._gateway_id, self._now_ms(), self._lease_ms])
+            added = self._run(scripts.Heartbeat(keys.GATEWAYS, keys.GRACE, keys.PULSE,
+                                                self._gateway_id, self._now_ms(),
+                                                self._lease_ms).call())
         return bool(added)
 
     def publish_probe(self, nonce: str) -> None:
         """Send ``P<nonce>`` to our own channel: the subscriber proves it still hears it."""
         with self._guard("probe"):
             self._redis.publish(keys.gateway_channel(self._gateway_id),
-                                keys.TAG_PROBE + nonce.encode())
+                                payloads.probe(nonce))
 
     def close(self) -> None:
         """Stop the publisher (after writing what it holds) and close every connection."""
@@ -436,18 +431,19 @@ class Broker:
         prefix, suffix = message_parts(room, name, text, ts)
         internal = ref is None
         ref_key = keys.room_ref(room, name, f"~{self._fresh()}" if internal else str(ref))
-        call = ScriptCall(
-            self._publish_script,
-            (keys.room_seq(room), keys.room_epoch(room), keys.room_log(room), ref_key),
-            (self._fresh(), prefix, suffix, self._history, keys.room_channel(room),
-             INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms, self._deadline_ms()))
+        call = scripts.PublishMessage(
+            keys.room_seq(room), keys.room_epoch(room), keys.room_log(room), ref_key,
+            epoch_candidate=self._fresh(), line_prefix=prefix, line_suffix=suffix,
+            history=self._history, channel=keys.room_channel(room),
+            ref_ttl_ms=INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms,
+            message_tag=payloads.MESSAGE, deadline_ms=self._deadline_ms()).call()
 
-        def published(reply: Any) -> Published:
-            if reply[0] == lua.TOO_LATE:
+        def published(raw: Any) -> Published:
+            reply = scripts.PublishReply.read(raw)
+            if reply.outcome == "too_late":
                 raise self._too_late("publish")
-            duplicate, msg_id, epoch = reply
             # an internal ref only meets itself when its batch was sent again: one publication
-            return Published(int(msg_id), _text(epoch), bool(duplicate) and not internal)
+            return Published(reply.id, reply.epoch, reply.outcome == "repeat" and not internal)
 
         return self._pending(batch, call, "publish", published)
 
@@ -476,15 +472,12 @@ class Broker:
                 raise ValueError("limit must be positive")
             mode, ident = b"b", before
         with self._guard("history"):
-            reply = self._read_history(
-                keys=[keys.room_seq(room), keys.room_epoch(room), keys.room_log(room)],
-                args=[self._fresh(), mode, "" if ident is None else ident, limit],
-            )
-        epoch, last = _text(reply[0]), int(reply[1])
-        complete = bool(reply[2])
-        if len(reply) < 5:
-            return HistoryBatch(room, epoch, last, (), last + 1, complete)
-        return HistoryBatch(room, epoch, last, tuple(reply[4]), int(reply[3]), complete)
+            reply = scripts.HistoryReply.read(self._run(scripts.ReadHistory(
+                keys.room_seq(room), keys.room_epoch(room), keys.room_log(room),
+                epoch_candidate=self._fresh(), mode=mode, id="" if ident is None else ident,
+                limit=limit).call()))
+        return HistoryBatch(room, reply.epoch, reply.last_id, reply.lines, reply.first_id,
+                            reply.complete)
 
     def renew_epoch(self, room: str, rolled_back: str) -> str:
         """Start a new epoch for a room whose ids went backwards under ``rolled_back``.
@@ -494,18 +487,17 @@ class Broker:
         the new messages as duplicates. Idempotent across gateways.
         """
         with self._guard("renew epoch"):
-            epoch = self._renew_epoch(keys=[keys.room_epoch(room)],
-                                      args=[rolled_back, self._fresh()])
+            epoch = self._run(scripts.RenewEpoch(keys.room_epoch(room), rolled_back,
+                                                 self._fresh()).call())
         return _text(epoch)
 
     def room_position(self, room: str) -> tuple[str, int]:
         """(epoch, last id) of a room, creating its epoch if the room is new."""
         with self._guard("position"):
-            epoch, last = self._read_history(
-                keys=[keys.room_seq(room), keys.room_epoch(room), keys.room_log(room)],
-                args=[self._fresh(), b"p", "", 0],
-            )
-        return _text(epoch), int(last)
+            reply = scripts.HistoryReply.read(self._run(scripts.ReadHistory(
+                keys.room_seq(room), keys.room_epoch(room), keys.room_log(room),
+                epoch_candidate=self._fresh(), mode=b"p").call()))
+        return reply.epoch, reply.last_id
 
     def join(self, room: str, name: str) -> bool:
         """Record ``name`` as present in ``room`` through this gateway.
@@ -516,15 +508,13 @@ class Broker:
         """
         lower = name_key(name)
         with self._guard("join"):
-            newly = self._join(
-                keys=[keys.room_members(room), keys.GATEWAYS,
-                      keys.gateway_members(self._gateway_id), keys.GRACE, keys.PULSE,
-                      keys.user_rooms(name)],
-                args=[lower, f"{self._gateway_id}|{name}", self._gateway_id, self._now_ms(),
-                      self._lease_ms, keys.room_channel(room),
-                      keys.TAG_EVENT + _line(Joined(room, name)), keys.membership(room, name),
-                      room],
-            )
+            newly = self._run(scripts.Join(
+                keys.room_members(room), keys.GATEWAYS, keys.gateway_members(self._gateway_id),
+                keys.GRACE, keys.PULSE, keys.user_rooms(name),
+                lower=lower, member_value=f"{self._gateway_id}|{name}", me=self._gateway_id,
+                now_ms=self._now_ms(), lease_ms=self._lease_ms, channel=keys.room_channel(room),
+                joined_payload=payloads.event(_line(Joined(room, name))),
+                membership=keys.membership(room, name), room=room).call())
         return bool(newly)
 
     def leave(self, room: str, name: str) -> bool:
@@ -534,12 +524,12 @@ class Broker:
         """
         prefix, suffix = _left_parts(room)
         with self._guard("leave"):
-            removed = self._leave(
-                keys=[keys.room_members(room), keys.gateway_members(self._gateway_id),
-                      keys.user_rooms(name)],
-                args=[name_key(name), self._gateway_id, keys.room_channel(room), prefix, suffix,
-                      keys.membership(room, name), room],
-            )
+            removed = self._run(scripts.Leave(
+                keys.room_members(room), keys.gateway_members(self._gateway_id),
+                keys.user_rooms(name),
+                lower=name_key(name), me=self._gateway_id, channel=keys.room_channel(room),
+                left_prefix=prefix, left_suffix=suffix, membership=keys.membership(room, name),
+                room=room).call())
         return bool(removed)
 
     def who(self, room: str) -> list[str]:
@@ -549,16 +539,14 @@ class Broker:
         case-insensitively.
         """
         with self._guard("who"):
-            values = self._who(keys=[keys.room_members(room), keys.GATEWAYS, keys.GRACE,
-                                     keys.PULSE],
-                               args=[self._now_ms(), self._lease_ms])
+            values = self._run(scripts.Who(keys.room_members(room), keys.GATEWAYS, keys.GRACE,
+                                           keys.PULSE, self._now_ms(), self._lease_ms).call())
         names = [_text(value).rpartition("|")[2] for value in values]
         return sorted(names, key=lambda n: (n.lower(), n))
 
     def publish_typing(self, room: str, name: str) -> None:
         """Tell the room's other members that ``name`` is typing (not stored)."""
-        payload = (keys.TAG_TYPING + name_key(name).encode() + b"|"
-                   + _line(TypingNotice(room, name)))
+        payload = payloads.typing(name_key(name), _line(TypingNotice(room, name)))
         with self._guard("typing"):
             self._redis.publish(keys.room_channel(room), payload)
 
@@ -582,11 +570,10 @@ class Broker:
             holder, rooms = self._holder_and_rooms(name) if token is not None else ("", [])
             reply = self._claim(name, session_id, token_hash(fresh),
                                 "" if token is None else token_hash(token), holder, rooms)
-        if not reply[0]:
+        if not reply.claimed:
             raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name!r} is in use")
-        old_gw, old_sid = _text(reply[1]), _text(reply[2])
-        return NameClaim(name, fresh, old_gw or None, old_sid or None,
-                         tuple(_text(room) for room in reply[3]))
+        return NameClaim(name, fresh, reply.replaced_gateway or None,
+                         reply.replaced_session or None, reply.rooms)
 
     def _holder_and_rooms(self, name: str) -> tuple[str, list[str]]:
         """The gateway holding ``name`` and the rooms of its memberships, as Redis has them now."""
@@ -597,16 +584,16 @@ class Broker:
         return ("" if holder is None else _text(holder)), sorted(_text(r) for r in rooms)
 
     def _claim(self, name: str, session_id: str, new_hash: str, presented_hash: str,
-               holder: str, rooms: Sequence[str]) -> list[Any]:
-        script_keys = [keys.user(name), keys.GATEWAYS, keys.gateway_names(self._gateway_id),
-                       keys.GRACE, keys.PULSE, keys.gateway_members(self._gateway_id),
-                       keys.user_rooms(name), keys.gateway_members(holder or self._gateway_id)]
-        script_keys += [keys.room_members(room) for room in rooms]
-        return cast(list[Any], self._claim_name(
-            keys=script_keys,
-            args=[name, session_id, new_hash, presented_hash, self._gateway_id, self._now_ms(),
-                  self._lease_ms, name_key(name), keys.GATEWAY_PREFIX, holder, *rooms],
-        ))
+               holder: str, rooms: Sequence[str]) -> scripts.ClaimReply:
+        return scripts.ClaimReply.read(self._run(scripts.ClaimName(
+            keys.user(name), keys.GATEWAYS, keys.gateway_names(self._gateway_id), keys.GRACE,
+            keys.PULSE, keys.gateway_members(self._gateway_id), keys.user_rooms(name),
+            keys.gateway_members(holder or self._gateway_id),
+            display=name, session=session_id, new_hash=new_hash, presented_hash=presented_hash,
+            me=self._gateway_id, now_ms=self._now_ms(), lease_ms=self._lease_ms,
+            lower=name_key(name), gateway_prefix=keys.GATEWAY_PREFIX, holder_seen=holder,
+            kick_tag=payloads.KICK,
+            rooms=tuple(scripts.RoomOfName(keys.room_members(r), r) for r in rooms)).call()))
 
     def restore_name(self, name: str, session_id: str, held_token_hash: str) -> bool:
         """Put back a live session's name record after Redis lost it (restart, reaping).
@@ -616,15 +603,13 @@ class Broker:
         """
         with self._guard("restore"):
             reply = self._claim(name, session_id, held_token_hash, "", "", ())
-        return bool(reply[0])
+        return reply.claimed
 
     def release_name(self, name: str, session_id: str) -> None:
         """Free ``name`` if ``session_id`` still holds it (not if it was taken over)."""
         with self._guard("release"):
-            self._release_name(
-                keys=[keys.user(name), keys.gateway_names(self._gateway_id)],
-                args=[session_id, self._gateway_id, name_key(name)],
-            )
+            self._run(scripts.ReleaseName(keys.user(name), keys.gateway_names(self._gateway_id),
+                                          session_id, self._gateway_id, name_key(name)).call())
 
     def send_dm(self, sender: str, to: str, text: str, ts: float, ref: str | None) -> DmSent:
         """Publish a dm to the gateway holding ``to``, or raise ``no_such_user``.
@@ -640,19 +625,21 @@ class Broker:
         prefix, suffix = _cut(_line(DirectMessage(sender, "~", text, ts)), b"to")
         internal = ref is None
         ref_key = keys.user_ref(sender, f"~{self._fresh()}" if internal else str(ref))
-        call = ScriptCall(
-            self._send_dm_script,
-            (keys.user(to), keys.GATEWAYS, ref_key, keys.GRACE, keys.PULSE),
-            (self._now_ms(), self._lease_ms, prefix, suffix, name_key(to),
-             INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms, keys.GATEWAY_PREFIX, to,
-             self._deadline_ms()))
+        call = scripts.SendDm(
+            keys.user(to), keys.GATEWAYS, ref_key, keys.GRACE, keys.PULSE,
+            now_ms=self._now_ms(), lease_ms=self._lease_ms, line_prefix=prefix,
+            line_suffix=suffix, lower_to=name_key(to),
+            ref_ttl_ms=INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms,
+            gateway_prefix=keys.GATEWAY_PREFIX, to_as_given=to, dm_tag=payloads.DM,
+            deadline_ms=self._deadline_ms()).call()
 
-        def sent(reply: Any) -> DmSent:
-            if reply[0] == lua.TOO_LATE:
+        def sent(raw: Any) -> DmSent:
+            reply = scripts.DmReply.read(raw)
+            if reply.outcome == "too_late":
                 raise self._too_late("dm")
-            if reply[0] == 2:
+            if reply.outcome == "no_such_user":
                 raise ProtocolError(ErrorCode.NO_SUCH_USER, f"no user {to!r} is connected")
-            return DmSent(bytes(reply[1]), reply[0] == 1 and not internal)
+            return DmSent(reply.line, reply.outcome == "repeat" and not internal)
 
         return self._pending(batch, call, "dm", sent)
 
@@ -667,9 +654,8 @@ class Broker:
         A gateway that heartbeats again meanwhile is left alone.
         """
         with self._guard("reap"):
-            expired = cast(list[bytes], self._dead_gateways(
-                keys=[keys.GATEWAYS, keys.GRACE, keys.PULSE],
-                args=[self._now_ms(), self._lease_ms]))
+            expired = cast(list[bytes], self._run(scripts.DeadGateways(
+                keys.GATEWAYS, keys.GRACE, keys.PULSE, self._now_ms(), self._lease_ms).call()))
             dead = [_text(gw) for gw in expired]
             reaped = []
             for gw in dead:
@@ -711,24 +697,24 @@ class Broker:
         for i in range(chunks):
             part_m = memberships[i * REAP_CHUNK:(i + 1) * REAP_CHUNK]
             part_n = lowers[i * REAP_CHUNK:(i + 1) * REAP_CHUNK]
-            if self._reap_chunk(gw, part_m, part_n, force=force, final=i == chunks - 1) < 0:
+            if not self._reap_chunk(gw, part_m, part_n, force=force, final=i == chunks - 1):
                 return False
         return True
 
     def _reap_chunk(self, gw: str, memberships: Sequence[tuple[str, str]],
-                    lowers: Sequence[str], *, force: bool, final: bool) -> int:
-        script_keys = [keys.GATEWAYS, keys.GRACE, keys.PULSE, keys.gateway_members(gw),
-                       keys.gateway_names(gw), keys.gateway_reaper(gw)]
-        args: list[Any] = [gw, self._now_ms(), self._lease_ms, int(force), len(memberships),
-                           len(lowers), int(final), self._gateway_id]
-        for room, lower in memberships:
-            prefix, suffix = _left_parts(room)
-            script_keys += [keys.room_members(room), keys.user_rooms(lower)]
-            args += [lower, keys.membership(room, lower), keys.room_channel(room), prefix, suffix,
-                     room]
-        script_keys += [keys.user(lower) for lower in lowers]
-        args += lowers
-        return int(self._reap(keys=script_keys, args=args))
+                    lowers: Sequence[str], *, force: bool, final: bool) -> bool:
+        """One chunk of a gateway's state dropped; False when the gateway was alive after all."""
+        reply = scripts.ReapReply.read(self._run(scripts.Reap(
+            keys.GATEWAYS, keys.GRACE, keys.PULSE, keys.gateway_members(gw),
+            keys.gateway_names(gw), keys.gateway_reaper(gw),
+            gw=gw, now_ms=self._now_ms(), lease_ms=self._lease_ms, force=force, final=final,
+            me=self._gateway_id,
+            memberships=tuple(scripts.ReapMembership(
+                keys.room_members(room), keys.user_rooms(lower), lower,
+                keys.membership(room, lower), keys.room_channel(room), *_left_parts(room), room)
+                for room, lower in memberships),
+            names=tuple(scripts.ReapName(keys.user(lower), lower) for lower in lowers)).call()))
+        return not reply.alive
 
 
 __all__ = [

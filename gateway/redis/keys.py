@@ -1,4 +1,5 @@
-"""Every Redis key, pub/sub channel and payload tag of ChatService, in one place.
+"""Every Redis key and pub/sub channel of ChatService, in one place (payloads:
+``gateway.redis.payloads``).
 
 docs/architecture.md has the tables; this module is their only spelling.
 Room keys carry the hash tag ``{room:<room>}`` and user keys ``{user:<lower>}``
@@ -27,21 +28,6 @@ measured by Redis's own clock."""
 GATEWAY_PREFIX = "chat:gw:"
 """Start of every per-gateway key and channel; Lua scripts build names of other
 gateways (found in Redis) from it."""
-
-# Payload tags: the first byte of every pub/sub payload says what follows.
-TAG_MESSAGE = b"M"
-"""``M<epoch>|<id>|<message line>`` on a room channel."""
-TAG_EVENT = b"E"
-"""``E<joined or left line>`` on a room channel."""
-TAG_TYPING = b"T"
-"""``T<lower(name)>|<typing line>`` on a room channel."""
-TAG_DM = b"D"
-"""``D<lower(to)>|<dm line>`` on a gateway channel."""
-TAG_KICK = b"K"
-"""``K<lower(name)>|<session id>`` on a gateway channel: that session lost its name."""
-TAG_PROBE = b"P"
-"""``P<nonce>`` on a gateway's own channel: its liveness probe."""
-
 
 def room_tag(room: str) -> str:
     return f"{{room:{room}}}"
@@ -75,6 +61,17 @@ def room_ref(room: str, name: str, ref: str) -> str:
 def room_channel(room: str) -> str:
     """The room's pub/sub channel (messages, joined/left, typing)."""
     return f"{room_tag(room)}:ch"
+
+
+_ROOM_CHANNEL_HEAD = b"{room:"
+_ROOM_CHANNEL_TAIL = b"}:ch"
+
+
+def room_of_channel(channel: bytes) -> str | None:
+    """The room whose channel this is (``room_channel``), None for any other channel."""
+    if channel.startswith(_ROOM_CHANNEL_HEAD) and channel.endswith(_ROOM_CHANNEL_TAIL):
+        return channel[len(_ROOM_CHANNEL_HEAD):-len(_ROOM_CHANNEL_TAIL)].decode()
+    return None
 
 
 def user(name: str) -> str:
@@ -131,12 +128,6 @@ __all__ = [
     "GATEWAY_PREFIX",
     "GRACE",
     "PULSE",
-    "TAG_DM",
-    "TAG_EVENT",
-    "TAG_KICK",
-    "TAG_MESSAGE",
-    "TAG_PROBE",
-    "TAG_TYPING",
     "gateway_channel",
     "gateway_members",
     "gateway_names",
@@ -147,6 +138,7 @@ __all__ = [
     "room_epoch",
     "room_log",
     "room_members",
+    "room_of_channel",
     "room_ref",
     "room_seq",
     "room_tag",

@@ -26,14 +26,12 @@ held across I/O).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import hiredis
@@ -41,36 +39,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from gateway.redis.scripts import Script, ScriptCall
 from gateway.redis.wire import RedisAddress, RedisWire
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1024
 """Requests written in one round trip at most; the rest make the next batch."""
-
-Arg = str | bytes | int
-
-
-@dataclass(frozen=True, slots=True)
-class Script:
-    """A Lua script as the publisher sends it: by its SHA1, by its text when Redis lacks it."""
-
-    name: str
-    source: bytes
-    sha: bytes
-
-    @classmethod
-    def of(cls, name: str, source: str) -> Script:
-        data = source.encode()
-        return cls(name, data, hashlib.sha1(data).hexdigest().encode())
-
-
-@dataclass(frozen=True, slots=True)
-class ScriptCall:
-    script: Script
-    keys: tuple[str, ...]
-    args: tuple[Arg, ...]
-
 
 class BatchLost(redis.ConnectionError):
     """The link failed during a batch; ``received`` are the replies that came first.
@@ -167,14 +142,15 @@ class ClientLink:
         replies: list[Any] = []
         for call in calls:
             try:
-                replies.append(self._one(call))
+                replies.append(self.one(call))
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 raise BatchLost(replies, exc) from exc
             except redis.ResponseError as exc:
                 replies.append(exc)
         return replies
 
-    def _one(self, call: ScriptCall) -> Any:
+    def one(self, call: ScriptCall) -> Any:
+        """Run one script on the client; its errors are raised."""
         sha = call.script.sha.decode()
         try:
             return self._client.evalsha(sha, len(call.keys), *call.keys, *call.args)
