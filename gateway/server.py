@@ -37,6 +37,7 @@ from gateway.housekeeping import Housekeeper
 from gateway.metrics import GatewayMetrics
 from gateway.outbound import Flusher
 from gateway.redis.broker import Broker, BrokerUnavailable
+from gateway.redis.target import redacted
 from gateway.registry import Registry
 from gateway.session import Session
 from gateway.subscriber import Subscriber
@@ -54,11 +55,12 @@ class Gateway:
         self.registry = Registry()
         self.broker = Broker.from_url(
             config.redis_url, config.gateway_id, history=config.history, lease_ms=config.lease_ms,
-            on_batch=self.metrics.publish_batch)
+            on_batch=self.metrics.publish_batch, min_replicas=config.redis_min_replicas)
         self.flusher = Flusher()
         self._housekeeper: Housekeeper | None = None
         self.subscriber = Subscriber(
-            config.redis_url, config.gateway_id, self.registry, self.broker, self.metrics,
+            self.broker.endpoint.address if self.broker.endpoint else config.redis_url,
+            config.gateway_id, self.registry, self.broker, self.metrics,
             backoff=backoff, on_probe=self._probe_returned)
         self._housekeeper = Housekeeper(
             self.broker, self.subscriber, self.metrics, heartbeat_s=config.heartbeat_s,
@@ -123,6 +125,8 @@ class Gateway:
                 cfg.health_host or cfg.host, cfg.health_port, lambda: self.healthy,
                 self.metrics.render)
             self._health.start()
+        if self.broker.endpoint is not None:
+            self.broker.endpoint.check()  # TopologyError: Redis is not what the URL says
         self.flusher.start()
         try:
             # A gateway restarted under the same id (a container keeps its host name)
@@ -149,7 +153,7 @@ class Gateway:
 
     def redis_location(self) -> str:
         """The Redis URL without its credentials, for logs."""
-        return self.config.redis_url.rsplit("@", 1)[-1]
+        return redacted(self.config.redis_url)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the gateway has shut down."""

@@ -61,6 +61,10 @@ class Ticket:
         return self._event.wait(timeout) and self.ok
 
 
+def _fixed(address: RedisAddress) -> Callable[[], RedisAddress]:
+    return lambda: address
+
+
 class Filler:
     """Reads rooms' history on a thread of its own, so that reading one room's history never
     holds up the fan-out of the others (``fill`` hands what it read back to the subscriber's
@@ -116,11 +120,14 @@ class Filler:
 
 
 class Subscriber:
-    def __init__(self, redis_url: str, gateway_id: str, registry: Registry, broker: Broker,
+    def __init__(self, redis: str | Callable[[], RedisAddress], gateway_id: str,
+                 registry: Registry, broker: Broker,
                  metrics: GatewayMetrics, *, backoff: AbstractBackoff | None = None,
                  on_probe: Callable[[str], None] = lambda nonce: None,
                  connect_timeout: float = 2.0) -> None:
-        self._address = RedisAddress.from_url(redis_url)
+        self._address = _fixed(RedisAddress.from_url(redis)) if isinstance(redis, str) else redis
+        """Where to connect: a URL's one Redis, or (Sentinel) the primary asked afresh at every
+        connect, so the link follows a promotion on its own."""
         self._own_channel = keys.gateway_channel(gateway_id).encode()
         self._registry = registry
         self._broker = broker
@@ -243,7 +250,7 @@ class Subscriber:
                 ticket.resolve(False)
 
     def _connect(self) -> RedisWire:
-        wire = RedisWire(self._address, timeout=self._connect_timeout)
+        wire = RedisWire(self._address(), timeout=self._connect_timeout)
         try:
             with self._lock:
                 self._rebuild = False

@@ -54,9 +54,10 @@ from redis.backoff import AbstractBackoff, ExponentialBackoff
 from redis.retry import Retry
 
 from gateway.redis import keys, payloads, scripts
+from gateway.redis.endpoint import RedisEndpoint
 from gateway.redis.publisher import ClientLink, Link, Publisher, WireLink
 from gateway.redis.scripts import ScriptCall
-from gateway.redis.wire import RedisAddress
+from gateway.redis.target import parse_target
 from protocol.codec import encode, message_parts
 from protocol.errors import ChatError, ErrorCode, ProtocolError
 from protocol.frames import DirectMessage, Joined, Left, ServerFrame, TypingNotice
@@ -258,7 +259,8 @@ class Broker:
                  deadline_clock: Callable[[], float] = time.time,
                  publish_window_ms: int | None = None, link: Link | None = None,
                  publish_retry: Retry | None = None,
-                 on_batch: Callable[[int, float], None] = lambda size, seconds: None) -> None:
+                 on_batch: Callable[[int, float], None] = lambda size, seconds: None,
+                 min_replicas: int = 0) -> None:
         """``clock`` times heartbeats and leases (tests move it); ``deadline_clock`` times
         deadlines, which Redis compares with its own clock, so it is the real time but in
         tests. ``publish_window_ms`` defaults to the one that fits the client's socket
@@ -289,15 +291,26 @@ class Broker:
         """This broker's prefix of internal refs and epoch candidates: unique per process."""
         self._serial = itertools.count(1)
         self._publisher = Publisher(link or ClientLink(client), publish_retry,
-                                    on_batch=on_batch, name=f"publisher-{gateway_id}")
+                                    on_batch=on_batch, name=f"publisher-{gateway_id}",
+                                    min_replicas=min_replicas, window_ms=window,
+                                    wait_key=keys.gateway_wait(gateway_id))
+        self.min_replicas = min_replicas
+        self.endpoint: RedisEndpoint | None = None
+        """How ``from_url`` reaches Redis (None for a broker built on a client)."""
         self._direct = ClientLink(client)
 
     @classmethod
     def from_url(cls, url: str, gateway_id: str, *, retries: int = 3,
                  backoff: AbstractBackoff | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
                  health_check_interval: int = 5, pool_size: int = 64,
-                 pool_wait_s: float = 10.0, **kw: Any) -> Broker:
-        """A broker on a new client for ``url`` (``redis://`` or ``rediss://``, password included).
+                 pool_wait_s: float = 10.0, min_replicas: int | None = None,
+                 **kw: Any) -> Broker:
+        """A broker for ``url`` (``gateway.redis.target``: ``redis://``, ``rediss://``,
+        ``redis+sentinel://`` ..., password included): raises ``TargetError`` (a URL that
+        does not parse) or ``TopologyError`` (Redis Cluster, not supported yet).
+
+        ``min_replicas`` (default: 1 under Sentinel, 0 for one Redis): a message or dm is
+        acknowledged only once that many replicas have it (``WAIT`` per publisher batch).
 
         Transient errors (connection, timeout, loading) are retried ``retries``
         times with ``backoff`` (exponential, capped at 1 s, by default); tests
@@ -308,21 +321,18 @@ class Broker:
         redis-py's default pool instead fails at once past 100 connections in
         use, which turned a login storm into spurious ``unavailable`` errors.
         """
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=pool_size,
-            timeout=pool_wait_s,
-            retry=Retry(backoff or ExponentialBackoff(cap=1.0, base=0.05), retries),
-            socket_connect_timeout=timeout_s,
-            socket_timeout=timeout_s,
-            health_check_interval=health_check_interval,
-            decode_responses=False,
-        )
-        client = redis.Redis(connection_pool=pool)
-        client.auto_close_connection_pool = True  # close() releases the pool's sockets too
-        link = WireLink(RedisAddress.from_url(url), timeout_s)
-        retry = Retry(backoff or ExponentialBackoff(cap=1.0, base=0.05), retries)
-        return cls(client, gateway_id, link=link, publish_retry=retry, **kw)
+        def retry() -> Retry:
+            return Retry(backoff or ExponentialBackoff(cap=1.0, base=0.05), retries)
+
+        endpoint = RedisEndpoint(parse_target(url), timeout_s=timeout_s, retry=retry(),
+                                 health_check_interval=health_check_interval,
+                                 pool_size=pool_size, pool_wait_s=pool_wait_s)
+        if min_replicas is None:
+            min_replicas = endpoint.target.default_min_replicas
+        broker = cls(endpoint.client, gateway_id, link=WireLink(endpoint.address, timeout_s),
+                     publish_retry=retry(), min_replicas=min_replicas, **kw)
+        broker.endpoint = endpoint
+        return broker
 
     @property
     def redis(self) -> redis.Redis:

@@ -110,6 +110,12 @@ def gateway_reaper(gateway_id: str) -> str:
     return f"{GATEWAY_PREFIX}{gateway_id}:reaper"
 
 
+def gateway_wait(gateway_id: str) -> str:
+    """string with a TTL: written by the publisher before each ``WAIT`` (its value means
+    nothing), so the connection's replication offset covers the batch."""
+    return f"{GATEWAY_PREFIX}{gateway_id}:wait"
+
+
 def membership(room: str, name: str) -> str:
     """A field of ``gateway_members``: ``<room>|<lower(name)>``."""
     return f"{room}|{name_key(name)}"
@@ -132,6 +138,7 @@ __all__ = [
     "gateway_members",
     "gateway_names",
     "gateway_reaper",
+    "gateway_wait",
     "membership",
     "parse_membership",
     "room_channel",

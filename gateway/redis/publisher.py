@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import hiredis
@@ -62,7 +63,7 @@ class Link(Protocol):
     """Where a batch goes: one reply per call, in order, each the script's reply or the
     ``redis.ResponseError`` it raised; ``BatchLost`` when the connection fails."""
 
-    def run(self, calls: Sequence[ScriptCall]) -> list[Any]: ...
+    def run(self, calls: Sequence[ScriptCall], wait: Wait | None = None) -> list[Any]: ...
 
     def close(self) -> None: ...
 
@@ -85,47 +86,93 @@ def _value(reply: Any) -> Any:
     return redis.ResponseError(str(reply)) if isinstance(reply, hiredis.ReplyError) else reply
 
 
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """``WAIT replicas timeout`` after a batch: its writes count only once on ``replicas``
+    replicas. ``key`` (one of this gateway's) is written first, so that the connection's
+    replication offset covers a batch of repeats too (a script that writes nothing leaves it
+    behind, and a fresh connection's is 0)."""
+
+    replicas: int
+    timeout_ms: int
+    key: str
+
+    def commands(self) -> bytes:
+        packed: bytes = (
+            hiredis.pack_command(cast(Any, (b"SET", self.key, b"1", b"PX", b"60000")))
+            + hiredis.pack_command(cast(Any, (b"WAIT", self.replicas, max(1, self.timeout_ms)))))
+        return packed
+
+
 class WireLink:
     """The publisher's own connection: RESP packed by hand, replies parsed by hiredis.
 
-    Connects lazily (and again after a loss) with the same settings as the
-    broker's pool; its socket timeout bounds every round trip.
+    Connects lazily (and again after a loss) to ``address`` (a callable is asked
+    at every connect: under Sentinel it finds the current primary); its socket
+    timeout bounds every round trip. A ``READONLY`` reply (the primary was
+    demoted) drops the connection, so the next batch finds the new one.
     """
 
-    def __init__(self, address: RedisAddress, timeout: float) -> None:
+    def __init__(self, address: RedisAddress | Callable[[], RedisAddress],
+                 timeout: float) -> None:
         self._address = address
         self._timeout = timeout
         self._wire: RedisWire | None = None
 
     def _connected(self) -> RedisWire:
         if self._wire is None:
-            self._wire = RedisWire(self._address, timeout=self._timeout)
+            address = self._address if isinstance(self._address, RedisAddress) \
+                else self._address()
+            self._wire = RedisWire(address, timeout=self._timeout)
         return self._wire
 
-    def run(self, calls: Sequence[ScriptCall]) -> list[Any]:
+    def run(self, calls: Sequence[ScriptCall], wait: Wait | None = None) -> list[Any]:
         replies: list[Any] = []
         missing: list[int] = []
+        acked = 0
+        tail = wait.commands() if wait is not None else b""
         try:
             wire = self._connected()
-            wire.send(b"".join([pack_call(call) for call in calls]))
+            wire.send(b"".join([pack_call(call) for call in calls]) + tail)
             wire.read_into(replies, len(calls))
+            acked = _read_wait(wire, wait)
             missing = [i for i, reply in enumerate(replies) if _no_script(reply)]
             if missing:  # SCRIPT FLUSH or a restarted Redis: those did not run, send the text
-                wire.send(b"".join([pack_call(calls[i], by_text=True) for i in missing]))
+                wire.send(b"".join([pack_call(calls[i], by_text=True) for i in missing]) + tail)
                 again: list[Any] = []
                 wire.read_into(again, len(missing))
+                acked = _read_wait(wire, wait)
                 for i, reply in zip(missing, again, strict=True):
                     replies[i] = reply
         except OSError as exc:
             self.close()
-            settled = replies[:missing[0]] if missing else replies
+            # under WAIT nothing counts before its reply; else what came before the loss
+            settled = [] if wait is not None else replies[:missing[0]] if missing else replies
             raise BatchLost([_value(r) for r in settled], exc) from exc
-        return [_value(r) for r in replies]
+        values = [_value(r) for r in replies]
+        if any(isinstance(v, redis.ResponseError) and str(v).startswith("READONLY")
+               for v in values):
+            self.close()
+        if wait is not None and acked < wait.replicas:
+            short = redis.ResponseError(
+                f"NOREPLICAS {acked} of {wait.replicas} replicas acknowledged the batch "
+                f"within {wait.timeout_ms} ms")
+            values = [v if isinstance(v, Exception) else short for v in values]
+        return values
 
     def close(self) -> None:
         if self._wire is not None:
             self._wire.close()
             self._wire = None
+
+
+def _read_wait(wire: RedisWire, wait: Wait | None) -> int:
+    """The replies of ``Wait.commands``: how many replicas acknowledged (0 on an error)."""
+    if wait is None:
+        return 0
+    replies: list[Any] = []
+    wire.read_into(replies, 2)
+    return replies[1] if isinstance(replies[1], int) else 0
 
 
 class ClientLink:
@@ -138,7 +185,7 @@ class ClientLink:
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
 
-    def run(self, calls: Sequence[ScriptCall]) -> list[Any]:
+    def run(self, calls: Sequence[ScriptCall], wait: Wait | None = None) -> list[Any]:
         replies: list[Any] = []
         for call in calls:
             try:
@@ -147,6 +194,16 @@ class ClientLink:
                 raise BatchLost(replies, exc) from exc
             except redis.ResponseError as exc:
                 replies.append(exc)
+        if wait is not None:
+            try:
+                self._client.set(wait.key, b"1", px=60_000)
+                acked = int(self._client.execute_command(  # type: ignore[no-untyped-call]
+                    "WAIT", wait.replicas, max(1, wait.timeout_ms)))
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                raise BatchLost([], exc) from exc
+            if acked < wait.replicas:
+                short = redis.ResponseError(f"NOREPLICAS {acked} of {wait.replicas} replicas")
+                replies = [r if isinstance(r, Exception) else short for r in replies]
         return replies
 
     def one(self, call: ScriptCall) -> Any:
@@ -168,7 +225,7 @@ class _Group:
     Touched by the publisher's thread only once queued.
     """
 
-    __slots__ = ("calls", "future", "outcomes", "remaining", "single")
+    __slots__ = ("calls", "future", "outcomes", "remaining", "single", "submitted")
 
     def __init__(self, calls: Sequence[ScriptCall], single: bool) -> None:
         self.calls = calls
@@ -176,6 +233,7 @@ class _Group:
         self.outcomes: list[Any] = [None] * len(calls)
         self.remaining = len(calls)
         self.single = single
+        self.submitted = time.monotonic()
 
     def settle(self, index: int, outcome: Any) -> None:
         self.outcomes[index] = outcome
@@ -202,10 +260,18 @@ class Publisher:
 
     def __init__(self, link: Link, retry: Retry | None = None, *,
                  on_batch: Callable[[int, float], None] = lambda size, seconds: None,
-                 max_batch: int = MAX_BATCH, name: str = "publisher") -> None:
+                 max_batch: int = MAX_BATCH, name: str = "publisher", min_replicas: int = 0,
+                 window_ms: int = 1500, wait_key: str = "") -> None:
         """``retry`` re-sends a batch whose link failed (default: never); ``on_batch`` gets
-        each batch's size and round-trip seconds (metrics, once per batch)."""
+        each batch's size and round-trip seconds (metrics, once per batch).
+
+        ``min_replicas`` > 0: each batch ends with ``WAIT`` (``Wait``, on ``wait_key``),
+        for as long as the oldest request of the batch has left of its ``window_ms``; a
+        batch fewer replicas acknowledged fails with ``NOREPLICAS`` (``unavailable``)."""
         self._link = link
+        self._min_replicas = min_replicas
+        self._window_ms = window_ms
+        self._wait_key = wait_key
         self._retry = retry or Retry(NoBackoff(), 0)
         self._on_batch = on_batch
         self._max_batch = max_batch
@@ -282,7 +348,12 @@ class Publisher:
 
         def attempt() -> None:
             nonlocal pending
-            replies = self._link.run([group.calls[i] for group, i in pending])
+            wait = None
+            if self._min_replicas:
+                oldest = min(group.submitted for group, _ in pending)
+                left_ms = self._window_ms - int((time.monotonic() - oldest) * 1000)
+                wait = Wait(self._min_replicas, left_ms, self._wait_key)
+            replies = self._link.run([group.calls[i] for group, i in pending], wait)
             for (group, i), reply in zip(pending, replies, strict=True):
                 group.settle(i, reply)
             pending = []
@@ -312,6 +383,7 @@ __all__ = [
     "PublisherStopped",
     "Script",
     "ScriptCall",
+    "Wait",
     "WireLink",
     "pack_call",
 ]

@@ -24,6 +24,7 @@ from gateway.redis.publisher import (
     PublisherStopped,
     Script,
     ScriptCall,
+    Wait,
     WireLink,
 )
 from gateway.redis.wire import RedisAddress
@@ -49,11 +50,11 @@ class GatedLink:
         self.entered = threading.Event()
         self.batches: list[int] = []
 
-    def run(self, calls: Sequence[ScriptCall]) -> list[Any]:
+    def run(self, calls: Sequence[ScriptCall], wait: Wait | None = None) -> list[Any]:
         self.entered.set()
         self.gate.wait(10)
         self.batches.append(len(calls))
-        return self.inner.run(calls)
+        return self.inner.run(calls, wait)
 
     def close(self) -> None:
         self.inner.close()
@@ -66,8 +67,8 @@ class LosesReplies:
         self.inner = WireLink(RedisAddress.from_url(url), 2.0)
         self.losses = losses
 
-    def run(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        replies = self.inner.run(calls)
+    def run(self, calls: Sequence[ScriptCall], wait: Wait | None = None) -> list[Any]:
+        replies = self.inner.run(calls, wait)
         if self.losses:
             self.losses -= 1
             self.inner.close()
