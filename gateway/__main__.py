@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except TopologyError as exc:
         logging.getLogger("gateway").error("event=redis_topology_mismatch error=%s", exc)
-        gateway.shutdown()
+        gateway.broker.close()
         return 2
     stop.wait()
     gateway.shutdown()

@@ -114,7 +114,11 @@ class Gateway:
         return self._housekeeper is not None and self._housekeeper.healthy
 
     def start(self) -> Gateway:
+        """Listen and serve; raises ``TopologyError`` (before anything started) when Redis
+        is not what the URL says."""
         cfg = self.config
+        if self.broker.endpoint is not None:
+            self.broker.endpoint.check()
         listener = socket.create_server(
             (cfg.host, cfg.port), backlog=1024, reuse_port=False,
             family=socket.AF_INET6 if ":" in cfg.host else socket.AF_INET)
@@ -125,8 +129,6 @@ class Gateway:
                 cfg.health_host or cfg.host, cfg.health_port, lambda: self.healthy,
                 self.metrics.render)
             self._health.start()
-        if self.broker.endpoint is not None:
-            self.broker.endpoint.check()  # TopologyError: Redis is not what the URL says
         self.flusher.start()
         try:
             # A gateway restarted under the same id (a container keeps its host name)

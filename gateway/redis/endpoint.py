@@ -63,9 +63,7 @@ class RedisEndpoint:
                 **tls)
             client = self._sentinel.master_for(target.master, **common)
         else:
-            raise TopologyError(
-                f"Redis Cluster ({redacted(_url_of(target))}) is not supported by this "
-                "gateway yet: use a redis://, rediss:// or redis+sentinel:// URL")
+            _refuse_cluster(target, timeout_s)
         client.auto_close_connection_pool = True  # close() releases the pool's sockets too
         self.client: redis.Redis = client
 
@@ -93,19 +91,20 @@ class RedisEndpoint:
         target = self.target
         if isinstance(target, SentinelTarget):
             assert self._sentinel is not None
+            modes = _modes(self._sentinel)
+            if not modes:
+                return  # no sentinel answers: an outage, not a mismatch
+            if "sentinel" not in modes:
+                raise TopologyError(
+                    f"{', '.join(map(str, target.sentinels))} is not a Redis Sentinel "
+                    f"(it runs in {sorted(modes)[0]} mode): a redis+sentinel:// URL names "
+                    "sentinels")
             try:
                 self._sentinel.discover_master(target.master)
             except MasterNotFoundError as exc:
-                if _sentinels_answer(self._sentinel):
-                    raise TopologyError(
-                        f"the sentinels at {', '.join(map(str, target.sentinels))} know no "
-                        f"master named {target.master!r} (or none is reachable): {exc}"
-                    ) from None
-                raise
-            except redis.ResponseError as exc:
                 raise TopologyError(
-                    f"{', '.join(map(str, target.sentinels))} is not a Redis Sentinel "
-                    f"(redis+sentinel:// URL): {exc}") from None
+                    f"the sentinels at {', '.join(map(str, target.sentinels))} know no "
+                    f"master named {target.master!r} (or none is reachable): {exc}") from None
             return
         if isinstance(target, SingleTarget):
             try:
@@ -118,19 +117,37 @@ class RedisEndpoint:
                     "redis+sentinel://host:port/MASTER_NAME")
 
 
-def _sentinels_answer(sentinel: Sentinel) -> bool:
-    """Whether any sentinel answers at all (an unknown master, not an outage)."""
+def _modes(sentinel: Sentinel) -> set[str]:
+    """The ``redis_mode`` of every sentinel that answers (empty when none does)."""
+    modes = set()
     for node in sentinel.sentinels:
         try:
-            node.ping()
-            return True
+            modes.add(str(node.info("server").get("redis_mode", "standalone")))
         except redis.RedisError:
             continue
-    return False
+    return modes
 
 
-def _url_of(target: ClusterTarget) -> str:
-    return "redis+cluster://" + ",".join(map(str, target.seeds))
+def _refuse_cluster(target: ClusterTarget, timeout_s: float) -> None:
+    """Redis Cluster is not served yet: say so, or that the seeds are no cluster at all."""
+    url = "redis+cluster://" + ",".join(map(str, target.seeds))
+    for seed in target.seeds:
+        node = redis.Redis(host=seed.host, port=seed.port, username=target.auth.username,
+                           password=target.auth.password, socket_timeout=timeout_s,
+                           socket_connect_timeout=timeout_s,
+                           **(target.tls.redis_kwargs() if target.tls else {}))
+        try:
+            enabled = node.info("cluster").get("cluster_enabled")
+        except redis.RedisError:
+            continue
+        finally:
+            node.close()
+        if not enabled:
+            raise TopologyError(f"{seed} is not a Redis Cluster node (cluster_enabled:0): "
+                                f"use redis://{seed} for one Redis, not {url}")
+        break
+    raise TopologyError(f"Redis Cluster ({url}) is not supported by this gateway yet: use a "
+                        "redis://, rediss:// or redis+sentinel:// URL")
 
 
 __all__ = ["RedisEndpoint", "TopologyError"]
