@@ -80,13 +80,21 @@ class RedisWire:
     def __init__(self, address: RedisAddress, timeout: float = 2.0,
                  tls_context: ssl.SSLContext | None = None) -> None:
         sock = socket.create_connection((address.host, address.port), timeout=timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        if address.tls:
-            context = tls_context or address.tls_context()
-            sock = context.wrap_socket(sock, server_hostname=address.host)
-        self.sock = sock
-        self._reader = hiredis.Reader()
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            if address.tls:
+                context = tls_context or address.tls_context()
+                sock = context.wrap_socket(sock, server_hostname=address.host)
+            self.sock = sock
+            self._reader = hiredis.Reader()
+            self._hello(address)
+        except BaseException:
+            sock.close()
+            raise
+
+    def _hello(self, address: RedisAddress) -> None:
+        """AUTH and SELECT, as the URL asks."""
         if address.password is not None:
             auth = ("AUTH", address.username, address.password) if address.username else (
                 "AUTH", address.password)
