@@ -1,7 +1,8 @@
 """Group commit: every ``send`` and ``dm`` of a gateway reaches Redis through one thread.
 
 A session thread no longer talks to Redis for a message: ``Broker`` hands the
-script call to the ``Publisher`` and waits on a ``concurrent.futures.Future``.
+script calls of a read to the ``Publisher`` together (``submit_all``: one
+queue entry) and waits on one ``concurrent.futures.Future`` for all of them.
 The publisher's thread takes every request queued at that moment, writes them
 as one pipelined batch on a link of its own (``WireLink``: hand-packed RESP,
 hiredis replies) and completes each future from the replies, in order. So a
@@ -14,10 +15,12 @@ did arrive are completed and the rest are written again on a fresh connection,
 as redis-py's ``Retry`` does for one command (the same ``Retry``/backoff
 objects drive it; tests inject a backoff that never sleeps). That is safe
 because every script the publisher runs carries a dedup key and a deadline
-(``gateway.redis.broker``, "Deadlines"): a second run of a script that did run is a
-repeat, one that reaches Redis after its deadline writes nothing. When the
-retries run out the remaining futures fail with the connection error, which
-the broker answers ``unavailable``.
+(``gateway.redis.broker``, "Deadlines"): a second run of a script that did
+run is a repeat, one that reaches Redis after its deadline writes nothing.
+When the retries run out the remaining requests fail with the connection
+error, which the broker answers ``unavailable``. With ``min_replicas`` each
+batch ends with ``WAIT`` (``Wait``): its requests count only once that many
+replicas have them.
 
 Threads: ``submit`` is called by any thread; only the publisher's thread
 touches the link. ``Publisher._lock`` guards only starting and stopping (never
@@ -47,6 +50,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 1024
 """Requests written in one round trip at most; the rest make the next batch."""
+
 
 class BatchLost(redis.ConnectionError):
     """The link failed during a batch; ``received`` are the replies that came first.
