@@ -8,6 +8,7 @@ results and plots go) after its own name, so a command reads as
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,7 +195,7 @@ def _room(text: str) -> str:
 
 
 def _common_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     g = p.add_argument_group("where and what to report")
     where = g.add_mutually_exclusive_group()
     where.add_argument("--gateways", type=_addresses, default=(),
@@ -230,12 +231,14 @@ def _common_parser() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     common = _common_parser()
     parser = argparse.ArgumentParser(
-        prog="chat-bench",
+        prog="chat-bench", allow_abbrev=False,
         description="Load generator for ChatService gateways (PROTOCOL.md v1).",
     )
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {importlib.metadata.version('chatservice')}")
     sub = parser.add_subparsers(dest="scenario", required=True, metavar="SCENARIO")
 
-    f = sub.add_parser("fanout", parents=[common],
+    f = sub.add_parser("fanout", parents=[common], allow_abbrev=False,
                        help="R receivers and S senders in one room",
                        description="R receivers and S senders in one room, spread round-robin "
                        "over the gateways. saturate: deliveries/s and loss; rate: latency.")
@@ -257,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give up draining after this long without progress")
     f.add_argument("--room", type=_room, default=None, help="room (default: a fresh one)")
 
-    i = sub.add_parser("idle", parents=[common], help="memory per idle logged-in connection",
+    i = sub.add_parser("idle", parents=[common], allow_abbrev=False,
+                       help="memory per idle logged-in connection",
                        description="C logged-in connections: gateway RSS per connection "
                        "(local gateways) and whether every connection still answers ping.")
     i.add_argument("--connections", type=_int_list, default=(1000,),
@@ -272,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--ping-timeout", type=_positive_float, default=30.0,
                    help="seconds after the last ping to wait for answers")
 
-    s = sub.add_parser("storm", parents=[common], help="login storm until failure or a cap",
+    s = sub.add_parser("storm", parents=[common], allow_abbrev=False,
+                       help="login storm until failure or a cap",
                        description="Open connections (connect, hello, welcome) as fast as "
                        "--concurrency allows until one fails or --connections succeed; "
                        "optionally measure a fanout's latency before and during the storm.")
@@ -286,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--room", type=_room, default=None,
                    help="room the storm's clients join (default: none)")
 
-    m = sub.add_parser("rooms", parents=[common],
+    m = sub.add_parser("rooms", parents=[common], allow_abbrev=False,
                        help="many small rooms, Poisson senders: the rate that keeps p99 low",
                        description="U users in N small rooms (each user in several), "
                        "every user sending at random (Poisson) intervals; the aggregate "
@@ -325,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--drain-timeout", type=_positive_float, default=5.0,
                    help="give up draining a step after this long without progress")
 
-    r = sub.add_parser("resume", parents=[common],
+    r = sub.add_parser("resume", parents=[common], allow_abbrev=False,
                        help="resume time after a gateway is killed (needs --local >= 2)",
                        description="Clients on gateway 1 while a sender on gateway 2 sends; "
                        "gateway 1 is killed and the clients resume elsewhere with since/token.")

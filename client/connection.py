@@ -30,7 +30,15 @@ from typing import Any
 
 from client.backoff import Backoff, ExponentialBackoff
 from client.errors import ClientClosed, ClientError, LoginRefused, NoGatewayAvailable
-from client.events import ClientEvent, Closed, Disconnected, Reconnecting
+from client.events import (
+    Acked,
+    ClientEvent,
+    Closed,
+    Disconnected,
+    Reconnecting,
+    SendDelayed,
+    SendFailed,
+)
 from client.link import Link, login
 from client.state import ClientState, Outcome
 from client.transport import Address, parse_address
@@ -55,7 +63,7 @@ NAME_RECLAIM_S = 20.0
 TYPING_INTERVAL_S = Limits().typing_interval_s
 """The gateway relays one ``typing`` per user and room this often; sending more wastes rate."""
 
-FINAL_BYES = frozenset({fr.ByeReason.REPLACED, fr.ByeReason.CLIENT})
+FINAL_BYES = frozenset({fr.ByeReason.REPLACED, fr.ByeReason.CLIENT, fr.ByeReason.ABUSE})
 
 
 class _Phase(enum.Enum):
@@ -122,13 +130,16 @@ class ChatClient:
         backoff: Backoff | None = None,
         connect_timeout: float = 5.0,
         tls_context: ssl.SSLContext | None = None,
+        hold_unavailable: float = 0.0,
+        retry_interval: float = 1.0,
+        password: str | None = None,
     ) -> None:
         if isinstance(gateways, str):
             gateways = (gateways,)
         if not gateways:
             raise ValueError("at least one gateway address is needed")
-        if ping_interval <= 0 or connect_timeout <= 0:
-            raise ValueError("ping_interval and connect_timeout must be positive")
+        if ping_interval <= 0 or connect_timeout <= 0 or retry_interval <= 0:
+            raise ValueError("ping_interval, connect_timeout and retry_interval must be positive")
         self._addresses: tuple[Address, ...] = tuple(parse_address(g) for g in gateways)
         self._on_event = on_event
         self._reconnect = reconnect
@@ -142,7 +153,12 @@ class ChatClient:
         self.events: queue.Queue[ClientEvent] = queue.Queue()
         # Guarded by _lock:
         self._lock = threading.Lock()
-        self._state = ClientState(name, rooms)
+        self._state = ClientState(name, rooms, hold_unavailable=hold_unavailable > 0,
+                                  password=password)
+        self._hold_unavailable = hold_unavailable
+        self._retry_interval = retry_interval
+        self._held_since: dict[str, float] = {}  # ref -> when first answered unavailable
+        self._retry_at: float | None = None
         self._phase = _Phase.IDLE
         self._link: Link | None = None
         self._gateway: str | None = None
@@ -310,6 +326,75 @@ class ChatClient:
 
         link.send_first(record)
 
+    # ---------------------------------------------------- accounts (protocol v1.1)
+
+    @property
+    def account(self) -> bool:
+        """Logged in to an account (the last ``welcome``, or ``Registered`` since)."""
+        with self._lock:
+            return self._state.account
+
+    def register(self, password: str) -> None:
+        """Make our (guest) name an account with ``password``: answered by ``Registered``,
+        or ``ServerError`` (``bad_password``, ``name_taken``, ``auth_failed`` when the
+        server admits no new accounts). Raises ``ProtocolError`` (``bad_password``) for a
+        password outside the rules; dropped while disconnected."""
+        self._send_password(fr.Register(password), password)
+
+    def passwd(self, old: str, new: str) -> None:
+        """Change the account's password: ``Registered``, or ``ServerError``
+        (``auth_failed`` for a wrong ``old``, ``rate_limited``, ``bad_password``)."""
+        self._send_password(fr.Passwd(old, new), new)
+
+    def _send_password(self, frame: fr.Register | fr.Passwd, password: str) -> None:
+        with self._lock:
+            self._require_running()
+            link = self._link
+        if link is None:
+            return
+
+        def record() -> tuple[fr.ClientFrame, ...]:
+            with self._lock:
+                if self._link is not link:
+                    return ()
+                self._state.expect_password(password)
+            return (frame,)
+
+        link.send_first(record)
+
+    def mark_read(self, room: str | None = None, *, peer: str | None = None,
+                  up_to: int) -> None:
+        """Tell the server we have read ``room`` (or the conversation with ``peer``) up to
+        id ``up_to``; an account gets it back in the next ``AccountState``. No answer;
+        dropped while disconnected (send it again after ``Connected``)."""
+        self._send_now(fr.Read(room=room, peer=peer, id=up_to))
+
+    def dm_history(self, peer: str, before: int | None = None,
+                   limit: int = DEFAULT_HISTORY_LIMIT) -> None:
+        """Ask for older dms of the conversation with ``peer`` (accounts): answered by
+        ``DmHistoryLoaded``, or ``ServerError`` (``auth_failed`` for a guest). Dropped
+        while disconnected."""
+        frame = fr.DmHistoryQuery(peer, before, limit)
+        with self._lock:
+            self._require_running()
+            link = self._link
+        if link is None:
+            return
+
+        def record() -> tuple[fr.ClientFrame, ...]:
+            with self._lock:
+                if self._link is not link:
+                    return ()
+                self._state.expect_dm_history(peer)
+            return (frame,)
+
+        link.send_first(record)
+
+    def dm_position(self, peer: str) -> fr.Position | None:
+        """Where the conversation with ``peer`` stands (epoch, last id delivered)."""
+        with self._lock:
+            return self._state.dm_position(peer)
+
     def _submit(self, make: Callable[[str, int], fr.Send | fr.Dm]) -> str:
         with self._lock:
             self._require_running()
@@ -389,7 +474,10 @@ class ChatClient:
 
     def _pump(self, link: Link) -> _Ending:
         """Handle the link's frames until it ends; ping when idle, give up when silent."""
-        link.settimeout(self._ping_interval / 2)
+        wake = self._ping_interval / 2
+        if self._hold_unavailable > 0:
+            wake = min(wake, self._retry_interval)  # held sends are retried on time
+        link.settimeout(wake)
         while True:  # after close() too: drain until the gateway closes (see close)
             try:
                 frame = link.receive()
@@ -401,11 +489,38 @@ class ChatClient:
                 return _Ending(f"{link.address} stopped answering")
             if not self._stop.is_set():
                 link.keep_alive(self._ping_interval)
-            if frame is None:
-                continue
-            if isinstance(frame, fr.Goodbye):
-                return _Ending(frame.reason.value, final=frame.reason in FINAL_BYES)
-            self._emit_all(self._apply(link, frame))
+            if frame is not None:
+                if isinstance(frame, fr.Goodbye):
+                    return _Ending(frame.reason.value, final=frame.reason in FINAL_BYES)
+                self._emit_all(self._apply(link, frame))
+            if not self._stop.is_set():
+                self._emit_all(self._retry_held(link))
+
+    def _retry_held(self, link: Link) -> list[ClientEvent]:
+        """Send again the sends held after ``unavailable``; fail those held too long."""
+        now = time.monotonic()
+        with self._lock:
+            if self._retry_at is None or now < self._retry_at:
+                return []
+            self._retry_at = None
+        failed: list[ClientEvent] = []
+
+        def resend() -> tuple[fr.ClientFrame, ...]:
+            with self._lock:
+                if self._link is not link:
+                    return ()
+                for ref in self._state.held:
+                    held_for = now - self._held_since.get(ref, now)
+                    if held_for >= self._hold_unavailable:
+                        self._held_since.pop(ref, None)
+                        failed.extend(self._state.give_up(ref, ProtocolError(
+                            ErrorCode.UNAVAILABLE,
+                            f"the server could not take the message for {held_for:.0f} s",
+                            ref)))
+                return self._state.take_held()
+
+        link.send_first(resend)
+        return failed
 
     def _apply(self, link: Link, frame: fr.ServerFrame) -> tuple[ClientEvent, ...]:
         """Feed ``frame`` to the state under the write lock, so its requests go out in order."""
@@ -414,11 +529,23 @@ class ChatClient:
         def record() -> tuple[fr.ClientFrame, ...]:
             with self._lock:
                 result = self._state.handle(frame)
+                self._note_held(result.events)
             handled.append(result)
             return result.requests
 
         link.send_first(record)
         return handled[0].events
+
+    def _note_held(self, events: Iterable[ClientEvent]) -> None:
+        """Under ``_lock``: when held sends were first refused, and when to retry them."""
+        for event in events:
+            if isinstance(event, SendDelayed):
+                now = time.monotonic()
+                self._held_since.setdefault(event.ref, now)
+                if self._retry_at is None:
+                    self._retry_at = now + self._retry_interval
+            elif isinstance(event, Acked | SendFailed):
+                self._held_since.pop(event.ref, None)
 
     def _drop(self, link: Link) -> None:
         with self._lock:
@@ -471,9 +598,9 @@ class ChatClient:
             try:
                 link, welcome, hello = self._login(index, self._connect_timeout)
             except LoginRefused as exc:
-                reclaiming = exc.code is ErrorCode.NAME_TAKEN and (
+                reclaiming = (exc.code is ErrorCode.NAME_TAKEN and (
                     time.monotonic() - began < NAME_RECLAIM_S
-                )
+                )) or exc.code is ErrorCode.RATE_LIMITED  # others' guesses lock our name
                 if exc.code not in RETRY_CODES and not reclaiming:
                     self._log.warning("%s refused the login: %s", address, exc)
                     return f"login refused: {exc.code.value}"

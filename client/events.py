@@ -13,7 +13,8 @@ rule, so a view can simply append:
   ``HistoryLoaded(older=True)`` answers ``history()`` (scroll-back) and only
   holds messages already delivered, for prepending.
 
-Every ``send``/``dm`` ends in exactly one ``Acked`` or ``SendFailed``.
+Every ``send``/``dm`` ends in exactly one ``Acked`` or ``SendFailed`` (perhaps
+after ``SendDelayed`` notes, while the server cannot take it).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocol.errors import ProtocolError
-from protocol.frames import DirectMessage, Message
+from protocol.frames import DirectMessage, DmSummary, Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,38 @@ class DirectReceived(ClientEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class AccountState(ClientEvent):
+    """Right after ``Connected`` when logged in to an account (protocol v1.1; a guest
+    gets none): its conversations (``DmSummary``: with, epoch, last_id, read) and its
+    rooms' read marks. Stored dms the client has not seen follow as ``DirectReceived``,
+    exactly once and in id order per conversation."""
+
+    account: bool
+    dms: tuple[DmSummary, ...]
+    read: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class DmHistoryLoaded(ClientEvent):
+    """Answer to ``ChatClient.dm_history``: older dms of the conversation with ``peer``,
+    oldest first, for prepending (they were delivered before, or are older than the
+    client's first)."""
+
+    peer: str
+    messages: tuple[DirectMessage, ...]
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Registered(ClientEvent):
+    """``register`` or ``passwd`` succeeded: ``name`` is an account, the client logs in
+    with the new password from now on. A refusal comes as ``ServerError`` with code
+    ``bad_password``, ``auth_failed``, ``rate_limited`` or ``name_taken``."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class MemberJoined(ClientEvent):
     room: str
     name: str
@@ -129,6 +162,18 @@ class SendFailed(ClientEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class SendDelayed(ClientEvent):
+    """The server could not take the send with this ref now (``unavailable``): it stays
+    pending and is sent again until acknowledged, or fails after the client's hold time.
+
+    Only with ``ChatClient(hold_unavailable=...)``.
+    """
+
+    ref: str
+    error: ProtocolError
+
+
+@dataclass(frozen=True, slots=True)
 class ServerError(ClientEvent):
     """An ``error`` frame not tied to a pending send (a refused join, who, history ...)."""
 
@@ -143,19 +188,23 @@ class Closed(ClientEvent):
 
 
 __all__ = [
+    "AccountState",
     "Acked",
     "ClientEvent",
     "Closed",
     "Connected",
     "DirectReceived",
     "Disconnected",
+    "DmHistoryLoaded",
     "EpochReset",
     "HistoryLoaded",
     "MemberJoined",
     "MemberLeft",
     "Members",
     "Reconnecting",
+    "Registered",
     "RoomMessage",
+    "SendDelayed",
     "SendFailed",
     "ServerError",
     "Typing",

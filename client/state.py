@@ -14,8 +14,19 @@ exactly once and in id order (PROTOCOL.md, "Ordering, resume and loss"):
   what is newer than the last id.
 
 It also keeps every ``send``/``dm`` until its ``ack`` or ``error`` arrives,
-so a new connection can resend them with the same ``ref``, and builds the
-``hello`` (rooms, ``since``, ``token``) that resumes the session.
+so a new connection can resend them with the same ``ref``; with
+``hold_unavailable`` an ``unavailable`` error (which PROTOCOL.md defines as
+"not carried out") keeps the send too, to be sent again (``take_held``).
+It builds the
+``hello`` (rooms, ``since``, ``token``, ``password``) that resumes the session.
+
+Conversations (protocol v1.1, accounts): per peer it remembers the epoch and
+the last dm id delivered, resumes them with ``since`` ``"@name"`` as rooms,
+and drops a stored dm it already delivered, so each arrives exactly once and
+in id order across reconnects (the gateway fills gaps itself). A
+conversation's ``history`` that nobody asked for is the login's catch-up:
+its dms come as ``DirectReceived``; an answer to ``expect_dm_history`` comes
+as ``DmHistoryLoaded``.
 
 History answers carry no request id, so they are matched per room in the
 order the requests were sent, which is the order a gateway answers in. The
@@ -33,7 +44,7 @@ from client.errors import SendAborted
 from protocol import frames as fr
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.limits import MAX_HISTORY_LIMIT, MAX_ROOMS_PER_SESSION
-from protocol.names import LOBBY, check_room
+from protocol.names import CONVERSATION_PREFIX, LOBBY, check_room, name_key
 
 MAX_HELD = 10_000
 """Messages held back per room behind a gap; beyond this the gap is given up."""
@@ -78,6 +89,13 @@ class _Room:
         return any(q.fill_before is not None for q in self.queries)
 
 
+@dataclass(slots=True)
+class _Conversation:
+    peer: str
+    epoch: str | None = None
+    last_id: int = 0
+
+
 def _by_id(messages: Iterable[fr.Message]) -> list[fr.Message]:
     """Messages sorted by id, each id once (the first seen wins)."""
     unique: dict[int, fr.Message] = {}
@@ -89,11 +107,19 @@ def _by_id(messages: Iterable[fr.Message]) -> list[fr.Message]:
 class ClientState:
     """Rooms, resume points, de-duplication and unacknowledged sends of one user."""
 
-    def __init__(self, name: str, rooms: Iterable[str] = (LOBBY,)) -> None:
+    def __init__(self, name: str, rooms: Iterable[str] = (LOBBY,), *,
+                 hold_unavailable: bool = False, password: str | None = None) -> None:
         self.name = name
+        self._password = password
+        self._new_password: str | None = None  # sent in register/passwd, not yet answered
+        self._account = False
+        self._dms: dict[str, _Conversation] = {}  # peer name_key -> conversation
+        self._dm_queries: dict[str, int] = {}  # peer name_key -> dm history answers awaited
         self._rooms: dict[str, _Room] = {room: _Room() for room in dict.fromkeys(rooms)}
         self._pending: dict[str, Outbound] = {}
         self._token: str | None = None
+        self._hold_unavailable = hold_unavailable
+        self._held: dict[str, None] = {}  # refs answered unavailable, to send again (in order)
 
     # ------------------------------------------------------------------ queries
 
@@ -110,6 +136,22 @@ class ClientState:
     def pending(self) -> tuple[Outbound, ...]:
         """Sends and dms not yet acknowledged, oldest first."""
         return tuple(self._pending.values())
+
+    @property
+    def account(self) -> bool:
+        """Logged in to an account (as the last ``welcome`` said, or since ``Registered``)."""
+        return self._account
+
+    @property
+    def has_password(self) -> bool:
+        return self._password is not None
+
+    def dm_position(self, peer: str) -> fr.Position | None:
+        """The resume point of the conversation with ``peer``, once known."""
+        conv = self._dms.get(name_key(peer))
+        if conv is None or conv.epoch is None:
+            return None
+        return fr.Position(conv.epoch, conv.last_id)
 
     def position(self, room: str) -> fr.Position | None:
         """The resume point of ``room``: its epoch and last delivered id, once known."""
@@ -128,7 +170,22 @@ class ClientState:
             for room, r in self._rooms.items()
             if r.epoch is not None
         }
-        return fr.Hello(self.name, tuple(self._rooms), since, self._token)
+        since.update({
+            CONVERSATION_PREFIX + conv.peer: fr.Position(conv.epoch, conv.last_id)
+            for conv in self._dms.values()
+            if conv.epoch is not None
+        })
+        return fr.Hello(self.name, tuple(self._rooms), since, self._token, self._password)
+
+    def expect_password(self, password: str) -> None:
+        """A ``register`` or ``passwd`` with ``password`` was just sent: log in with it
+        from its ``registered`` on."""
+        self._new_password = password
+
+    def expect_dm_history(self, peer: str) -> None:
+        """Note a conversation scroll-back request just sent."""
+        key = name_key(peer)
+        self._dm_queries[key] = self._dm_queries.get(key, 0) + 1
 
     # ------------------------------------------------------------ caller's side
 
@@ -162,6 +219,24 @@ class ClientState:
             raise ValueError("a tracked send needs a ref that is not already pending")
         self._pending[frame.ref] = frame
 
+    def take_held(self) -> tuple[Outbound, ...]:
+        """The sends answered ``unavailable`` and held: send them again now (same ``ref``)."""
+        frames = tuple(self._pending[ref] for ref in self._held if ref in self._pending)
+        self._held.clear()
+        return frames
+
+    @property
+    def held(self) -> tuple[str, ...]:
+        """Refs of sends waiting to be sent again after ``unavailable``."""
+        return tuple(ref for ref in self._held if ref in self._pending)
+
+    def give_up(self, ref: str, error: ProtocolError) -> tuple[ev.SendFailed, ...]:
+        """End a pending send with ``error`` (it was held too long)."""
+        self._held.pop(ref, None)
+        if self._pending.pop(ref, None) is None:
+            return ()
+        return (ev.SendFailed(ref, error),)
+
     def abort_pending(self) -> tuple[ev.SendFailed, ...]:
         """End every pending send with ``SendFailed(SendAborted)``: the client is closing."""
         failed = tuple(ev.SendFailed(ref, SendAborted(ref=ref)) for ref in self._pending)
@@ -188,8 +263,15 @@ class ClientState:
                 del self._rooms[room]  # the gateway did not grant it
         requests.extend(fr.Leave(room) for room in welcome.rooms if room not in self._rooms)
         requests.extend(self._pending.values())
+        self._held.clear()  # resent just now
         connected = ev.Connected(welcome.gateway, welcome.name, resumed)
-        return Outcome((connected,), tuple(requests))
+        self._account = welcome.account
+        for summary in welcome.dms:
+            self._dms.setdefault(name_key(summary.peer), _Conversation(summary.peer))
+        if not welcome.account:
+            return Outcome((connected,), tuple(requests))
+        info = ev.AccountState(welcome.account, welcome.dms, dict(welcome.read))
+        return Outcome((connected, info), tuple(requests))
 
     def on_disconnect(self) -> None:
         """The connection ended: its held messages and open requests die with it.
@@ -201,6 +283,7 @@ class ClientState:
             r.synced = False
             r.held.clear()
             r.queries.clear()
+        self._dm_queries.clear()
 
     def handle(self, frame: fr.ServerFrame) -> Outcome:
         """Apply one frame received after ``welcome``."""
@@ -215,11 +298,23 @@ class ClientState:
                 return Outcome((ev.Acked(ref, msg_id),))
             case fr.Error():
                 error = frame.to_exception()
+                if (self._hold_unavailable and frame.code is ErrorCode.UNAVAILABLE
+                        and frame.ref in self._pending):
+                    # "unavailable" means not carried out: the same ref may be sent again
+                    self._held[frame.ref] = None
+                    return Outcome((ev.SendDelayed(frame.ref, error),))
                 if frame.ref is not None and self._pending.pop(frame.ref, None) is not None:
                     return Outcome((ev.SendFailed(frame.ref, error),))
                 return Outcome((ev.ServerError(error),))
             case fr.DirectMessage():
-                return Outcome((ev.DirectReceived(frame),))
+                return Outcome(self._on_dm(frame))
+            case fr.DmHistory():
+                return self._on_dm_history(frame)
+            case fr.Registered(name=name):
+                self._account = True
+                if self._new_password is not None:
+                    self._password, self._new_password = self._new_password, None
+                return Outcome((ev.Registered(name),))
             case fr.WhoList(room=room, names=names):
                 return Outcome((ev.Members(room, names),))
             case fr.Joined(room=room, name=name) if room in self._rooms:
@@ -232,6 +327,29 @@ class ClientState:
                 # pong, a stray welcome, bye (the connection's business),
                 # membership news for a room just left
                 return NOTHING
+
+    # ------------------------------------------------------------ conversations
+
+    def _on_dm(self, dm: fr.DirectMessage) -> tuple[ev.ClientEvent, ...]:
+        """A dm: live-only ones (no id) as they come; a stored one once, in order."""
+        if dm.id is None or dm.epoch is None:
+            return (ev.DirectReceived(dm),)
+        peer = dm.to if name_key(dm.sender) == name_key(self.name) else dm.sender
+        conv = self._dms.setdefault(name_key(peer), _Conversation(peer))
+        if conv.epoch == dm.epoch and dm.id <= conv.last_id:
+            return ()
+        conv.epoch, conv.last_id = dm.epoch, dm.id
+        return (ev.DirectReceived(dm),)
+
+    def _on_dm_history(self, h: fr.DmHistory) -> Outcome:
+        key = name_key(h.peer)
+        if self._dm_queries.get(key):
+            self._dm_queries[key] -= 1
+            return Outcome((ev.DmHistoryLoaded(h.peer, h.messages, h.complete),))
+        delivered: list[ev.ClientEvent] = []
+        for dm in sorted(h.messages, key=lambda m: m.id or 0):
+            delivered += self._on_dm(dm)
+        return Outcome(tuple(delivered))
 
     # ------------------------------------------------------------ room messages
 

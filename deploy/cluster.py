@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import logging
 import os
 import select
@@ -34,9 +35,11 @@ def _out(text: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="chat-cluster",
+        prog="chat-cluster", allow_abbrev=False,
         description="Run Redis, several chat gateways and optionally HAProxy on this machine.",
     )
+    p.add_argument("--version", action="version",
+                   version=f"%(prog)s {importlib.metadata.version('chatservice')}")
     p.add_argument("--gateways", type=int, default=3, help="number of gateways (default 3)")
     p.add_argument("--host", default="127.0.0.1", help="address every part listens on")
     p.add_argument("--base-port", type=int, default=5050,
@@ -174,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             haproxy_port=args.haproxy_port, log_level=args.log_level,
             startup_timeout=args.startup_timeout, redis_mode=args.redis_mode,
         )
+        cluster.check_ports()
         _out(f"chat-cluster: starting {args.gateways} gateways")
         cluster.start()
         _out(_summary(cluster))

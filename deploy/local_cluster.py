@@ -80,6 +80,56 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
         return [int(s.getsockname()[1]) for s in sockets]
 
 
+def taken_ports(host: str, ports: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
+    """The ``(port, what)`` pairs whose port cannot be bound on ``host`` now."""
+    taken = []
+    for port, what in ports:
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                taken.append((port, what))
+    return taken
+
+
+def _listening_inodes(port: int) -> set[str] | None:
+    """Socket inodes listening on TCP ``port`` (Linux /proc); None where unknown."""
+    found: set[str] = set()
+    seen_table = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        seen_table = True
+        for line in lines:
+            fields = line.split()
+            if len(fields) <= 9 or fields[3] != "0A":  # 0A: LISTEN
+                continue
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                found.add(fields[9])
+    return found if seen_table else None
+
+
+def owns_port(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` holds the socket listening on ``port``; None where unknown."""
+    inodes = _listening_inodes(port)
+    if inodes is None:
+        return None
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return True
+    return False
+
+
 def _die_with_parent() -> None:
     """Runs in the child before exec: SIGKILL it when the parent thread dies."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -287,6 +337,7 @@ class LocalCluster:
     def start(self) -> None:
         """Start every part and wait until each answers; on failure stop what started."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.check_ports()
         try:
             if self._external_redis is None and self._redis_mode == "sentinel":
                 from deploy.sentinel import LocalSentinel  # it builds on this module
@@ -366,7 +417,8 @@ class LocalCluster:
             health_endpoint = Endpoint(self.host, slot.health_port)
             health, clients = Health.DOWN, None
             if child is not None and child.running:
-                health = probe(health_endpoint, timeout)
+                health = self._healthy(child, slot.health_port, timeout)
+            if health is not Health.DOWN:
                 metrics = read_metrics(health_endpoint, timeout)
                 if metrics is not None and CLIENTS_METRIC in metrics:
                     clients = int(metrics[CLIENTS_METRIC])
@@ -391,6 +443,33 @@ class LocalCluster:
         return server_states(self.stats_socket)
 
     # -------------------------------------------------------------- internals
+
+    def check_ports(self) -> None:
+        """Refuse to start when a port is taken: say which, and how to choose others."""
+        wanted = [(slot.port, f"chat port of gateway {slot.index + 1}") for slot in self._slots]
+        wanted += [(slot.health_port, f"health port of gateway {slot.index + 1}")
+                   for slot in self._slots]
+        if self._external_redis is None and self._redis_port:
+            wanted.append((self._redis_port, "Redis port"))
+        if self._haproxy_wanted and self._haproxy_port:
+            wanted.append((self._haproxy_port, "HAProxy port"))
+        taken = taken_ports(self.host, wanted)
+        if taken:
+            which = "; ".join(f"{port} ({what})" for port, what in taken)
+            raise ClusterError(
+                f"port already in use on {self.host}: {which}. Another chat-cluster or "
+                "gateway may be running; stop it, or choose other ports with --base-port, "
+                "--base-health-port (and --redis-port, --haproxy-port), 0 picking free ones"
+            )
+
+    def _healthy(self, child: _Child, port: int, timeout: float) -> Health:
+        """The health of ``child`` itself: an answer from a port it does not hold is not its."""
+        if not child.running:
+            return Health.DOWN
+        health = probe(Endpoint(self.host, port), timeout)
+        if health is not Health.DOWN and owns_port(child.pid, port) is False:
+            return Health.DOWN  # somebody else's gateway answered on that port
+        return health
 
     def _deadline(self) -> float:
         return time.monotonic() + self._startup_timeout
@@ -445,7 +524,7 @@ class LocalCluster:
         assert child is not None
         endpoint = Endpoint(self.host, slot.health_port)
         deadline = self._deadline()
-        while probe(endpoint, timeout=1.0) is not Health.OK:
+        while self._healthy(child, slot.health_port, timeout=1.0) is not Health.OK:
             child.check_running()
             if time.monotonic() > deadline:
                 raise ClusterError(
@@ -482,6 +561,6 @@ class LocalCluster:
 
 
 __all__ = [
-    "ClusterError", "GatewayStatus", "LocalCluster", "free_port", "free_ports",
-    "redis_server_binary",
+    "ClusterError", "GatewayStatus", "LocalCluster", "free_port", "free_ports", "owns_port",
+    "redis_server_binary", "taken_ports",
 ]

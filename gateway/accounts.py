@@ -113,6 +113,10 @@ class AccountStore:
         return f"AccountStore({self._hasher!r})"
 
     @property
+    def redis(self) -> redis.Redis:
+        return self._redis
+
+    @property
     def hasher(self) -> PasswordHasher:
         return self._hasher
 

@@ -10,7 +10,14 @@ exactly as ``chat-gateway`` reads it. A password is read without echo from the
 terminal (asked twice), or, when stdin is not a terminal or with
 ``--password-file`` (``-`` for stdin), as the first line of the file. ``passwd``
 also unlocks the name (its failed attempts are forgotten); ``delete`` frees
-the name for anyone.
+the name for anyone and deletes the account's stored conversations (for both
+sides) and read state, so whoever takes the name next reads none of them.
+
+Live sessions **(ours)**: neither command kicks anyone. ``add`` for a name a
+guest is using now leaves that session alone; from its next login the name
+needs the password (the guest's token no longer resumes it). ``delete`` of a
+logged-in account leaves the session logged in until it ends; the name is
+then free.
 
 Exit status: 0 done; 1 refused (bad name or password, an account that exists
 or does not); 2 bad usage; 3 Redis out of reach or failing. Every failure is
@@ -32,8 +39,15 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from gateway.accounts import AccountError, AccountExists, AccountStore, NoSuchAccount
+from gateway.accounts import (
+    AccountError,
+    AccountExists,
+    AccountStore,
+    NoSuchAccount,
+    guard_redis,
+)
 from gateway.config import GatewayConfig
+from gateway.conversations import forget_conversations
 from gateway.passwords import BadPassword
 from gateway.redis.broker import BrokerUnavailable
 from protocol.errors import ChatError, ProtocolError
@@ -138,6 +152,8 @@ def run(args: argparse.Namespace, store: AccountStore, stdin: TextIO, stdout: Te
     if command == "delete":
         if not store.delete(name):
             raise NoSuchAccount(f"{name} has no account")
+        with guard_redis("conversation deletion"):
+            forget_conversations(store.redis, name)
         stdout.write(f"deleted {name}\n")
         return
     # Refuse before asking for a password that could not be used.

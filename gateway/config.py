@@ -7,6 +7,7 @@ sets ``CHAT_REDIS_URL`` and a person overrides it with ``--redis-url``.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -51,12 +52,17 @@ class GatewayConfig:
     the GIL over at once) within microseconds, so a long interval costs no
     latency: measured in docs/benchmarks.md."""
     shutdown_timeout_s: float = 4.0
+    guests: str = "allow"
+    """``allow``: anyone may log in as a guest and ``register``; ``deny``: only accounts
+    log in, and accounts are created by the operator (``chat-admin``)."""
 
     def __post_init__(self) -> None:
         if not self.gateway_id:
             object.__setattr__(self, "gateway_id", f"{socket.gethostname()}:{self.port}")
         if self.history < 1:
             raise ValueError("history must keep at least one message")
+        if self.guests not in ("allow", "deny"):
+            raise ValueError("--guests is allow or deny")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
 
@@ -73,10 +79,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         return _env(environ, name, None if default is None else str(default))
 
     p = argparse.ArgumentParser(
-        prog="chat-gateway",
+        prog="chat-gateway", allow_abbrev=False,
         description="ChatService gateway: a TCP chat server clustered through Redis. "
         "Every flag can also be set as the CHAT_<NAME> environment variable.",
     )
+    p.add_argument("--version", action="version",
+                   version=f"%(prog)s {importlib.metadata.version('chatservice')}")
     p.add_argument("--host", default=env("HOST", d.host), help="address to listen on")
     p.add_argument("--port", type=int, default=env("PORT", d.port), help="chat TCP port")
     p.add_argument("--redis-url", default=env("REDIS_URL", d.redis_url),
@@ -105,6 +113,19 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--max-outbound", type=int, default=env("MAX_OUTBOUND", lim.max_outbound),
                    help="bytes of unsent output before a client is a slow consumer")
     p.add_argument("--max-rooms", type=int, default=env("MAX_ROOMS", lim.max_rooms))
+    p.add_argument("--max-refused", type=int, default=env("MAX_REFUSED", lim.max_refused),
+                   help="refused frames a client may send (refilled at --rate-per-s) "
+                   "before bye/abuse")
+    p.add_argument("--send-timeout", type=float,
+                   default=env("SEND_TIMEOUT", lim.send_timeout_s),
+                   help="seconds output may wait with no byte reaching the client "
+                   "before bye/slow_consumer")
+    p.add_argument("--history-bytes-per-s", type=float,
+                   default=env("HISTORY_BYTES_PER_S", lim.history_bytes_per_s),
+                   help="bytes of history answers a client may draw per second")
+    p.add_argument("--history-burst-bytes", type=int,
+                   default=env("HISTORY_BURST_BYTES", lim.history_burst_bytes),
+                   help="bytes of history answers a client may draw at once")
     p.add_argument("--max-connections", type=int,
                    default=env("MAX_CONNECTIONS", d.max_connections))
     p.add_argument("--max-per-address", type=int,
@@ -126,6 +147,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--probe-interval", type=float,
                    default=env("PROBE_INTERVAL", d.probe_interval_s))
     p.add_argument("--probe-timeout", type=float, default=env("PROBE_TIMEOUT", d.probe_timeout_s))
+    p.add_argument("--guests", default=env("GUESTS", d.guests), choices=["allow", "deny"],
+                   help="allow: guests may log in and register accounts; deny: accounts only, "
+                   "created by the operator with chat-admin")
     p.add_argument("--log-level", default=env("LOG_LEVEL", d.log_level),
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
     return p
@@ -138,7 +162,9 @@ def parse_config(argv: Sequence[str] | None = None,
     limits = Limits(
         max_frame=a.max_frame, max_text=a.max_text, rate_per_s=a.rate_per_s, burst=a.burst,
         idle_timeout_s=a.idle_timeout, login_timeout_s=a.login_timeout,
-        max_outbound=a.max_outbound, max_rooms=a.max_rooms,
+        max_outbound=a.max_outbound, max_rooms=a.max_rooms, max_refused=a.max_refused,
+        send_timeout_s=a.send_timeout, history_bytes_per_s=a.history_bytes_per_s,
+        history_burst_bytes=a.history_burst_bytes,
     )
     return GatewayConfig(
         host=a.host, port=a.port, redis_url=a.redis_url, gateway_id=a.gateway_id,
@@ -150,5 +176,5 @@ def parse_config(argv: Sequence[str] | None = None,
         tls_cert=a.tls_cert, tls_key=a.tls_key, thread_stack_kib=a.thread_stack_kib,
         switch_interval_ms=a.switch_interval_ms,
         heartbeat_s=a.heartbeat, lease_ms=a.lease_ms, probe_interval_s=a.probe_interval,
-        probe_timeout_s=a.probe_timeout,
+        probe_timeout_s=a.probe_timeout, guests=a.guests,
     )

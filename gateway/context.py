@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from gateway.account_requests import AccountGate
     from gateway.config import GatewayConfig
     from gateway.metrics import GatewayMetrics
     from gateway.outbound import Flusher
@@ -24,3 +25,6 @@ class Services:
     flusher: Flusher
     metrics: GatewayMetrics
     stopping: Callable[[], bool]
+    accounts: AccountGate | None = None
+    """Accounts and stored conversations (issue 12); None: every name is a guest's and
+    dms are live-only, as in protocol v1."""

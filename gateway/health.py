@@ -1,21 +1,54 @@
-"""HTTP ``/healthz`` (200 or 503) and ``/metrics`` (Prometheus text) on the health port."""
+"""HTTP ``/healthz`` (200 or 503) and ``/metrics`` (Prometheus text) on the health port.
+
+A small server of our own around ``http.server``'s request handler: one
+accept thread waiting on the listening socket and a wake-up socketpair (so
+``stop()`` returns at once, no polling), at most ``max_connections``
+connections served at a time, each by its own thread and each with a
+``timeout_s`` on every read and write. A connection past the cap gets
+``503`` and is closed by the accept thread itself, without a thread.
+Running out of descriptors backs the accept loop off instead of spinning.
+Lock: ``_lock`` guards the set of open connections; it is never held
+across socket I/O.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import select
+import selectors
+import socket
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from gateway.accept import OUT_OF_DESCRIPTORS, Backoff, FailureLog
+
 log = logging.getLogger(__name__)
+
+MAX_CONNECTIONS = 16
+"""Probes and scrapers served at once; a few are expected, not hundreds."""
+TIMEOUT_S = 5.0
+"""Seconds a health connection may take to send its request (and to read the answer)."""
+_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+         b"Content-Length: 5\r\nConnection: close\r\n\r\nbusy\n")
+
+
+class _Listener(HTTPServer):
+    request_queue_size = 128
+    """Room in the listen queue: connections past the cap are answered, not left to
+    time out in a full queue (http.server's default is 5)."""
 
 
 class HealthServer:
     def __init__(self, host: str, port: int, healthy: Callable[[], bool],
-                 metrics: Callable[[], bytes]) -> None:
+                 metrics: Callable[[], bytes], *, max_connections: int = MAX_CONNECTIONS,
+                 timeout_s: float = TIMEOUT_S) -> None:
         class Handler(BaseHTTPRequestHandler):
+            timeout = timeout_s  # StreamRequestHandler applies it to the socket
+
             def do_GET(self) -> None:  # http.server's naming
                 if self.path == "/healthz":
                     ok = healthy()
@@ -36,20 +69,103 @@ class HealthServer:
             def log_message(self, format: str, *args: object) -> None:  # http.server's naming
                 log.debug("event=http " + format, *args)
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="health")
+        # HTTPServer for its bind and handler plumbing only; the loop is ours.
+        self._server = _Listener((host, port), Handler)
+        self._server.socket.setblocking(False)
+        self._max = max_connections
+        self._lock = threading.Lock()
+        self._open: dict[socket.socket, threading.Thread] = {}
+        self._stopping = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._backoff = Backoff()
+        self._failures = FailureLog(log, "health_accept_failed")
+        self._thread = threading.Thread(target=self._run, name="health")
 
     @property
     def address(self) -> tuple[str, int]:
         host, port = self._server.server_address[:2]
         return str(host), int(port)
 
+    @property
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._open)
+
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop accepting, cut the connections being served, join every thread."""
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+            open_now = dict(self._open)
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
         if self._thread.is_alive():
-            self._server.shutdown()
             self._thread.join(5)
+        for sock, thread in open_now.items():
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            thread.join(5)
         self._server.server_close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _run(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self._server.socket, selectors.EVENT_READ)
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        try:
+            while True:
+                delay = self._backoff.delay
+                if delay and select.select([self._wake_r], [], [], delay)[0]:
+                    return
+                for key, _ in selector.select():
+                    if key.fileobj is self._wake_r:
+                        return
+                    self._accept_ready()
+        except Exception:
+            log.exception("event=health_crashed")
+        finally:
+            selector.close()
+
+    def _accept_ready(self) -> None:
+        while True:
+            try:
+                sock, peer = self._server.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._failures.failed(exc)
+                self._backoff.failed()
+                if exc.errno not in OUT_OF_DESCRIPTORS:
+                    log.debug("event=health_accept_error error=%r", exc)
+                return
+            self._backoff.succeeded()
+            with self._lock:
+                busy = self._stopping or len(self._open) >= self._max
+                if not busy:
+                    thread = threading.Thread(target=self._serve, args=(sock, peer),
+                                              name="health-conn")
+                    self._open[sock] = thread
+            if busy:
+                with sock, contextlib.suppress(OSError):
+                    sock.setblocking(False)
+                    sock.send(_BUSY)  # best effort into an empty buffer: never waits
+                continue
+            thread.start()
+
+    def _serve(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        try:
+            sock.setblocking(True)
+            self._server.finish_request(sock, peer)
+        except OSError as exc:
+            log.debug("event=health_connection_failed error=%r", exc)
+        except Exception:
+            log.exception("event=health_handler_failed")
+        finally:
+            with self._lock:
+                self._open.pop(sock, None)
+            self._server.shutdown_request(sock)

@@ -31,6 +31,13 @@ class GatewayMetrics:
         self.slow_consumers = Counter(
             "chat_slow_consumers", "Clients disconnected for a full backlog", registry=r
         )
+        self.abusers = Counter(
+            "chat_abusers", "Clients disconnected for repeated refused frames", registry=r
+        )
+        self.accept_failures = Counter(
+            "chat_accept_failures", "Connections refused for want of file descriptors",
+            registry=r
+        )
         self.healthy = Gauge("chat_healthy", "1 when Redis and the subscriber work", registry=r)
         self.info = Gauge("chat_gateway_info", "Gateway identity", ["gateway"], registry=r)
         self.info.labels(gateway=gateway_id).set(1)

@@ -31,45 +31,39 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import unicodedata
 from dataclasses import dataclass
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 from argon2.low_level import Type
 
-from protocol.errors import ChatError
-
-MIN_PASSWORD = 8
-"""Characters (code points), counted after NFKC."""
-MAX_PASSWORD = 1024
-"""Characters (code points), counted after NFKC."""
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.limits import MAX_PASSWORD, MIN_PASSWORD
+from protocol.names import check_password
 
 
-class BadPassword(ChatError):
-    """A password outside the rules (PROTOCOL.md v1.1 ``bad_password``).
+class BadPassword(ProtocolError):
+    """A password outside the rules: PROTOCOL.md v1.1 ``bad_password``.
 
-    The message says which rule, never the password.
+    The rule itself is ``protocol.names.check_password``, the one the codec
+    applies to every password field; the message says which rule, never the
+    password.
     """
 
-    code = "bad_password"
+    def __init__(self, code: ErrorCode | str = ErrorCode.BAD_PASSWORD,
+                 message: str = "bad password", ref: str | None = None) -> None:
+        if not isinstance(code, ErrorCode):  # BadPassword("message")
+            code, message = ErrorCode.BAD_PASSWORD, code
+        super().__init__(code, message, ref)
 
 
 def normalise_password(password: object) -> str:
-    """The NFKC form of ``password``, or ``BadPassword`` when it breaks a rule."""
-    if not isinstance(password, str):
-        raise BadPassword("password must be a string")
-    normal = unicodedata.normalize("NFKC", password)
-    if not MIN_PASSWORD <= len(normal) <= MAX_PASSWORD:
-        raise BadPassword(
-            f"password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters "
-            f"(after Unicode NFKC normalisation)"
-        )
+    """The NFKC form of ``password``, or ``BadPassword`` when it breaks a rule
+    (``protocol.names.check_password``: the same rule as the protocol's)."""
     try:
-        normal.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadPassword("password must be valid Unicode (no lone surrogates)") from None
-    return normal
+        return check_password(password)
+    except ProtocolError as exc:
+        raise BadPassword(exc.message) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import selectors
 import socket
 import ssl
@@ -30,6 +31,8 @@ from types import TracebackType
 import redis
 from redis.backoff import AbstractBackoff
 
+from gateway.accept import OUT_OF_DESCRIPTORS, Backoff, FailureLog, SpareDescriptor
+from gateway.account_requests import account_gate
 from gateway.config import GatewayConfig
 from gateway.context import Services
 from gateway.health import HealthServer
@@ -74,10 +77,14 @@ class Gateway:
         self._listener: socket.socket | None = None
         self._health: HealthServer | None = None
         self._wake_r, self._wake_w = socket.socketpair()
+        self._spare = SpareDescriptor()
+        self._accept_backoff = Backoff()
+        self._accept_failures = FailureLog(log, "accept_failed")
         self._accept_thread = threading.Thread(target=self._accept_loop, name="accept")
         self.services = Services(
             config=config, broker=self.broker, registry=self.registry, subscriber=self.subscriber,
-            flusher=self.flusher, metrics=self.metrics, stopping=lambda: self._stopping)
+            flusher=self.flusher, metrics=self.metrics, stopping=lambda: self._stopping,
+            accounts=account_gate(self.broker, config))
         self.metrics.track_backlog(lambda: sum(s.backlog for s in self.registry.sessions()))
 
     @staticmethod
@@ -202,6 +209,7 @@ class Gateway:
             self._listener.close()
         self._wake_r.close()
         self._wake_w.close()
+        self._spare.close()
         self.broker.close()
         log.info("event=stopped gateway=%s seconds=%.2f", self.config.gateway_id,
                  time.monotonic() - started)
@@ -216,6 +224,9 @@ class Gateway:
         selector.register(self._wake_r, selectors.EVENT_READ)
         try:
             while not self._stopping:
+                delay = self._accept_backoff.delay
+                if delay and select.select([self._wake_r], [], [], delay)[0]:
+                    return  # woken for shutdown while backing off
                 for key, _ in selector.select():
                     if key.fileobj is self._wake_r:
                         return
@@ -232,10 +243,30 @@ class Gateway:
                 sock, peer = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: log and keep serving
-                log.warning("event=accept_failed error=%r", exc)
+            except OSError as exc:
+                self._accept_failed(exc)
                 return
+            self._accept_backoff.succeeded()
             self._start_session(sock, peer)
+
+    def _accept_failed(self, exc: OSError) -> None:
+        """Out of descriptors (or another accept error): refuse what waits in the
+        listen queue through the spare descriptor, with the same ``unavailable`` a
+        full gateway gives, log once in a while with a count, and back off."""
+        assert self._listener is not None
+        refused = 0
+        if exc.errno in OUT_OF_DESCRIPTORS:
+            refused = self._spare.refuse_waiting(
+                self._listener, b"" if self._tls is not None else self._full_line())
+            self.metrics.accept_failures.inc(refused)
+            self.metrics.errors.labels(ErrorCode.UNAVAILABLE.value).inc(refused)
+        self._accept_failures.failed(exc, refused)
+        self._accept_backoff.failed()
+
+    @staticmethod
+    def _full_line() -> bytes:
+        return codec.encode_error(ProtocolError(
+            ErrorCode.UNAVAILABLE, "this gateway is full; try another gateway"))
 
     def _start_session(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -257,8 +288,7 @@ class Gateway:
     def _refuse(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         log.warning("event=connection_refused peer=%s:%d reason=limit", *peer[:2])
         self.metrics.errors.labels(ErrorCode.UNAVAILABLE.value).inc()
-        line = codec.encode_error(ProtocolError(
-            ErrorCode.UNAVAILABLE, "this gateway is full; try another gateway"))
+        line = self._full_line()
         try:
             if not isinstance(sock, ssl.SSLSocket):
                 sock.send(line)

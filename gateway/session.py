@@ -16,6 +16,14 @@ queued; live messages that arrive meanwhile wait in the cursor and are
 released after the history, skipping ids the history already held. Live
 rooms accept id ``last + 1`` only; a gap or a new epoch asks the subscriber
 to fill the room from Redis.
+
+Stored DM conversations (accounts, protocol v1.1) have cursors too
+(``gateway.dm_cursors``, guarded by the same ``_lock``, moved by the same
+``gateway.cursors.advance``): their dms wait until the login's catch-up is
+queued, and a gap is filled by the session itself from the conversation's
+log. Account requests (``hello``'s password, ``register``, ``passwd``) are
+``gateway.account_requests``'; a password is checked on this thread, before
+the name is claimed.
 """
 
 from __future__ import annotations
@@ -29,14 +37,15 @@ import threading
 import time
 import uuid
 from collections.abc import MutableMapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from gateway.context import Services
+from gateway.cursors import RoomCursor, advance
+from gateway.dm_cursors import CatchUp, ConversationCursors, dm_history, load_catch_up
 from gateway.outbound import Outbound
-from gateway.ratelimit import TokenBucket
+from gateway.ratelimit import ByteBudget, TokenBucket
 from gateway.redis.broker import BrokerUnavailable, HistoryBatch, Pending, PublishBatch, token_hash
 from protocol import codec
 from protocol.errors import ErrorCode, FrameTooLarge, ProtocolError
@@ -75,6 +84,8 @@ _LINGER_S = 1.0
 _LINGER_BYTES = 1 << 20
 _MAX_INFLIGHT = 256
 """Sends and dms of one session awaiting their answers at most."""
+_STALL_CHECK_S = 0.5
+"""While output waits, the reader looks this often whether the client stalled."""
 
 
 def _ref_of(frame: ClientFrame, line: bytes) -> str | None:
@@ -102,20 +113,6 @@ class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         return f"sid={extra.get('sid')} user={extra.get('user') or '-'} {msg}", kwargs
 
 
-@dataclass(slots=True)
-class RoomCursor:
-    """Where one session stands in one room."""
-
-    epoch: str = ""
-    last_id: int = 0
-    live: bool = False
-    pending: list[tuple[str, int, bytes]] = field(default_factory=list)
-    """(epoch, id, line) held until the history is out; id 0 marks an event."""
-    typing_at: float = float("-inf")
-    leaving_line: bytes | None = None
-    """Our own ``left`` line while a leave is under way: sent directly, not twice."""
-
-
 class Session:
     def __init__(self, sock: socket.socket, peer: tuple[str, int], services: Services) -> None:
         self.sid = uuid.uuid4().hex[:16]
@@ -129,6 +126,9 @@ class Session:
         self._rooms: dict[str, RoomCursor] = {}
         self._out = Outbound(sock, self._limits.max_outbound, services.flusher)
         self._bucket = TokenBucket(self._limits.rate_per_s, self._limits.burst)
+        self._refusals = TokenBucket(self._limits.rate_per_s, self._limits.max_refused)
+        self._history_budget = ByteBudget(
+            self._limits.history_bytes_per_s, self._limits.history_burst_bytes)
         self._closing: ByeReason | None = None
         self._wanted_rooms: frozenset[str] = frozenset()
         """The rooms of this session's ``hello``, known before it claims the name."""
@@ -137,6 +137,9 @@ class Session:
         """Sends and dms handed to the broker, not yet answered (the reader thread's only)."""
         self._batch: PublishBatch | None = None
         """Where ``_submit`` collects them until ``_settle_inflight`` submits them at once."""
+        self._account = False
+        """Logged in to the name's account (``hello`` with its password, or ``register``)."""
+        self._dms = ConversationCursors()
         self.log = SessionLog(log, {"sid": self.sid, "user": None})
 
     # ------------------------------------------------------------------ output
@@ -145,19 +148,28 @@ class Session:
     def backlog(self) -> int:
         return self._out.backlog
 
-    def _send(self, data: bytes, kind: str, *, answer: bool = False) -> None:
+    def _send(self, data: bytes, kind: str) -> None:
         self._svc.metrics.frames_out.labels(kind).inc()
-        self._write(data, answer=answer)
+        self._write(data)
 
-    def _write(self, data: bytes, *, answer: bool = False) -> None:
-        """Send now or queue (never under ``_lock``); a full backlog ends the session.
-
-        ``answer``: history the client asked for, which the backlog limit does
-        not count (see ``Outbound.enqueue``).
-        """
-        if (not self._out.write(data, answer=answer) and self._out.overflowed
-                and self._closing is None):
+    def _write(self, data: bytes) -> None:
+        """Send now or queue (never under ``_lock``); a full backlog ends the session."""
+        if not self._out.write(data) and self._out.overflowed and self._closing is None:
             self._overflowed()
+
+    def _may_answer(self) -> None:
+        """Refuse a request for history (``history``, ``join``) with ``rate_limited``
+        while the previous answer is unsent or the client's byte budget is spent:
+        what one client can make its gateway hold or draw from Redis is bounded."""
+        if self._out.answer_pending:
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                "the previous history answer is still being sent; read it before asking again")
+        if not self._history_budget.ready():
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"history answers are limited to {self._limits.history_bytes_per_s:.0f} bytes "
+                "a second; wait a moment before asking again")
 
     def _error(self, exc: ProtocolError) -> None:
         self._write(self._error_line(exc))
@@ -168,6 +180,21 @@ class Session:
         self._svc.metrics.frames_out.labels("error").inc()
         self.log.info("event=refused code=%s", exc.code.value)
         return codec.encode_error(exc)
+
+    def _refused(self, exc: ProtocolError) -> None:
+        """Answer a refusal the client caused; one too many ends the session with
+        ``bye``/``abuse``. The budget is ``max_refused``, refilled at the frame rate,
+        so a client that errs now and then never runs out, and one that sends junk
+        as fast as it can costs at most ``max_refused`` error lines."""
+        self._error(exc)
+        self._charge_refusal()
+
+    def _charge_refusal(self) -> None:
+        """One refusal token for an error frame the client caused; none left: ``abuse``."""
+        if not self._refusals.take() and self._closing_reason() is None:
+            self._svc.metrics.abusers.inc()
+            self.log.warning("event=abuse refused_budget=%d", self._limits.max_refused)
+            self.kick(ByeReason.ABUSE)
 
     def _flush(self) -> None:
         """Send what is queued; end the session if its backlog passed the limit.
@@ -219,22 +246,8 @@ class Session:
             if not cursor.live:
                 cursor.pending.extend((epoch, i, line) for i, line in zip(ids, lines, strict=True))
                 return False
-            if contiguous and epoch == cursor.epoch and ids[0] == cursor.last_id + 1:
-                payload = joined
-                cursor.last_id = ids[-1]
-            elif epoch != cursor.epoch:
-                needs_fill = True
-            else:
-                fresh = []
-                for i, line in zip(ids, lines, strict=True):
-                    if i <= cursor.last_id:
-                        continue
-                    if i != cursor.last_id + 1:
-                        needs_fill = True
-                        break
-                    fresh.append(line)
-                    cursor.last_id = i
-                payload = b"".join(fresh)
+            payload, needs_fill = advance(cursor, epoch, ids, lines,
+                                          joined if contiguous else None)
         if payload:
             self._write(payload)
         return needs_fill
@@ -254,7 +267,40 @@ class Session:
         self._flush()
 
     def deliver_direct(self, line: bytes) -> None:
-        self._write(line)
+        """Queue a ``dm`` line (from the subscriber, or the sender's own copy).
+
+        Before the login's catch-up is out it waits; a stored conversation's dm
+        to an account goes through the conversation's cursor (in order, once).
+        """
+        fill = None
+        with self._lock:
+            payload, fill = self._dms.route(line, self.name, self._account)
+        if payload:
+            self._write(payload)
+        if fill is not None:
+            self._fill_conversation(fill)
+
+    def _fill_conversation(self, peer_key: str) -> None:
+        """A conversation's live dms had a gap: send what its log holds past our last id."""
+        gate, name = self._svc.accounts, self.name
+        if gate is None or name is None:
+            return
+        with self._lock:
+            position = self._dms.position(peer_key)
+        if position is None:
+            return
+        try:
+            batch = gate.conversations.read_history(name, peer_key, after=position[1])
+            if batch.epoch != position[0]:
+                batch = gate.conversations.read_history(name, peer_key, after=0)
+        except BrokerUnavailable as exc:
+            self.log.warning("event=dm_fill_failed error=%r", exc)
+            return
+        with self._lock:
+            lines = self._dms.catch_up(peer_key, batch)
+            if lines:
+                self._out.enqueue_answer(lines)
+        self._flush()
 
     def position(self, room: str) -> tuple[str, int] | None:
         """(epoch, last id) of a live room, for the subscriber's gap fill."""
@@ -281,8 +327,8 @@ class Session:
             if fresh:
                 if batch.first_id + skip > cursor.last_id + 1:
                     # Trimmed away before we could fetch it: say so in a history frame.
-                    for line in codec.history_lines(room, batch.epoch, fresh, False):
-                        self._out.enqueue(line, answer=True)
+                    self._out.enqueue_answer(
+                        list(codec.history_lines(room, batch.epoch, fresh, False)))
                 else:
                     self._out.enqueue(b"\n".join(fresh) + b"\n", answer=True)
                 cursor.last_id = batch.first_id + skip + len(fresh) - 1
@@ -295,8 +341,8 @@ class Session:
             cursor = self._rooms.get(room)
             if cursor is None or not cursor.live:
                 return
-            for line in codec.history_lines(room, batch.epoch, batch.messages, batch.complete):
-                self._out.enqueue(line, answer=True)
+            self._out.enqueue_answer(list(
+                codec.history_lines(room, batch.epoch, batch.messages, batch.complete)))
             cursor.epoch = batch.epoch
             cursor.last_id = batch.last_id
         self.log.info("event=epoch_reset room=%s epoch=%s", room, batch.epoch)
@@ -311,14 +357,21 @@ class Session:
         reader = codec.LineReader(self._limits.max_frame)
         poller = select.poll()
         poller.register(self.sock.fileno(), select.POLLIN)
-        started = time.monotonic()
+        started = last_in = time.monotonic()
+        limits = self._limits
         try:
             while self._closing_reason() is None:
+                if self._out.backlog and self._out.stalled(limits.send_timeout_s):
+                    self._overflowed()  # not one byte reached the client: it does not read
+                    break
                 if self.name is None:
-                    timeout = self._limits.login_timeout_s - (time.monotonic() - started)
+                    timeout = started + limits.login_timeout_s - time.monotonic()
                 else:
-                    timeout = self._limits.idle_timeout_s
-                if timeout <= 0 or not poller.poll(timeout * 1000):
+                    timeout = last_in + limits.idle_timeout_s - time.monotonic()
+                wait = min(timeout, _STALL_CHECK_S) if self._out.backlog else timeout
+                if timeout <= 0 or not poller.poll(wait * 1000):
+                    if timeout > wait:
+                        continue  # only a look at the output
                     if self._closing_reason() is None:
                         self.log.info("event=timeout logged_in=%s", self.name is not None)
                         self.kick(ByeReason.IDLE)
@@ -326,6 +379,7 @@ class Session:
                 data = self._recv()
                 if not data:
                     break
+                last_in = time.monotonic()
                 for line in reader.feed(data):
                     self._handle_line(line)
                     if self._closing_reason() is not None:
@@ -363,32 +417,44 @@ class Session:
                 return b""
 
     def _handle_line(self, line: bytes) -> None:
+        """Every line costs a frame token, junk included; every refusal the client
+        caused also costs a refusal token (see ``_refused``)."""
         try:
             frame = codec.decode_client(line, self._limits, logged_in=self.name is not None)
         except ProtocolError as exc:
             self._svc.metrics.frames_in.labels("invalid").inc()
             self._settle_inflight()
-            self._error(exc)
+            self._refused(exc if self._bucket.take() else ProtocolError(
+                ErrorCode.RATE_LIMITED, "too many frames; slow down"))
             return
         kind = type(frame).__name__.lower()
         self._svc.metrics.frames_in.labels(kind).inc()
         if not self._bucket.take():
             self._settle_inflight()
-            self._error(ProtocolError(
+            self._refused(ProtocolError(
                 ErrorCode.RATE_LIMITED, "too many frames; slow down", _ref_of(frame, line)))
             return
-        if isinstance(frame, Send | Dm):
+        if isinstance(frame, Send) or (isinstance(frame, Dm) and self._svc.accounts is None):
             try:
                 self._submit(frame, line)
             except Exception as exc:
                 self._settle_inflight()
-                self._error(self._refusal(exc, frame, line))
+                self._answer_failure(exc, frame, line)
             return
         self._settle_inflight()
         try:
             self._dispatch(frame)
         except Exception as exc:
-            self._error(self._refusal(exc, frame, line))
+            self._answer_failure(exc, frame, line)
+
+    def _answer_failure(self, exc: Exception, frame: ClientFrame, line: bytes) -> None:
+        """Answer a request that raised ``exc``: a refusal the client caused costs a
+        refusal token (``_refused``), an outage or a bug does not."""
+        refusal = self._refusal(exc, frame, line)
+        if isinstance(exc, ProtocolError):
+            self._refused(refusal)
+        else:
+            self._error(refusal)
 
     def _refusal(self, exc: Exception, frame: ClientFrame, line: bytes) -> ProtocolError:
         """The error frame that answers a request that raised ``exc``."""
@@ -409,6 +475,8 @@ class Session:
             self._on_typing(frame)
         elif isinstance(frame, Hello):
             self._on_hello(frame)
+        elif isinstance(frame, Dm):
+            self._on_dm(frame)  # stored conversations (accounts enabled)
         elif isinstance(frame, Join):
             self._on_join(frame)
         elif isinstance(frame, Leave):
@@ -424,20 +492,48 @@ class Session:
             self._on_accounts_pending(frame)
 
     def _on_accounts_pending(self, frame: Register | Passwd | Read | DmHistoryQuery) -> None:
-        """Protocol v1.1 requests this gateway does not carry out yet: the one place that knows.
+        """Protocol v1.1 requests: accounts (``gateway.account_requests``) and stored
+        conversations (``gateway.conversations``).
 
-        Until accounts and stored conversations land, ``register``/``passwd``
-        and a conversation's ``history`` are refused as unavailable (nothing
-        done, the client may try another gateway later), and ``read`` is
-        accepted and forgotten, as v1.1 says of a guest's. Replace this method
-        when they land.
+        Without accounts (``Services.accounts`` None) ``register``/``passwd`` and a
+        conversation's ``history`` are refused as unavailable and ``read`` is
+        forgotten. A guest's ``read`` is accepted and forgotten; a guest may not read a
+        stored conversation (a guest name passes from person to person): ``auth_failed``.
         """
+        gate = self._svc.accounts
+        assert self.name is not None
         if isinstance(frame, Read):
+            if gate is not None and self._account:
+                gate.conversations.set_read(self.name, frame.room, frame.peer, frame.id)
             return
+        if gate is None:
+            if isinstance(frame, DmHistoryQuery):
+                raise ProtocolError(
+                    ErrorCode.UNAVAILABLE, "stored conversations are not enabled on this gateway")
+            raise ProtocolError(ErrorCode.UNAVAILABLE, "accounts are not enabled on this gateway")
         if isinstance(frame, DmHistoryQuery):
-            raise ProtocolError(
-                ErrorCode.UNAVAILABLE, "stored conversations are not enabled on this gateway")
-        raise ProtocolError(ErrorCode.UNAVAILABLE, "accounts are not enabled on this gateway")
+            if not self._account:
+                raise ProtocolError(ErrorCode.AUTH_FAILED,
+                                    "stored conversations are for accounts: register or log in")
+            self._may_answer()
+            batch = gate.conversations.read_history(
+                self.name, frame.peer, before=frame.before, limit=frame.limit)
+            with self._lock:
+                shown = self._dms.display(name_key(frame.peer), frame.peer)
+            lines = codec.dm_history_lines(shown, batch.epoch, batch.messages, batch.complete)
+            self._svc.metrics.frames_out.labels("history").inc(len(lines))
+            self._history_budget.spend(sum(map(len, lines)))
+            self._out.enqueue_answer(lines)
+            self._flush()
+            return
+        if isinstance(frame, Register):
+            answer = gate.register(self.name, self.sid, frame.password)
+            self._account = True
+            self.log.info("event=registered")
+        else:
+            answer = gate.passwd(self.name, frame.old, frame.new, self.peer_host)
+            self.log.info("event=password_changed")
+        self._send(codec.encode(answer), "registered")
 
     # ------------------------------------------------------------------ requests
 
@@ -473,12 +569,13 @@ class Session:
             self._batch.submit()
             self._batch = None
         out: list[bytes] = []
-        acks = 0
+        acks = refusals = 0
         for frame, line, pending in inflight:
             try:
                 result = pending.result()
             except Exception as exc:
                 out.append(self._error_line(self._refusal(exc, frame, line)))
+                refusals += isinstance(exc, ProtocolError)
                 continue
             if isinstance(frame, Dm):
                 assert self.name is not None
@@ -495,6 +592,26 @@ class Session:
             self._svc.metrics.frames_out.labels("ack").inc(acks)
         if out:
             self._write(b"".join(out))
+        for _ in range(refusals):
+            self._charge_refusal()
+
+    def _on_dm(self, frame: Dm) -> None:
+        assert self.name is not None
+        gate = self._svc.accounts
+        if gate is not None:
+            stored = gate.conversations.send(
+                self.name, self._account, frame.to, frame.text, time.time(), frame.ref)
+            if stored is not None:
+                if not stored.duplicate and name_key(frame.to) != name_key(self.name):
+                    self.deliver_direct(stored.line + b"\n")
+                if frame.ref is not None:
+                    self._send(codec.encode(Ack(frame.ref, stored.id)), "ack")
+                return
+        sent = self._svc.broker.send_dm(self.name, frame.to, frame.text, time.time(), frame.ref)
+        if not sent.duplicate and name_key(frame.to) != name_key(self.name):
+            self._send(sent.line + b"\n", "dm")
+        if frame.ref is not None:
+            self._send(codec.encode(Ack(frame.ref)), "ack")
 
     def _on_typing(self, frame: Typing) -> None:
         self._require_room(frame.room)
@@ -509,9 +626,14 @@ class Session:
 
     def _on_history(self, frame: HistoryQuery) -> None:
         self._require_room(frame.room)
+        self._may_answer()
         batch = self._svc.broker.read_history(frame.room, before=frame.before, limit=frame.limit)
-        for line in codec.history_lines(frame.room, batch.epoch, batch.messages, batch.complete):
-            self._send(line, "history", answer=True)
+        lines = list(
+            codec.history_lines(frame.room, batch.epoch, batch.messages, batch.complete))
+        self._svc.metrics.frames_out.labels("history").inc(len(lines))
+        self._history_budget.spend(sum(map(len, lines)))
+        self._out.enqueue_answer(lines)
+        self._flush()
 
     def _on_join(self, frame: Join) -> None:
         if frame.room in self._rooms:
@@ -521,6 +643,7 @@ class Session:
         if len(self._rooms) >= self._limits.max_rooms:
             raise ProtocolError(
                 ErrorCode.BAD_ROOM, f"a session is in at most {self._limits.max_rooms} rooms")
+        self._may_answer()
         self._join_room(frame.room)
 
     def _on_leave(self, frame: Leave) -> None:
@@ -549,11 +672,13 @@ class Session:
             raise ProtocolError(
                 ErrorCode.BAD_ROOM, f"a session is in at most {self._limits.max_rooms} rooms")
         svc = self._svc
+        owner = svc.accounts.check_hello(frame, self.peer_host) if svc.accounts else False
         self._wanted_rooms = frozenset(frame.rooms)
         key = name_key(frame.name)
         svc.registry.begin_claim(key, self)  # until bound: a kicked holder must see us
         try:
-            claim = svc.broker.claim_name(frame.name, self.sid, frame.token)
+            claim = svc.broker.claim_name(frame.name, self.sid, frame.token, owner=owner)
+            self._account = claim.account
             self.name = claim.name
             self._token_hash = token_hash(claim.token)
             self.log.extra = {"sid": self.sid, "user": claim.name}
@@ -575,17 +700,50 @@ class Session:
             batches = [self._announce(room, frame.since.get(room)) for room in frame.rooms]
             for room in unwanted:
                 svc.broker.leave(room, claim.name)
+            caught_up = self._load_conversations(frame.since)
         except BaseException:
             self._undo_login(entered, unwanted)
             raise
         self._send(codec.encode(Welcome(
             claim.name, svc.config.gateway_id, frame.rooms, claim.token,
-            self._limits.announced())), "welcome")
-        for room, batch in zip(frame.rooms, batches, strict=True):
-            self._go_live(room, batch)
+            self._limits.announced(), account=self._account, dms=caught_up.summaries,
+            read=caught_up.room_reads)), "welcome")
         svc.metrics.logged_in.inc()
         self.log.info("event=login rooms=%d resumed=%s replaced=%s", len(frame.rooms),
                       bool(frame.since), claim.replaced_session is not None)
+        for i, (room, batch) in enumerate(zip(frame.rooms, batches, strict=True)):
+            # One room's history at a time: the next is queued once the previous one
+            # has reached the kernel, so a catch-up of many rooms never piles up here.
+            if i and not self._out.wait_answers_sent(self._limits.send_timeout_s):
+                if self._closing_reason() is None:
+                    self._overflowed()
+                return
+            self._go_live(room, batch)
+        self._open_conversations(caught_up, bool(frame.rooms))
+
+    def _open_conversations(self, caught_up: CatchUp, waiting: bool) -> None:
+        """After the rooms' histories: each conversation's catch-up, one answer at a time
+        as rooms' are, then the dms that waited meanwhile, in order, and live ones."""
+        for conv, batch in caught_up.loaded:
+            lines = dm_history(conv.peer, batch)
+            if not lines:
+                continue
+            if waiting and not self._out.wait_answers_sent(self._limits.send_timeout_s):
+                if self._closing_reason() is None:
+                    self._overflowed()
+                return
+            waiting = True
+            self._svc.metrics.frames_out.labels("history").inc(len(lines))
+            self._history_budget.spend(sum(map(len, lines)))
+            self._out.enqueue_answer(lines)
+            self._flush()
+        with self._lock:
+            payload, fills = self._dms.open(caught_up, self.name, self._account)
+            if payload:
+                self._out.enqueue(payload)
+        self._flush()
+        for peer_key in fills:
+            self._fill_conversation(peer_key)
 
     def _undo_login(self, rooms: list[str], taken_over: list[str]) -> None:
         """A hello failed after its claim: give back rooms and name, as if never logged in.
@@ -604,7 +762,18 @@ class Session:
             self.log.warning("event=undo_login_failed")
         self._svc.registry.unbind_name(self)
         self._wanted_rooms = frozenset()
+        self._account = False
+        with self._lock:
+            self._dms.reset()
         self.name = None
+
+    def _load_conversations(self, since: dict[str, Position]) -> CatchUp:
+        """An account's conversations at login: what ``since`` (or, without it, the read
+        mark) shows the client has not seen, and the summaries of ``welcome``."""
+        gate = self._svc.accounts
+        if gate is None or not self._account or self.name is None:
+            return CatchUp()
+        return load_catch_up(gate.conversations, self.name, since)
 
     def _join_room(self, room: str) -> None:
         """``join``: enter, announce, then history; undone if a step fails."""
@@ -646,10 +815,11 @@ class Session:
         """Send the history, then the live messages that waited, skipping what it held."""
         svc = self._svc
         needs_fill = False
+        lines = list(codec.history_lines(room, batch.epoch, batch.messages, batch.complete))
+        self._history_budget.spend(sum(map(len, lines)))
         with self._lock:
             cursor = self._rooms[room]
-            for line in codec.history_lines(room, batch.epoch, batch.messages, batch.complete):
-                self._out.enqueue(line, answer=True)
+            self._out.enqueue_answer(lines)
             cursor.epoch, cursor.last_id = batch.epoch, batch.last_id
             for epoch, msg_id, line in cursor.pending:
                 if msg_id == 0:
@@ -739,7 +909,8 @@ class Session:
         name = self.name
         if name is None or self._closing is not None:
             return
-        if not self._svc.broker.restore_name(name, self.sid, self._token_hash):
+        if not self._svc.broker.restore_name(name, self.sid, self._token_hash,
+                                             owner=self._account):
             self.log.info("event=name_lost_while_away")
             self.kick(ByeReason.REPLACED)
             return

@@ -40,6 +40,7 @@ class ByeReason(enum.StrEnum):
     REPLACED = "replaced"
     CLIENT = "client"
     ABUSE = "abuse"
+    """v1.1: disconnected for repeated refused frames."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,15 @@ class Limits:
     max_outbound: int = 1 << 20
     typing_interval_s: float = 2.0
     max_rooms: int = MAX_ROOMS_PER_SESSION
+    max_refused: int = 2000
+    """Refused frames a connection may send beyond one per frame-rate token (the
+    budget refills at ``rate_per_s``); past it: ``bye``/``abuse``."""
+    send_timeout_s: float = 5.0
+    """Output waiting while not one byte reaches the client for this long: a slow consumer."""
+    history_bytes_per_s: float = 256 * 1024
+    """History answers (``history``, ``join``, catch-up) a connection may draw, bytes a second."""
+    history_burst_bytes: int = 1 << 20
+    """... and saved up: a request is served while the budget is above zero."""
 
     def __post_init__(self) -> None:
         if self.max_frame < 256:
@@ -40,6 +49,10 @@ class Limits:
             raise ValueError("rate_per_s and burst must be positive")
         if self.max_outbound < 1024:
             raise ValueError("max_outbound must be at least 1024 bytes")
+        if self.max_refused < 1 or self.send_timeout_s <= 0:
+            raise ValueError("max_refused and send_timeout_s must be positive")
+        if self.history_bytes_per_s <= 0 or self.history_burst_bytes < 1:
+            raise ValueError("history_bytes_per_s and history_burst_bytes must be positive")
 
     def announced(self) -> dict[str, float | int]:
         """The ``limits`` object of ``welcome``."""

@@ -154,6 +154,12 @@ def check_password(value: object, field: str = "password") -> str:
             ErrorCode.BAD_PASSWORD,
             f"{field} must be {MIN_PASSWORD} to {MAX_PASSWORD} characters",
         )
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError(
+            ErrorCode.BAD_PASSWORD, f"{field} must be valid Unicode (no lone surrogates)"
+        ) from None
     return password
 
 

@@ -18,6 +18,7 @@ import time
 import tkinter as tk
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from tkinter import ttk
 
 from client.errors import LoginRefused, NoGatewayAvailable
 from client.gui import wording
@@ -27,6 +28,7 @@ from client.gui.ports import ChatClientLike, ClientFactory
 from client.gui.theme import Theme, apply_theme
 from protocol.errors import ChatError, ProtocolError
 from protocol.frames import Welcome
+from protocol.limits import Limits
 from protocol.names import check_name
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,33 @@ class Delivery:
     event: object
 
 
+def _max_text(welcome: Welcome) -> int:
+    """The gateway's announced text limit (PROTOCOL.md ``limits``), else the default."""
+    value = welcome.limits.get("max_text")
+    return value if isinstance(value, int) and value > 0 else Limits().max_text
+
+
+def _close_quietly(client: ChatClientLike) -> None:
+    try:
+        client.close()
+    except (ChatError, OSError):
+        logger.warning("closing a cancelled client failed", exc_info=True)
+
+
+def _select_all_on_ctrl_a(root: tk.Misc) -> None:
+    """Ctrl+A selects everything in a text field (Tk's default moves to the line start)."""
+    def select_all(event: tk.Event[tk.Misc]) -> str:
+        widget = event.widget
+        if isinstance(widget, tk.Entry | ttk.Entry):
+            widget.selection_range(0, "end")
+            widget.icursor("end")
+        return "break"
+
+    for widget_class in ("TEntry", "Entry"):
+        root.bind_class(widget_class, "<Control-Key-a>", select_all)
+        root.bind_class(widget_class, "<Control-Key-A>", select_all)
+
+
 class ChatApp:
     """Owns the root window, the queue and the current view."""
 
@@ -90,7 +119,8 @@ class ChatApp:
         root.rowconfigure(0, weight=1)
         root.protocol("WM_DELETE_WINDOW", self.shutdown)
         self.login_view: LoginView | None = LoginView(root, self.theme, gateways,
-                                                      self._login, name)
+                                                      self._login, name, self.cancel_login)
+        _select_all_on_ctrl_a(root)
         self.login_view.frame.grid(row=0, column=0, sticky="nsew")
         self.login_view.focus()
         self._pump_id: str | None = root.after(POLL_MS, self._pump)
@@ -125,6 +155,20 @@ class ChatApp:
         worker = threading.Thread(target=self._connect, args=(attempt, client, name, addresses),
                                   name=f"chat-connect-{attempt}", daemon=True)
         worker.start()
+
+    def cancel_login(self) -> None:
+        """Escape while connecting: drop this attempt (its outcome is ignored), close its
+        client in the background, and let the person edit the fields again."""
+        client, self.client = self.client, None
+        if self.login_view is None or not self.login_view.busy:
+            return
+        self._attempt += 1
+        self._early.clear()
+        if client is not None:
+            threading.Thread(target=_close_quietly, args=(client,), name="chat-cancel",
+                             daemon=True).start()
+        self.login_view.set_busy(False)
+        self.login_view.show_error(wording.CANCELLED)
 
     def _connect(self, attempt: int, client: ChatClientLike, name: str,
                  addresses: Sequence[str]) -> None:
@@ -193,8 +237,12 @@ class ChatApp:
             self.login_view = None
         self.chat = ChatController(self.root, self.theme, self.client, welcome.name,
                                    welcome.gateway, welcome.rooms, on_quit=self.shutdown,
-                                   clock=self._clock)
+                                   clock=self._clock, max_text=_max_text(welcome))
         self.chat.view.frame.grid(row=0, column=0, sticky="nsew")
+        self.root.update_idletasks()
+        if self.chat.view.active is not None:
+            self.chat.view.composer.focus()
+        self.chat.shown()
         early, self._early = self._early, []
         for event in early:
             self.chat.handle(event)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from client import commands
+from client.compose import check_draft
 from client.errors import CommandError
 from client.events import (
     Acked,
@@ -34,15 +35,16 @@ from client.events import (
     ServerError,
     Typing,
 )
-from client.gui import wording
+from client.gui import notify, wording
 from client.gui.chat_view import ChatView
 from client.gui.message_view import ChatLine
-from client.gui.model import Conversation, ConvKey, TypingThrottle
+from client.gui.model import Conversation, ConvKey, Drafts, TypingThrottle
 from client.gui.ports import ChatClientLike
 from client.gui.theme import Theme
 from client.gui.widgets import StatusLevel
 from protocol.errors import ChatError, ProtocolError
 from protocol.frames import Message
+from protocol.limits import Limits
 from protocol.names import LOBBY, check_name, check_room, name_key
 
 logger = logging.getLogger(__name__)
@@ -51,6 +53,8 @@ TICK_MS = 250
 """How often typing hints expire and the reconnect countdown moves."""
 
 HISTORY_PAGE = 50
+
+DEFAULT_MAX_TEXT = Limits().max_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +72,15 @@ class ChatController:
     def __init__(self, master: tk.Misc, theme: Theme, client: ChatClientLike, me: str,
                  gateway: str, rooms: Iterable[str], on_quit: Callable[[], None],
                  clock: Callable[[], float] = time.monotonic,
-                 typing_interval: float = 2.0) -> None:
+                 typing_interval: float = 2.0, max_text: int = DEFAULT_MAX_TEXT) -> None:
         self._client = client
+        self._max_text = max_text
+        self._drafts = Drafts()
+        self._restoring = False
+        self._failed: dict[str, tuple[ConvKey, str]] = {}  # ref -> where and what, for Retry
+        self._shown = False  # the window is titled after the conversation once shown
+        self.window_focused: Callable[[], bool] = self._window_focused
+        """Whether the window has the keyboard: when not, a DM or mention rings the bell."""
         self._me = me
         self._on_quit = on_quit
         self._clock = clock
@@ -190,16 +201,27 @@ class ChatController:
         return ChatLine(message.sender, message.text, message.ts, own, message.id)
 
     def _show(self, conv: Conversation, line: ChatLine, count_unread: bool = True) -> None:
-        """Append a message, resolving our own pending copy and counting unread."""
+        """Append a message, resolving our own pending copy; count unread, ring for DMs
+        and mentions while the window is in the background."""
         view = self.view.view(conv.key)
         if line.own:
             pending = conv.take_echo(line.text)
             if pending is not None:
                 view.resolve_pending(pending.ref)
+        mentioned = not line.own and notify.mentions(line.text, self._me)
+        unseen = count_unread and not line.own and conv.key != self.view.active
+        if unseen and conv.unread == 0:
+            view.mark_new()  # the "new messages" line, above the first unread one
         view.append(line)
-        if count_unread and not line.own and conv.key != self.view.active:
+        if not count_unread or line.own:
+            return
+        if unseen:
             conv.unread += 1
-            self.view.set_unread(conv.key, conv.unread)
+            conv.mentions += mentioned
+            self.view.set_unread(conv.key, conv.unread, conv.mentions)
+            self._update_title()
+        if (mentioned or not conv.key.is_room) and not self.window_focused():
+            self.view.frame.bell()
 
     def _member_joined(self, room: str, name: str) -> None:
         conv = self._convs.get(ConvKey.room(room))
@@ -236,7 +258,9 @@ class ChatController:
         if conv is None:
             self._notice(f"A message was not sent: {reason}", error=True)
             return
-        conv.drop_pending(ref)
+        dropped = conv.drop_pending(ref)
+        if dropped is not None:
+            self._failed[ref] = (conv.key, dropped.text)
         self.view.view(conv.key).fail_pending(ref, reason)
 
     def _connected(self, gateway: str, name: str, resumed: bool) -> None:
@@ -263,32 +287,67 @@ class ChatController:
         except CommandError as exc:
             self._notice(_sentence(str(exc)), error=True)
             return  # the line stays in the entry, to be fixed
-        self.view.composer.clear()
-        if command is not None:
-            self._run(command)
+        if command is None:
+            return
+        payload = _payload(command)
+        if payload is not None:
+            problem = check_draft(payload, self._max_text).problem
+            if problem is not None:
+                self._notice(problem, error=True)
+                return  # never lose a draft: it stays to be shortened or fixed
+        key = self.view.active
+        if self._run(command) and not self._closed:
+            if key is not None:
+                self._drafts.forget(key)
+            if self.view.active == key:
+                self.view.composer.clear()
 
     def select(self, key: ConvKey) -> None:
         conv = self._convs.get(key)
         if conv is None:
             return
         conv.unread = 0
+        conv.mentions = 0
         self.view.set_unread(key, 0)
+        leaving = self.view.active
+        if leaving is not None and leaving != key and self.view.has(leaving):
+            self.view.view(leaving).clear_new()  # read now: its line goes
+        draft = self._drafts.switch(leaving, self.view.composer.text(), key)
         if key.is_room:
             title, placeholder = f"# {key.name}", f"Message #{key.name}"
         else:
             title, placeholder = conv.title, f"Message {conv.title}"
         self.view.show_conversation(key, title, self._subtitle(conv), placeholder)
-        self.view.frame.winfo_toplevel().title(f"{title.replace('# ', '#')} — ChatService")
+        if self.view.composer.text() != draft:
+            self._restoring = True  # putting a draft back is not typing
+            try:
+                self.view.composer.set_text(draft)
+            finally:
+                self._restoring = False
+        self._update_title()
         self._refresh_members(key)
         self._refresh_typing()
-        if self.view.view(key).at_top():
+        view = self.view.view(key)
+        if leaving != key:
+            view.frame.update_idletasks()
+            view.see_new()
+        if view.at_top():
             self.scrolled_to_top(key)
+
+    def retry(self, key: ConvKey, ref: str) -> None:
+        """Retry on a failed send: send its text again where it was."""
+        failed = self._failed.pop(ref, None)
+        if failed is None or failed[0] not in self._convs:
+            return
+        self.view.view(failed[0]).remove_failed(ref)
+        self._send(failed[0], failed[1])
 
     def join_room(self, room: str) -> None:
         self.view.clear_join()
         self._join(room.strip().lstrip("#"))
 
     def close_conversation(self, key: ConvKey) -> None:
+        self._drafts.forget(key)
         if key.is_room:
             self._call(self._client.leave, key.name)
         self._convs.pop(key, None)
@@ -304,8 +363,12 @@ class ChatController:
         self.select(self._open_direct(name).key)
 
     def edited(self, text: str) -> None:
+        payload = _draft_payload(text)
+        check = check_draft(payload, self._max_text)
+        self.view.composer.set_counter(check.counter, check.over)
         key = self.view.active
-        if key is None or not key.is_room or not text.strip() or _is_command(text):
+        if (self._restoring or key is None or not key.is_room or not text.strip()
+                or _is_command(text)):
             return
         if self._throttle.due(key.name, self._clock()):
             self._call(self._client.typing, key.name)
@@ -320,14 +383,15 @@ class ChatController:
 
     # -- commands ------------------------------------------------------------
 
-    def _run(self, command: commands.Command) -> None:
+    def _run(self, command: commands.Command) -> bool:
+        """Carry out a command; False when it did not happen (the draft stays)."""
         active = self.view.active
         match command:
             case commands.Say(text=text):
                 if active is None:
                     self._notice("Join a room first.", error=True)
-                else:
-                    self._send(active, text)
+                    return False
+                return self._send(active, text)
             case commands.JoinRoom(room=room):
                 self._join(room)
             case commands.LeaveRoom(room=room):
@@ -335,38 +399,49 @@ class ChatController:
                 if key is None or key not in self._convs:
                     self._notice(f"You are not in #{room}." if room else "Nothing to leave.",
                                  error=True)
-                else:
-                    self.close_conversation(key)
+                    return False
+                self.close_conversation(key)
             case commands.SendDirect(to=to, text=text):
                 try:
                     check_name(to, "to")
                 except ProtocolError as exc:
                     self._notice(wording.refusal(exc), error=True)
-                    return
+                    return False
                 if name_key(to) == name_key(self._me):
                     self._notice("That is you.", error=True)
-                    return
+                    return False
                 conv = self._open_direct(to)
+                sent = self._send(conv.key, text)
+                if active is not None:
+                    self._drafts.forget(active)
+                    self.view.composer.clear()
                 self.select(conv.key)
-                self._send(conv.key, text)
+                return sent
             case commands.ListMembers(room=room):
                 target = room or (active.name if active is not None and active.is_room
                                   else None)
                 if target is None or ConvKey.room(target) not in self._convs:
                     self._notice("/who needs a room you are in.", error=True)
-                    return
+                    return False
                 self._announce_who.add(target)
                 self._call(self._client.who, target)
             case commands.Emote(text=text):
                 if active is None:
                     self._notice("Join a room first.", error=True)
-                else:
-                    self._send(active, commands.emote_text(text))
+                    return False
+                return self._send(active, commands.emote_text(text))
             case commands.Quit():
                 self._on_quit()
             case commands.ShowHelp():
-                for line in (*commands.HELP.splitlines(), *wording.GUI_TIPS):
-                    self._notice(line)
+                if active is None:
+                    self._notice("Type /help in a conversation.")
+                else:
+                    help_view = self.view.view(active)
+                    for line in commands.HELP.splitlines():
+                        help_view.append_system(line, mono=True)  # columns line up
+                    for line in wording.GUI_TIPS:
+                        help_view.append_system(line)
+        return True
 
     def _join(self, room: str) -> None:
         try:
@@ -383,10 +458,11 @@ class ChatController:
 
     # -- helpers ---------------------------------------------------------------
 
-    def _send(self, key: ConvKey, text: str) -> None:
+    def _send(self, key: ConvKey, text: str) -> bool:
+        """Hand a message to the client; False (and a notice) when it was not taken."""
         text = text.strip()
         if not text:
-            return
+            return False
         conv = self._convs[key]
         try:
             if key.is_room:
@@ -395,13 +471,14 @@ class ChatController:
                 ref = self._client.dm(conv.title, text)
         except ProtocolError as exc:
             self._notice(wording.refusal(exc), error=True)
-            return
+            return False
         except ChatError as exc:
             self._notice(f"Not sent: {exc}", error=True)
-            return
+            return False
         conv.add_pending(ref, text)
         self._pending_refs[ref] = key
         self.view.view(key).append_pending(ref, self._me, text, time.time())
+        return True
 
     def _open_room(self, room: str) -> Conversation:
         key = ConvKey.room(room)
@@ -420,6 +497,7 @@ class ChatController:
             self._convs[key] = conv
             conv.set_members([self._me, peer])
             self.view.add_conversation(key, peer)
+            self._refresh_presence()
         return conv
 
     def _subtitle(self, conv: Conversation) -> str:
@@ -428,7 +506,43 @@ class ChatController:
         count = len(conv.members())
         return f"{count} member" + ("" if count == 1 else "s")
 
+    def shown(self) -> None:
+        """The app put the view on screen with the keyboard in the composer: title it now,
+        so a window titled after a room takes typing (tests and people rely on that)."""
+        self._shown = True
+        self._update_title()
+
+    def _update_title(self) -> None:
+        """'(3) #lobby — ChatService': unread elsewhere first, the conversation shown next."""
+        if not self._shown:
+            return
+        active = self.view.active
+        conv = self._convs.get(active) if active is not None else None
+        name = None if conv is None else (f"#{conv.key.name}" if conv.key.is_room
+                                          else conv.title)
+        others = [c for c in self._convs.values() if c.key != active]
+        title = notify.window_title(name, sum(c.unread for c in others),
+                                    sum(c.mentions for c in others))
+        top = self.view.frame.winfo_toplevel()
+        if top.title() != title:
+            top.title(title)
+
+    def _window_focused(self) -> bool:
+        try:
+            return self.view.frame.focus_displayof() is not None
+        except (tk.TclError, KeyError):
+            return False
+
+    def _refresh_presence(self) -> None:
+        """DM dots: online when the person is in any of our rooms (``who``, joins, leaves)."""
+        online = {name_key(name) for key, conv in self._convs.items() if key.is_room
+                  for name in conv.members()}
+        for key in self._convs:
+            if not key.is_room:
+                self.view.conversations.set_presence(key, key.name in online)
+
     def _refresh_members(self, key: ConvKey) -> None:
+        self._refresh_presence()
         conv = self._convs.get(key)
         if conv is None or key != self.view.active:
             return
@@ -491,6 +605,26 @@ class ChatController:
         if self._tick_id is not None:
             self.view.frame.after_cancel(self._tick_id)
             self._tick_id = None
+
+
+def _payload(command: commands.Command) -> str | None:
+    """The text a command would send, to check before anything is cleared."""
+    match command:
+        case commands.Say(text=text) | commands.SendDirect(text=text):
+            return text
+        case commands.Emote(text=text):
+            return commands.emote_text(text)
+    return None
+
+
+def _draft_payload(text: str) -> str:
+    """What the composer's text would send, for the length counter (best effort)."""
+    try:
+        command = commands.parse(text)
+    except CommandError:
+        return text
+    payload = _payload(command) if command is not None else None
+    return text if payload is None else payload
 
 
 def _is_command(text: str) -> bool:

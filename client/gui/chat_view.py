@@ -10,8 +10,9 @@ full screen. Main thread only.
 
 from __future__ import annotations
 
+import contextlib
 import tkinter as tk
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from tkinter import ttk
 from typing import Protocol
 
@@ -19,7 +20,14 @@ from client.gui.message_view import MessageView
 from client.gui.model import ConvKey
 from client.gui.sidebar import ConversationList, MemberList
 from client.gui.theme import Theme
-from client.gui.widgets import Composer, Placeholder, StatusLevel, StatusLine, TypingLine
+from client.gui.widgets import (
+    Composer,
+    Placeholder,
+    QuickSwitcher,
+    StatusLevel,
+    StatusLine,
+    TypingLine,
+)
 
 
 class ChatActions(Protocol):
@@ -39,6 +47,8 @@ class ChatActions(Protocol):
 
     def scrolled_to_top(self, key: ConvKey) -> None: ...
 
+    def retry(self, key: ConvKey, ref: str) -> None: ...
+
 
 class ChatView:
     """The logged-in window; one ``MessageView`` per conversation, one shown."""
@@ -49,6 +59,8 @@ class ChatView:
         self._actions = actions
         self._views: dict[ConvKey, MessageView] = {}
         self._active: ConvKey | None = None
+        self._me = me
+        self.switcher: QuickSwitcher | None = None
 
         self.frame = ttk.Frame(master, style="Window.TFrame")
         self.frame.columnconfigure(0, weight=1)
@@ -91,7 +103,7 @@ class ChatView:
                                   font=theme.fonts.small)
         self.subtitle.grid(row=1, column=0, sticky="w")
         self.close_button = ttk.Button(header, text="Leave", style="Small.Flat.TButton",
-                                       command=self._close_active, takefocus=0)
+                                       command=self._close_active)
         self.close_button.grid(row=0, column=1, rowspan=2, sticky="e")
         tk.Frame(centre, height=1, background=p.border).grid(row=1, column=0, sticky="ew")
         self.banner = tk.Label(centre, text="", anchor="w", padx=20, pady=6,
@@ -128,6 +140,56 @@ class ChatView:
         tk.Frame(self.frame, height=1, background=p.border).grid(row=1, column=0, sticky="ew")
         self.status.frame.grid(row=2, column=0, sticky="ew")
         self._show_empty()
+        top = self.frame.winfo_toplevel()
+        self._bindings: list[tuple[str, str]] = []
+        for number in range(1, 10):
+            self._bind(top, f"<Alt-Key-{number}>", self._select_number_handler(number))
+        self._bind(top, "<Control-Key-k>", lambda _e: self.open_switcher())
+        self._bind(top, "<Control-Key-K>", lambda _e: self.open_switcher())
+        self.frame.bind("<Destroy>", self._unbind, add="+")
+
+    # -- keyboard ---------------------------------------------------------------
+
+    def _bind(self, top: tk.Misc, sequence: str, handler: Callable[[object], object]) -> None:
+        def run(event: object) -> str:
+            handler(event)
+            return "break"
+
+        self._bindings.append((sequence, top.bind(sequence, run)))
+
+    def _unbind(self, event: tk.Event[tk.Misc]) -> None:
+        if event.widget is not self.frame:
+            return
+        top = self.frame.winfo_toplevel()
+        for sequence, func_id in self._bindings:
+            with contextlib.suppress(tk.TclError):
+                top.unbind(sequence, func_id)
+        self._bindings = []
+
+    def _select_number_handler(self, number: int) -> Callable[[object], None]:
+        return lambda _event: self.select_number(number)
+
+    def select_number(self, number: int) -> None:
+        """Alt+N: the N-th conversation of the list (rooms first, then people)."""
+        keys = self.conversations.keys()
+        if 0 < number <= len(keys):
+            self._actions.select(keys[number - 1])
+
+    def open_switcher(self) -> None:
+        """Ctrl+K: a box to type part of a room's or person's name, Enter to go there."""
+        if self.switcher is not None:
+            self.switcher.close()
+        listed = self.conversations.keys()
+        entries = {self.conversations.title(key): key for key in listed}
+        self.switcher = QuickSwitcher(self.frame, self._theme, entries,
+                                      on_choose=self._switched)
+
+    def _switched(self, key: ConvKey | None) -> None:
+        self.switcher = None
+        if key is not None:
+            self._actions.select(key)
+        # the switcher's window had the keyboard: take it back to the main window
+        self.composer.entry.focus_force()
 
     # -- conversations -------------------------------------------------------
 
@@ -135,7 +197,9 @@ class ChatView:
         view = self._views.get(key)
         if view is None:
             view = MessageView(self.stack, self._theme,
-                               on_scroll_top=lambda: self._actions.scrolled_to_top(key))
+                               on_scroll_top=lambda: self._actions.scrolled_to_top(key),
+                               me=self._me,
+                               on_retry=lambda ref: self._actions.retry(key, ref))
             self._views[key] = view
             self.conversations.add(key, title)
         return view
@@ -165,7 +229,8 @@ class ChatView:
         self.close_button.grid()
         self.composer.placeholder.set_text(placeholder)
         self.composer.set_enabled(True)
-        self.composer.focus()
+        if self.frame.focus_get() is not self.conversations.tree:
+            self.composer.focus()  # arrows in the list keep the focus there
 
     def view(self, key: ConvKey) -> MessageView:
         return self._views[key]
@@ -183,8 +248,8 @@ class ChatView:
         self.title.configure(text=title)
         self.subtitle.configure(text=subtitle)
 
-    def set_unread(self, key: ConvKey, count: int) -> None:
-        self.conversations.set_unread(key, count)
+    def set_unread(self, key: ConvKey, count: int, mentions: int = 0) -> None:
+        self.conversations.set_unread(key, count, mentions)
 
     def set_members(self, names: Sequence[str], me: str, title: str) -> None:
         self.members.set_members(names, me)

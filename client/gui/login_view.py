@@ -24,8 +24,10 @@ class LoginView:
     """A centred card with the two fields; Enter anywhere in it logs in."""
 
     def __init__(self, master: tk.Misc, theme: Theme, gateways: str,
-                 on_login: Callable[[str, str], None], name: str = "") -> None:
+                 on_login: Callable[[str, str], None], name: str = "",
+                 on_cancel: Callable[[], None] | None = None) -> None:
         self._on_login = on_login
+        self._on_cancel = on_cancel
         self.frame = ttk.Frame(master, style="Window.TFrame")
         self.frame.columnconfigure(0, weight=1)
         self.frame.rowconfigure(0, weight=1)
@@ -75,11 +77,18 @@ class LoginView:
         self.progress = ttk.Progressbar(card, mode="indeterminate", length=320)
         self.progress.grid(row=9, column=0, sticky="ew", pady=(10, 0))
         self.progress.grid_remove()
+        self.cancel_hint = ttk.Label(card, text="Esc to cancel", style="Hint.TLabel")
+        self.cancel_hint.grid(row=10, column=0, pady=(4, 0))
+        self.cancel_hint.grid_remove()
         self._busy = False
 
         for widget in (self.name_entry, self.gateways_entry):
             widget.bind("<Return>", self._return)
             widget.bind("<KP_Enter>", self._return)
+        escapable: tuple[tk.Misc, ...] = (self.name_entry, self.gateways_entry, self.button,
+                                          self.frame)
+        for escaping in escapable:
+            escaping.bind("<Escape>", self._escape)
         self.name_var.trace_add("write", lambda *_a: self._edited())
         self.gateways_var.trace_add("write", lambda *_a: self._edited())
 
@@ -111,9 +120,12 @@ class LoginView:
             self.error_var.set("")
             self.progress.grid()
             self.progress.start(12)
+            self.cancel_hint.grid()
+            self.frame.focus_set()  # the fields are disabled: Escape must still reach us
         else:
             self.progress.stop()
             self.progress.grid_remove()
+            self.cancel_hint.grid_remove()
             self.focus()
 
     @property
@@ -122,6 +134,12 @@ class LoginView:
 
     def _return(self, _event: object) -> str:
         self.submit()
+        return "break"
+
+    def _escape(self, _event: object) -> str:
+        """Escape while "Connecting…": give up on this log-in."""
+        if self._busy and self._on_cancel is not None:
+            self._on_cancel()
         return "break"
 
     def _error_changed(self) -> None:

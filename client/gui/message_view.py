@@ -10,12 +10,13 @@ the lines the reader was looking at in place. Main thread only.
 from __future__ import annotations
 
 import tkinter as tk
+import webbrowser
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from tkinter import ttk
 
 from client.commands import ME_PREFIX
-from client.gui import wording
+from client.gui import notify, wording
 from client.gui.theme import Theme, sender_colour
 from protocol.names import name_key
 
@@ -50,10 +51,14 @@ class MessageView:
     """One conversation's messages; the chat view stacks one per conversation."""
 
     def __init__(self, master: tk.Misc, theme: Theme,
-                 on_scroll_top: Callable[[], None] | None = None) -> None:
+                 on_scroll_top: Callable[[], None] | None = None, me: str = "",
+                 on_retry: Callable[[str], None] | None = None) -> None:
         p, f = theme.palette, theme.fonts
         self._theme = theme
         self._on_scroll_top = on_scroll_top
+        self._on_retry = on_retry
+        self._me = me
+        self._urls: dict[str, str] = {}
         self._last: _Group | None = None
         self._last_day: str | None = None
         self._stuck = True
@@ -93,7 +98,22 @@ class MessageView:
                         spacing1=14, spacing3=4)
         t.tag_configure("start", font=f.small, foreground=p.faint, justify="center",
                         spacing1=4, spacing3=8)
+        t.tag_configure("mention", font=f.bold, foreground=p.accent, background=p.mention_tint)
+        t.tag_configure("link", foreground=p.accent, underline=True)
+        t.tag_bind("link", "<Enter>", lambda _e: t.configure(cursor="hand2"))
+        t.tag_bind("link", "<Leave>", lambda _e: t.configure(cursor="arrow"))
+        t.tag_bind("link", "<Button-1>", self._clicked_link)
+        t.tag_configure("retry", foreground=p.accent, underline=True, font=f.small_bold)
+        t.tag_bind("retry", "<Enter>", lambda _e: t.configure(cursor="hand2"))
+        t.tag_bind("retry", "<Leave>", lambda _e: t.configure(cursor="arrow"))
+        t.tag_bind("retry", "<Button-1>", self._clicked_retry)
+        t.tag_configure("mono", font=f.mono, foreground=p.muted, lmargin1=margin,
+                        lmargin2=margin)
+        t.tag_configure("new", font=f.small_bold, foreground=p.error, justify="center",
+                        spacing1=8, spacing3=4)
         t.tag_raise("sel")
+        self.jump = ttk.Button(self.frame, text="↓ Jump to latest", style="Jump.TButton",
+                               command=self.scroll_to_bottom, takefocus=0)
 
     # -- what the controller calls -----------------------------------------
 
@@ -103,6 +123,8 @@ class MessageView:
         self._insert("end", segments)
         if line.own or self._stuck:
             self.scroll_to_bottom()
+        else:
+            self._show_jump()
 
     def prepend(self, lines: Sequence[ChatLine]) -> None:
         """Add older messages above, keeping what the reader sees where it is."""
@@ -157,12 +179,47 @@ class MessageView:
             found = self.text.search("  sending…", first, last)
             if found:
                 self.text.delete(found, f"{found}+{len('  sending…')}c")
-            self.text.insert(f"{last}-1c", f"  — not sent: {reason}", ("failed", "time", tag))
+            end = self.text.index(f"{tag}.last-1c")
+            self.text.insert(end, f"  — not sent: {reason}  ", ("failed", "time", tag))
+            if self._on_retry is not None:
+                end = self.text.index(f"{tag}.last-1c")
+                self.text.insert(end, "Retry", ("failed", "retry", tag))
 
         self._edit(mark)
 
-    def append_system(self, text: str) -> None:
-        self._insert("end", [(text + "\n", ("system",))])
+    def remove_failed(self, ref: str) -> None:
+        """Take away a failed send (it is being retried and shows as pending again)."""
+        ranges = self.text.tag_ranges(_ref_tag(ref))
+        if ranges:
+            self._edit(lambda: self.text.delete(ranges[0], ranges[-1]))
+        self._last = None
+
+    def mark_new(self) -> None:
+        """The "new messages" line, before what comes next (once until ``clear_new``)."""
+        if not self.text.tag_ranges("new"):
+            self._insert("end", [("New messages\n", ("new",))])
+            self._last = None
+
+    def clear_new(self) -> None:
+        ranges = self.text.tag_ranges("new")
+        if ranges:
+            self._edit(lambda: self.text.delete(ranges[0], ranges[-1]))
+            self._last = None
+
+    def has_new_line(self) -> bool:
+        return bool(self.text.tag_ranges("new"))
+
+    def see_new(self) -> None:
+        """Show the "new messages" line near the top, if there is one."""
+        ranges = self.text.tag_ranges("new")
+        if ranges:
+            self.text.yview(f"{ranges[0]} -1 lines")
+            self._stuck = float(self.text.yview()[1]) >= 0.999
+            if not self._stuck:
+                self._show_jump()
+
+    def append_system(self, text: str, mono: bool = False) -> None:
+        self._insert("end", [(text + "\n", ("mono",) if mono else ("system",))])
         self._last = None
         if self._stuck:
             self.scroll_to_bottom()
@@ -206,6 +263,15 @@ class MessageView:
     def scroll_to_bottom(self) -> None:
         self._stuck = True
         self.text.yview_moveto(1.0)
+        self.jump.place_forget()
+
+    @property
+    def jump_shown(self) -> bool:
+        return bool(self.jump.winfo_manager())
+
+    def _show_jump(self) -> None:
+        if not self.jump.winfo_manager():
+            self.jump.place(relx=1.0, rely=1.0, x=-28, y=-10, anchor="se")
 
     def scroll_to_top(self) -> None:
         self._stuck = False
@@ -222,6 +288,8 @@ class MessageView:
         if not self.laid_out():
             return
         self._stuck = float(last) >= 0.999
+        if self._stuck:
+            self.jump.place_forget()
         if self._on_scroll_top is not None and float(first) <= 0.0:
             self.text.after_idle(self._on_scroll_top)
 
@@ -261,6 +329,44 @@ class MessageView:
             self._sender_tags.add(tag)
         return tag
 
+    def _body(self, text: str, tags: tuple[str, ...]) -> Segments:
+        """A message's text with mentions of the reader highlighted and links clickable."""
+        out: Segments = []
+        for span in notify.spans(text, self._me) if self._me else [notify.Span(text, "text")]:
+            if span.kind == "link":
+                tag = f"url:{len(self._urls)}"
+                self._urls[tag] = span.text
+                out.append((span.text, (*tags, "link", tag)))
+            elif span.kind == "mention":
+                out.append((span.text, (*tags, "mention")))
+            else:
+                out.append((span.text, tags))
+        out.append(("\n", tags))
+        return out
+
+    def _clicked_link(self, event: tk.Event[tk.Misc]) -> str:
+        for tag in self.text.tag_names(f"@{event.x},{event.y}"):
+            url = self._urls.get(str(tag))
+            if url is not None:
+                self.open_link(url)
+                break
+        return "break"
+
+    def open_link(self, url: str) -> None:
+        """Open a link of a message in the browser (what a click on it does)."""
+        webbrowser.open(url, new=2)
+
+    def links(self) -> list[str]:
+        return [self._urls[str(tag)] for tag in self.text.tag_names()
+                if str(tag) in self._urls and self.text.tag_ranges(tag)]
+
+    def _clicked_retry(self, event: tk.Event[tk.Misc]) -> str:
+        for tag in self.text.tag_names(f"@{event.x},{event.y}"):
+            if str(tag).startswith("ref:") and self._on_retry is not None:
+                self._on_retry(str(tag)[4:])
+                break
+        return "break"
+
     def _render(self, lines: Sequence[ChatLine], previous: _Group | None, day_before: str | None,
                 extra: tuple[str, ...] = ()) -> tuple[Segments, _Group | None, str | None]:
         """Segments for ``lines`` grouped against ``previous``; a day line where the
@@ -289,7 +395,7 @@ class MessageView:
                     segments.append(("  you", ("header", "you", *band, *extra)))
                 segments.append((f"  {wording.clock(line.ts)}\n",
                                  ("header", "time", *band, *extra)))
-            segments.append((line.text.rstrip("\n") + "\n", ("body", *band, *extra)))
+            segments.extend(self._body(line.text.rstrip("\n"), ("body", *band, *extra)))
             last = _Group(line.sender, line.ts)
         return segments, last, day_before
 

@@ -60,13 +60,15 @@ class Pending:
 class Conversation:
     """State of one room or direct thread."""
 
-    __slots__ = ("_members", "_typing", "has_older", "key", "loading_older", "newest_id",
-                 "oldest_id", "pending", "seen_ids", "title", "unread")
+    __slots__ = ("_members", "_typing", "has_older", "key", "loading_older", "mentions",
+                 "newest_id", "oldest_id", "pending", "seen_ids", "title", "unread")
 
     def __init__(self, key: ConvKey, title: str) -> None:
         self.key = key
         self.title = title
         self.unread = 0
+        self.mentions = 0
+        """Unread messages that mention the reader (``@name``), also counted in ``unread``."""
         self.seen_ids: set[int] = set()
         self.oldest_id: int | None = None
         self.newest_id: int | None = None
@@ -171,6 +173,37 @@ class Conversation:
         for key in [k for k, (_, until) in self._typing.items() if until <= now]:
             del self._typing[key]
         return [name for name, _ in self._typing.values()]
+
+
+class Drafts:
+    """What was typed but not sent, one text per conversation.
+
+    ``switch`` keeps the composer's text for the conversation being left and
+    gives back the one of the conversation being opened, so a draft never
+    follows the person into another room or a private thread.
+    """
+
+    __slots__ = ("_texts",)
+
+    def __init__(self) -> None:
+        self._texts: dict[ConvKey, str] = {}
+
+    def switch(self, leaving: ConvKey | None, text: str, entering: ConvKey) -> str:
+        if leaving is not None and leaving != entering:
+            self.keep(leaving, text)
+        return self._texts.get(entering, "")
+
+    def keep(self, key: ConvKey, text: str) -> None:
+        if text.strip():
+            self._texts[key] = text
+        else:
+            self._texts.pop(key, None)
+
+    def get(self, key: ConvKey) -> str:
+        return self._texts.get(key, "")
+
+    def forget(self, key: ConvKey) -> None:
+        self._texts.pop(key, None)
 
 
 class TypingThrottle:

@@ -1,7 +1,9 @@
 """The side lists: conversations (rooms and direct threads) and room members.
 
 Both are ``ttk.Treeview``s styled as flat lists. The conversation list shows
-an unread count beside each entry and reports selections; the member list
+an unread count beside each entry (mentions of the reader counted apart)
+and, for people, whether they are online (a green dot) or not (a grey
+ring); it reports selections. The member list
 shows a coloured dot per person (the same colour as their messages) and
 opens a direct thread on double-click. Main thread only.
 """
@@ -12,6 +14,7 @@ import tkinter as tk
 from collections.abc import Callable, Sequence
 from tkinter import ttk
 
+from client.gui import notify
 from client.gui.model import ConvKey
 from client.gui.theme import Theme, dot_image, sender_colour
 from protocol.names import name_key
@@ -31,14 +34,17 @@ class ConversationList:
         self._on_select = on_select
         self._on_close = on_close
         self._keys: dict[str, ConvKey] = {}
+        self._titles: dict[str, str] = {}
+        self._online: dict[str, bool] = {}
         self._selected: ConvKey | None = None
         self._images: dict[str, tk.PhotoImage] = {}
         self.tree = ttk.Treeview(master, style="Sidebar.Treeview", show="tree",
-                                 columns=("unread",), selectmode="browse", takefocus=0)
-        self.tree.column("#0", stretch=True, width=130, minwidth=60)
-        self.tree.column("unread", stretch=False, width=40, minwidth=30, anchor="e")
+                                 columns=("unread",), selectmode="browse")
+        self.tree.column("#0", stretch=True, width=136, minwidth=60)
+        self.tree.column("unread", stretch=False, width=54, minwidth=30, anchor="e")
         self.tree.tag_configure("section", font=f.section, foreground=p.sidebar_muted)
         self.tree.tag_configure("unread", font=f.bold, foreground="#ffffff")
+        self.tree.tag_configure("mention", font=f.bold, foreground=p.unread)
         self.tree.insert("", "end", _ROOMS, text="   ROOMS", open=True, tags=("section",))
         self.tree.insert("", "end", _DIRECT, text="   DIRECT MESSAGES", open=True,
                          tags=("section",))
@@ -53,15 +59,20 @@ class ConversationList:
             return
         self._keys[key.ident] = key
         if key.is_room:
+            self._titles[key.ident] = f"#{title}"
             self.tree.insert(_ROOMS, self._room_index(key.name), key.ident,
                              text=f"  #  {title}", values=("",))
         else:
+            self._titles[key.ident] = title
             self.tree.insert(_DIRECT, "end", key.ident, text=f" {title}", values=("",),
-                             image=self._dot(title))
+                             image=self._presence_dot(False))
+            self._online[key.ident] = False
 
     def remove(self, key: ConvKey) -> None:
         if self._keys.pop(key.ident, None) is not None:
             self.tree.delete(key.ident)
+            self._titles.pop(key.ident, None)
+            self._online.pop(key.ident, None)
         if self._selected == key:
             self._selected = None
 
@@ -71,12 +82,26 @@ class ConversationList:
             self.tree.selection_set(key.ident)
         self.tree.see(key.ident)
 
-    def set_unread(self, key: ConvKey, count: int) -> None:
+    def set_unread(self, key: ConvKey, count: int, mentions: int = 0) -> None:
+        """The count beside an entry; mentions of the reader counted apart ('@1 3')."""
         if key.ident not in self._keys:
             return
-        label = f"{count}  " if count < 100 else "99+  "
-        self.tree.item(key.ident, values=(label if count else "",),
-                       tags=("unread",) if count else ())
+        label = notify.badge(count, mentions)
+        tags = ("mention",) if mentions else ("unread",) if count else ()
+        self.tree.item(key.ident, values=(f"{label} " if label else "",), tags=tags)
+
+    def set_presence(self, key: ConvKey, online: bool) -> None:
+        """A person's dot: green when they are online, a grey ring when not."""
+        if key.ident not in self._keys or key.is_room or self._online.get(key.ident) == online:
+            return
+        self._online[key.ident] = online
+        self.tree.item(key.ident, image=self._presence_dot(online))
+
+    def online(self, key: ConvKey) -> bool | None:
+        return self._online.get(key.ident)
+
+    def title(self, key: ConvKey) -> str:
+        return self._titles.get(key.ident, key.name)
 
     # -- for tests -----------------------------------------------------------
 
@@ -85,8 +110,12 @@ class ConversationList:
         return [self._keys[ident] for ident in order]
 
     def unread(self, key: ConvKey) -> int:
-        value = str(self.tree.set(key.ident, "unread")).strip()
-        return int(value.rstrip("+")) if value else 0
+        value = str(self.tree.set(key.ident, "unread")).split()
+        return int(value[-1].rstrip("+")) if value else 0
+
+    def mentions(self, key: ConvKey) -> int:
+        value = str(self.tree.set(key.ident, "unread")).split()
+        return int(value[0][1:]) if len(value) == 2 else 0
 
     # -- internals ---------------------------------------------------------
 
@@ -94,11 +123,13 @@ class ConversationList:
         rooms = [self._keys[ident].name for ident in self.tree.get_children(_ROOMS)]
         return sum(1 for other in rooms if other < room)
 
-    def _dot(self, name: str) -> tk.PhotoImage:
-        colour = sender_colour(name)
-        if colour not in self._images:
-            self._images[colour] = dot_image(self.tree, colour, self._theme.palette.sidebar)
-        return self._images[colour]
+    def _presence_dot(self, online: bool) -> tk.PhotoImage:
+        p = self._theme.palette
+        key = "online" if online else "offline"
+        if key not in self._images:
+            self._images[key] = dot_image(self.tree, p.online if online else p.offline,
+                                          p.sidebar, ring=not online)
+        return self._images[key]
 
     def _selected_changed(self, _event: object) -> None:
         chosen = self.tree.selection()
@@ -131,7 +162,7 @@ class MemberList:
         self._images: dict[str, tk.PhotoImage] = {}
         self._names: dict[str, str] = {}
         self.tree = ttk.Treeview(master, style="Members.Treeview", show="tree",
-                                 selectmode="browse", takefocus=0)
+                                 selectmode="browse")
         self.tree.column("#0", stretch=True, width=140, minwidth=60)
         self.tree.tag_configure("me", foreground=theme.palette.muted)
         self.tree.bind("<Double-Button-1>", self._activated)

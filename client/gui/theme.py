@@ -47,6 +47,9 @@ class Palette:
     selection: str = "#cfe0f7"
     scroll_thumb: str = "#d3d8df"
     warn_tint: str = "#fdf3e1"
+    mention_tint: str = "#fff1c7"
+    online: str = "#2e9d6a"
+    offline: str = "#9aa1ad"
 
 
 SENDER_COLOURS: tuple[str, ...] = (
@@ -165,6 +168,8 @@ def apply_theme(root: tk.Tk) -> Theme:
                     lightcolor=p.surface, darkcolor=p.surface, padding=(8, 6))
     style.map("TEntry", bordercolor=[("focus", p.accent)], lightcolor=[("focus", p.accent)])
     style.configure("Composer.TEntry", padding=(12, 9))
+    style.configure("Counter.TLabel", foreground=p.muted, font=fonts.small)
+    style.configure("CounterOver.TLabel", foreground=p.error, font=fonts.small_bold)
     style.configure("Sidebar.TEntry", fieldbackground=p.sidebar_hover, foreground="#ffffff",
                     bordercolor=p.sidebar_hover, lightcolor=p.sidebar_hover,
                     darkcolor=p.sidebar_hover, insertcolor="#ffffff", padding=(6, 4))
@@ -188,6 +193,10 @@ def apply_theme(root: tk.Tk) -> Theme:
     style.map("Flat.TButton", background=[("active", p.panel)],
               foreground=[("active", p.text)])
     style.configure("Small.Flat.TButton", font=fonts.small, padding=(8, 3))
+    style.configure("Jump.TButton", background=p.accent, foreground=p.accent_text,
+                    bordercolor=p.accent, lightcolor=p.accent, darkcolor=p.accent,
+                    font=fonts.small_bold, padding=(10, 4))
+    style.map("Jump.TButton", background=[("active", p.accent_active)])
 
     # thin scrollbars without arrows, a rounded-looking thumb on a quiet trough
     style.layout("Vertical.TScrollbar", [
@@ -231,11 +240,12 @@ def apply_theme(root: tk.Tk) -> Theme:
 
 
 def dot_image(master: tk.Misc, colour: str, background: str, size: int = 10,
-              pad: int = 6) -> tk.PhotoImage:
+              pad: int = 6, ring: bool = False) -> tk.PhotoImage:
     """A small filled circle, for presence dots in the side lists.
 
     Edge pixels are blended with ``background`` (the list's colour); pixels
     outside the circle are transparent, so a selected row shows through.
+    ``ring``: only a 2-pixel outline (someone offline).
     """
     width, height = size + pad * 2, size + 4
     image = tk.PhotoImage(master=master, width=width, height=height)
@@ -251,8 +261,9 @@ def dot_image(master: tk.Misc, colour: str, background: str, size: int = 10,
             inside = sum(
                 1
                 for sy in range(samples) for sx in range(samples)
-                if (x + (sx + 0.5) / samples - centre_x) ** 2
-                + (y + (sy + 0.5) / samples - centre_y) ** 2 <= radius * radius
+                if (ring_inner := (x + (sx + 0.5) / samples - centre_x) ** 2
+                    + (y + (sy + 0.5) / samples - centre_y) ** 2) <= radius * radius
+                and not (ring and ring_inner < (radius - 2) ** 2)
             )
             if not inside:
                 outside.append((x, y))

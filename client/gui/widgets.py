@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import enum
 import tkinter as tk
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from tkinter import ttk
+from typing import Any
 
+from client.gui import notify
 from client.gui.theme import Theme
 
 
@@ -120,9 +122,13 @@ class Composer:
         self.placeholder = Placeholder(self.entry, self.variable, "Message", p.faint,
                                        p.surface, f.body, x=14)
         self.button = ttk.Button(self.frame, text="Send", style="Accent.TButton",
-                                 command=self.submit, takefocus=0, width=6)
+                                 command=self.submit, width=6)
         self.entry.grid(row=0, column=0, sticky="ew")
         self.button.grid(row=0, column=1, padx=(8, 0), sticky="ns")
+        self._counter_styles = ("Counter.TLabel", "CounterOver.TLabel")
+        self.counter = ttk.Label(self.frame, text="", style="Counter.TLabel", anchor="e")
+        self.counter.grid(row=1, column=0, sticky="e", pady=(3, 0))
+        self.counter.grid_remove()
         self.entry.bind("<Return>", self._return)
         self.entry.bind("<KP_Enter>", self._return)
         self.variable.trace_add("write", lambda *_args: self._on_edit(self.variable.get()))
@@ -134,6 +140,23 @@ class Composer:
 
     def clear(self) -> None:
         self.variable.set("")
+
+    def set_text(self, text: str) -> None:
+        """Replace the draft (cursor at its end)."""
+        self.variable.set(text)
+        self.entry.icursor("end")
+        self.entry.xview("end")
+
+    def set_counter(self, text: str, over: bool) -> None:
+        """The length counter under the entry; red past the limit; hidden when ''."""
+        if not text:
+            self.counter.grid_remove()
+            return
+        self.counter.configure(text=text, style=self._counter_styles[over])
+        self.counter.grid()
+
+    def counter_text(self) -> str:
+        return str(self.counter.cget("text")) if self.counter.winfo_manager() else ""
 
     def text(self) -> str:
         return self.variable.get()
@@ -149,3 +172,81 @@ class Composer:
     def _return(self, _event: object) -> str:
         self.submit()
         return "break"
+
+
+class QuickSwitcher:
+    """Ctrl+K: a small window over the chat; type to filter, Enter goes, Escape closes."""
+
+    def __init__(self, master: tk.Misc, theme: Theme, entries: Mapping[str, object],
+                 on_choose: Callable[[Any], None]) -> None:
+        p, f = theme.palette, theme.fonts
+        self._entries = entries
+        self._on_choose = on_choose
+        self._shown: list[str] = []
+        top = master.winfo_toplevel()
+        self.window = tk.Toplevel(top, background=p.border, padx=1, pady=1)
+        self.window.withdraw()
+        self.window.overrideredirect(True)
+        self.window.transient(top)
+        inner = ttk.Frame(self.window, padding=10)
+        inner.grid(sticky="nsew")
+        inner.columnconfigure(0, weight=1)
+        ttk.Label(inner, text="Switch to… (Enter to go, Esc to close)", style="Hint.TLabel").grid(
+            row=0, column=0, sticky="w", pady=(0, 6))
+        self.variable = tk.StringVar(inner)
+        self.entry = ttk.Entry(inner, textvariable=self.variable, font=f.body, width=34)
+        self.entry.grid(row=1, column=0, sticky="ew")
+        self.list = tk.Listbox(inner, height=7, activestyle="none", borderwidth=0,
+                               highlightthickness=0, font=f.body, background=p.surface,
+                               selectbackground=p.selection, selectforeground=p.text,
+                               exportselection=False)
+        self.list.grid(row=2, column=0, sticky="ew", pady=(6, 0))
+        self.variable.trace_add("write", lambda *_a: self._filter())
+        self.entry.bind("<Return>", lambda _e: self._choose())
+        self.entry.bind("<KP_Enter>", lambda _e: self._choose())
+        self.entry.bind("<Escape>", lambda _e: self.close())
+        self.entry.bind("<Down>", lambda _e: self._move(1))
+        self.entry.bind("<Up>", lambda _e: self._move(-1))
+        self.list.bind("<Double-Button-1>", lambda _e: self._choose())
+        self._filter()
+        top.update_idletasks()
+        x = top.winfo_rootx() + max(0, (top.winfo_width() - 380) // 2)
+        y = top.winfo_rooty() + 80
+        self.window.geometry(f"+{x}+{y}")
+        self.window.deiconify()
+        self.window.lift()
+        self.entry.focus_force()
+
+    def shown(self) -> list[str]:
+        return list(self._shown)
+
+    def close(self) -> None:
+        self._finish(None)
+
+    def _filter(self) -> None:
+        self._shown = notify.rank(self.variable.get(), list(self._entries))
+        self.list.delete(0, "end")
+        for title in self._shown:
+            self.list.insert("end", title)
+        if self._shown:
+            self.list.selection_set(0)
+
+    def _move(self, step: int) -> str:
+        chosen: tuple[int, ...] = self.list.curselection()  # type: ignore[no-untyped-call]
+        index = (chosen[0] if chosen else -1) + step
+        if 0 <= index < len(self._shown):
+            self.list.selection_clear(0, "end")
+            self.list.selection_set(index)
+            self.list.see(index)
+        return "break"
+
+    def _choose(self) -> str:
+        chosen: tuple[int, ...] = self.list.curselection()  # type: ignore[no-untyped-call]
+        if chosen:
+            self._finish(self._entries[self._shown[chosen[0]]])
+        return "break"
+
+    def _finish(self, choice: object) -> None:
+        if self.window.winfo_exists():
+            self.window.destroy()
+        self._on_choose(choice)

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.limits import MAX_NAME
 
-NAME_RULE = (f"A name is 1 to {MAX_NAME} letters, digits, or the characters _ - ., "
-             "starting with a letter or digit.")
+NAME_RULE = (f"A name is 1 to {MAX_NAME} characters, each a letter from A to Z (either case), "
+             "a digit, or one of _ - . (no spaces, no accented letters), starting with a "
+             "letter or digit.")
 
 _CODE_WORDS: dict[ErrorCode, str] = {
     ErrorCode.BAD_NAME: f"That name is not allowed. {NAME_RULE}",
@@ -56,6 +57,7 @@ def bad_addresses(detail: str) -> str:
 
 
 EMPTY_NAME = "Please enter a name."
+CANCELLED = "Cancelled. Check the name and address, then log in again."
 EMPTY_GATEWAYS = "Please enter at least one gateway address, like localhost:5050."
 
 

@@ -1,6 +1,6 @@
 """Everything the gateway asks of Redis: ids, history, presence, names, dms.
 
-Each request that writes is one Lua script (``gateway.lua``): one round trip,
+Each request that writes is one Lua script (``gateway.redis.scripts``): one round trip,
 atomic, so a request Redis refuses is never half done. Messages and dms, the
 hot path, go through the gateway's publisher (``gateway.redis.publisher``):
 one thread that writes every request queued at that moment as one pipelined
@@ -32,7 +32,7 @@ and stays a duplicate.
 Thread-safe: the broker's only mutable state is a counter (internal refs and
 epoch candidates, ``itertools.count``) and the publisher's queue; redis-py's
 client pools connections. Keys and payloads are those of
-docs/architecture.md, spelled in ``gateway.keys``.
+docs/architecture.md, spelled in ``gateway.redis.keys``.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ import redis
 from redis.backoff import AbstractBackoff, ExponentialBackoff
 from redis.retry import Retry
 
+from gateway import account_keys
 from gateway.redis import keys, payloads, scripts
 from gateway.redis.endpoint import RedisEndpoint
 from gateway.redis.publisher import ClientLink, Link, Publisher, WireLink
@@ -138,6 +139,9 @@ class NameClaim:
     """Rooms where the name's membership is now this gateway's: taken over with the name
     (token takeover), so the rooms see no left/joined. The new session leaves those its
     ``hello`` does not list."""
+    account: bool = False
+    """The name has an account and this claim is its owner's (password, or a token of an
+    owner's claim)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -562,7 +566,8 @@ class Broker:
 
     # ------------------------------------------------------------------ names
 
-    def claim_name(self, name: str, session_id: str, token: str | None) -> NameClaim:
+    def claim_name(self, name: str, session_id: str, token: str | None, *,
+                   owner: bool = False) -> NameClaim:
         """Make ``name`` this session's, cluster-wide, or raise ``name_taken``.
 
         Free when nobody holds it or its holder's gateway is dead; held by a live
@@ -574,16 +579,22 @@ class Broker:
         the script needs their keys, so the holder and its rooms are read first;
         should they change in between, what changed is left to the old gateway's
         cleanup (``left``, then this session's ``joined``).
+
+        A name with an account (``gateway.account_keys.account``, checked in the same
+        script) goes only to its ``owner`` (the caller checked the password: it takes
+        the name from any live session, as a token does) or to a token of an owner's
+        claim; anyone else gets ``name_taken``, whether the name is held or not.
         """
         fresh = secrets.token_urlsafe(16)
+        presented = "*" if owner else ("" if token is None else token_hash(token))
         with self._guard("claim"):
-            holder, rooms = self._holder_and_rooms(name) if token is not None else ("", [])
-            reply = self._claim(name, session_id, token_hash(fresh),
-                                "" if token is None else token_hash(token), holder, rooms)
+            wants_rooms = owner or token is not None
+            holder, rooms = self._holder_and_rooms(name) if wants_rooms else ("", [])
+            reply = self._claim(name, session_id, token_hash(fresh), presented, holder, rooms)
         if not reply.claimed:
             raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name!r} is in use")
         return NameClaim(name, fresh, reply.replaced_gateway or None,
-                         reply.replaced_session or None, reply.rooms)
+                         reply.replaced_session or None, reply.rooms, reply.account)
 
     def _holder_and_rooms(self, name: str) -> tuple[str, list[str]]:
         """The gateway holding ``name`` and the rooms of its memberships, as Redis has them now."""
@@ -603,16 +614,20 @@ class Broker:
             me=self._gateway_id, now_ms=self._now_ms(), lease_ms=self._lease_ms,
             lower=name_key(name), gateway_prefix=keys.GATEWAY_PREFIX, holder_seen=holder,
             kick_tag=payloads.KICK,
-            rooms=tuple(scripts.RoomOfName(keys.room_members(r), r) for r in rooms)).call()))
+            rooms=tuple(scripts.RoomOfName(keys.room_members(r), r) for r in rooms),
+            account_key=account_keys.account(name)).call()))
 
-    def restore_name(self, name: str, session_id: str, held_token_hash: str) -> bool:
+    def restore_name(self, name: str, session_id: str, held_token_hash: str, *,
+                     owner: bool = False) -> bool:
         """Put back a live session's name record after Redis lost it (restart, reaping).
 
         Keeps the token the client already holds; never takes the name from
-        another live holder (returns False: the session lost its name).
+        another live holder (returns False: the session lost its name). ``owner``:
+        the session is logged in to the name's account.
         """
         with self._guard("restore"):
-            reply = self._claim(name, session_id, held_token_hash, "", "", ())
+            reply = self._claim(name, session_id, held_token_hash, "+" if owner else "", "",
+                                ())
         return reply.claimed
 
     def release_name(self, name: str, session_id: str) -> None:

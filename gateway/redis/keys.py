@@ -6,7 +6,7 @@ Room keys carry the hash tag ``{room:<room>}`` and user keys ``{user:<lower>}``
 so a move to Redis Cluster (where a Lua script may only touch one slot)
 changes no name. User names are always keyed by ``protocol.names.name_key``
 (case-folded, look-alikes folded), since names are unique up to case and
-look-alikes: ``lower(name)`` here, in ``gateway.lua`` and in
+look-alikes: ``lower(name)`` here, in ``gateway/redis/lua/`` and in
 docs/architecture.md means that key, never ``str.lower``. Pure functions, no I/O.
 """
 

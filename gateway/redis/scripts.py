@@ -80,6 +80,18 @@ def load(name: str) -> Script:
     return Script.of(name, "\n".join([*parts, body]))
 
 
+# Snippets for scripts kept outside the Redis layer (gateway/conversations.py), which
+# address KEYS and ARGV by position: the shared rules, and one whole script.
+LIVENESS = _text("liveness")
+"""``grace_open``, ``alive``, ``beat``: the one liveness rule (``lua/liveness.lua``)."""
+TOO_LATE = -1
+"""What a script written with ``DEADLINE`` answers past its deadline."""
+DEADLINE = f"local TOO_LATE = {TOO_LATE}\n" + _text("deadline")
+"""``too_late(deadline)`` (``lua/deadline.lua``), and ``TOO_LATE``."""
+READ_HISTORY = load("read_history").source.decode()
+"""``lua/read_history.lua`` whole (keys seq, epoch, log; args candidate, mode, id, limit)."""
+
+
 def _text_of(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -283,12 +295,15 @@ class ClaimName(_Builder):
     holder_seen: str = ""
     kick_tag: bytes = b""
     rooms: tuple[RoomOfName, ...] = ()
-    """The name's rooms seen before the claim: one key and one argument each, read last."""
+    """The name's rooms seen before the claim: one key and one argument each."""
+    account_key: str = ""
+    """The name's account (``gateway.account_keys.account``), read after the rooms."""
 
     def call(self) -> ScriptCall:
         keys = (self.user_key, self.gateways_key, self.my_names_key, self.grace_key,
                 self.pulse_key, self.my_members_key, self.name_rooms_key,
-                self.holder_members_key, *(r.members_key for r in self.rooms))
+                self.holder_members_key, *(r.members_key for r in self.rooms),
+                self.account_key)
         args: tuple[Arg, ...] = (
             self.display, self.session, self.new_hash, self.presented_hash, self.me,
             self.now_ms, self.lease_ms, self.lower, self.gateway_prefix, self.holder_seen,
@@ -303,13 +318,15 @@ class ClaimReply:
     replaced_session: str = ""
     rooms: tuple[str, ...] = ()
     """Rooms of the name whose membership is now this gateway's."""
+    account: bool = False
+    """The name has an account and this claim is its owner's."""
 
     @classmethod
     def read(cls, raw: list[Any]) -> ClaimReply:
         if _text_of(raw[0]) != "claimed":
             return cls(False)
         return cls(True, _text_of(raw[1]), _text_of(raw[2]),
-                   tuple(_text_of(room) for room in raw[3]))
+                   tuple(_text_of(room) for room in raw[3]), bool(raw[4]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,6 +440,10 @@ class ReapReply:
 
 
 __all__ = [
+    "DEADLINE",
+    "LIVENESS",
+    "READ_HISTORY",
+    "TOO_LATE",
     "ClaimName",
     "ClaimReply",
     "DeadGateways",

@@ -271,19 +271,23 @@ def test_bye_shutdown_leads_to_a_reconnect_on_the_same_list(recorder: Recorder) 
         assert recorder.of(ev.Closed) == []
 
 
-def test_bye_replaced_is_final_and_fails_pending_sends(recorder: Recorder) -> None:
+@pytest.mark.parametrize("reason", [fr.ByeReason.REPLACED, fr.ByeReason.ABUSE])
+def test_bye_replaced_or_abuse_is_final_and_fails_pending_sends(
+        recorder: Recorder, reason: fr.ByeReason) -> None:
+    """Reconnecting after ``replaced`` would fight the new session; after ``abuse``, the
+    gateway that cut us off."""
     sent = threading.Event()
 
     def script(conn: FakeConnection) -> None:
         conn.login()
         conn.expect(fr.Send)
         sent.set()
-        conn.bye(fr.ByeReason.REPLACED)
+        conn.bye(reason)
 
     with FakeGateway(script, serving()) as gw, client_for(recorder, gw.address) as client:
         client.connect()
         ref = client.send("lobby", "never acked")
-        assert recorder.wait(ev.Closed) == ev.Closed("replaced")
+        assert recorder.wait(ev.Closed) == ev.Closed(reason.value)
         failed = recorder.wait(ev.SendFailed)
         assert failed.ref == ref and isinstance(failed.error, SendAborted)
         assert gw.accepted == 1 and not client.connected
@@ -583,3 +587,64 @@ def test_parse_address(text: str, host: str, port: int, tls: bool) -> None:
 def test_parse_address_refuses_nonsense(text: str) -> None:
     with pytest.raises(ValueError):
         parse_address(text)
+
+
+def test_a_send_answered_unavailable_is_held_and_sent_again_until_acked(
+        recorder: Recorder) -> None:
+    """Redis frozen: the gateway says ``unavailable`` (not carried out); the message stays
+    pending and goes out again with the same ref, instead of being dropped."""
+
+    def script(conn: FakeConnection) -> None:
+        conn.login()
+        first = conn.expect(fr.Send)
+        conn.send(fr.Error(ErrorCode.UNAVAILABLE, "message broker is unavailable", first.ref))
+        again = conn.expect(fr.Send)
+        assert again == first
+        conn.send(fr.Error(ErrorCode.UNAVAILABLE, "message broker is unavailable", first.ref))
+        third = conn.expect(fr.Send)
+        assert third == first
+        conn.send(fr.Ack(first.ref or "", 1), message(1, sender="alice"))
+        conn.serve()
+
+    with FakeGateway(script) as gw, \
+            client_for(recorder, gw.address, hold_unavailable=30.0,
+                       retry_interval=0.05) as client:
+        client.connect()
+        ref = client.send("lobby", "typed while Redis was frozen")
+        assert recorder.wait(ev.Acked) == ev.Acked(ref, 1)
+        assert [e.ref for e in recorder.of(ev.SendDelayed)] == [ref, ref]
+        assert recorder.of(ev.SendFailed) == []
+
+
+def test_a_held_send_fails_after_the_hold_time(recorder: Recorder) -> None:
+    def script(conn: FakeConnection) -> None:
+        conn.login()
+        while True:
+            frame = conn.recv()
+            if frame is None:
+                return
+            if isinstance(frame, fr.Send):
+                conn.send(fr.Error(ErrorCode.UNAVAILABLE, "broker down", frame.ref))
+
+    with FakeGateway(script) as gw, \
+            client_for(recorder, gw.address, hold_unavailable=0.3,
+                       retry_interval=0.05) as client:
+        client.connect()
+        ref = client.send("lobby", "never stored")
+        failed = recorder.wait(ev.SendFailed)
+        assert failed.ref == ref and failed.error.code is ErrorCode.UNAVAILABLE
+        assert len(recorder.of(ev.SendDelayed)) >= 2
+
+
+def test_without_hold_an_unavailable_send_fails_at_once(recorder: Recorder) -> None:
+    def script(conn: FakeConnection) -> None:
+        conn.login()
+        sent = conn.expect(fr.Send)
+        conn.send(fr.Error(ErrorCode.UNAVAILABLE, "broker down", sent.ref))
+        conn.serve()
+
+    with FakeGateway(script) as gw, client_for(recorder, gw.address) as client:
+        client.connect()
+        ref = client.send("lobby", "hi")
+        assert recorder.wait(ev.SendFailed).ref == ref
+        assert recorder.of(ev.SendDelayed) == []

@@ -302,3 +302,44 @@ def test_chat_cluster_redis_sentinel_prints_the_url_and_chats_over_it(tmp_path: 
             assert alice.recv_type("message", room="lobby")["text"] == "across"
         pids = cluster.pids
     assert not any(alive(pid) for pid in pids)
+
+
+def test_chat_cluster_names_a_taken_port_and_starts_nothing(tmp_path: Path) -> None:
+    """Another cluster on the ports: say which port is taken and how to pick others,
+    instead of "starting", somebody else's "ok" and a bare "exited (2)"."""
+    base = free_range(3)
+    health = free_range(3, avoid=frozenset(range(base, base + 3)))
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", base + 1))
+        other.listen()
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+        done = subprocess.run(
+            [*cluster_command(), "--gateways", "3", "--base-port", str(base),
+             "--base-health-port", str(health), "--data-dir", str(tmp_path / "cluster"),
+             "--refresh", "0"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=tmp_path, env=env,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"{base + 1} (chat port of gateway 2)" in done.stdout
+    assert "--base-port" in done.stdout
+    assert "starting" not in done.stdout and "ok" not in done.stdout.split()
+
+
+def test_health_counts_only_from_a_port_the_process_holds() -> None:
+    if sys.platform != "linux":
+        pytest.skip("reads /proc")
+    from deploy.local_cluster import owns_port
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert owns_port(os.getpid(), port) is True
+        sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            assert owns_port(sleeper.pid, port) is False
+        finally:
+            sleeper.kill()
+            sleeper.wait()

@@ -21,9 +21,11 @@ from tests.support.gateways import config
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_for
 
-FUZZ_LIMITS = Limits(max_frame=2048, max_text=200, rate_per_s=100_000.0, burst=100_000)
-"""Small frames and texts keep oversized input cheap; the rate limit is out of the way
-(it has tests of its own) so that a fuzzer's request is never dropped at random."""
+FUZZ_LIMITS = Limits(max_frame=2048, max_text=200, rate_per_s=100_000.0, burst=100_000,
+                     max_refused=100_000)
+"""Small frames and texts keep oversized input cheap; the rate limit and the budget of
+refused frames are out of the way (they have tests of their own) so that a fuzzer's
+request is never dropped, nor its connection closed, at random."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -325,3 +325,103 @@ def test_plain_output_past_the_limit_still_overflows(
         pass
     assert not out.enqueue(b"".join(line(i) for i in range(1, 31)))
     assert out.overflowed
+
+
+# ------------------------------------------------------------ one budget, no copies
+
+
+def test_only_the_oldest_answer_may_pass_the_limit_a_second_one_counts(
+        pair: tuple[socket.socket, socket.socket], flusher: Flusher) -> None:
+    """What a client can make us hold: the limit plus one answer, not one answer per request."""
+    a, _ = pair
+    out = Outbound(a, 8000, flusher)
+    while out.write(line(0, 4000)) and out.backlog == 0:
+        pass
+    assert out.enqueue_answer([line(i) for i in range(1, 31)])  # 30 KB: the one exempt
+    assert out.answer_pending
+    assert not out.enqueue_answer([line(i) for i in range(31, 61)])
+    assert out.overflowed
+
+
+class RecordingSocket(MeteredSocket):
+    """A metered socket that keeps every buffer ``send`` was given."""
+
+    def __init__(self, real: socket.socket) -> None:
+        super().__init__(real)
+        self.given: list[Any] = []
+
+    def send(self, data: bytes) -> int:
+        self.given.append(data)
+        return super().send(data)
+
+
+def test_a_partial_send_resumes_from_a_view_of_the_queued_line_never_a_copy(
+        pair: tuple[socket.socket, socket.socket], flusher: Flusher) -> None:
+    writer, reader = pair
+    sock = RecordingSocket(writer)
+    try:
+        out = Outbound(cast(Any, sock), 1 << 20, flusher)
+        big = line(1, 100_000)
+        sock.allowance = 10_000
+        assert out.enqueue(big)
+        out.flush()
+        for _ in range(3):
+            sock.allowance = 10_000
+            out.on_writable()  # as the Flusher would once the kernel has room
+        assert out.backlog == 60_000
+        resumed = sock.given[1:]
+        assert resumed and all(isinstance(g, memoryview) and g.obj is big for g in resumed)
+        sock.allowance = 1 << 30
+        sock.open_gate()
+        assert read_lines(reader, big[:-1]) == [big[:-1]]
+        out.close()
+    finally:
+        sock.close()
+
+
+def test_a_long_queue_is_never_joined_into_one_buffer(
+        pair: tuple[socket.socket, socket.socket], flusher: Flusher) -> None:
+    writer, reader = pair
+    sock = RecordingSocket(writer)
+    try:
+        out = Outbound(cast(Any, sock), 1 << 20, flusher)
+        sock.allowance = 1500
+        for i in range(300):
+            assert out.enqueue(line(i))
+        out.flush()
+        sock.allowance = 1 << 30
+        sock.open_gate()
+        got = read_lines(reader, line(299)[:-1])
+        assert got == [line(i)[:-1] for i in range(300)]
+        assert max(len(g) for g in sock.given) <= 64 * 1024  # not 300 KB at once
+        out.close()
+    finally:
+        sock.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_stalled_once_no_byte_reaches_a_client_that_does_not_read(
+        pair: tuple[socket.socket, socket.socket], flusher: Flusher) -> None:
+    a, b = pair
+    clock = Clock()
+    out = Outbound(a, 1 << 20, flusher, clock=clock)
+    assert not out.stalled(5.0)  # nothing waits
+    while out.write(line(0, 4000)) and out.backlog == 0:
+        pass
+    assert not out.stalled(5.0)
+    clock.now += 6.0
+    assert out.stalled(5.0)
+    b.settimeout(5)
+    got = 0
+    while got < 100_000:  # the client reads: progress (ours or the kernel's), not a stall
+        got += len(b.recv(1 << 16))
+    assert not out.stalled(5.0)
+    clock.now += 4.0
+    assert not out.stalled(5.0)

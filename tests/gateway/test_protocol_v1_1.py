@@ -1,9 +1,9 @@
-"""Protocol v1.1 frames against a gateway that does not implement accounts yet.
+"""Protocol v1.1 frames from a guest.
 
 Over real TCP on a real redis-server: the v1.1 requests decode and get a
-clear, exact answer (``unavailable`` for accounts and stored conversations,
-silence for ``read``), nothing is stored, and the v1.1 fields of ``welcome``
-say "guest, no conversations".
+clear, exact answer (``auth_failed`` for what needs an account, silence for
+``read``), nothing is stored for a guest, and the v1.1 fields of ``welcome``
+say "guest, no conversations". Accounts themselves: tests/accounts.
 """
 
 from __future__ import annotations
@@ -38,46 +38,51 @@ def test_welcome_carries_the_v1_1_fields_of_a_guest(gw: Gateway, connect: Connec
     assert (welcome["account"], welcome["dms"], welcome["read"]) == (False, [], {})
 
 
-def test_hello_with_a_password_and_a_conversation_in_since_logs_a_guest_in(
+def test_hello_with_a_password_for_a_name_without_account_is_auth_failed(
         gw: Gateway, connect: Connect) -> None:
     client = connect(gw.address)
-    welcome, _ = login(client, "alice", password="correct horse",
-                       since={"@bob": {"epoch": "e", "id": 3}})
+    client.send(type="hello", name="alice", password="correct horse", rooms=["lobby"],
+                since={"@bob": {"epoch": "e", "id": 3}})
+    assert error(client, "auth_failed")["message"] == "wrong name or password"
+    welcome, _ = login(client, "alice")
     assert (welcome["name"], welcome["account"]) == ("alice", False)
 
 
 @pytest.mark.parametrize(
     ("frame", "message"),
     [
-        ({"type": "register", "password": "correct horse"},
-         "accounts are not enabled on this gateway"),
         ({"type": "passwd", "old": "whatever", "new": "correct horse"},
-         "accounts are not enabled on this gateway"),
+         "wrong name or password"),
         ({"type": "history", "with": "bob"},
-         "stored conversations are not enabled on this gateway"),
+         "stored conversations are for accounts: register or log in"),
     ],
-    ids=["register", "passwd", "history-with"],
+    ids=["passwd", "history-with"],
 )
-def test_account_and_conversation_requests_are_unavailable_and_change_nothing(
+def test_account_requests_of_a_guest_are_auth_failed_and_change_nothing(
         gw: Gateway, connect: Connect, redis_server: RedisServer, frame: dict[str, Any],
         message: str) -> None:
     client = connect(gw.address)
     login(client, "alice")
-    before = redis_state(redis_server.client())
+    before = {k: v for k, v in redis_state(redis_server.client()).items()
+              if not k.endswith(b":authfail") and not k.startswith(b"{authaddr:")}
     client.send(**frame, ref="v11")
-    answer = error(client, "unavailable")
-    assert answer == {"type": "error", "code": "unavailable", "message": message, "ref": "v11"}
-    assert redis_state(redis_server.client()) == before
+    answer = error(client, "auth_failed")
+    assert answer == {"type": "error", "code": "auth_failed", "message": message, "ref": "v11"}
+    after = {k: v for k, v in redis_state(redis_server.client()).items()
+             if not k.endswith(b":authfail") and not k.startswith(b"{authaddr:")}
+    assert after == before
     ping_pong(client)
 
 
-def test_read_is_accepted_without_an_answer(gw: Gateway, connect: Connect) -> None:
+def test_a_guests_read_is_accepted_without_an_answer_and_forgotten(
+        gw: Gateway, connect: Connect, redis_server: RedisServer) -> None:
     client = connect(gw.address)
     login(client, "alice")
     client.send(type="read", room="lobby", id=3, ref="r1")
     client.send(type="read", id=0, ref="r2", **{"with": "bob"})
     ping_pong(client, "after")
     assert not [f for f in client.drain(0.2) if f["type"] == "error"]
+    assert not [k for k in redis_server.client().scan_iter() if k.endswith(b":read")]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.ratelimit import TokenBucket
+from gateway.ratelimit import ByteBudget, TokenBucket
 
 
 class FakeClock:
@@ -70,3 +70,22 @@ def test_a_steady_sender_at_the_rate_is_never_refused(clock: FakeClock) -> None:
     for _ in range(1000):
         assert bucket.take()
         clock.now += 0.05
+
+
+def test_byte_budget_serves_while_above_zero_and_repays_a_debt_at_the_rate(
+        clock: FakeClock) -> None:
+    budget = ByteBudget(rate=1000.0, burst=5000, clock=clock)
+    assert budget.ready()
+    budget.spend(12_000)  # one big answer: 7000 bytes in debt
+    assert not budget.ready()
+    clock.now += 6.9
+    assert not budget.ready()
+    clock.now += 0.2
+    assert budget.ready()
+
+
+def test_byte_budget_saves_up_at_most_its_burst(clock: FakeClock) -> None:
+    budget = ByteBudget(rate=1000.0, burst=5000, clock=clock)
+    clock.now += 3600
+    budget.spend(5000)
+    assert not budget.ready()

@@ -29,6 +29,22 @@ def xdotool(*args: str) -> str:
     return done.stdout.strip()
 
 
+def find_window(name: str) -> str:
+    """The first visible window whose name matches; xdotool's search can fail when a
+    window vanishes while it looks (the log-in view's widgets do), so ask again."""
+    found: list[str] = []
+
+    def search() -> bool:
+        try:
+            found[:] = xdotool("search", "--onlyvisible", "--name", name).splitlines()
+        except subprocess.CalledProcessError:
+            return False
+        return bool(found)
+
+    wait_for(search, timeout=20, interval=0.1, what=f"a window named {name}")
+    return found[0]
+
+
 def test_chat_client_logs_in_with_enter_and_quits_with_bye(xvfb: str, gateway: Gateway) -> None:
     host, port = gateway.address
     with ChatClient("bob", [f"{host}:{port}"]) as bob:
@@ -38,8 +54,7 @@ def test_chat_client_logs_in_with_enter_and_quits_with_bye(xvfb: str, gateway: G
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         try:
-            window = xdotool("search", "--sync", "--onlyvisible", "--name", "ChatService")
-            window = window.splitlines()[0]
+            window = find_window("ChatService")
             xdotool("windowfocus", "--sync", window)
             xdotool("key", "Return")  # the name is prefilled; the cursor is in its field
             seen: list[ClientEvent] = []
@@ -51,7 +66,7 @@ def test_chat_client_logs_in_with_enter_and_quits_with_bye(xvfb: str, gateway: G
 
             wait_for(lambda: bob_saw(MemberJoined), timeout=20, what="alice to join")
             # the chat view is up when the window is titled after the room
-            xdotool("search", "--sync", "--onlyvisible", "--name", "^#lobby")
+            find_window("^#lobby")
             xdotool("type", "--delay", "5", "/quit")
             xdotool("key", "Return")
             wait_for(lambda: bob_saw(MemberLeft), timeout=20, what="alice to leave")

@@ -113,7 +113,8 @@ def test_invalid_name_is_refused_before_connecting(app: ChatApp, factory: StubFa
     submit(app, "no spaces please")
     assert app.login_view is not None
     assert "is not a valid name" in app.login_view.error_text()
-    assert "1 to 32 letters" in app.login_view.error_text()
+    assert ("1 to 32 characters, each a letter from A to Z (either case), a digit, or one of _ - ."
+            in app.login_view.error_text())
     assert factory.clients == []
 
 

@@ -73,7 +73,7 @@ def busy(app: ChatApp, factory: StubFactory) -> tuple[ChatController, StubClient
     client.emit(MemberJoined("lobby", "frank"))
     client.emit(RoomMessage(message("lobby", client.next_id("lobby"), "frank",
                                     "hi! just joined from gw-2")))
-    for i, text in enumerate(["build 142 is green", "merging the resume fix", "deploying"]):
+    for i, text in enumerate(["build 142 is green", "@alice merging the resume fix", "deploying"]):
         client.emit(RoomMessage(message("dev", i + 1, "carol", text)))
     client.emit(RoomMessage(message("random", 1, "erin", "lunch at 12:30?")))
     client.emit(DirectReceived(DirectMessage("dave", "alice", "got a minute later?", NOW)))
@@ -86,6 +86,7 @@ def busy(app: ChatApp, factory: StubFactory) -> tuple[ChatController, StubClient
 def test_busy_chat_window(busy: tuple[ChatController, StubClient]) -> None:
     chat, _client = busy
     assert chat.view.conversations.unread(ConvKey.room("dev")) == 3
+    assert chat.view.conversations.mentions(ConvKey.room("dev")) == 1
     assert chat.view.conversations.unread(ConvKey.direct("dave")) == 1
     assert chat.view.members.names() == ["alice", "bob", "carol", "dave", "erin", "frank"]
     assert "* alice grabs a coffee" in shown(chat, LOBBY)
