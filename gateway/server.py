@@ -137,6 +137,7 @@ class Gateway:
                 self.metrics.render)
             self._health.start()
         self.flusher.start()
+        self.broker.start()
         try:
             # A gateway restarted under the same id (a container keeps its host name)
             # must not inherit the names and memberships of its crashed self.

@@ -416,6 +416,11 @@ class Broker:
             self._redis.publish(keys.gateway_channel(self._gateway_id),
                                 payloads.probe(nonce))
 
+    def start(self) -> None:
+        """Start the publisher's thread (a gateway does at start, so its thread count is
+        steady from then on; a broker used alone starts it at its first message)."""
+        self._publisher.start()
+
     def close(self) -> None:
         """Stop the publisher (after writing what it holds) and close every connection."""
         self._publisher.stop()

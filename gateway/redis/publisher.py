@@ -286,6 +286,12 @@ class Publisher:
         # interpreter alive; ``stop()`` ends and joins it.
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
+    def start(self) -> None:
+        """Start the thread now (else the first submission starts it); idempotent."""
+        with self._lock:
+            if self._thread.ident is None and not self._stopped:
+                self._thread.start()
+
     def submit(self, call: ScriptCall) -> Future[Any]:
         """Queue ``call`` for the next batch; the future gets its reply or its error."""
         return self._queue_group(_Group((call,), single=True))
