@@ -428,7 +428,7 @@ class Session:
                 ErrorCode.RATE_LIMITED, "too many frames; slow down"))
             return
         kind = type(frame).__name__.lower()
-        self._svc.metrics.frames_in.labels(kind).inc()
+        self._svc.metrics.frame_in(kind)
         if not self._bucket.take():
             self._settle_inflight()
             self._refused(ProtocolError(

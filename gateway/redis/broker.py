@@ -200,12 +200,12 @@ class Pending(Generic[T]):
 
     def result(self) -> T:
         """The outcome; raises ``BrokerUnavailable`` or the request's refusal."""
-        with self._guard(self._what):
-            try:
-                outcome = self._batch.submit().result(GIVE_UP_S)[self._index]
-            except concurrent.futures.TimeoutError as exc:
-                raise BrokerUnavailable("the publisher did not answer") from exc
-            if isinstance(outcome, Exception):
+        try:
+            outcome = self._batch.submit().result(GIVE_UP_S)[self._index]
+        except concurrent.futures.TimeoutError as exc:
+            raise BrokerUnavailable("the publisher did not answer") from exc
+        if isinstance(outcome, Exception):
+            with self._guard(self._what):  # Redis out of reach or refusing: unavailable
                 raise outcome
         return self._interpret(outcome)
 

@@ -118,7 +118,7 @@ class _Builder:
             tuple(v for v, is_key in zip(values, marks, strict=True) if not is_key))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built for every message, and a frozen init costs more
 class PublishMessage(_Builder):
     SCRIPT: ClassVar[Script] = load("publish_message")
     seq_key: str = _key()
@@ -156,7 +156,7 @@ class PublishReply:
         return cls(_text_of(raw[0]), int(raw[1]), _text_of(raw[2]))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, as PublishMessage
 class SendDm(_Builder):
     SCRIPT: ClassVar[Script] = load("send_dm")
     user_key: str = _key()
