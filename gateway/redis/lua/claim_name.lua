@@ -10,15 +10,15 @@
 local user_key, gateways_key, my_names_key, grace_key, pulse_key = key(), key(), key(), key(), key()
 local my_members_key, name_rooms_key, holder_members_key = key(), key(), key()
 local display, session, new_hash, presented_hash = arg(), arg(), arg(), arg()
-local me, now, lease, lower = arg(), tonumber(arg()), tonumber(arg()), arg()
+local me, now_ms, lease_ms, lower = arg(), tonumber(arg()), tonumber(arg()), arg()
 local gateway_prefix, holder_seen, kick_tag = arg(), arg(), arg()
 local room_count = tonumber(arg())
 -- then per room of the name seen before (read with the holder): its members hash, its name;
 -- then (key) the name's account, in the user record's slot
 -- -> {'taken'}, or {'claimed', replaced gateway or '', replaced session or '', {rooms},
 --    account 0/1}: the rooms of the name whose membership is now this gateway's
-local open = grace_open(gateways_key, grace_key, pulse_key, lease)
-beat(gateways_key, pulse_key, me, now, lease)
+local open = grace_open(gateways_key, grace_key, pulse_key, lease_ms)
+beat(gateways_key, pulse_key, me, now_ms, lease_ms)
 local room_keys, rooms = {}, {}
 for i = 1, room_count do
   room_keys[i], rooms[i] = key(), arg()
@@ -39,7 +39,7 @@ local old_gw, old_sid = '', ''
 local heir = false
 if gw and not (gw == me and sid == session) then
   local token_ok = presented_hash == '*' or (presented_hash ~= '' and hash == presented_hash)
-  if alive(gateways_key, open, gw, now, lease) then
+  if alive(gateways_key, open, gw, now_ms, lease_ms) then
     if not token_ok then
       return {'taken'}
     end

@@ -2,7 +2,7 @@
 -- includes: liveness
 local members_key, gateways_key, my_members_key = key(), key(), key()
 local grace_key, pulse_key, name_rooms_key = key(), key(), key()
-local lower, member_value, me, now, lease = arg(), arg(), arg(), tonumber(arg()), tonumber(arg())
+local lower, member_value, me, now_ms, lease_ms = arg(), arg(), arg(), tonumber(arg()), tonumber(arg())
 local channel, joined_payload, membership, room = arg(), arg(), arg(), arg()
 -- -> 1 when the name was not present before (absent, or held by a dead gateway)
 local newly = 1
@@ -12,8 +12,8 @@ if current then
   if gw == me then
     newly = 0
   else
-    local open = grace_open(gateways_key, grace_key, pulse_key, lease)
-    if alive(gateways_key, open, gw, now, lease) then
+    local open = grace_open(gateways_key, grace_key, pulse_key, lease_ms)
+    if alive(gateways_key, open, gw, now_ms, lease_ms) then
       newly = 0
     end
   end

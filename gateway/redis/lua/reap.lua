@@ -2,7 +2,7 @@
 -- includes: liveness
 local gateways_key, grace_key, pulse_key = key(), key(), key()
 local its_members_key, its_names_key, reaper_key = key(), key(), key()
-local gw, now, lease, force = arg(), tonumber(arg()), tonumber(arg()), arg() == '1'
+local gw, now_ms, lease_ms, force = arg(), tonumber(arg()), tonumber(arg()), arg() == '1'
 local membership_count, name_count = tonumber(arg()), tonumber(arg())
 local final, me = arg() == '1', arg()
 -- then per membership: keys (room members hash, the name's rooms set),
@@ -11,7 +11,7 @@ local final, me = arg() == '1', arg()
 -- -> {'alive'} when the gateway is alive (nothing done, our lock given back), else
 --    {'reaped', number of lefts published}
 if not force then
-  if alive(gateways_key, grace_open(gateways_key, grace_key, pulse_key, lease), gw, now, lease) then
+  if alive(gateways_key, grace_open(gateways_key, grace_key, pulse_key, lease_ms), gw, now_ms, lease_ms) then
     if redis.call('GET', reaper_key) == me then
       redis.call('DEL', reaper_key)
     end
