@@ -174,4 +174,4 @@ def test_a_graceful_failover_is_followed_by_every_link_and_ids_go_on(
     # the same epoch, ids on from the last one before: nothing lost, nothing repeated (a
     # send answered unavailable during the failover may have been stored: its own id)
     assert [m["id"] for m in messages] == list(range(first, acked[0] + 1))
-    assert [m["text"] for m in messages][0] == "before"
+    assert messages[0]["text"] == "before"
