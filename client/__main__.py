@@ -18,8 +18,10 @@ HOLD_UNAVAILABLE_S = 120.0
 """How long a send the server answered ``unavailable`` stays "sending…" and is retried."""
 
 
-def _client(name: str, gateways: Sequence[str], sink: EventSink) -> ChatClient:
-    return ChatClient(name, gateways, on_event=sink, hold_unavailable=HOLD_UNAVAILABLE_S)
+def _client(name: str, gateways: Sequence[str], sink: EventSink,
+            password: str | None) -> ChatClient:
+    return ChatClient(name, gateways, on_event=sink, hold_unavailable=HOLD_UNAVAILABLE_S,
+                      password=password)
 
 
 def _say(text: str) -> None:

@@ -21,8 +21,11 @@ HELP = """\
 /join ROOM        join a room and make it the current one
 /leave [ROOM]     leave a room (default: the current one)
 /msg NAME TEXT    private message to NAME
+/msg NAME         the conversation with NAME: its recent messages (accounts)
 /who [ROOM]       who is in a room (default: the current one)
 /me TEXT          an action, shown as "* you TEXT"
+/register         make your name an account (asks for a password)
+/passwd           change your account's password
 /quit             log out and exit
 /help             this list
 Any other line is sent to the current room; start it with // to send a leading /."""
@@ -52,6 +55,23 @@ class SendDirect:
 
 
 @dataclass(frozen=True, slots=True)
+class ShowDirect:
+    """``/msg NAME`` without text: show the conversation (its stored history)."""
+
+    to: str
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """``/register``: the password is asked for without echo, never typed on the line."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePassword:
+    """``/passwd``: both passwords are asked for without echo."""
+
+
+@dataclass(frozen=True, slots=True)
 class ListMembers:
     room: str | None  # None: the current room
 
@@ -73,7 +93,8 @@ class ShowHelp:
     pass
 
 
-Command = Say | JoinRoom | LeaveRoom | SendDirect | ListMembers | Emote | Quit | ShowHelp
+Command = (Say | JoinRoom | LeaveRoom | SendDirect | ShowDirect | ListMembers | Emote | Quit
+           | ShowHelp | Register | ChangePassword)
 
 
 def _room(word: str) -> str:
@@ -108,8 +129,10 @@ def parse(line: str) -> Command | None:
         return LeaveRoom(_room(args[0]) if args else None)
     if verb in ("msg", "dm"):
         to, _, text = rest.partition(" ")
-        if not to or not text.strip():
+        if not to:
             raise CommandError("usage: /msg NAME TEXT")
+        if not text.strip():
+            return ShowDirect(to)
         return SendDirect(to, text.strip())
     if verb == "who":
         if len(args) > 1:
@@ -119,6 +142,10 @@ def parse(line: str) -> Command | None:
         if not rest:
             raise CommandError("usage: /me TEXT")
         return Emote(rest)
+    if verb in ("register", "passwd", "password"):
+        if args:
+            raise CommandError(f"usage: /{verb}: the password is asked for, not typed here")
+        return Register() if verb == "register" else ChangePassword()
     if verb in ("quit", "exit"):
         return Quit()
     if verb in ("help", "?"):

@@ -1,6 +1,7 @@
 """chat-term: the ChatService client for a terminal.
 
     chat-term --name alice [--gateway HOST:PORT ...] [--gateways A,B] [--room lobby ...]
+              [--password-file PATH]
 
 Lines typed go to the current room; slash commands (``/help``) are the same
 as in the Tk app (``client.commands``). Each message is one entry with its
@@ -19,12 +20,24 @@ Ctrl-D on an empty line quit); messages appear above them. On a pipe
 A message is shown once, when the gateway has it (its echo); until then it
 is pending in ``ChatClient`` and survives reconnects and a frozen Redis
 (``hold_unavailable``): the status line says it is waiting.
+
+Accounts (protocol v1.1): the password comes from ``--password-file`` or
+``$CHAT_PASSWORD``; without either, when the gateway answers a guest log-in
+with ``name_taken`` and the terminal can ask, chat-term asks for it without
+echo (``getpass``) and logs in again. ``/register`` and ``/passwd`` ask for
+their passwords on the input line with nothing shown (and nothing kept in
+the Up/Down recall). At an account's log-in the conversations with unread
+messages are listed; ``/msg NAME`` shows the conversation's recent messages;
+what is printed counts as read and is sent with ``mark_read`` (``ReadSync``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import getpass
 import logging
+import math
 import os
 import queue
 import ssl
@@ -41,12 +54,14 @@ from client import termtext as tt
 from client.compose import check_draft
 from client.connection import ChatClient
 from client.errors import ClientError, LoginRefused, NoGatewayAvailable
-from client.gui.model import TYPING_HINT_SECONDS
+from client.gui import wording
+from client.gui.model import TYPING_HINT_SECONDS, ConvKey, ReadSync
 from client.gui.wording import typing_line
 from client.options import add_gateway_options, gateways_from_args, new_parser
-from protocol.errors import ProtocolError
-from protocol.limits import Limits
-from protocol.names import LOBBY, name_key
+from protocol import frames as fr
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.limits import MAX_PASSWORD, MIN_PASSWORD, Limits
+from protocol.names import LOBBY, check_name, check_password, name_key
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +74,14 @@ TICK_S = 0.25
 SLOW_SEND_S = 1.0
 """A message not acknowledged after this long is mentioned in the status line."""
 
-COMMAND_WORDS = ("/join", "/leave", "/msg", "/who", "/me", "/help", "/quit")
+COMMAND_WORDS = ("/join", "/leave", "/msg", "/who", "/me", "/register", "/passwd", "/help",
+                 "/quit")
+
+DM_HISTORY_SHOWN = 20
+"""How many recent messages ``/msg NAME`` shows."""
+
+READ_DELAY_S = 1.0
+"""How long after printing a message its read mark is sent (one mark per burst)."""
 
 
 # ----------------------------------------------------------------------- screens
@@ -75,6 +97,9 @@ class Screen(Protocol):
     def set_typing(self, text: str) -> None: ...
 
     def set_prompt(self, text: str) -> None: ...
+
+    def set_secret(self, secret: bool) -> None:
+        """While True the line being typed is a password: show none of it, recall none."""
 
 
 class PlainScreen:
@@ -100,6 +125,9 @@ class PlainScreen:
 
     def set_prompt(self, text: str) -> None:
         """No prompt on a pipe."""
+
+    def set_secret(self, secret: bool) -> None:
+        """Nothing typed is shown on a pipe."""
 
 
 # -------------------------------------------------------------------- line editor
@@ -193,6 +221,8 @@ class LineEditor:
     def __init__(self) -> None:
         self.text = ""
         self.cursor = 0
+        self.secret = False
+        """A password is being typed: Enter does not keep it for recall."""
         self._history: list[str] = []
         self._recall = 0
 
@@ -203,14 +233,14 @@ class LineEditor:
             self.cursor += 1
         elif key == "enter":
             line = self.text
-            if line.strip():
+            if line.strip() and not self.secret:
                 self._history.append(line)
             self._recall = len(self._history)
             return Submitted(line)
         elif key == "quit" or (key == "eof" and not self.text):
             return Quit()
         elif key == "tab":
-            return TabPressed()
+            return None if self.secret else TabPressed()
         else:
             self._edit(key)
         return Edited(self.text) if self.text != before else None
@@ -236,7 +266,7 @@ class LineEditor:
         elif key == "kill-word":
             start = text[:at].rstrip(" ").rfind(" ") + 1
             self.text, self.cursor = text[:start] + text[at:], start
-        elif key in ("up", "down") and self._history:
+        elif key in ("up", "down") and self._history and not self.secret:
             step = -1 if key == "up" else 1
             self._recall = max(0, min(len(self._history), self._recall + step))
             self.set(self._history[self._recall] if self._recall < len(self._history) else "")
@@ -282,6 +312,11 @@ class LiveScreen:
             self._prompt = text
             self._redraw()
 
+    def set_secret(self, secret: bool) -> None:
+        if secret != self.editor.secret:
+            self.editor.secret = secret
+            self._redraw()
+
     # -- the footer -----------------------------------------------------------
 
     def refresh(self) -> None:
@@ -317,6 +352,8 @@ class LiveScreen:
     def _input_view(self, columns: int) -> tuple[str, int]:
         """The prompt and the part of the typed text around the cursor; the cursor column."""
         prompt = tt.cut(self._prompt, max(0, columns - 8))
+        if self.editor.secret:
+            return prompt, tt.width(prompt)  # a password: nothing of it on screen
         room = max(1, columns - tt.width(prompt))
         text = tt.escape_line(self.editor.text)
         cursor = len(tt.escape_line(self.editor.text[:self.editor.cursor]))
@@ -355,6 +392,19 @@ class _Sent:
     at: float
 
 
+@dataclass(slots=True)
+class _Question:
+    """Passwords being asked for on the input line (``/register``, ``/passwd``)."""
+
+    kind: str  # "register" or "passwd"
+    prompts: tuple[str, ...]
+    answers: list[str]
+
+    @property
+    def prompt(self) -> str:
+        return self.prompts[len(self.answers)]
+
+
 class TermSession:
     """The chat as the terminal shows it: events in, lines and status out, commands run.
 
@@ -381,11 +431,18 @@ class TermSession:
         self._lost: str | None = None
         self._lost_at: float | None = None
         self._closed: str | None = None
+        self._asking: _Question | None = None
+        self._awaiting: str | None = None  # "register"/"passwd" sent, answer not yet in
+        self._read_sync = ReadSync(READ_DELAY_S)
+        self._shown: dict[ConvKey, tuple[str, int]] = {}  # newest id printed, by conversation
+        self._room_marks: dict[str, int] = {}  # read marks at login, for the history line
         self.ended = False
         screen.set_prompt(self.prompt)
 
     @property
     def prompt(self) -> str:
+        if self._asking is not None:
+            return self._asking.prompt
         return f"[{self.current or '-'}] "
 
     # -- events ----------------------------------------------------------------
@@ -394,22 +451,34 @@ class TermSession:
         f = self.formatter
         match event:
             case ev.RoomMessage(message=m):
+                self._printed(ConvKey.room(m.room), m.room, m.id)
                 self._seen(m.sender)
                 self._stop_typing(m.room, m.sender)
                 self.screen.show(f.message(tt.room_label(m.room), m.sender, m.text, m.ts))
             case ev.HistoryLoaded(room=room, messages=messages, older=older):
+                if messages and not older:
+                    self._printed(ConvKey.room(room), room, messages[-1].id)
                 if messages:
                     label = tt.room_label(room)
                     count = f"{len(messages)} message" + ("" if len(messages) == 1 else "s")
+                    mark = None if older else self._room_marks.pop(room, None)
+                    unread = [m for m in messages if mark is not None and m.id > mark
+                              and name_key(m.sender) != name_key(self.me)]
+                    if unread:
+                        count += f", {len(unread)} unread"
                     lines = [f"-- {'earlier' if older else 'history'} in {label}: {count} --"]
                     for m in messages:
                         self._seen(m.sender)
+                        if unread and m is unread[0]:
+                            lines.append("-- new since you last read --")
                         lines += f.message(label, m.sender, m.text, m.ts)
                     lines.append(f"-- end of history in {label} --")
                     self.screen.show(lines)
             case ev.DirectReceived(dm=dm):
                 outgoing = name_key(dm.sender) == name_key(self.me)
                 peer = dm.to if outgoing else dm.sender
+                if dm.id is not None:
+                    self._printed(ConvKey.direct(peer), peer, dm.id)
                 self._seen(peer)
                 self.screen.show(f.message(tt.dm_label(peer, outgoing), dm.sender, dm.text,
                                            dm.ts))
@@ -460,6 +529,25 @@ class TermSession:
                     self.screen.show(wrap_quote(sent.text, f.columns))
             case ev.EpochReset(room=room):
                 self.screen.show(f.notice(f"the history of {tt.room_label(room)} restarted"))
+            case ev.AccountState(dms=dms, read=read):
+                self._account_state(dms, read)
+            case ev.DmHistoryLoaded(peer=peer, messages=messages):
+                self._dm_history(peer, messages)
+            case ev.Registered(name=name):
+                if self._awaiting == "passwd":
+                    self.screen.show(f.notice("password changed"))
+                else:
+                    self.screen.show(f.notice(
+                        f"{name} is an account now: nobody else gets the name, and your "
+                        "direct messages are kept, also while you are offline"))
+                self._awaiting = None
+            case ev.ServerError(error=error) if self._awaiting is not None and error.code in (
+                    ErrorCode.BAD_PASSWORD, ErrorCode.AUTH_FAILED, ErrorCode.NAME_TAKEN,
+                    ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE):
+                words = (wording.passwd_refusal(error) if self._awaiting == "passwd"
+                         else wording.register_refusal(error, self.me))
+                self._awaiting = None
+                self.screen.show(f.notice(words))
             case ev.ServerError(error=error):
                 self.screen.show(f.notice(f"error: {error.message}"))
             case ev.Closed(reason=reason):
@@ -471,6 +559,98 @@ class TermSession:
     def tick(self) -> None:
         self._refresh_typing()
         self.refresh_status()
+        self._sync_read()
+
+    # -- accounts ----------------------------------------------------------------
+
+    def _account_state(self, dms: Sequence[fr.DmSummary], read: Mapping[str, int]) -> None:
+        """At an account's log-in: which conversations have unread messages."""
+        for summary in dms:
+            self._seen(summary.peer)
+            self._read_sync.known(ConvKey.direct(summary.peer), summary.read)
+        for room, mark in read.items():
+            self._read_sync.known(ConvKey.room(room), mark)
+            self._room_marks[room] = mark
+        unread = [f"{tt.escape_line(s.peer)} ({s.last_id - s.read})" for s in dms
+                  if s.last_id > s.read]
+        if unread:
+            self.screen.show(self.formatter.notice(
+                "unread direct messages: " + ", ".join(unread) + " (/msg NAME shows one)"))
+
+    def _dm_history(self, peer: str, messages: Sequence[fr.DirectMessage]) -> None:
+        f = self.formatter
+        if not messages:
+            self.screen.show(f.notice(f"no messages with {tt.escape_line(peer)} yet"))
+            return
+        count = f"{len(messages)} message" + ("" if len(messages) == 1 else "s")
+        lines = [f"-- recent messages with {tt.escape_line(peer)}: {count} --"]
+        for dm in messages:
+            outgoing = name_key(dm.sender) == name_key(self.me)
+            lines += f.message(tt.dm_label(peer, outgoing), dm.sender, dm.text, dm.ts)
+        lines.append(f"-- end of messages with {tt.escape_line(peer)} --")
+        self.screen.show(lines)
+
+    def _printed(self, key: ConvKey, name: str, message_id: int) -> None:
+        shown = self._shown.get(key)
+        if shown is None or message_id > shown[1]:
+            self._shown[key] = (name, message_id)
+
+    def _is_account(self) -> bool:
+        return bool(getattr(self.client, "account", False))
+
+    def finish(self) -> None:
+        """Leaving: what was printed and not yet marked read is marked now."""
+        self._sync_read(at_once=True)
+
+    def _sync_read(self, at_once: bool = False) -> None:
+        """What was printed is read: tell the server (accounts; see ``ReadSync``)."""
+        if self._lost is not None or self._closed is not None or not self._is_account():
+            return
+        now = self._clock()
+        for key, (_, newest) in self._shown.items():
+            self._read_sync.reading(key, newest, now)
+        for key, up_to in self._read_sync.due(math.inf if at_once else now):
+            name = self._shown[key][0]
+            with contextlib.suppress(ProtocolError, ClientError):
+                if key.is_room:
+                    self.client.mark_read(name, up_to=up_to)
+                else:
+                    self.client.mark_read(peer=name, up_to=up_to)
+
+    def _ask(self, kind: str, prompts: tuple[str, ...]) -> None:
+        self._asking = _Question(kind, prompts, [])
+        self.screen.set_secret(True)
+
+    def _answer(self, line: str) -> None:
+        """A password typed at a ``/register`` or ``/passwd`` question (never shown)."""
+        asking = self._asking
+        assert asking is not None
+        if not line:
+            self._stop_asking()
+            self.screen.show(self.formatter.notice(f"/{asking.kind} cancelled"))
+            return
+        asking.answers.append(line)
+        if len(asking.answers) < len(asking.prompts):
+            return
+        self._stop_asking()
+        *old, new, again = asking.answers
+        if new != again:
+            self.screen.show(self.formatter.notice("the two passwords differ; nothing changed"))
+            return
+        try:
+            check_password(new)
+        except ProtocolError:
+            self.screen.show(self.formatter.notice(wording.WEAK_PASSWORD))
+            return
+        if asking.kind == "register":
+            self.client.register(new)
+        else:
+            self.client.passwd(old[0], new)
+        self._awaiting = asking.kind
+
+    def _stop_asking(self) -> None:
+        self._asking = None
+        self.screen.set_secret(False)
 
     def refresh_status(self) -> None:
         kind, text = self._status()
@@ -526,8 +706,16 @@ class TermSession:
     def submit(self, line: str) -> bool:
         """Carry out a typed line; False when it was not done (keep it to fix it).
 
-        Sets ``ended`` on ``/quit``.
+        Sets ``ended`` on ``/quit``. While a password is asked for, the line is it.
         """
+        if self._asking is not None:
+            try:
+                self._answer(line)
+            except (ProtocolError, ClientError) as exc:
+                self.screen.show(self.formatter.notice(str(exc)))
+            finally:
+                self.screen.set_prompt(self.prompt)
+            return True
         try:
             command = cmd.parse(line)
         except ClientError as exc:
@@ -561,6 +749,30 @@ class TermSession:
                 ref = self.client.dm(to, text)
                 self._pending[ref] = _Sent(f"{to}", text, self._clock())
                 self._seen(to)
+            case cmd.ShowDirect(to=to):
+                check_name(to, "to")
+                self._seen(to)
+                if not self._is_account():
+                    self.screen.show(f.notice(
+                        "stored conversations are for accounts: /register keeps yours"))
+                    return False
+                self.client.dm_history(to, None, DM_HISTORY_SHOWN)
+            case cmd.Register():
+                if self._is_account():
+                    self.screen.show(f.notice(
+                        f"{self.me} is an account already; /passwd changes its password"))
+                    return False
+                self.screen.show(f.notice(
+                    f"choose a password for {self.me}: {MIN_PASSWORD} to {MAX_PASSWORD} "
+                    "characters, any you like; an empty line cancels"))
+                self._ask("register", ("new password: ", "repeat it: "))
+            case cmd.ChangePassword():
+                if not self._is_account():
+                    self.screen.show(f.notice(
+                        "/passwd is for accounts; /register makes your name one"))
+                    return False
+                self.screen.show(f.notice("an empty line cancels"))
+                self._ask("passwd", ("current password: ", "new password: ", "repeat it: "))
             case cmd.JoinRoom(room=room):
                 self.client.join(room)
                 self.known_rooms.add(room)
@@ -586,13 +798,15 @@ class TermSession:
     def edited(self, text: str) -> None:
         """The typed line changed: tell the room we are typing (the client throttles it)."""
         stripped = text.lstrip()
-        if self.current is None or not stripped or (
+        if self._asking is not None or self.current is None or not stripped or (
                 stripped.startswith("/") and not stripped.startswith("//")):
             return
         with contextlib.suppress(ProtocolError, ClientError):
             self.client.typing(self.current)
 
     def completion(self, line: str, cursor: int) -> tt.Completion:
+        if self._asking is not None:
+            return tt.Completion(line, cursor, ())
         rooms = sorted(self.known_rooms | set(self.client.rooms))
         return tt.complete(line, cursor, COMMAND_WORDS, rooms, self.names.values())
 
@@ -737,17 +951,79 @@ class TermApp:
                 screen.refresh()
 
 
+def _refusal(exc: LoginRefused, name: str, password: bool) -> str:
+    if exc.code is ErrorCode.AUTH_FAILED and password:
+        return f"login refused: wrong password for {name} (or {name} has no account)"
+    if exc.code is ErrorCode.RATE_LIMITED:
+        return "login refused: " + wording.TOO_MANY_ATTEMPTS
+    if exc.code is ErrorCode.NAME_TAKEN:
+        return (f"login refused: {exc.message} (if {name} is your account, give its password: "
+                "--password-file, $CHAT_PASSWORD, or run chat-term on a terminal to be asked)")
+    return f"login refused: {exc.message}"
+
+
+PASSWORD_TRIES = 3
+"""How many times chat-term asks for a password the gateway refuses, like ``sudo``."""
+
+
+def log_in(make_client: Callable[[str | None], ChatClient], name: str, password: str | None,
+           ask: Callable[[str], str] | None, say: Callable[[str], None],
+           inbox: queue.Queue[object]) -> tuple[ChatClient, fr.Welcome] | int:
+    """Connect, asking for the password (``ask``, without echo) when the name turns out to
+    be an account's, or the one asked for was wrong; the client and its welcome, or the
+    exit status. Events of refused attempts are dropped from ``inbox``."""
+    asked = 0
+    while True:
+        client = make_client(password)
+        try:
+            return client, client.connect()
+        except LoginRefused as exc:
+            client.close()
+            _drain(inbox)
+            retry = ask is not None and asked < PASSWORD_TRIES and (
+                (exc.code is ErrorCode.NAME_TAKEN and password is None)
+                or (exc.code is ErrorCode.AUTH_FAILED and asked > 0))
+            if not retry or ask is None:
+                say(_refusal(exc, name, password is not None))
+                return 1
+            if exc.code is ErrorCode.NAME_TAKEN:
+                say(f"{name} is taken: someone is using it, or it is an account's name. "
+                    "If it is yours, give its password (an empty one gives up).")
+            else:
+                say("wrong password; try again (an empty one gives up)")
+            asked += 1
+            password = ask(f"password for {name}: ") or None
+            if password is None:
+                return 1
+        except NoGatewayAvailable as exc:
+            client.close()
+            _drain(inbox)
+            say(str(exc))
+            return 2
+
+
+def _drain(inbox: queue.Queue[object]) -> None:
+    while True:
+        try:
+            inbox.get_nowait()
+        except queue.Empty:
+            return
+
+
 def run(client: ChatClient, screen: Screen, inbox: queue.Queue[object],
-        columns: int | None, start_input: Callable[[], None]) -> int:
-    """Log in, then run until /quit, end of input, or the session ends; the exit status."""
-    try:
-        welcome = client.connect()
-    except LoginRefused as exc:
-        screen.show([f"login refused: {exc.message}"])
-        return 1
-    except NoGatewayAvailable as exc:
-        screen.show([str(exc)])
-        return 2
+        columns: int | None, start_input: Callable[[], None],
+        welcome: fr.Welcome | None = None) -> int:
+    """Log in (unless ``welcome`` says it was done), then run until /quit, end of input,
+    or the session ends; the exit status."""
+    if welcome is None:
+        try:
+            welcome = client.connect()
+        except LoginRefused as exc:
+            screen.show([_refusal(exc, client.name, False)])
+            return 1
+        except NoGatewayAvailable as exc:
+            screen.show([str(exc)])
+            return 2
     max_text = welcome.limits.get("max_text")
     session = TermSession(client, screen, tt.LineFormatter(columns),
                           max_text=max_text if isinstance(max_text, int) else Limits().max_text)
@@ -755,6 +1031,7 @@ def run(client: ChatClient, screen: Screen, inbox: queue.Queue[object],
     try:
         TermApp(inbox, session, screen).loop()
     finally:
+        session.finish()
         client.close()
         while True:  # what closing reported (the last "not sent"), then the end
             try:
@@ -776,6 +1053,20 @@ class Options:
     rooms: tuple[str, ...]
     cafile: str | None
     verbose: bool
+    password: str | None = dataclasses.field(default=None, repr=False)
+
+
+def read_password_file(path: str) -> str:
+    """The first line of ``path`` (``-``: stdin), without its line end."""
+    if path == "-":
+        text = sys.stdin.readline()
+    else:
+        with open(path, encoding="utf-8") as f:
+            text = f.readline()
+    line = text.removesuffix("\n").removesuffix("\r")
+    if not line:
+        raise ValueError(f"no password in {path}")
+    return line
 
 
 def parse(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Options:
@@ -787,13 +1078,31 @@ def parse(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Options:
     parser.add_argument("--room", action="append", dest="rooms", metavar="ROOM",
                         help="a room to be in, the first is the current one (default: lobby)")
     parser.add_argument("--cafile", help="CA certificates to trust for TLS gateways")
+    parser.add_argument("--password-file", metavar="PATH",
+                        help="log in to your account with the password on the first line of "
+                             "PATH ('-': stdin) (default: $CHAT_PASSWORD; on a terminal you "
+                             "are asked when the name is an account's)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     args = parser.parse_args(argv)
     if not args.name:
         parser.error("--name is required (or set CHAT_NAME)")
     gateways = gateways_from_args(parser, args, environ)
+    password = environ.get("CHAT_PASSWORD") or None
+    if args.password_file:
+        try:
+            password = read_password_file(args.password_file)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            parser.error(f"cannot read --password-file: {exc}")
     return Options(args.name, tuple(gateways), tuple(args.rooms or [LOBBY]), args.cafile,
-                   args.verbose)
+                   args.verbose, password)
+
+
+def _ask_password(prompt: str) -> str:
+    """Read a password from the terminal without echo (before the screen goes raw)."""
+    try:
+        return getpass.getpass(prompt)
+    except (EOFError, KeyboardInterrupt):
+        return ""
 
 
 def _terminal_columns() -> int:
@@ -811,14 +1120,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                    and os.environ.get("TERM", "dumb") != "dumb")
     inbox: queue.Queue[object] = queue.Queue()
     tls_context = ssl.create_default_context(cafile=options.cafile) if options.cafile else None
-    client = ChatClient(options.name, options.gateways, options.rooms, on_event=inbox.put,
-                        tls_context=tls_context, hold_unavailable=HOLD_UNAVAILABLE_S)
+
+    def make_client(password: str | None) -> ChatClient:
+        return ChatClient(options.name, options.gateways, options.rooms, on_event=inbox.put,
+                          tls_context=tls_context, hold_unavailable=HOLD_UNAVAILABLE_S,
+                          password=password)
+
+    def say(text: str) -> None:
+        sys.stdout.write(tt.escape_line(text) + "\n")
+        sys.stdout.flush()
+
+    can_ask = sys.stdin.isatty()
+    logged_in = log_in(make_client, options.name, options.password,
+                       _ask_password if can_ask else None, say, inbox)
+    if isinstance(logged_in, int):
+        return logged_in
+    client, welcome = logged_in
     if not interactive:
         def read_lines() -> None:
             threading.Thread(target=_read_lines, args=(sys.stdin, inbox), name="stdin",
                              daemon=True).start()
         columns = _terminal_columns() - 1 if sys.stdout.isatty() else None
-        return run(client, PlainScreen(sys.stdout), inbox, columns, read_lines)
+        return run(client, PlainScreen(sys.stdout), inbox, columns, read_lines, welcome)
     fd = sys.stdin.fileno()
     live = LiveScreen(sys.stdout, _terminal_columns)
 
@@ -827,7 +1150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with raw_terminal(fd):
         try:
-            return run(client, live, inbox, _terminal_columns() - 1, read_keys)
+            return run(client, live, inbox, _terminal_columns() - 1, read_keys, welcome)
         finally:
             live.finish()
 

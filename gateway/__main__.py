@@ -13,7 +13,7 @@ from types import FrameType
 from gateway.config import parse_config
 from gateway.redis.endpoint import TopologyError
 from gateway.redis.target import TargetError
-from gateway.server import Gateway
+from gateway.server import DuplicateGateway, Gateway
 
 
 def raise_open_files_limit() -> int:
@@ -64,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         gateway.start()
+    except DuplicateGateway as exc:
+        logging.getLogger("gateway").error("event=duplicate_gateway_id error=%s", exc)
+        return 3
     except OSError as exc:
         logging.getLogger("gateway").error("event=cannot_listen error=%s", exc)
         return 2

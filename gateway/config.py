@@ -55,6 +55,15 @@ class GatewayConfig:
     guests: str = "allow"
     """``allow``: anyone may log in as a guest and ``register``; ``deny``: only accounts
     log in, and accounts are created by the operator (``chat-admin``)."""
+    room_ttl_s: float = 30 * 86400.0
+    """A room with no member and no new message for this long leaves Redis (0: never)."""
+    new_rooms_per_min: float = 10.0
+    """Rooms a user may create (join while they do not exist) a minute, cluster-wide (0: no
+    limit); ``new_rooms_burst`` at once."""
+    new_rooms_burst: int = 60
+    connect_rate_per_address: float = 0.0
+    """New connections a second from one source address (0: no limit); a burst of five
+    seconds' worth (at least 1). Behind NAT or a load balancer keep it 0 or generous."""
 
     def __post_init__(self) -> None:
         if not self.gateway_id:
@@ -65,6 +74,23 @@ class GatewayConfig:
             raise ValueError("--guests is allow or deny")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``15m``, ``12h`` or ``30d``."""
+    text = text.strip().lower()
+    scale = _UNITS.get(text[-1:])
+    try:
+        value = float(text[:-1] if scale is not None else text) * (scale or 1.0)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (say 90, 15m, 12h or 30d)") from exc
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a duration cannot be negative: {text!r}")
+    return value
 
 
 def _env(environ: Mapping[str, str], name: str, default: str | None) -> str | None:
@@ -152,6 +178,20 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                    "created by the operator with chat-admin")
     p.add_argument("--log-level", default=env("LOG_LEVEL", d.log_level),
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
+    # Abuse and operations (docs/reliability.md): room lifetime, room creation, churn.
+    p.add_argument("--room-ttl", type=duration, default=env("ROOM_TTL", d.room_ttl_s),
+                   help="a room with no member and no new message for this long is deleted "
+                   "from Redis (seconds, or 15m, 12h, 30d; 0: never; default 30d)")
+    p.add_argument("--new-rooms-per-min", type=float,
+                   default=env("NEW_ROOMS_PER_MIN", d.new_rooms_per_min),
+                   help="rooms one user may create a minute, cluster-wide (0: no limit)")
+    p.add_argument("--new-rooms-burst", type=int,
+                   default=env("NEW_ROOMS_BURST", d.new_rooms_burst),
+                   help="rooms one user may create at once")
+    p.add_argument("--connect-rate-per-address", type=float,
+                   default=env("CONNECT_RATE_PER_ADDRESS", d.connect_rate_per_address),
+                   help="new connections a second from one source address (0: no limit; "
+                   "behind NAT or a load balancer keep 0 or generous)")
     return p
 
 
@@ -177,4 +217,6 @@ def parse_config(argv: Sequence[str] | None = None,
         switch_interval_ms=a.switch_interval_ms,
         heartbeat_s=a.heartbeat, lease_ms=a.lease_ms, probe_interval_s=a.probe_interval,
         probe_timeout_s=a.probe_timeout, guests=a.guests,
+        room_ttl_s=a.room_ttl, new_rooms_per_min=a.new_rooms_per_min,
+        new_rooms_burst=a.new_rooms_burst, connect_rate_per_address=a.connect_rate_per_address,
     )

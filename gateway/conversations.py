@@ -268,7 +268,8 @@ class Conversations:
             reply = self._read_history(
                 keys=[conversation_seq(me, peer), conversation_epoch(me, peer),
                       conversation_log(me, peer)],
-                args=[uuid.uuid4().hex, mode, "" if ident is None else ident, limit])
+                # room ttl 0: a conversation never expires (it has no members to outlive)
+                args=[uuid.uuid4().hex, mode, "" if ident is None else ident, limit, 0])
         return _batch(name_key(peer), reply)
 
     def conversations(self, name: str) -> list[Conversation]:

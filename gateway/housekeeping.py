@@ -13,6 +13,10 @@ outage every peer's heartbeat is stale without the peer being dead. A stall
 counts as an outage too: while Redis is stopped (SIGSTOP, a long fsync) a
 heartbeat blocks in redis-py's retries and then succeeds, so two successful
 beats more than half a lease apart also start the run afresh.
+
+After every successful heartbeat the gateway reconciles what Redis says it
+holds with its live sessions (``gateway.reconcile``), so a cleanup that failed
+during a Redis blip is done on the first beat after Redis is back.
 """
 
 from __future__ import annotations
@@ -34,9 +38,11 @@ class Housekeeper:
     def __init__(self, broker: Broker, subscriber: Subscriber, metrics: GatewayMetrics, *,
                  heartbeat_s: float, probe_interval_s: float, probe_timeout_s: float,
                  lease_s: float = 0.0,
-                 on_forgotten: Callable[[], None] = lambda: None) -> None:
+                 on_forgotten: Callable[[], None] = lambda: None,
+                 reconcile: Callable[[], object] = lambda: None) -> None:
         self._broker = broker
         self._on_forgotten = on_forgotten
+        self._reconcile = reconcile
         self._subscriber = subscriber
         self._metrics = metrics
         self._heartbeat_s = heartbeat_s
@@ -119,6 +125,11 @@ class Housekeeper:
             if self._redis_ok:
                 log.warning("event=redis_unavailable error=%r", exc)
             self._redis_ok = False
+            return
+        try:
+            self._reconcile()
+        except BrokerUnavailable as exc:
+            log.info("event=reconcile_deferred error=%r", exc)  # tried again next beat
 
     def _probe(self, now: float) -> None:
         with self._lock:

@@ -4,6 +4,11 @@ Owned by the ``Gateway``; every method takes ``_lock`` briefly and returns
 copies or tuples, so callers iterate without the lock and never hold it
 across socket or Redis calls. The registry lock is never nested with a
 session's lock: callers take a snapshot here, release, then talk to sessions.
+
+A name being reconciled (``begin_reap``, the housekeeper cleaning up what Redis
+says this gateway holds and no session does) holds back new claims of that
+name on this gateway until ``end_reap``: ``begin_claim`` waits on a condition
+of ``_lock`` (the lock itself is not held while Redis is asked).
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ if TYPE_CHECKING:
 class Registry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._reaped = threading.Condition(self._lock)
+        """Notified when a name's reconciliation ends (``end_reap``)."""
+        self._reaping: set[str] = set()
+        """Names the housekeeper is cleaning up right now: their claims wait."""
         self._sessions: dict[str, Session] = {}
         self._by_name: dict[str, Session] = {}
         self._claims: dict[str, set[Session]] = {}
@@ -86,7 +95,9 @@ class Registry:
         The claim can kick a local holder (``K``) before ``bind_name``: that
         holder must already see who takes over, to leave it the rooms it wants.
         """
-        with self._lock:
+        with self._reaped:
+            while key in self._reaping:
+                self._reaped.wait()
             self._claims.setdefault(key, set()).add(session)
 
     def end_claim(self, key: str, session: Session) -> None:
@@ -96,6 +107,21 @@ class Registry:
                 claimants.discard(session)
                 if not claimants:
                     del self._claims[key]
+
+    def begin_reap(self, key: str) -> tuple[bool, Session | None]:
+        """Start reconciling the name ``key``: (False, None) while a session claims it (a
+        claim in flight is never reaped), else (True, its local holder or None); claims of
+        it wait until ``end_reap``."""
+        with self._lock:
+            if key in self._claims:
+                return False, None
+            self._reaping.add(key)
+            return True, self._by_name.get(key)
+
+    def end_reap(self, key: str) -> None:
+        with self._reaped:
+            self._reaping.discard(key)
+            self._reaped.notify_all()
 
     def successors(self, key: str, session: Session) -> tuple[Session, ...]:
         """Local sessions other than ``session`` that hold or are claiming the name ``key``."""

@@ -12,6 +12,12 @@ The accept loop waits on the listening socket and a socketpair with a
 selector, so shutdown wakes it at once (no polling). One non-daemon thread
 serves each connection; it is registered before it starts so shutdown can
 find and join it.
+
+One process per gateway id: ``start`` takes the id in Redis
+(``chat:gw:<id>:instance``, a nonce renewed by every heartbeat) and raises
+``DuplicateGateway`` while another live process holds it. A process that
+crashed holds it until its lease runs out, but hears nothing on its channel
+and beats no more: ``start`` tells the two apart (``_take_id``).
 """
 
 from __future__ import annotations
@@ -39,7 +45,10 @@ from gateway.health import HealthServer
 from gateway.housekeeping import Housekeeper
 from gateway.metrics import GatewayMetrics
 from gateway.outbound import Flusher
-from gateway.redis.broker import Broker, BrokerUnavailable
+from gateway.ratelimit import AddressRate
+from gateway.reconcile import Reconciler
+from gateway.redis import keys
+from gateway.redis.broker import Broker, BrokerUnavailable, InstanceClaim
 from gateway.redis.target import redacted
 from gateway.registry import Registry
 from gateway.session import Session
@@ -51,6 +60,10 @@ from protocol.frames import ByeReason
 log = logging.getLogger(__name__)
 
 
+class DuplicateGateway(RuntimeError):
+    """Another live process runs a gateway with this id: this one must not start."""
+
+
 class Gateway:
     def __init__(self, config: GatewayConfig, *, backoff: AbstractBackoff | None = None) -> None:
         self.config = config
@@ -58,17 +71,23 @@ class Gateway:
         self.registry = Registry()
         self.broker = Broker.from_url(
             config.redis_url, config.gateway_id, history=config.history, lease_ms=config.lease_ms,
-            on_batch=self.metrics.publish_batch, min_replicas=config.redis_min_replicas)
+            on_batch=self.metrics.publish_batch, min_replicas=config.redis_min_replicas,
+            room_ttl_ms=round(config.room_ttl_s * 1000),
+            new_rooms_per_min=config.new_rooms_per_min, new_rooms_burst=config.new_rooms_burst)
         self.flusher = Flusher()
         self._housekeeper: Housekeeper | None = None
         self.subscriber = Subscriber(
             self.broker.endpoint.address if self.broker.endpoint else config.redis_url,
             config.gateway_id, self.registry, self.broker, self.metrics,
             backoff=backoff, on_probe=self._probe_returned)
+        self.reconciler = Reconciler(self.broker, self.registry, lambda: self._stopping)
         self._housekeeper = Housekeeper(
             self.broker, self.subscriber, self.metrics, heartbeat_s=config.heartbeat_s,
             probe_interval_s=config.probe_interval_s, probe_timeout_s=config.probe_timeout_s,
-            lease_s=config.lease_ms / 1000, on_forgotten=self._restore_presence)
+            lease_s=config.lease_ms / 1000, on_forgotten=self._restore_presence,
+            reconcile=self.reconciler.run)
+        self._churn = (AddressRate(config.connect_rate_per_address)
+                       if config.connect_rate_per_address > 0 else None)
         self._tls = self._tls_context(config)
         self._lock = threading.Lock()
         self._threads: set[threading.Thread] = set()
@@ -121,11 +140,29 @@ class Gateway:
         return self._housekeeper is not None and self._housekeeper.healthy
 
     def start(self) -> Gateway:
-        """Listen and serve; raises ``TopologyError`` (before anything started) when Redis
-        is not what the URL says."""
+        """Take the id, listen, start every thread. Raises ``TopologyError`` when Redis is not
+        what the URL says, ``DuplicateGateway`` while another live process has this id
+        (either way nothing started, nothing changed in Redis)."""
         cfg = self.config
         if self.broker.endpoint is not None:
             self.broker.endpoint.check()
+        try:
+            self._take_id()
+            self.broker.heartbeat()
+        except DuplicateGateway:
+            self._abandon()
+            raise
+        except BrokerUnavailable as exc:
+            # Start anyway (unhealthy, answering ``unavailable``): Redis may be starting too.
+            # The first heartbeat takes the id; reconciliation drops a crashed self's state.
+            if isinstance(exc.__cause__, redis.AuthenticationError):
+                log.error("event=redis_auth_failed redis=%s hint='Redis wants a password or "
+                          "refused the one given: check --redis-url "
+                          "(redis://:PASSWORD@host:port/db)'", self.redis_location())
+            else:
+                log.error("event=redis_unreachable redis=%s hint='is Redis running? For a local "
+                          "Redis and gateways in one command run: chat-cluster'",
+                          self.redis_location())
         listener = socket.create_server(
             (cfg.host, cfg.port), backlog=1024, reuse_port=False,
             family=socket.AF_INET6 if ":" in cfg.host else socket.AF_INET)
@@ -138,21 +175,6 @@ class Gateway:
             self._health.start()
         self.flusher.start()
         self.broker.start()
-        try:
-            # A gateway restarted under the same id (a container keeps its host name)
-            # must not inherit the names and memberships of its crashed self.
-            self.broker.release_gateway()
-            self.broker.heartbeat()
-        except BrokerUnavailable as exc:
-            # Start anyway (unhealthy, answering ``unavailable``): Redis may be starting too.
-            if isinstance(exc.__cause__, redis.AuthenticationError):
-                log.error("event=redis_auth_failed redis=%s hint='Redis wants a password or "
-                          "refused the one given: check --redis-url "
-                          "(redis://:PASSWORD@host:port/db)'", self.redis_location())
-            else:
-                log.error("event=redis_unreachable redis=%s hint='is Redis running? For a local "
-                          "Redis and gateways in one command run: chat-cluster'",
-                          self.redis_location())
         self.subscriber.start()
         assert self._housekeeper is not None
         self._housekeeper.start()
@@ -160,6 +182,62 @@ class Gateway:
         log.info("event=listening gateway=%s address=%s:%d health=%s", cfg.gateway_id,
                  *self.address, self.health_address)
         return self
+
+    def _take_id(self) -> None:
+        """Make this process the gateway ``gateway_id``, or raise ``DuplicateGateway``.
+
+        Another process's nonce in the instance key means a live gateway, or one that
+        crashed less than a lease ago. A live one listens on its channel and beats every
+        ``heartbeat_s``: if nobody listens and no beat comes for two heartbeats, it is
+        taken for crashed. Then, as before, whatever a crashed self still held is dropped;
+        but a predecessor that shut down gracefully left its users' names reserved for
+        their tokens: those stay until the reservation ends (then reconciliation frees
+        what nobody took back).
+        """
+        claim = self.broker.claim_instance()
+        if not claim.ours:
+            claim = self._outwait(claim)
+        if claim.reserved_ms > 0:
+            held = self.broker.holdings()
+            lowers = set(held.names) | {lower for _, lower in held.memberships}
+            self.reconciler.reserve(lowers, claim.reserved_ms / 1000)
+            log.info("event=predecessor_reserved names=%d seconds=%.1f", len(lowers),
+                     claim.reserved_ms / 1000)
+        else:
+            # A gateway restarted under the same id (a container keeps its host name)
+            # must not inherit the names and memberships of its crashed self.
+            self.broker.release_gateway()
+
+    def _outwait(self, claim: InstanceClaim) -> InstanceClaim:
+        cfg = self.config
+        channel = keys.gateway_channel(cfg.gateway_id)
+        first_beat = claim.last_beat_ms
+        deadline = time.monotonic() + min(cfg.lease_ms / 1000, 2 * cfg.heartbeat_s + 0.5)
+        while True:
+            listeners = self.broker.redis.pubsub_numsub(channel)
+            beat = self.broker.last_heartbeat_ms()
+            if (listeners and int(listeners[0][1]) > 0) or beat != first_beat:
+                age = ("" if beat is None
+                       else f", last heartbeat {time.time() * 1000 - beat:.0f} ms ago")
+                raise DuplicateGateway(
+                    f"gateway id {cfg.gateway_id!r} is in use by another running gateway "
+                    f"(instance {claim.holder}{age}): give this one another --id, or stop "
+                    "the other first")
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(cfg.heartbeat_s / 5)
+        log.warning("event=stale_instance_replaced gateway=%s instance=%s reason='no beat, "
+                    "nobody listening: it crashed'", cfg.gateway_id, claim.holder)
+        return self.broker.claim_instance(force=True)
+
+    def _abandon(self) -> None:
+        """``start`` refused: release what ``__init__`` made; ``shutdown`` does nothing."""
+        with self._lock:
+            self._stopping = True
+        self.broker.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        self._stopped.set()
 
     def redis_location(self) -> str:
         """The Redis URL without its credentials, for logs."""
@@ -199,9 +277,11 @@ class Gateway:
             threads = list(self._threads)
         for thread in threads:
             thread.join(max(0.05, deadline - time.monotonic()))
-        self.broker.release_gateway()
         if self._housekeeper is not None:
             self._housekeeper.stop()
+        # Names and memberships stay reserved for their token holders for a lease (quiet
+        # takeover on any gateway), then peers reap them like a dead gateway's.
+        self.broker.retire()
         self.subscriber.stop()
         self.flusher.stop()
         if self._health is not None:
@@ -276,6 +356,10 @@ class Gateway:
         sock.setblocking(False)
         if self._tls is not None:
             sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        if self._churn is not None and not self._churn.take(peer[0]):
+            self._refuse(sock, peer, ErrorCode.RATE_LIMITED,
+                         "too many new connections from your address; slow down", "churn")
+            return
         session = Session(sock, peer, self.services)
         cfg = self.config
         if not self.registry.admit(session, cfg.max_connections, cfg.max_per_address):
@@ -286,10 +370,13 @@ class Gateway:
             self._threads.add(thread)
         thread.start()
 
-    def _refuse(self, sock: socket.socket, peer: tuple[str, int]) -> None:
-        log.warning("event=connection_refused peer=%s:%d reason=limit", *peer[:2])
-        self.metrics.errors.labels(ErrorCode.UNAVAILABLE.value).inc()
-        line = self._full_line()
+    def _refuse(self, sock: socket.socket, peer: tuple[str, int],
+                code: ErrorCode = ErrorCode.UNAVAILABLE,
+                message: str = "this gateway is full; try another gateway",
+                reason: str = "limit") -> None:
+        log.warning("event=connection_refused peer=%s:%d reason=%s", *peer[:2], reason)
+        self.metrics.errors.labels(code.value).inc()
+        line = codec.encode_error(ProtocolError(code, message))
         try:
             if not isinstance(sock, ssl.SSLSocket):
                 sock.send(line)

@@ -719,6 +719,7 @@ class Session:
                     self._overflowed()
                 return
             self._go_live(room, batch)
+        self._wanted_rooms = frozenset()  # in them now: in_room answers from here on
         self._open_conversations(caught_up, bool(frame.rooms))
 
     def _open_conversations(self, caught_up: CatchUp, waiting: bool) -> None:
@@ -917,4 +918,4 @@ class Session:
         with self._lock:
             rooms = [room for room, cursor in self._rooms.items() if cursor.live]
         for room in rooms:
-            self._svc.broker.join(room, name)
+            self._svc.broker.join(room, name, limited=False)

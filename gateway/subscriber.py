@@ -174,14 +174,16 @@ class Subscriber:
         self._wake_w.close()
 
     def subscribe(self, room: str) -> Ticket:
-        """Make sure the room's channel is subscribed; wait on the ticket before reading history."""
+        """Make sure the room's channel is subscribed; wait on the ticket before reading history.
+
+        While the link is down the ticket waits for the next connection, which
+        subscribes every room the registry holds; a failed attempt refuses it. So
+        a login right after start, or during a reconnect, is served, not refused.
+        """
         ticket = Ticket()
         with self._lock:
             if room in self._subscribed:
                 ticket.resolve(True)
-                return ticket
-            if not self._connected:
-                ticket.resolve(False)
                 return ticket
             self._tickets.setdefault(room, []).append(ticket)
             self._reconcile = True
@@ -270,6 +272,9 @@ class Subscriber:
             self._subscribed = set(rooms)
             self._connected = True
             self._reconcile = True  # rooms joined while we were connecting
+            ready = [t for room in rooms for t in self._tickets.pop(room, ())]
+        for ticket in ready:  # joins that waited for the link
+            ticket.resolve(True)
         log.info("event=pubsub_connected rooms=%d", len(rooms))
         for room in rooms:  # fill whatever was published while we were away
             self._filler.request(room)

@@ -6,6 +6,11 @@ Threading rule: only the Tk main thread touches widgets. The client calls
 its outcome on the same queue. ``root.after`` drains the queue on the main
 thread. Each log-in attempt tags what it queues, so the events of an attempt
 that failed are dropped instead of reaching the next one.
+
+"Create an account" is a guest log-in followed by ``register``: the log-in
+screen stays (busy) until ``Registered`` arrives; a refusal closes the
+client and the screen says why, so an account either exists or nothing
+happened.
 """
 
 from __future__ import annotations
@@ -21,15 +26,16 @@ from dataclasses import dataclass
 from tkinter import ttk
 
 from client.errors import LoginRefused, NoGatewayAvailable
+from client.events import Closed, Disconnected, Registered, ServerError
 from client.gui import wording
 from client.gui.chat_controller import ChatController
-from client.gui.login_view import LoginView, split_addresses
+from client.gui.login_view import LoginRequest, LoginView, split_addresses
 from client.gui.ports import ChatClientLike, ClientFactory
 from client.gui.theme import Theme, apply_theme
-from protocol.errors import ChatError, ProtocolError
+from protocol.errors import ChatError, ErrorCode, ProtocolError
 from protocol.frames import Welcome
 from protocol.limits import Limits
-from protocol.names import check_name
+from protocol.names import check_name, check_password
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +63,16 @@ class LoginSucceeded:
 @dataclass(frozen=True, slots=True)
 class LoginFailed:
     message: str
+    wrong_password: bool = False
+    """The password was refused: the cursor goes back to the password field."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Registering:
+    """A "create account" log-in waiting for the answer to ``register``."""
+
+    welcome: Welcome
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +126,7 @@ class ChatApp:
         self._early: list[object] = []
         self.client: ChatClientLike | None = None
         self.chat: ChatController | None = None
+        self._registering: _Registering | None = None
         self._closed = False
 
         root.title("ChatService")
@@ -127,9 +144,10 @@ class ChatApp:
 
     # -- log-in ------------------------------------------------------------
 
-    def _login(self, name: str, gateways_text: str) -> None:
+    def _login(self, request: LoginRequest) -> None:
         view = self.login_view
         assert view is not None
+        name, gateways_text = request.name, request.gateways
         if not name:
             view.show_error(wording.EMPTY_NAME)
             return
@@ -138,6 +156,17 @@ class ChatApp:
         except ProtocolError as exc:
             view.show_error(wording.login_refusal(exc, name))
             return
+        if request.create:
+            if not request.password:
+                view.show_error(wording.CREATE_NEEDS_PASSWORD)
+                view.focus_password()
+                return
+            try:
+                check_password(request.password)
+            except ProtocolError:
+                view.show_error(wording.WEAK_PASSWORD)
+                view.focus_password()
+                return
         addresses = split_addresses(gateways_text)
         if not addresses:
             view.show_error(wording.EMPTY_GATEWAYS)
@@ -145,14 +174,18 @@ class ChatApp:
         self._attempt += 1
         attempt = self._attempt
         self._early.clear()
+        self._registering = None
+        hello_password = request.password if request.password and not request.create else None
         try:
-            client = self._factory(name, addresses, lambda event: self._deliver(attempt, event))
+            client = self._factory(name, addresses, lambda event: self._deliver(attempt, event),
+                                   hello_password)
         except (ValueError, ChatError) as exc:
             view.show_error(wording.bad_addresses(str(exc)))
             return
         self.client = client
         view.set_busy(True)
-        worker = threading.Thread(target=self._connect, args=(attempt, client, name, addresses),
+        worker = threading.Thread(target=self._connect, args=(attempt, client, request,
+                                                              addresses),
                                   name=f"chat-connect-{attempt}", daemon=True)
         worker.start()
 
@@ -164,36 +197,58 @@ class ChatApp:
             return
         self._attempt += 1
         self._early.clear()
+        self._registering = None
         if client is not None:
             threading.Thread(target=_close_quietly, args=(client,), name="chat-cancel",
                              daemon=True).start()
         self.login_view.set_busy(False)
         self.login_view.show_error(wording.CANCELLED)
 
-    def _connect(self, attempt: int, client: ChatClientLike, name: str,
+    def _connect(self, attempt: int, client: ChatClientLike, request: LoginRequest,
                  addresses: Sequence[str]) -> None:
         """Worker thread: block in ``connect`` and queue the outcome; no widget here.
 
         Daemon, because it only waits in ``connect()`` (bounded by its timeout),
         and closing the window must not wait for it.
         """
+        wrong_password = False
         try:
             welcome = client.connect(self._connect_timeout)
         except LoginRefused as exc:
-            message = wording.login_refusal(exc, name)
+            message = wording.login_refusal(exc, request.name,
+                                            password=bool(request.password) and not request.create,
+                                            create=request.create)
+            wrong_password = exc.code is ErrorCode.AUTH_FAILED and bool(request.password)
         except NoGatewayAvailable:
             message = wording.no_gateway(addresses)
         except (ChatError, OSError) as exc:
             logger.warning("log-in failed: %s", exc, exc_info=True)
             message = f"Could not log in: {exc}"
         else:
-            self._deliver(attempt, LoginSucceeded(welcome))
+            if request.create:
+                self._register(attempt, client, welcome, request)
+            else:
+                self._deliver(attempt, LoginSucceeded(welcome))
             return
+        self._refused(attempt, client, LoginFailed(message, wrong_password))
+
+    def _register(self, attempt: int, client: ChatClientLike, welcome: Welcome,
+                  request: LoginRequest) -> None:
+        """Worker thread: logged in as a guest; now make the name an account. The answer
+        (``Registered`` or ``ServerError``) comes through the queue to ``_dispatch``."""
+        self._deliver(attempt, _Registering(welcome, request.name))
+        try:
+            client.register(request.password)
+        except (ChatError, OSError) as exc:
+            logger.warning("register failed: %s", exc)
+            self._refused(attempt, client, LoginFailed(wording.REGISTER_LOST))
+
+    def _refused(self, attempt: int, client: ChatClientLike, failure: LoginFailed) -> None:
         try:
             client.close()
         except (ChatError, OSError):
             logger.warning("closing the refused client failed", exc_info=True)
-        self._deliver(attempt, LoginFailed(message))
+        self._deliver(attempt, failure)
 
     def _deliver(self, attempt: int, event: object) -> None:
         """Any thread: hand an event to the main thread."""
@@ -219,16 +274,48 @@ class ChatApp:
     def _dispatch(self, event: object) -> None:
         if isinstance(event, LoginSucceeded):
             self._enter_chat(event.welcome)
+        elif isinstance(event, _Registering):
+            self._registering = event
         elif isinstance(event, LoginFailed):
             self.client = None
             self._early.clear()
+            self._registering = None
             if self.login_view is not None:
                 self.login_view.set_busy(False)
                 self.login_view.show_error(event.message)
+                if event.wrong_password:
+                    self.login_view.focus_password()
+        elif self._registering is not None:
+            self._while_registering(self._registering, event)
         elif self.chat is not None:
             self.chat.handle(event)
         else:
             self._early.append(event)
+
+    def _while_registering(self, registering: _Registering, event: object) -> None:
+        """Events of a "create account" log-in before ``register`` was answered."""
+        refusal: str | None = None
+        if isinstance(event, Registered):
+            self._registering = None
+            self._enter_chat(registering.welcome)
+            if self.chat is not None:
+                self.chat.account_created(event.name)
+            return
+        if isinstance(event, ServerError) and event.error.code in (
+                ErrorCode.BAD_PASSWORD, ErrorCode.NAME_TAKEN, ErrorCode.AUTH_FAILED,
+                ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE):
+            refusal = wording.register_refusal(event.error, registering.name)
+        elif isinstance(event, Disconnected | Closed):
+            refusal = wording.REGISTER_LOST
+        if refusal is None:
+            self._early.append(event)
+            return
+        client, self.client = self.client, None
+        self._attempt += 1  # what the abandoned client still reports is dropped
+        self._dispatch(LoginFailed(refusal))
+        if client is not None:
+            threading.Thread(target=_close_quietly, args=(client,), name="chat-refused",
+                             daemon=True).start()
 
     def _enter_chat(self, welcome: Welcome) -> None:
         assert self.client is not None

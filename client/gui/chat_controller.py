@@ -5,6 +5,14 @@
 what the person does into client calls. Runs on the Tk main thread only, so
 the states need no lock; the client's own thread never calls in here (its
 events arrive through the app's queue).
+
+Accounts (protocol v1.1): ``AccountState`` puts every stored conversation in the
+sidebar with its unread count (the server's newest id less its read mark) and
+gives the rooms' read marks, so history at login shows a "New messages" line
+and counts what was not read, on any device. Opening a conversation asks for
+its stored history; scrolling to its top asks for more. While the person
+looks at a conversation (shown, scrolled to the bottom, window focused) its
+newest id is sent with ``mark_read``, at most once a second (``ReadSync``).
 """
 
 from __future__ import annotations
@@ -19,17 +27,20 @@ from client import commands
 from client.compose import check_draft
 from client.errors import CommandError
 from client.events import (
+    AccountState,
     Acked,
     Closed,
     Connected,
     DirectReceived,
     Disconnected,
+    DmHistoryLoaded,
     EpochReset,
     HistoryLoaded,
     MemberJoined,
     MemberLeft,
     Members,
     Reconnecting,
+    Registered,
     RoomMessage,
     SendFailed,
     ServerError,
@@ -38,14 +49,14 @@ from client.events import (
 from client.gui import notify, wording
 from client.gui.chat_view import ChatView
 from client.gui.message_view import ChatLine
-from client.gui.model import Conversation, ConvKey, Drafts, TypingThrottle
+from client.gui.model import Conversation, ConvKey, Drafts, ReadSync, TypingThrottle
 from client.gui.ports import ChatClientLike
 from client.gui.theme import Theme
-from client.gui.widgets import StatusLevel
-from protocol.errors import ChatError, ProtocolError
-from protocol.frames import Message
+from client.gui.widgets import PasswordDialog, StatusLevel
+from protocol.errors import ChatError, ErrorCode, ProtocolError
+from protocol.frames import DirectMessage, DmSummary, Message
 from protocol.limits import Limits
-from protocol.names import LOBBY, check_name, check_room, name_key
+from protocol.names import LOBBY, check_name, check_password, check_room, name_key
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +66,9 @@ TICK_MS = 250
 HISTORY_PAGE = 50
 
 DEFAULT_MAX_TEXT = Limits().max_text
+
+READ_DELAY_S = 1.0
+"""How long a read position rests before it is sent (``mark_read``): one per burst."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +99,11 @@ class ChatController:
         self._on_quit = on_quit
         self._clock = clock
         self._throttle = TypingThrottle(typing_interval)
+        self._read_sync = ReadSync(READ_DELAY_S)
+        self._online = True
+        self._theme = theme
+        self._awaiting: str | None = None  # "register"/"passwd" sent, not yet answered
+        self.password_dialog: PasswordDialog | None = None
         self._convs: dict[ConvKey, Conversation] = {}
         self._pending_refs: dict[str, ConvKey] = {}
         self._announce_who: set[str] = set()
@@ -112,9 +131,23 @@ class ChatController:
             case HistoryLoaded():
                 self._history(event)
             case DirectReceived(dm=dm):
-                own = name_key(dm.sender) == name_key(self._me)
-                thread = self._open_direct(dm.to if own else dm.sender)
-                self._show(thread, ChatLine(dm.sender, dm.text, dm.ts, own))
+                self._direct(dm)
+            case AccountState(dms=dms, read=read):
+                self._account_state(dms, read)
+            case DmHistoryLoaded():
+                self._dm_history(event)
+            case Registered(name=name):
+                if self._awaiting == "passwd":
+                    self._notice("Your password was changed.")
+                else:
+                    self.account_created(name)
+                self._awaiting = None
+            case ServerError(error=error) if self._awaiting is not None and error.code in (
+                    ErrorCode.BAD_PASSWORD, ErrorCode.AUTH_FAILED, ErrorCode.NAME_TAKEN,
+                    ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE):
+                self._notice(wording.passwd_refusal(error) if self._awaiting == "passwd"
+                             else wording.register_refusal(error, self._me), error=True)
+                self._awaiting = None
             case MemberJoined(room=room, name=name):
                 self._member_joined(room, name)
             case MemberLeft(room=room, name=name):
@@ -143,6 +176,7 @@ class ChatController:
             case Connected(gateway=gateway, name=name, resumed=resumed):
                 self._connected(gateway, name, resumed)
             case Disconnected(reason=reason):
+                self._online = False
                 self._refresh_on_connect = True
                 self._reconnect = None
                 for conv in self._convs.values():
@@ -154,6 +188,7 @@ class ChatController:
                 self._reconnect = _Retry(address, self._clock() + delay, attempt)
                 self._show_reconnect()
             case Closed(reason=reason):
+                self._online = False
                 self._reconnect = None
                 self.view.set_status(wording.offline(reason), StatusLevel.ERROR)
                 self.view.composer.set_enabled(False)
@@ -183,9 +218,15 @@ class ChatController:
                      if (threshold is None or m.id < threshold) and conv.accept(m.id)]
             view.prepend(lines)
         else:
+            mark = conv.read_mark
+            if mark is not None and event.messages and conv.key != self.view.active:
+                # unread ones older than what the gateway sends at login count too
+                conv.unread += max(0, event.messages[0].id - 1 - mark)
             for message in event.messages:
                 if conv.accept(message.id):
-                    self._show(conv, self._line(message), count_unread=False)
+                    self._show(conv, self._line(message), live=False)
+            if conv.key != self.view.active:
+                self.view.set_unread(conv.key, conv.unread, conv.mentions)
         conv.history_loaded(event.complete, event.older, len(event.messages))
         room = f"#{conv.key.name}"
         if conv.oldest_id is None:
@@ -200,28 +241,156 @@ class ChatController:
         own = name_key(message.sender) == name_key(self._me)
         return ChatLine(message.sender, message.text, message.ts, own, message.id)
 
-    def _show(self, conv: Conversation, line: ChatLine, count_unread: bool = True) -> None:
+    def _show(self, conv: Conversation, line: ChatLine, live: bool = True) -> None:
         """Append a message, resolving our own pending copy; count unread, ring for DMs
-        and mentions while the window is in the background."""
+        and mentions while the window is in the background.
+
+        ``live``: it just happened; history at login counts only against the
+        server's read mark (accounts), and never rings.
+        """
         view = self.view.view(conv.key)
         if line.own:
             pending = conv.take_echo(line.text)
             if pending is not None:
                 view.resolve_pending(pending.ref)
         mentioned = not line.own and notify.mentions(line.text, self._me)
-        unseen = count_unread and not line.own and conv.key != self.view.active
-        if unseen and conv.unread == 0:
-            view.mark_new()  # the "new messages" line, above the first unread one
+        active = conv.key == self.view.active
+        counts = live or conv.read_mark is not None
+        before = (conv.unread, conv.mentions)
+        if counts:
+            conv.arrived(line.id, line.own, mentioned, unseen=not active)
+            fresh = conv.is_unread(line.id, line.own) and (not active or not live)
+            if fresh and not view.has_new_line():
+                view.mark_new()  # the "new messages" line, above the first unread one
         view.append(line)
-        if not count_unread or line.own:
-            return
-        if unseen:
-            conv.unread += 1
-            conv.mentions += mentioned
+        if (conv.unread, conv.mentions) != before:
             self.view.set_unread(conv.key, conv.unread, conv.mentions)
             self._update_title()
-        if (mentioned or not conv.key.is_room) and not self.window_focused():
+        if (live and not line.own and (mentioned or not conv.key.is_room)
+                and not self.window_focused()):
             self.view.frame.bell()
+
+    # -- direct messages and accounts ------------------------------------------
+
+    def _direct(self, dm: DirectMessage) -> None:
+        own = name_key(dm.sender) == name_key(self._me)
+        thread = self._open_direct(dm.to if own else dm.sender)
+        if dm.id is not None and not thread.accept(dm.id):
+            return  # already shown (its stored history came first)
+        self._show(thread, ChatLine(dm.sender, dm.text, dm.ts, own, dm.id))
+
+    def _account_state(self, dms: Iterable[DmSummary], read: dict[str, int]) -> None:
+        """Stored conversations into the sidebar with their unread counts; read marks."""
+        active = self.view.active
+        marks: list[tuple[Conversation, int, int | None]] = []
+        for summary in dms:
+            marks.append((self._open_direct(summary.peer), summary.read, summary.last_id))
+        for room, mark in read.items():
+            conv = self._convs.get(ConvKey.room(room))
+            if conv is not None:
+                marks.append((conv, mark, None))
+        for conv, mark, last_id in marks:
+            conv.server_marks(mark, last_id, reading=conv.key == active)
+            self._read_sync.known(conv.key, mark)
+            self.view.set_unread(conv.key, conv.unread, conv.mentions)
+        self._update_title()
+        if active is not None and not active.is_room:
+            self._ask_dm_history(self._convs[active])
+
+    def _ask_dm_history(self, conv: Conversation) -> None:
+        """The stored history of a direct thread, asked once when it is first opened."""
+        if conv.history_asked or conv.key.is_room or not self._is_account():
+            return
+        conv.history_asked = True
+        conv.loading_older = True
+        self._call(self._client.dm_history, conv.title, conv.oldest_id, HISTORY_PAGE)
+
+    def _dm_history(self, event: DmHistoryLoaded) -> None:
+        conv = self._convs.get(ConvKey.direct(event.peer))
+        if conv is None:
+            return
+        view = self.view.view(conv.key)
+        threshold = conv.oldest_id
+        lines = [ChatLine(m.sender, m.text, m.ts, name_key(m.sender) == name_key(self._me), m.id)
+                 for m in event.messages
+                 if m.id is not None and (threshold is None or m.id < threshold)
+                 and conv.accept(m.id)]
+        view.prepend(lines)
+        conv.history_loaded(event.complete, True, len(event.messages))
+        if conv.oldest_id is None:
+            view.mark_start(f"This is the start of your conversation with {conv.title}.")
+        elif not conv.has_older:
+            view.mark_start(
+                f"This is the start of your conversation with {conv.title}."
+                if conv.oldest_id <= 1 else
+                f"Older messages with {conv.title} are no longer kept.")
+        elif conv.key == self.view.active and view.at_top():
+            self.scrolled_to_top(conv.key)
+
+    def _ask_passwords(self, kind: str) -> None:
+        if self.password_dialog is not None:
+            self.password_dialog.close()
+        labels: tuple[str, ...]
+        if kind == "register":
+            title, labels = f"Create an account for {self._me}", ("New password", "Repeat it")
+        else:
+            title, labels = "Change your password", ("Current password", "New password",
+                                                     "Repeat it")
+        self.password_dialog = PasswordDialog(
+            self.view.frame, self._theme, title, labels,
+            lambda texts: self._passwords_entered(kind, texts))
+
+    def _passwords_entered(self, kind: str, texts: list[str] | None) -> str | None:
+        """The dialog's answer: a problem to show in it, or None (done, it closes)."""
+        if texts is not None:
+            *old, new, again = texts
+            if new != again:
+                return "The two new passwords differ."
+            try:
+                check_password(new)
+            except ProtocolError:
+                return wording.WEAK_PASSWORD
+            try:
+                if kind == "register":
+                    self._client.register(new)
+                else:
+                    self._client.passwd(old[0], new)
+            except ChatError as exc:
+                return f"Could not do that: {exc}"
+            self._awaiting = kind
+        self.password_dialog = None
+        self.view.composer.entry.focus_force()
+        return None
+
+    def account_created(self, name: str) -> None:
+        """The app made the name an account ("create account" on the log-in screen)."""
+        self._notice(wording.account_created(name))
+
+    def _is_account(self) -> bool:
+        try:
+            return bool(self._client.account)
+        except ChatError:
+            return False
+
+    def _sync_read(self) -> None:
+        """Tell the server how far the person has read (accounts; see ``ReadSync``)."""
+        if not self._online or not self._is_account():
+            return
+        now = self._clock()
+        key = self.view.active
+        conv = self._convs.get(key) if key is not None else None
+        if (conv is not None and key is not None and conv.newest_id is not None
+                and self.view.view(key).at_bottom() and self.window_focused()):
+            self._read_sync.reading(key, conv.newest_id, now)
+        for marked, up_to in self._read_sync.due(now):
+            read = self._convs.get(marked)
+            if read is None:
+                continue
+            read.read_mark = up_to
+            if marked.is_room:
+                self._call_kw(self._client.mark_read, marked.name, up_to=up_to)
+            else:
+                self._call_kw(self._client.mark_read, peer=read.title, up_to=up_to)
 
     def _member_joined(self, room: str, name: str) -> None:
         conv = self._convs.get(ConvKey.room(room))
@@ -265,15 +434,21 @@ class ChatController:
 
     def _connected(self, gateway: str, name: str, resumed: bool) -> None:
         self._reconnect = None
+        self._online = True
         self.view.set_status(wording.connected(gateway, name, resumed), StatusLevel.OK)
         self.view.composer.set_enabled(self.view.active is not None)
         if self._refresh_on_connect:
             # who and history requests are dropped while disconnected: ask again
             self._refresh_on_connect = False
             for key, conv in self._convs.items():
+                if not key.is_room and conv.loading_older and conv.oldest_id is None:
+                    conv.history_asked = False  # the first answer was lost: ask again
                 conv.loading_older = False
                 if key.is_room:
                     self._call(self._client.who, key.name)
+            active_conv = self._convs.get(self.view.active) if self.view.active else None
+            if active_conv is not None:
+                self._ask_dm_history(active_conv)
             active = self.view.active
             if active is not None and self.view.view(active).at_top():
                 self.scrolled_to_top(active)
@@ -306,8 +481,7 @@ class ChatController:
         conv = self._convs.get(key)
         if conv is None:
             return
-        conv.unread = 0
-        conv.mentions = 0
+        conv.read()
         self.view.set_unread(key, 0)
         leaving = self.view.active
         if leaving is not None and leaving != key and self.view.has(leaving):
@@ -327,6 +501,7 @@ class ChatController:
         self._update_title()
         self._refresh_members(key)
         self._refresh_typing()
+        self._ask_dm_history(conv)
         view = self.view.view(key)
         if leaving != key:
             view.frame.update_idletasks()
@@ -348,6 +523,7 @@ class ChatController:
 
     def close_conversation(self, key: ConvKey) -> None:
         self._drafts.forget(key)
+        self._read_sync.forget(key)
         if key.is_room:
             self._call(self._client.leave, key.name)
         self._convs.pop(key, None)
@@ -378,8 +554,12 @@ class ChatController:
         if conv is None or key != self.view.active:
             return
         before = conv.want_older()
-        if before is not None:
+        if before is None:
+            return
+        if key.is_room:
             self._call(self._client.history, key.name, before, HISTORY_PAGE)
+        else:
+            self._call(self._client.dm_history, conv.title, before, HISTORY_PAGE)
 
     # -- commands ------------------------------------------------------------
 
@@ -417,6 +597,28 @@ class ChatController:
                     self.view.composer.clear()
                 self.select(conv.key)
                 return sent
+            case commands.ShowDirect(to=to):
+                try:
+                    check_name(to, "to")
+                except ProtocolError as exc:
+                    self._notice(wording.refusal(exc), error=True)
+                    return False
+                if name_key(to) == name_key(self._me):
+                    self._notice("That is you.", error=True)
+                    return False
+                self.open_direct(to)
+            case commands.Register():
+                if self._is_account():
+                    self._notice("You are logged in to an account already; "
+                                 "/passwd changes its password.")
+                    return True
+                self._ask_passwords("register")
+            case commands.ChangePassword():
+                if not self._is_account():
+                    self._notice("Only an account has a password: /register makes your "
+                                 "name one.")
+                    return True
+                self._ask_passwords("passwd")
             case commands.ListMembers(room=room):
                 target = room or (active.name if active is not None and active.is_room
                                   else None)
@@ -586,10 +788,18 @@ class ChatController:
                         args, exc)
             self._notice(f"Could not do that: {exc}", error=True)
 
+    def _call_kw(self, method: Callable[..., object], *args: object, **kwargs: object) -> None:
+        """``_call`` with keyword arguments."""
+        try:
+            method(*args, **kwargs)
+        except ChatError as exc:
+            logger.info("client call %s failed: %s", getattr(method, "__name__", method), exc)
+
     def _tick(self) -> None:
         self._tick_id = None
         if self._closed:
             return
+        self._sync_read()
         self._refresh_typing()
         self._show_reconnect()
         self._tick_id = self.view.frame.after(TICK_MS, self._tick)
@@ -598,6 +808,10 @@ class ChatController:
 
     def conversation(self, key: ConvKey) -> Conversation | None:
         return self._convs.get(key)
+
+    def read_sent(self, key: ConvKey) -> int | None:
+        """The read mark last sent (or known to the server) for a conversation."""
+        return self._read_sync.sent(key)
 
     def close(self) -> None:
         """Stop the timers; the app closes the client."""

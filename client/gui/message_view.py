@@ -260,6 +260,10 @@ class MessageView:
         """The reader sees the first line (also when everything fits)."""
         return self.laid_out() and float(self.text.yview()[0]) <= 0.0
 
+    def at_bottom(self) -> bool:
+        """The reader sees the last line (also when everything fits)."""
+        return self.laid_out() and float(self.text.yview()[1]) >= 0.999
+
     def scroll_to_bottom(self) -> None:
         self._stuck = True
         self.text.yview_moveto(1.0)
@@ -298,10 +302,12 @@ class MessageView:
             self.text.yview_moveto(1.0)
 
     def _drop_leading_day(self, day: str | None) -> None:
-        """Before prepending a batch that ends on ``day``, drop the same day line at the top."""
-        if day is not None and "day" in self.text.tag_names("1.0") \
-                and self.text.get("1.0", "1.end") == day:
-            self._edit(lambda: self.text.delete("1.0", "2.0"))
+        """Before prepending a batch that ends on ``day``, drop the same day line at the top
+        (under the "new messages" line, when that comes first)."""
+        line = "2.0" if "new" in self.text.tag_names("1.0") else "1.0"
+        if day is not None and "day" in self.text.tag_names(line) \
+                and self.text.get(line, f"{line} lineend") == day:
+            self._edit(lambda: self.text.delete(line, f"{line} +1 lines"))
 
     def _line_count(self) -> int:
         return int(self.text.index("end-1c").split(".")[0])

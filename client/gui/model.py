@@ -60,8 +60,9 @@ class Pending:
 class Conversation:
     """State of one room or direct thread."""
 
-    __slots__ = ("_members", "_typing", "has_older", "key", "loading_older", "mentions",
-                 "newest_id", "oldest_id", "pending", "seen_ids", "title", "unread")
+    __slots__ = ("_members", "_typing", "counted_to", "has_older", "history_asked", "key",
+                 "loading_older", "mentions", "newest_id", "oldest_id", "pending",
+                 "read_mark", "seen_ids", "title", "unread")
 
     def __init__(self, key: ConvKey, title: str) -> None:
         self.key = key
@@ -75,6 +76,12 @@ class Conversation:
         self.has_older = False
         self.loading_older = False
         self.pending: list[Pending] = []
+        self.read_mark: int | None = None
+        """How far the user has read, as the server keeps it (accounts); None: unknown."""
+        self.counted_to = 0
+        """Ids up to this one are already in ``unread`` (the server said they exist)."""
+        self.history_asked = False
+        """A direct thread's stored history was asked for (once, when first opened)."""
         self._members: dict[str, str] = {}
         self._typing: dict[str, tuple[str, float]] = {}
 
@@ -113,10 +120,61 @@ class Conversation:
 
     def want_older(self) -> int | None:
         """The ``before`` id for a scroll-back request, or None when none is due."""
-        if not self.key.is_room or self.loading_older or not self.has_older:
+        if self.loading_older or not self.has_older:
             return None
         self.loading_older = True
         return self.oldest_id
+
+    # -- read state (accounts) ---------------------------------------------------
+
+    def is_unread(self, message_id: int | None, own: bool) -> bool:
+        """Someone else's message after the server's read mark (always, without one)."""
+        if own:
+            return False
+        return self.read_mark is None or message_id is None or message_id > self.read_mark
+
+    def server_marks(self, read: int, last_id: int | None = None,
+                     reading: bool = False) -> None:
+        """What ``AccountState`` says: read up to ``read``; for a conversation, its newest
+        id is ``last_id``. Messages read elsewhere (another device) stop counting;
+        those not received yet count now, so the sidebar is right before they arrive.
+        ``reading``: the user is looking at this conversation now."""
+        self.read_mark = read
+        shown = self.newest_id or 0
+        if reading or read >= shown:
+            self.unread = 0
+            self.mentions = 0
+        if reading or last_id is None:
+            return
+        already = max(read, shown, self.counted_to)
+        if last_id > already:
+            self.unread += last_id - already
+            self.counted_to = last_id
+
+    def arrived(self, message_id: int | None, own: bool, mention: bool, unseen: bool) -> bool:
+        """Count a message as it is shown; True when it adds an unread one.
+
+        ``unseen``: the user is not looking at its conversation. A message the server
+        already announced (``server_marks``) is in the count: one of the user's own
+        among them comes off it, a mention is added to ``mentions``.
+        """
+        if message_id is not None and message_id <= self.counted_to:
+            if own:
+                self.unread = max(0, self.unread - 1)
+            elif mention and unseen and self.unread:
+                self.mentions += 1
+            return False
+        if not unseen or not self.is_unread(message_id, own):
+            return False
+        self.unread += 1
+        self.mentions += mention
+        return True
+
+    def read(self) -> None:
+        """The user looked at the conversation: nothing in it is unread."""
+        self.unread = 0
+        self.mentions = 0
+        self.counted_to = 0
 
     # -- sends not yet echoed ----------------------------------------------
 
@@ -204,6 +262,50 @@ class Drafts:
 
     def forget(self, key: ConvKey) -> None:
         self._texts.pop(key, None)
+
+
+class ReadSync:
+    """When to tell the server how far the user has read (``mark_read``).
+
+    ``reading`` records where the reader is; ``due`` gives the marks to send once
+    ``delay`` seconds have passed since the first unsent one, so reading a burst
+    sends one mark, not one per message; a mark is never sent twice or lower than
+    one already sent (the server knows ``known`` marks already). Pure.
+    """
+
+    __slots__ = ("_delay", "_sent", "_wanted")
+
+    def __init__(self, delay: float = 1.0) -> None:
+        self._delay = delay
+        self._sent: dict[ConvKey, int] = {}
+        self._wanted: dict[ConvKey, tuple[int, float]] = {}
+
+    def known(self, key: ConvKey, mark: int) -> None:
+        """The server has this mark (``AccountState``): nothing to send up to it."""
+        self._sent[key] = mark
+        wanted = self._wanted.get(key)
+        if wanted is not None and wanted[0] <= mark:
+            del self._wanted[key]
+
+    def reading(self, key: ConvKey, up_to: int, now: float) -> None:
+        if up_to <= self._sent.get(key, 0):
+            return
+        wanted = self._wanted.get(key)
+        self._wanted[key] = (up_to, now + self._delay if wanted is None else wanted[1])
+
+    def due(self, now: float) -> list[tuple[ConvKey, int]]:
+        ready = [(key, up_to) for key, (up_to, at) in self._wanted.items() if at <= now]
+        for key, up_to in ready:
+            del self._wanted[key]
+            self._sent[key] = up_to
+        return ready
+
+    def sent(self, key: ConvKey) -> int | None:
+        return self._sent.get(key)
+
+    def forget(self, key: ConvKey) -> None:
+        self._sent.pop(key, None)
+        self._wanted.pop(key, None)
 
 
 class TypingThrottle:

@@ -37,9 +37,24 @@ class ChatClientLike(Protocol):
 
     def close(self) -> None: ...
 
+    # accounts and stored conversations (protocol v1.1)
+
+    @property
+    def account(self) -> bool: ...
+
+    def register(self, password: str) -> object: ...
+
+    def passwd(self, old: str, new: str) -> object: ...
+
+    def mark_read(self, room: str | None = ..., *, peer: str | None = ...,
+                  up_to: int) -> object: ...
+
+    def dm_history(self, peer: str, before: int | None = ..., limit: int = ...) -> object: ...
+
 
 EventSink = Callable[[object], None]
 """Where the client delivers its events: ``queue.Queue.put`` of the app."""
 
-ClientFactory = Callable[[str, Sequence[str], EventSink], ChatClientLike]
-"""Builds a client for (name, gateway addresses, event sink); not yet connected."""
+ClientFactory = Callable[[str, Sequence[str], EventSink, str | None], ChatClientLike]
+"""Builds a client for (name, gateway addresses, event sink, password or None for a
+guest); not yet connected."""

@@ -155,6 +155,8 @@ def apply_theme(root: tk.Tk) -> Theme:
     style.configure("Title.TLabel", font=fonts.title, foreground=p.text)
     style.configure("Heading.TLabel", font=fonts.heading)
     style.configure("Field.TLabel", font=fonts.small_bold, foreground=p.muted)
+    style.configure("TCheckbutton", background=p.surface, foreground=p.text, font=fonts.small)
+    style.map("TCheckbutton", background=[("active", p.surface)])
     style.configure("Error.TLabel", foreground=p.error, background=p.surface, wraplength=320)
     style.configure("Panel.TLabel", background=p.panel, foreground=p.muted, font=fonts.section)
     style.configure("Status.TLabel", background=p.panel, foreground=p.muted, font=fonts.small)

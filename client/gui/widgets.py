@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import tkinter as tk
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from tkinter import ttk
 from typing import Any
 
@@ -250,3 +250,68 @@ class QuickSwitcher:
         if self.window.winfo_exists():
             self.window.destroy()
         self._on_choose(choice)
+
+
+class PasswordDialog:
+    """/register and /passwd in the window: masked fields over the chat; Enter goes on to
+    the next empty field and, in the last, submits; Escape closes. ``on_done`` gets the
+    texts (None when closed) and returns a problem to show, keeping the dialog open, or
+    None to close it."""
+
+    def __init__(self, master: tk.Misc, theme: Theme, title: str, labels: Sequence[str],
+                 on_done: Callable[[list[str] | None], str | None]) -> None:
+        p = theme.palette
+        self._on_done = on_done
+        top = master.winfo_toplevel()
+        self.window = tk.Toplevel(top, background=p.border, padx=1, pady=1)
+        self.window.withdraw()
+        self.window.overrideredirect(True)
+        self.window.transient(top)
+        inner = ttk.Frame(self.window, padding=(18, 14))
+        inner.grid(sticky="nsew")
+        inner.columnconfigure(0, weight=1)
+        ttk.Label(inner, text=title, style="Heading.TLabel").grid(row=0, column=0, sticky="w")
+        ttk.Label(inner, text="Enter to go on, Esc to cancel", style="Hint.TLabel").grid(
+            row=1, column=0, sticky="w", pady=(0, 8))
+        self.entries: list[ttk.Entry] = []
+        for index, label in enumerate(labels):
+            ttk.Label(inner, text=label.upper(), style="Field.TLabel").grid(
+                row=2 + 2 * index, column=0, sticky="w")
+            entry = ttk.Entry(inner, show="•", width=34)
+            entry.grid(row=3 + 2 * index, column=0, sticky="ew", pady=(3, 8))
+            entry.bind("<Return>", self._return)
+            entry.bind("<KP_Enter>", self._return)
+            entry.bind("<Escape>", lambda _e: self.close())
+            self.entries.append(entry)
+        self.error = ttk.Label(inner, text="", style="Error.TLabel", wraplength=300,
+                               justify="left")
+        self.error.grid(row=2 + 2 * len(labels), column=0, sticky="ew")
+        top.update_idletasks()
+        x = top.winfo_rootx() + max(0, (top.winfo_width() - 360) // 2)
+        y = top.winfo_rooty() + 80
+        self.window.geometry(f"+{x}+{y}")
+        self.window.deiconify()
+        self.window.lift()
+        self.entries[0].focus_force()
+
+    def error_text(self) -> str:
+        return str(self.error.cget("text"))
+
+    def close(self) -> None:
+        if self.window.winfo_exists():
+            self.window.destroy()
+        self._on_done(None)
+
+    def _return(self, event: tk.Event[tk.Misc]) -> str:
+        widget = event.widget
+        index = next((i for i, e in enumerate(self.entries) if e is widget), 0)
+        if index + 1 < len(self.entries) and not self.entries[index + 1].get():
+            self.entries[index + 1].focus_set()
+        else:
+            problem = self._on_done([entry.get() for entry in self.entries])
+            if problem is None:
+                if self.window.winfo_exists():
+                    self.window.destroy()
+            else:
+                self.error.configure(text=problem)
+        return "break"

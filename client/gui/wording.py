@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.limits import MAX_NAME
+from protocol.limits import MAX_NAME, MAX_PASSWORD, MIN_PASSWORD
 
 NAME_RULE = (f"A name is 1 to {MAX_NAME} characters, each a letter from A to Z (either case), "
              "a digit, or one of _ - . (no spaces, no accented letters), starting with a "
@@ -37,13 +37,65 @@ def refusal(error: ProtocolError) -> str:
     return _CODE_WORDS.get(error.code, error.message or str(error.code))
 
 
-def login_refusal(error: ProtocolError, name: str) -> str:
-    """Why the log-in did not work, naming the name where that helps."""
+PASSWORD_RULE = (f"A password is {MIN_PASSWORD} to {MAX_PASSWORD} characters "
+                 "(letters of any language, digits, spaces and symbols all count).")
+
+TOO_MANY_ATTEMPTS = ("Too many wrong passwords for this name or from this computer. "
+                     "Wait a few minutes, then try again.")
+
+
+def login_refusal(error: ProtocolError, name: str, password: bool = False,
+                  create: bool = False) -> str:
+    """Why the log-in did not work, naming the name where that helps.
+
+    ``password``: the log-in carried a password; ``create``: the person asked to
+    create an account (a guest log-in, then ``register``).
+    """
     if error.code is ErrorCode.NAME_TAKEN:
-        return f"The name “{name}” is already taken. Please pick another one."
+        if create:
+            return (f"The name “{name}” is already taken: someone is using it or it belongs "
+                    "to an account. Pick another name for your new account.")
+        return (f"The name “{name}” is already taken. Please pick another one. "
+                "If that name belongs to your account, enter its password.")
     if error.code is ErrorCode.BAD_NAME:
         return f"“{name}” is not a valid name. {NAME_RULE}"
+    if error.code is ErrorCode.AUTH_FAILED:
+        if not password:
+            return ("This server admits accounts only: enter your password "
+                    "(accounts are created by its operator).")
+        return (f"Wrong password for “{name}”, or “{name}” has no account. Check the "
+                "password, or leave it empty to join as a guest.")
+    if error.code is ErrorCode.RATE_LIMITED:
+        return TOO_MANY_ATTEMPTS
+    if error.code is ErrorCode.BAD_PASSWORD:
+        return f"That password cannot be used. {PASSWORD_RULE}"
     return refusal(error)
+
+
+def register_refusal(error: ProtocolError, name: str) -> str:
+    """Why "create account" did not work (the answer to ``register``)."""
+    if error.code is ErrorCode.NAME_TAKEN:
+        return (f"“{name}” already belongs to an account: log in with its password, "
+                "or pick another name.")
+    if error.code is ErrorCode.AUTH_FAILED:
+        return "This server does not let people create accounts: ask its operator for one."
+    if error.code is ErrorCode.BAD_PASSWORD:
+        return f"That password cannot be used. {PASSWORD_RULE}"
+    if error.code is ErrorCode.RATE_LIMITED:
+        return TOO_MANY_ATTEMPTS
+    return refusal(error)
+
+
+def passwd_refusal(error: ProtocolError) -> str:
+    """Why a password change did not work (the answer to ``passwd``)."""
+    if error.code is ErrorCode.AUTH_FAILED:
+        return "The current password is wrong (or this name has no account)."
+    return register_refusal(error, "")
+
+
+WEAK_PASSWORD = f"That password is too short or too long. {PASSWORD_RULE}"
+CREATE_NEEDS_PASSWORD = f"To create an account, choose a password. {PASSWORD_RULE}"
+REGISTER_LOST = "The connection was lost while creating the account. Please try again."
 
 
 def no_gateway(addresses: Sequence[str]) -> str:
@@ -58,6 +110,11 @@ def bad_addresses(detail: str) -> str:
 
 EMPTY_NAME = "Please enter a name."
 CANCELLED = "Cancelled. Check the name and address, then log in again."
+
+
+def account_created(name: str) -> str:
+    return (f"Your account is ready: the name {name} is yours, and your direct messages "
+            "are kept, also while you are offline.")
 EMPTY_GATEWAYS = "Please enter at least one gateway address, like localhost:5050."
 
 

@@ -20,7 +20,7 @@ Deadlines. A script the broker gave up on may still run: a stalled Redis
 client was told ``unavailable`` (not carried out). So a message or dm carries
 a deadline, the gateway's clock when it was asked for plus a window
 (``window_for_timeout``), and its script writes nothing once Redis's clock is
-past it (``lua.DEADLINE``). Once it wrote a script, the broker gives up on it
+past it (``lua/deadline.lua``). Once it wrote a script, the broker gives up on it
 only when the reply timed out (a reset connection takes the script with it),
 at least a socket timeout later; the window ends ``CLOCK_SKEW_MARGIN_MS``
 before that, so a late run is refused while Redis's clock lags the gateway's
@@ -75,9 +75,13 @@ REAP_CHUNK = 200
 DEFAULT_TIMEOUT_S = 2.0
 """Socket timeout of Redis commands (``Broker.from_url``)."""
 
+DEFAULT_ROOM_TTL_MS = 30 * 86_400_000
+"""How long a room with no member and no new message keeps its keys: 30 days."""
+
 GIVE_UP_S = 120.0
 """How long a session waits for the publisher at most: far beyond every deadline, so only a
 publisher bug could make it matter (the request is then answered ``unavailable``)."""
+
 
 CLOCK_SKEW_MARGIN_MS = 500
 """How far Redis's clock may lag a gateway's: deadlines end this long before a reply times out.
@@ -142,6 +146,28 @@ class NameClaim:
     account: bool = False
     """The name has an account and this claim is its owner's (password, or a token of an
     owner's claim)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceClaim:
+    """What a starting gateway found under its id (``Broker.claim_instance``)."""
+
+    ours: bool
+    """The id is ours now; False: another process runs it (``holder``, ``last_beat_ms``)."""
+    reserved_ms: int = 0
+    """Ms left of the reservation a gracefully stopped predecessor left for its users."""
+    holder: str = ""
+    last_beat_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Holdings:
+    """What Redis says a gateway holds: its memberships and its names."""
+
+    memberships: tuple[tuple[str, str], ...]
+    """(room, lower name) pairs."""
+    names: tuple[str, ...]
+    """Lower names."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,11 +290,14 @@ class Broker:
                  publish_window_ms: int | None = None, link: Link | None = None,
                  publish_retry: Retry | None = None,
                  on_batch: Callable[[int, float], None] = lambda size, seconds: None,
-                 min_replicas: int = 0) -> None:
+                 min_replicas: int = 0, room_ttl_ms: int = DEFAULT_ROOM_TTL_MS,
+                 new_rooms_per_min: float = 10.0, new_rooms_burst: int = 60) -> None:
         """``clock`` times heartbeats and leases (tests move it); ``deadline_clock`` times
         deadlines, which Redis compares with its own clock, so it is the real time but in
         tests. ``publish_window_ms`` defaults to the one that fits the client's socket
-        timeout, and must end before it (module docstring).
+        timeout, and must end before it (module docstring). ``room_ttl_ms``: how long a room
+        with no member and no new message lives (0: forever); ``new_rooms_per_min`` and
+        ``new_rooms_burst``: the bucket of rooms a name may create (0 a minute: no limit).
 
         Messages and dms go through the publisher (``gateway.redis.publisher``) on
         ``link``, by default through ``client`` itself; ``publish_retry`` re-sends a batch
@@ -291,9 +320,14 @@ class Broker:
         self._clock = clock
         self._deadline_clock = deadline_clock
         self._window_ms = window
+        self._room_ttl_ms = max(0, room_ttl_ms)
+        self._new_rooms_per_min = max(0.0, new_rooms_per_min)
+        self._new_rooms_burst = max(1, new_rooms_burst)
         self._names = secrets.token_hex(8)
         """This broker's prefix of internal refs and epoch candidates: unique per process."""
         self._serial = itertools.count(1)
+        self._instance = self._names + secrets.token_hex(8)
+        """This process's nonce: tells it from another process started with the same id."""
         self._publisher = Publisher(link or ClientLink(client), publish_retry,
                                     on_batch=on_batch, name=f"publisher-{gateway_id}",
                                     min_replicas=min_replicas, window_ms=window,
@@ -345,6 +379,11 @@ class Broker:
     @property
     def gateway_id(self) -> str:
         return self._gateway_id
+
+    @property
+    def instance(self) -> str:
+        """This process's nonce in ``chat:gw:<id>:instance``."""
+        return self._instance
 
     @property
     def publish_window_ms(self) -> int:
@@ -402,13 +441,57 @@ class Broker:
         Returns True when the gateway was not registered: its first beat, or
         (later) a sign that a peer reaped it as dead meanwhile, so its names and
         memberships in Redis are gone. Callers that only beat may ignore it.
-        The first beat after an outage opens the grace (``lua.LIVENESS``).
+        The first beat after an outage opens the grace (``lua/liveness.lua``). Renews this
+        process's instance key; logs an error when another process holds it (a second
+        gateway with our id, started while we were paused for more than a lease).
         """
         with self._guard("heartbeat"):
-            added = self._run(scripts.Heartbeat(keys.GATEWAYS, keys.GRACE, keys.PULSE,
-                                                self._gateway_id, self._now_ms(),
-                                                self._lease_ms).call())
+            reply = scripts.HeartbeatReply.read(self._run(scripts.Heartbeat(
+                keys.GATEWAYS, keys.GRACE, keys.PULSE, keys.gateway_instance(self._gateway_id),
+                me=self._gateway_id, now_ms=self._now_ms(), lease_ms=self._lease_ms,
+                nonce=self._instance).call()))
+        added = reply.added
+        if reply.other_instance:
+            logger.error("event=gateway_id_taken gateway=%s other_instance=%s hint='another "
+                         "process runs with this --id (started while this one was paused for "
+                         "more than a lease): stop one of them'", self._gateway_id,
+                         reply.other_instance)
         return bool(added)
+
+    def claim_instance(self, *, force: bool = False) -> InstanceClaim:
+        """Take this gateway's id for this process, unless another process holds it (its
+        instance key is younger than a lease); ``force`` takes it anyway (the holder was
+        found dead). Reports the reservation a gracefully stopped predecessor left."""
+        with self._guard("claim instance"):
+            reply = scripts.ClaimInstanceReply.read(self._run(scripts.ClaimInstance(
+                keys.gateway_instance(self._gateway_id), keys.GATEWAYS, me=self._gateway_id,
+                nonce=self._instance, lease_ms=self._lease_ms, force=int(force)).call()))
+        return InstanceClaim(reply.ours, reply.reserved_ms, reply.holder, reply.last_beat_ms)
+
+    def last_heartbeat_ms(self) -> int | None:
+        """This id's last heartbeat in ``chat:gateways`` (whichever process wrote it)."""
+        with self._guard("read heartbeat"):
+            score = self._redis.zscore(keys.GATEWAYS, self._gateway_id)
+        return None if score is None else int(score)
+
+    def retire(self) -> None:
+        """Graceful shutdown: beat once more and mark the id stopped, leaving every name and
+        membership in place: reserved for its token holder for one lease, then reaped by a
+        peer like a dead gateway's. Best effort: logs, never raises."""
+        try:
+            with self._guard("retire"):
+                done = self._run(scripts.Retire(
+                    keys.GATEWAYS, keys.GRACE, keys.PULSE,
+                    keys.gateway_instance(self._gateway_id), me=self._gateway_id,
+                    now_ms=self._now_ms(), lease_ms=self._lease_ms,
+                    nonce=self._instance).call())
+            if not done:
+                logger.error("event=retire_skipped gateway=%s reason='another process holds "
+                             "this id'", self._gateway_id)
+        except BrokerUnavailable as exc:
+            logger.warning("could not retire this gateway: %s", exc)
+        except redis.RedisError:
+            logger.exception("could not retire this gateway")
 
     def publish_probe(self, nonce: str) -> None:
         """Send ``P<nonce>`` to our own channel: the subscriber proves it still hears it."""
@@ -452,10 +535,12 @@ class Broker:
         ref_key = keys.room_ref(room, name, f"~{self._fresh()}" if internal else str(ref))
         call = scripts.PublishMessage(
             keys.room_seq(room), keys.room_epoch(room), keys.room_log(room), ref_key,
+            keys.room_members(room),
             epoch_candidate=self._fresh(), line_prefix=prefix, line_suffix=suffix,
             history=self._history, channel=keys.room_channel(room),
             ref_ttl_ms=INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms,
-            message_tag=payloads.MESSAGE, deadline_ms=self._deadline_ms()).call()
+            room_ttl_ms=self._room_ttl_ms, message_tag=payloads.MESSAGE,
+            deadline_ms=self._deadline_ms()).call()
 
         def published(raw: Any) -> Published:
             reply = scripts.PublishReply.read(raw)
@@ -493,8 +578,9 @@ class Broker:
         with self._guard("history"):
             reply = scripts.HistoryReply.read(self._run(scripts.ReadHistory(
                 keys.room_seq(room), keys.room_epoch(room), keys.room_log(room),
-                epoch_candidate=self._fresh(), mode=mode, id="" if ident is None else ident,
-                limit=limit).call()))
+                keys.room_members(room), epoch_candidate=self._fresh(), mode=mode,
+                id="" if ident is None else ident, limit=limit,
+                room_ttl_ms=self._room_ttl_ms).call()))
         return HistoryBatch(room, reply.epoch, reply.last_id, reply.lines, reply.first_id,
                             reply.complete)
 
@@ -506,8 +592,9 @@ class Broker:
         the new messages as duplicates. Idempotent across gateways.
         """
         with self._guard("renew epoch"):
-            epoch = self._run(scripts.RenewEpoch(keys.room_epoch(room), rolled_back,
-                                                 self._fresh()).call())
+            epoch = self._run(scripts.RenewEpoch(
+                keys.room_epoch(room), keys.room_seq(room), keys.room_log(room),
+                keys.room_members(room), rolled_back, self._fresh(), self._room_ttl_ms).call())
         return _text(epoch)
 
     def room_position(self, room: str) -> tuple[str, int]:
@@ -515,25 +602,39 @@ class Broker:
         with self._guard("position"):
             reply = scripts.HistoryReply.read(self._run(scripts.ReadHistory(
                 keys.room_seq(room), keys.room_epoch(room), keys.room_log(room),
-                epoch_candidate=self._fresh(), mode=b"p").call()))
+                keys.room_members(room), epoch_candidate=self._fresh(), mode=b"p",
+                room_ttl_ms=self._room_ttl_ms).call()))
         return reply.epoch, reply.last_id
 
-    def join(self, room: str, name: str) -> bool:
+    def join(self, room: str, name: str, *, limited: bool = True) -> bool:
         """Record ``name`` as present in ``room`` through this gateway.
 
         Returns True, after publishing ``joined``, when the name was not present
         (absent, or held by a dead gateway); a name already present through a
         live gateway (a takeover in progress) just moves here, silently.
+        ``limited``: a room that does not exist (new, or expired) takes a token of
+        the name's bucket of new rooms; an empty bucket raises ``rate_limited`` and
+        nothing is written. Presence put back by the gateway itself is not limited.
         """
         lower = name_key(name)
         with self._guard("join"):
-            newly = self._run(scripts.Join(
+            outcome = _text(self._run(scripts.Join(
                 keys.room_members(room), keys.GATEWAYS, keys.gateway_members(self._gateway_id),
-                keys.GRACE, keys.PULSE, keys.user_rooms(name),
+                keys.GRACE, keys.PULSE, keys.user_rooms(name), keys.room_seq(room),
+                keys.room_epoch(room), keys.room_log(room), keys.user_new_rooms(name),
                 lower=lower, member_value=f"{self._gateway_id}|{name}", me=self._gateway_id,
                 now_ms=self._now_ms(), lease_ms=self._lease_ms, channel=keys.room_channel(room),
                 joined_payload=payloads.event(_line(Joined(room, name))),
-                membership=keys.membership(room, name), room=room).call())
+                membership=keys.membership(room, name), room=room,
+                room_ttl_ms=self._room_ttl_ms,
+                new_rooms_per_min=repr(self._new_rooms_per_min) if limited else 0,
+                new_rooms_burst=self._new_rooms_burst).call()))
+        if outcome == "too_many_rooms":
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"too many new rooms: a user may create {self._new_rooms_burst} at once and "
+                f"{self._new_rooms_per_min:g} a minute; join an existing room or wait")
+        newly = outcome == "joined"
         return bool(newly)
 
     def leave(self, room: str, name: str) -> bool:
@@ -545,10 +646,11 @@ class Broker:
         with self._guard("leave"):
             removed = self._run(scripts.Leave(
                 keys.room_members(room), keys.gateway_members(self._gateway_id),
-                keys.user_rooms(name),
+                keys.user_rooms(name), keys.room_seq(room), keys.room_epoch(room),
+                keys.room_log(room),
                 lower=name_key(name), me=self._gateway_id, channel=keys.room_channel(room),
                 left_prefix=prefix, left_suffix=suffix, membership=keys.membership(room, name),
-                room=room).call())
+                room=room, room_ttl_ms=self._room_ttl_ms).call())
         return bool(removed)
 
     def who(self, room: str) -> list[str]:
@@ -635,11 +737,14 @@ class Broker:
                                 ())
         return reply.claimed
 
-    def release_name(self, name: str, session_id: str) -> None:
-        """Free ``name`` if ``session_id`` still holds it (not if it was taken over)."""
+    def release_name(self, name: str, session_id: str) -> bool:
+        """Free ``name`` if ``session_id`` still holds it (not if it was taken over); an empty
+        ``session_id``: whichever session of this gateway holds it (an orphan). True when
+        the record was deleted."""
         with self._guard("release"):
-            self._run(scripts.ReleaseName(keys.user(name), keys.gateway_names(self._gateway_id),
-                                          session_id, self._gateway_id, name_key(name)).call())
+            return bool(self._run(scripts.ReleaseName(
+                keys.user(name), keys.gateway_names(self._gateway_id), session_id,
+                self._gateway_id, name_key(name)).call()))
 
     def send_dm(self, sender: str, to: str, text: str, ts: float, ref: str | None) -> DmSent:
         """Publish a dm to the gateway holding ``to``, or raise ``no_such_user``.
@@ -678,7 +783,7 @@ class Broker:
     def reap_dead(self) -> list[str]:
         """Clean up after every gateway that is not alive; returns the ids reaped.
 
-        Alive is ``lua.LIVENESS``'s rule, so nobody is reaped during a grace.
+        Alive is ``lua/liveness.lua``'s rule, so nobody is reaped during a grace.
         A lock per dead gateway makes one live gateway do it; its rooms see
         ``left`` for each membership it held, and its names become free records.
         A gateway that heartbeats again meanwhile is left alone.
@@ -698,6 +803,21 @@ class Broker:
                     logger.info("reaped dead gateway %s", gw)
                     reaped.append(gw)
         return reaped
+
+    def holdings(self) -> Holdings:
+        """What Redis says this gateway holds (``chat:gw:<id>:members`` and ``:names``)."""
+        with self._guard("holdings"):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hkeys(keys.gateway_members(self._gateway_id))
+            pipe.smembers(keys.gateway_names(self._gateway_id))
+            fields, names = pipe.execute()
+        memberships = []
+        for raw in fields:
+            try:
+                memberships.append(keys.parse_membership(_text(raw)))
+            except ValueError:
+                logger.warning("ignoring malformed membership %r", raw)
+        return Holdings(tuple(sorted(memberships)), tuple(sorted(_text(n) for n in names)))
 
     def release_gateway(self) -> None:
         """Graceful shutdown: leave every room (publishing ``left``), free every name,
@@ -738,9 +858,10 @@ class Broker:
             keys.GATEWAYS, keys.GRACE, keys.PULSE, keys.gateway_members(gw),
             keys.gateway_names(gw), keys.gateway_reaper(gw),
             gw=gw, now_ms=self._now_ms(), lease_ms=self._lease_ms, force=force, final=final,
-            me=self._gateway_id,
+            me=self._gateway_id, room_ttl_ms=self._room_ttl_ms,
             memberships=tuple(scripts.ReapMembership(
-                keys.room_members(room), keys.user_rooms(lower), lower,
+                keys.room_members(room), keys.user_rooms(lower), keys.room_seq(room),
+                keys.room_epoch(room), keys.room_log(room), lower,
                 keys.membership(room, lower), keys.room_channel(room), *_left_parts(room), room)
                 for room, lower in memberships),
             names=tuple(scripts.ReapName(keys.user(lower), lower) for lower in lowers)).call()))
@@ -750,8 +871,11 @@ class Broker:
 __all__ = [
     "Broker",
     "BrokerUnavailable",
+    "DEFAULT_ROOM_TTL_MS",
     "DmSent",
     "HistoryBatch",
+    "Holdings",
+    "InstanceClaim",
     "NameClaim",
     "Pending",
     "PublishBatch",

@@ -85,6 +85,13 @@ def user_rooms(name: str) -> str:
     return f"{user(name)}:rooms"
 
 
+def user_new_rooms(name: str) -> str:
+    """hash with a TTL: ``tokens``, ``at``: the name's bucket of new rooms (``lua.NEW_ROOMS``);
+    gone once full again. Not a ``{user:...}`` key (those live only while the name is held),
+    but in the same hash slot as the name's keys."""
+    return f"chat:newrooms:{user(name)}"
+
+
 def user_ref(name: str, ref: str) -> str:
     """string with a TTL: a dm from ``name`` with ``ref`` was sent."""
     return f"{user(name)}:ref:{ref}"
@@ -103,6 +110,12 @@ def gateway_members(gateway_id: str) -> str:
 def gateway_names(gateway_id: str) -> str:
     """set: lower(name) of every name the gateway holds."""
     return f"{GATEWAY_PREFIX}{gateway_id}:names"
+
+
+def gateway_instance(gateway_id: str) -> str:
+    """string, PX lease: the nonce of the process running the gateway (renewed by its
+    heartbeats), or ``~stopped`` for a lease after its graceful shutdown."""
+    return f"{GATEWAY_PREFIX}{gateway_id}:instance"
 
 
 def gateway_reaper(gateway_id: str) -> str:
@@ -135,6 +148,7 @@ __all__ = [
     "GRACE",
     "PULSE",
     "gateway_channel",
+    "gateway_instance",
     "gateway_members",
     "gateway_names",
     "gateway_reaper",
@@ -150,6 +164,7 @@ __all__ = [
     "room_seq",
     "room_tag",
     "user",
+    "user_new_rooms",
     "user_ref",
     "user_rooms",
 ]

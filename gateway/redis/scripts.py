@@ -39,6 +39,9 @@ from typing import Any, ClassVar
 
 Arg = str | bytes | int
 
+STOPPED = "~stopped"
+"""A gateway's instance key after its graceful shutdown (no nonce is spelled so)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Script:
@@ -125,21 +128,24 @@ class PublishMessage(_Builder):
     epoch_key: str = _key()
     log_key: str = _key()
     ref_key: str = _key()
+    members_key: str = _key()
     epoch_candidate: str = ""
     line_prefix: bytes = b""
     line_suffix: bytes = b""
     history: int = 0
     channel: str = ""
     ref_ttl_ms: int = 0
+    room_ttl_ms: int = 0
     message_tag: bytes = b""
     deadline_ms: int = 0
     """Last, so tests can stand in for a late retry by changing it."""
 
     def call(self) -> ScriptCall:  # the hot path: no dataclass introspection
-        return ScriptCall(self.SCRIPT, (self.seq_key, self.epoch_key, self.log_key, self.ref_key),
+        return ScriptCall(self.SCRIPT, (self.seq_key, self.epoch_key, self.log_key, self.ref_key,
+                                        self.members_key),
                           (self.epoch_candidate, self.line_prefix, self.line_suffix,
-                           self.history, self.channel, self.ref_ttl_ms, self.message_tag,
-                           self.deadline_ms))
+                           self.history, self.channel, self.ref_ttl_ms, self.room_ttl_ms,
+                           self.message_tag, self.deadline_ms))
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +205,12 @@ class DmReply:
 class RenewEpoch(_Builder):
     SCRIPT: ClassVar[Script] = load("renew_epoch")
     epoch_key: str = _key()
+    seq_key: str = _key()
+    log_key: str = _key()
+    members_key: str = _key()
     rolled_back: str = ""
     fresh: str = ""
+    room_ttl_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,11 +219,13 @@ class ReadHistory(_Builder):
     seq_key: str = _key()
     epoch_key: str = _key()
     log_key: str = _key()
+    members_key: str = _key()
     epoch_candidate: str = ""
     mode: bytes = b"a"
     """``a``: after ``id``; ``b``: the newest ``limit`` before ``id``; ``p``: position."""
     id: str | int = ""
     limit: int = 0
+    room_ttl_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,9 +250,66 @@ class Heartbeat(_Builder):
     gateways_key: str = _key()
     grace_key: str = _key()
     pulse_key: str = _key()
+    instance_key: str = _key()
     me: str = ""
     now_ms: int = 0
     lease_ms: int = 0
+    nonce: str = ""
+    stopped: str = STOPPED
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReply:
+    added: bool
+    """The gateway was not registered: its first beat, or it was reaped meanwhile."""
+    other_instance: str = ""
+    """The nonce of another process that holds this id now ('' when none does)."""
+
+    @classmethod
+    def read(cls, raw: list[Any]) -> HeartbeatReply:
+        return cls(bool(raw[0]), _text_of(raw[1]))
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimInstance(_Builder):
+    SCRIPT: ClassVar[Script] = load("claim_instance")
+    instance_key: str = _key()
+    gateways_key: str = _key()
+    me: str = ""
+    nonce: str = ""
+    lease_ms: int = 0
+    force: int = 0
+    stopped: str = STOPPED
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimInstanceReply:
+    ours: bool
+    reserved_ms: int = 0
+    holder: str = ""
+    last_beat_ms: int | None = None
+
+    @classmethod
+    def read(cls, raw: list[Any]) -> ClaimInstanceReply:
+        if _text_of(raw[0]) == "ours":
+            return cls(True, reserved_ms=int(raw[1]))
+        beat = _text_of(raw[2]) if raw[2] is not None else ""
+        return cls(False, holder=_text_of(raw[1]),
+                   last_beat_ms=int(float(beat)) if beat else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Retire(_Builder):
+    SCRIPT: ClassVar[Script] = load("retire")
+    gateways_key: str = _key()
+    grace_key: str = _key()
+    pulse_key: str = _key()
+    instance_key: str = _key()
+    me: str = ""
+    now_ms: int = 0
+    lease_ms: int = 0
+    nonce: str = ""
+    stopped: str = STOPPED
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +417,10 @@ class Join(_Builder):
     grace_key: str = _key()
     pulse_key: str = _key()
     name_rooms_key: str = _key()
+    seq_key: str = _key()
+    epoch_key: str = _key()
+    log_key: str = _key()
+    new_rooms_key: str = _key()
     lower: str = ""
     member_value: str = ""
     me: str = ""
@@ -357,6 +430,10 @@ class Join(_Builder):
     joined_payload: bytes = b""
     membership: str = ""
     room: str = ""
+    room_ttl_ms: int = 0
+    new_rooms_per_min: str | int = 0
+    """0: no limit on the rooms a name creates."""
+    new_rooms_burst: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +442,9 @@ class Leave(_Builder):
     members_key: str = _key()
     my_members_key: str = _key()
     name_rooms_key: str = _key()
+    seq_key: str = _key()
+    epoch_key: str = _key()
+    log_key: str = _key()
     lower: str = ""
     me: str = ""
     channel: str = ""
@@ -372,6 +452,7 @@ class Leave(_Builder):
     left_suffix: bytes = b""
     membership: str = ""
     room: str = ""
+    room_ttl_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +461,9 @@ class ReapMembership:
 
     members_key: str
     name_rooms_key: str
+    seq_key: str
+    epoch_key: str
+    log_key: str
     lower: str
     membership: str
     channel: str
@@ -409,6 +493,7 @@ class Reap:
     force: bool
     final: bool
     me: str
+    room_ttl_ms: int
     memberships: tuple[ReapMembership, ...]
     names: tuple[ReapName, ...]
 
@@ -416,9 +501,10 @@ class Reap:
         keys = [self.gateways_key, self.grace_key, self.pulse_key, self.its_members_key,
                 self.its_names_key, self.reaper_key]
         args: list[Arg] = [self.gw, self.now_ms, self.lease_ms, int(self.force),
-                           len(self.memberships), len(self.names), int(self.final), self.me]
+                           len(self.memberships), len(self.names), int(self.final), self.me,
+                           self.room_ttl_ms]
         for m in self.memberships:
-            keys += [m.members_key, m.name_rooms_key]
+            keys += [m.members_key, m.name_rooms_key, m.seq_key, m.epoch_key, m.log_key]
             args += [m.lower, m.membership, m.channel, m.left_prefix, m.left_suffix, m.room]
         for n in self.names:
             keys.append(n.user_key)
@@ -444,8 +530,13 @@ __all__ = [
     "LIVENESS",
     "READ_HISTORY",
     "TOO_LATE",
+    "STOPPED",
+    "ClaimInstance",
+    "ClaimInstanceReply",
     "ClaimName",
     "ClaimReply",
+    "HeartbeatReply",
+    "Retire",
     "DeadGateways",
     "DmReply",
     "Heartbeat",

@@ -20,6 +20,10 @@ from client.errors import ClientError, CommandError
         ("/leave dev", cmd.LeaveRoom("dev")),
         ("/part dev", cmd.LeaveRoom("dev")),
         ("/msg bob hi there  bob", cmd.SendDirect("bob", "hi there  bob")),
+        ("/msg bob", cmd.ShowDirect("bob")),
+        ("/msg bob    ", cmd.ShowDirect("bob")),
+        ("/register", cmd.Register()),
+        ("/passwd", cmd.ChangePassword()),
         ("/dm bob hi", cmd.SendDirect("bob", "hi")),
         ("/who", cmd.ListMembers(None)),
         ("/who lobby", cmd.ListMembers("lobby")),
@@ -45,8 +49,7 @@ def test_blank_lines_are_no_command(line: str) -> None:
         ("/join a b", "/join ROOM"),
         ("/leave a b", "/leave [ROOM]"),
         ("/msg", "/msg NAME TEXT"),
-        ("/msg bob", "/msg NAME TEXT"),
-        ("/msg bob    ", "/msg NAME TEXT"),
+        ("/register hunter22", "/register: the password is asked for"),
         ("/who a b", "/who [ROOM]"),
         ("/me", "/me TEXT"),
         ("/frobnicate now", "unknown command /frobnicate"),
@@ -62,7 +65,8 @@ def test_command_errors_are_client_errors() -> None:
 
 
 def test_help_mentions_every_command() -> None:
-    for verb in ("/join", "/leave", "/msg", "/who", "/me", "/quit", "/help"):
+    for verb in ("/join", "/leave", "/msg", "/who", "/me", "/register", "/passwd", "/quit",
+                 "/help"):
         assert verb in cmd.HELP
 
 

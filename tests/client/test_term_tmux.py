@@ -166,3 +166,63 @@ def test_reconnecting_is_one_status_line_and_the_outage_ends_in_one_line(
                            timeout=30)
         assert not any("reconnecting" in line for line in screen), text_of(screen)
         assert screen[-1] == "[lobby]"
+
+
+PW = "correct horse battery"
+
+
+def test_register_then_log_in_with_a_password_file_and_see_the_conversation(
+        gateway: Gateway, bob: ChatClient, chat_term: Callable[..., Pane],
+        tmp_path: Path) -> None:
+    pane = chat_term("--name", "alice", "--gateway", address(gateway))
+    pane.wait(lambda s: s[-1] == "[lobby]", "the prompt")
+    pane.type("/register")
+    pane.keys("Enter")
+    pane.wait(lambda s: s[-1] == "new password:", "the password question")
+    pane.type(PW)
+    assert pane.screen()[-1] == "new password:", "nothing of the password is shown"
+    pane.keys("Enter")
+    pane.wait(lambda s: s[-1] == "repeat it:", "the second question")
+    pane.type(PW)
+    pane.keys("Enter")
+    screen = pane.wait(lambda s: "alice is an account now" in text_of(s), "the account")
+    assert PW not in text_of(screen)
+    bob.dm("alice", "are you coming?")
+    pane.wait(lambda s: "are you coming?" in text_of(s), "bob's dm")
+    pane.type("/quit")
+    pane.keys("Enter")
+    pane.wait(lambda s: "EXITED 0" in text_of(s), "chat-term to exit")
+    bob.dm("alice", "sent while you were offline")  # stored for the account
+
+    secret = tmp_path / "password"
+    secret.write_text(PW + "\n", encoding="utf-8")
+    again = chat_term("--name", "alice", "--gateway", address(gateway), "--password-file",
+                      str(secret))
+    screen = again.wait(lambda s: "sent while you were offline" in text_of(s),
+                        "the dm received while offline")
+    assert "unread direct messages: bob (1)" in text_of(screen)
+    again.type("/msg bob")
+    again.keys("Enter")
+    screen = again.wait(lambda s: "-- end of messages with bob --" in text_of(s),
+                        "the conversation's history")
+    start = next(i for i, line in enumerate(screen)
+                 if line == "-- recent messages with bob: 2 messages --")
+    shown = text_of(screen[start:])
+    assert shown.index("are you coming?") < shown.index("sent while you were offline")
+
+
+def test_an_accounts_name_asks_for_the_password_without_echo(
+        gateway: Gateway, chat_term: Callable[..., Pane]) -> None:
+    with ChatClient("alice", [address(gateway)]) as owner:
+        owner.connect(timeout=10)
+        owner.register(PW)
+        wait_for(lambda: owner.account, what="the account")
+    pane = chat_term("--name", "alice", "--gateway", address(gateway))
+    pane.wait(lambda s: s[-1].startswith("password for alice:"), "the password prompt")
+    assert "it is an account's name" in text_of(pane.screen())
+    pane.type(PW)
+    screen = pane.screen()
+    assert PW not in text_of(screen) and screen[-1] == "password for alice:"
+    pane.keys("Enter")
+    screen = pane.wait(lambda s: "connected to gw1 as alice" in text_of(s), "the login")
+    assert PW not in text_of(screen)

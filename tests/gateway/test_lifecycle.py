@@ -118,8 +118,10 @@ def test_shutdown_says_bye_to_everyone_frees_names_and_leaves_no_thread(
         login(connect(other.address), f"USER{i}")  # free at once, no token needed
 
 
-def test_sigterm_says_bye_shutdown_exits_0_and_frees_names_at_once(
+def test_sigterm_says_bye_shutdown_exits_0_and_frees_names_once_the_lease_passes(
         redis_server: RedisServer, start_gateway: StartGateway, connect: Connect) -> None:
+    """Names stay reserved for their tokens for a lease (test_operations.py), then go:
+    the rooms see ``left`` and anyone may take them, without a token."""
     other = start_gateway()
     observer = connect(other.address)
     login(observer, "observer", ["lobby", "dev"])
@@ -135,10 +137,10 @@ def test_sigterm_says_bye_shutdown_exits_0_and_frees_names_at_once(
         assert time.monotonic() - started < 5
         for c in clients:
             wait_closed_with_bye(c, "shutdown", timeout=1)  # already sent before the exit
+        for i in (1, 3):
+            assert observer.recv_type("left", room="dev", name=f"user{i}")  # lease: 2 s
         for i in range(4):
             login(connect(other.address), f"User{i}")  # no 15 s wait, no token
-        for i in (1, 3):
-            assert observer.recv_type("left", room="dev", name=f"user{i}")
         observer.send(type="who", room="dev")
         assert observer.recv_type("who")["names"] == ["observer"]
     finally:

@@ -47,10 +47,12 @@ def test_the_script_reads_what_its_builder_names_in_the_same_order(builder: type
 
 def test_a_builder_lays_out_keys_then_arguments_as_the_script_reads_them() -> None:
     call = scripts.PublishMessage(
-        keys.room_seq("r"), keys.room_epoch("r"), keys.room_log("r"), "ref", "e", b"<", b">",
-        10, keys.room_channel("r"), 1000, payloads.MESSAGE, 99).call()
-    assert call.keys == ("{room:r}:seq", "{room:r}:epoch", "{room:r}:log", "ref")
-    assert call.args == ("e", b"<", b">", 10, "{room:r}:ch", 1000, b"M", 99)
+        keys.room_seq("r"), keys.room_epoch("r"), keys.room_log("r"), "ref",
+        keys.room_members("r"), "e", b"<", b">", 10, keys.room_channel("r"), 1000, 5000,
+        payloads.MESSAGE, 99).call()
+    assert call.keys == ("{room:r}:seq", "{room:r}:epoch", "{room:r}:log", "ref",
+                         "{room:r}:members")
+    assert call.args == ("e", b"<", b">", 10, "{room:r}:ch", 1000, 5000, b"M", 99)
     claim = scripts.ClaimName("u", "g", "n", "gr", "p", "m", "ur", "hm", display="Bob",
                               rooms=(scripts.RoomOfName("k1", "r1"),),
                               account_key="acct").call()

@@ -95,6 +95,49 @@ def setup(redis_server: RedisServer) -> Iterator[tuple[Subscriber, HookedRegistr
         broker.close()
 
 
+def test_a_join_before_the_link_is_up_waits_for_it_instead_of_failing(
+        redis_server: RedisServer) -> None:
+    """A login right after a gateway starts: its room is subscribed by the first connection."""
+    registry = Registry()
+    broker = Broker.from_url(redis_server.url, GW)
+    sub = Subscriber(redis_server.url, GW, registry, broker, GatewayMetrics(GW),
+                     backoff=ConstantBackoff(0.05))
+    joiner = RecordingSession()
+    try:
+        registry.admit(cast(Any, joiner), 100, 0)
+        registry.join(cast(Any, joiner), "early")
+        ticket = sub.subscribe("early")  # not started yet: not connected
+        assert not ticket.wait(0), "resolved before any connection"
+        sub.start()
+        assert ticket.wait(10), "refused instead of waiting for the link"
+        client = redis_server.client()
+        assert client.pubsub_numsub(keys.room_channel("early"))[0][1] == 1
+    finally:
+        sub.stop()
+        broker.close()
+
+
+def test_a_join_while_redis_is_unreachable_is_refused_by_the_failed_attempt(
+        redis_server: RedisServer) -> None:
+    """No link and none to be had: the ticket is refused, the login answers unavailable."""
+    registry = Registry()
+    broker = Broker.from_url(redis_server.url, GW)
+    sub = Subscriber(redis_server.url, GW, registry, broker, GatewayMetrics(GW),
+                     backoff=ConstantBackoff(0.05))
+    redis_server.stop()
+    joiner = RecordingSession()
+    try:
+        registry.admit(cast(Any, joiner), 100, 0)
+        registry.join(cast(Any, joiner), "r")
+        ticket = sub.subscribe("r")
+        sub.start()
+        assert not ticket.wait(10)
+        assert ticket._event.is_set(), "a failed attempt must answer the waiting ticket"
+    finally:
+        sub.stop()
+        broker.close()
+
+
 def mark(client: Any, probes: Probes) -> None:
     """Everything the subscriber was asked before this returns has been acted on."""
     nonce = uuid.uuid4().hex

@@ -16,20 +16,24 @@ from dataclasses import dataclass, field
 
 from client.errors import LoginRefused, NoGatewayAvailable
 from client.events import (
+    AccountState,
     Acked,
     ClientEvent,
     Closed,
     Connected,
     DirectReceived,
+    DmHistoryLoaded,
     HistoryLoaded,
     MemberJoined,
     Members,
+    Registered,
     RoomMessage,
     SendFailed,
+    ServerError,
 )
 from client.gui.ports import EventSink
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.frames import DirectMessage, Message, Welcome
+from protocol.frames import DirectMessage, DmSummary, Message, Welcome
 
 
 @dataclass
@@ -45,12 +49,22 @@ class Script:
     echo: bool = True
     hold_connect: threading.Event | None = None
     """When set, ``connect`` waits for it: the window must stay responsive meanwhile."""
+    refuse_register: ErrorCode | None = None
+    dm_history: dict[str, list[DirectMessage]] = field(default_factory=dict)
+    """Stored conversations by peer, for ``dm_history`` answers (accounts)."""
+    dms: tuple[DmSummary, ...] = ()
+    read: dict[str, int] = field(default_factory=dict)
+    """What ``AccountState`` says at an account's log-in."""
+    catch_up: list[DirectMessage] = field(default_factory=list)
+    """Stored dms delivered after the log-in (those after the read marks)."""
 
 
 class StubClient:
     def __init__(self, name: str, gateways: Sequence[str], sink: EventSink,
-                 script: Script) -> None:
+                 script: Script, password: str | None = None) -> None:
         self.name = name
+        self.password = password
+        self.account = password is not None
         self.gateways = tuple(gateways)
         self.sink = sink
         self.script = script
@@ -73,8 +87,12 @@ class StubClient:
         if self.name not in self.script.members["lobby"]:
             self.script.members["lobby"].append(self.name)
         self.emit(Connected(self.script.gateway, self.name, False))
+        if self.account:
+            self.emit(AccountState(True, self.script.dms, dict(self.script.read)))
         history = tuple(self.script.history.get("lobby", [])[-50:])
         self.emit(HistoryLoaded("lobby", history, True, False))
+        for dm in self.script.catch_up if self.account else ():
+            self.emit(DirectReceived(dm))
         return Welcome(self.name, self.script.gateway, ("lobby",), "token", {})
 
     def send(self, room: str, text: str) -> str:
@@ -121,6 +139,29 @@ class StubClient:
         older = [m for m in self.script.history.get(room, []) if before is None or m.id < before]
         self.emit(HistoryLoaded(room, tuple(older[-limit:]), True, True))
 
+    def register(self, password: str) -> None:
+        self.calls.append(("register", len(password)))
+        if self.script.refuse_register is not None:
+            code = self.script.refuse_register
+            self.emit(ServerError(ProtocolError(code, f"refused: {code.value}")))
+            return
+        self.account = True
+        self.emit(Registered(self.name))
+
+    def passwd(self, old: str, new: str) -> None:
+        self.calls.append(("passwd",))
+        self.emit(Registered(self.name))
+
+    def mark_read(self, room: str | None = None, *, peer: str | None = None,
+                  up_to: int) -> None:
+        self.calls.append(("mark_read", room, peer, up_to))
+
+    def dm_history(self, peer: str, before: int | None = None, limit: int = 50) -> None:
+        self.calls.append(("dm_history", peer, before, limit))
+        stored = [m for m in self.script.dm_history.get(peer, [])
+                  if before is None or (m.id or 0) < before]
+        self.emit(DmHistoryLoaded(peer, tuple(stored[-limit:]), True))
+
     def close(self) -> None:
         self.calls.append(("close",))
         if not self.closed:
@@ -149,8 +190,9 @@ class StubFactory:
         self.script = script or Script()
         self.clients: list[StubClient] = []
 
-    def __call__(self, name: str, gateways: Sequence[str], sink: EventSink) -> StubClient:
-        client = StubClient(name, gateways, sink, self.script)
+    def __call__(self, name: str, gateways: Sequence[str], sink: EventSink,
+                 password: str | None = None) -> StubClient:
+        client = StubClient(name, gateways, sink, self.script, password)
         self.clients.append(client)
         return client
 

@@ -35,9 +35,10 @@ def address(gw: Gateway | GatewayProcess) -> str:
 
 def real_clients(backoff: float = RECONNECT_DELAY) -> Callable[[str, Sequence[str], EventSink],
                                                                  ChatClient]:
-    def make(name: str, gateways: Sequence[str], sink: EventSink) -> ChatClient:
+    def make(name: str, gateways: Sequence[str], sink: EventSink,
+             password: str | None = None) -> ChatClient:
         return ChatClient(name, gateways, on_event=sink, backoff=ConstantBackoff(backoff),
-                          connect_timeout=2.0)
+                          connect_timeout=2.0, password=password)
     return make
 
 
@@ -81,7 +82,8 @@ def test_login_refused_when_the_name_is_taken(app: ChatApp, gateway: Gateway,
     view.gateways_var.set(address(gateway))
     type_and_enter(view.name_entry, "BOB")
     settle(app.root, lambda: view.error_text(), what="the refusal")
-    assert view.error_text() == "The name “BOB” is already taken. Please pick another one."
+    assert view.error_text() == ("The name “BOB” is already taken. Please pick another one. "
+                                 "If that name belongs to your account, enter its password.")
     assert app.chat is None
 
 

@@ -148,8 +148,53 @@ def test_login_card_fits_a_small_window(app: ChatApp) -> None:
     assert view is not None
     view.show_error("The name “alice” is already taken. Please pick another one.")
     app.root.update()
-    for widget in (view.name_entry, view.gateways_entry, view.button, view.error_label):
+    for widget in (view.name_entry, view.password_entry, view.create_check,
+                   view.gateways_entry, view.button, view.error_label):
         assert widget.winfo_ismapped()
         bottom = widget.winfo_rooty() + widget.winfo_height()
         assert bottom <= app.root.winfo_rooty() + 400, widget
     screenshot(app.root, "08-login-600x400")
+
+
+def test_create_account_needs_a_password_of_the_right_length(app: ChatApp,
+                                                             factory: StubFactory) -> None:
+    view = app.login_view
+    assert view is not None
+    view.create_var.set(True)
+    assert str(view.button.cget("text")) == "Create account"
+    submit(app, "alice")
+    assert view.error_text().startswith("To create an account, choose a password.")
+    assert app.root.focus_get() is view.password_entry
+    view.password_var.set("x" * 1025)
+    type_and_enter(view.password_entry, "x" * 1025)
+    assert "8 to 1024 characters" in view.error_text()
+    assert factory.clients == []
+
+
+def test_create_account_logs_in_as_a_guest_then_registers(app: ChatApp,
+                                                         factory: StubFactory) -> None:
+    view = app.login_view
+    assert view is not None
+    view.create_var.set(True)
+    view.password_var.set("a long enough password")
+    chat = log_in(app, "alice")
+    client = factory.last
+    assert client.password is None, "the hello is a guest's"
+    assert client.called("register") == [("register", 22)]
+    assert client.account
+    settle(app.root, lambda: "Your account is ready" in chat.view.view(
+        chat.view.active).contents() if chat.view.active else False, what="the notice")
+
+
+def test_a_refused_create_account_stays_on_the_login_screen(app: ChatApp,
+                                                           factory: StubFactory) -> None:
+    factory.script.refuse_register = ErrorCode.NAME_TAKEN
+    view = app.login_view
+    assert view is not None
+    view.create_var.set(True)
+    view.password_var.set("a long enough password")
+    submit(app, "alice")
+    settle(app.root, lambda: view.error_text() and not view.busy, what="the refusal")
+    assert view.error_text().startswith("“alice” already belongs to an account")
+    assert app.chat is None
+    settle(app.root, lambda: factory.last.closed, what="the guest session closed")

@@ -55,13 +55,14 @@ def test_an_epoch_reset_forgets_ids() -> None:
     assert conv.accept(7) and conv.oldest_id == 7
 
 
-def test_direct_threads_never_ask_for_history_and_compare_names_without_case() -> None:
+def test_direct_threads_ask_for_older_only_after_a_stored_history_answer() -> None:
     assert ConvKey.direct("Bob") == ConvKey.direct("bob")
     assert ConvKey.direct("Bob").ident == "@bob" and ConvKey.room("dev").ident == "#dev"
     dm = Conversation(ConvKey.direct("Bob"), "Bob")
     dm.accept(3)
-    dm.has_older = True
-    assert dm.want_older() is None
+    assert dm.want_older() is None  # a guest's thread: nothing stored to ask for
+    dm.history_loaded(complete=True, older=True, count=1)  # an account's stored history
+    assert dm.want_older() == 3
 
 
 def test_pending_sends_are_resolved_by_their_echo_in_order() -> None:

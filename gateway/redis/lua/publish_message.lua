@@ -1,8 +1,8 @@
 -- Give a room message the room's next id, store it, publish it (or find it is a repeat).
--- includes: deadline
-local seq_key, epoch_key, log_key, ref_key = key(), key(), key(), key()
+-- includes: deadline, room_lifetime
+local seq_key, epoch_key, log_key, ref_key, members_key = key(), key(), key(), key(), key()
 local epoch_candidate, line_prefix, line_suffix = arg(), arg(), arg()
-local history, channel, ref_ttl_ms = tonumber(arg()), arg(), arg()
+local history, channel, ref_ttl_ms, room_ttl_ms = tonumber(arg()), arg(), arg(), arg()
 local message_tag, deadline_ms = arg(), arg()
 -- -> {'too_late'}: past the deadline, nothing written; else {'sent' or 'repeat', id, epoch}
 -- The ref is read before the deadline: a run whose reply was lost stays a repeat when the
@@ -27,4 +27,5 @@ if redis.call('RPUSH', log_key, line) > history then
 end
 redis.call('PUBLISH', channel, message_tag .. epoch .. '|' .. sid .. '|' .. line)
 redis.call('SET', ref_key, sid, 'PX', ref_ttl_ms)
+settle_room(seq_key, epoch_key, log_key, members_key, room_ttl_ms)
 return {'sent', id, epoch}

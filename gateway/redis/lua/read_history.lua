@@ -1,6 +1,9 @@
 -- Retained messages of a room, creating its epoch if the room is new.
-local seq_key, epoch_key, log_key = key(), key(), key()
+-- includes: room_lifetime
+local seq_key, epoch_key, log_key, members_key = key(), key(), key(), key()
 local epoch_candidate, mode, id, limit = arg(), arg(), arg(), tonumber(arg())
+-- room ttl 0: never expires (a conversation: no members to outlive)
+local room_ttl_ms = arg()
 -- mode 'a': every message after id; 'b': the newest limit before id ('' = none);
 -- 'p': the position only.
 -- -> {epoch, last id, complete 0/1, first id, {lines}} (the last two only when lines exist)
@@ -9,6 +12,7 @@ local epoch = redis.call('GET', epoch_key)
 if not epoch then
   epoch = epoch_candidate
   redis.call('SET', epoch_key, epoch)
+  settle_room(seq_key, epoch_key, log_key, members_key, room_ttl_ms)
 end
 local last = tonumber(redis.call('GET', seq_key) or '0')
 if mode == 'p' then

@@ -1,11 +1,12 @@
 -- Drop a gateway's memberships and names (a dead one's, or our own at shutdown).
--- includes: liveness
+-- includes: liveness, room_lifetime
 local gateways_key, grace_key, pulse_key = key(), key(), key()
 local its_members_key, its_names_key, reaper_key = key(), key(), key()
 local gw, now_ms, lease_ms, force = arg(), tonumber(arg()), tonumber(arg()), arg() == '1'
 local membership_count, name_count = tonumber(arg()), tonumber(arg())
-local final, me = arg() == '1', arg()
--- then per membership: keys (room members hash, the name's rooms set),
+local final, me, room_ttl_ms = arg() == '1', arg(), arg()
+-- then per membership: keys (room members hash, the name's rooms set, the room's seq,
+--   epoch and log),
 --   args (lower name, membership field, room channel, left prefix, left suffix, room);
 -- then per name: key (user record), arg (lower name).
 -- -> {'alive'} when the gateway is alive (nothing done, our lock given back), else
@@ -21,6 +22,7 @@ end
 local lefts = 0
 for _ = 1, membership_count do
   local members_key, name_rooms_key = key(), key()
+  local seq_key, epoch_key, log_key = key(), key(), key()
   local lower, membership, channel, left_prefix, left_suffix, room =
     arg(), arg(), arg(), arg(), arg(), arg()
   local current = redis.call('HGET', members_key, lower)
@@ -29,6 +31,7 @@ for _ = 1, membership_count do
     if owner == gw then
       redis.call('HDEL', members_key, lower)
       redis.call('SREM', name_rooms_key, room)
+      settle_room(seq_key, epoch_key, log_key, members_key, room_ttl_ms)
       redis.call('PUBLISH', channel, left_prefix .. shown .. left_suffix)
       lefts = lefts + 1
     end
