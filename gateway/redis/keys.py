@@ -86,7 +86,7 @@ def user_rooms(name: str) -> str:
 
 
 def user_new_rooms(name: str) -> str:
-    """hash with a TTL: ``tokens``, ``at``: the name's bucket of new rooms (``lua.NEW_ROOMS``);
+    """hash with a TTL: ``tokens``, ``at``: the name's bucket of new rooms (``lua/new_rooms.lua``);
     gone once full again. Not a ``{user:...}`` key (those live only while the name is held),
     but in the same hash slot as the name's keys."""
     return f"chat:newrooms:{user(name)}"
