@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 from gateway.accounts import AccountExists, AccountStore
 from gateway.auth import Authenticator, AuthOutcome, AuthResult
-from gateway.broker import Broker
 from gateway.config import GatewayConfig
 from gateway.conversations import Conversations
 from gateway.login_limit import LoginLimiter
 from gateway.passwords import PasswordHasher
+from gateway.redis.broker import Broker
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import Hello, Registered
 

@@ -46,10 +46,10 @@ from gateway.accounts import (
     NoSuchAccount,
     guard_redis,
 )
-from gateway.broker import BrokerUnavailable
 from gateway.config import GatewayConfig
 from gateway.conversations import forget_conversations
 from gateway.passwords import BadPassword
+from gateway.redis.broker import BrokerUnavailable
 from protocol.errors import ChatError, ProtocolError
 from protocol.names import check_name
 

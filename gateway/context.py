@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gateway.account_requests import AccountGate
-    from gateway.broker import Broker
     from gateway.config import GatewayConfig
     from gateway.metrics import GatewayMetrics
     from gateway.outbound import Flusher
+    from gateway.redis.broker import Broker
     from gateway.registry import Registry
     from gateway.subscriber import Subscriber
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from gateway.broker import HistoryBatch
 from gateway.conversations import Conversation, Conversations
 from gateway.cursors import RoomCursor, advance
+from gateway.redis.broker import HistoryBatch
 from protocol import codec
 from protocol.frames import DmSummary, Position
 from protocol.names import CONVERSATION_PREFIX, name_key

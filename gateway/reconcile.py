@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from gateway.broker import Broker
+from gateway.redis.broker import Broker
 from gateway.registry import Registry
 
 log = logging.getLogger(__name__)

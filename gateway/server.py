@@ -37,10 +37,8 @@ from types import TracebackType
 import redis
 from redis.backoff import AbstractBackoff
 
-from gateway import keys
 from gateway.accept import OUT_OF_DESCRIPTORS, Backoff, FailureLog, SpareDescriptor
 from gateway.account_requests import account_gate
-from gateway.broker import Broker, BrokerUnavailable, InstanceClaim
 from gateway.config import GatewayConfig
 from gateway.context import Services
 from gateway.health import HealthServer
@@ -49,6 +47,9 @@ from gateway.metrics import GatewayMetrics
 from gateway.outbound import Flusher
 from gateway.ratelimit import AddressRate
 from gateway.reconcile import Reconciler
+from gateway.redis import keys
+from gateway.redis.broker import Broker, BrokerUnavailable, InstanceClaim
+from gateway.redis.target import redacted
 from gateway.registry import Registry
 from gateway.session import Session
 from gateway.subscriber import Subscriber
@@ -70,12 +71,14 @@ class Gateway:
         self.registry = Registry()
         self.broker = Broker.from_url(
             config.redis_url, config.gateway_id, history=config.history, lease_ms=config.lease_ms,
+            on_batch=self.metrics.publish_batch, min_replicas=config.redis_min_replicas,
             room_ttl_ms=round(config.room_ttl_s * 1000),
             new_rooms_per_min=config.new_rooms_per_min, new_rooms_burst=config.new_rooms_burst)
         self.flusher = Flusher()
         self._housekeeper: Housekeeper | None = None
         self.subscriber = Subscriber(
-            config.redis_url, config.gateway_id, self.registry, self.broker, self.metrics,
+            self.broker.endpoint.address if self.broker.endpoint else config.redis_url,
+            config.gateway_id, self.registry, self.broker, self.metrics,
             backoff=backoff, on_probe=self._probe_returned)
         self.reconciler = Reconciler(self.broker, self.registry, lambda: self._stopping)
         self._housekeeper = Housekeeper(
@@ -137,9 +140,12 @@ class Gateway:
         return self._housekeeper is not None and self._housekeeper.healthy
 
     def start(self) -> Gateway:
-        """Take the id, listen, start every thread. Raises ``DuplicateGateway`` (nothing
-        started, nothing changed in Redis) while another live process has this id."""
+        """Take the id, listen, start every thread. Raises ``TopologyError`` when Redis is not
+        what the URL says, ``DuplicateGateway`` while another live process has this id
+        (either way nothing started, nothing changed in Redis)."""
         cfg = self.config
+        if self.broker.endpoint is not None:
+            self.broker.endpoint.check()
         try:
             self._take_id()
             self.broker.heartbeat()
@@ -168,6 +174,7 @@ class Gateway:
                 self.metrics.render)
             self._health.start()
         self.flusher.start()
+        self.broker.start()
         self.subscriber.start()
         assert self._housekeeper is not None
         self._housekeeper.start()
@@ -234,7 +241,7 @@ class Gateway:
 
     def redis_location(self) -> str:
         """The Redis URL without its credentials, for logs."""
-        return self.config.redis_url.rsplit("@", 1)[-1]
+        return redacted(self.config.redis_url)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the gateway has shut down."""

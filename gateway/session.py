@@ -41,12 +41,12 @@ from typing import Any
 
 import orjson
 
-from gateway.broker import BrokerUnavailable, HistoryBatch, token_hash
 from gateway.context import Services
 from gateway.cursors import RoomCursor, advance
 from gateway.dm_cursors import CatchUp, ConversationCursors, dm_history, load_catch_up
 from gateway.outbound import Outbound
 from gateway.ratelimit import ByteBudget, TokenBucket
+from gateway.redis.broker import BrokerUnavailable, HistoryBatch, Pending, PublishBatch, token_hash
 from protocol import codec
 from protocol.errors import ErrorCode, FrameTooLarge, ProtocolError
 from protocol.frames import (
@@ -82,6 +82,8 @@ _RECV_SIZE = 65536
 _CLOSE_FLUSH_S = 1.0
 _LINGER_S = 1.0
 _LINGER_BYTES = 1 << 20
+_MAX_INFLIGHT = 256
+"""Sends and dms of one session awaiting their answers at most."""
 _STALL_CHECK_S = 0.5
 """While output waits, the reader looks this often whether the client stalled."""
 
@@ -131,6 +133,10 @@ class Session:
         self._wanted_rooms: frozenset[str] = frozenset()
         """The rooms of this session's ``hello``, known before it claims the name."""
         self._token_hash = ""
+        self._inflight: list[tuple[Send | Dm, bytes, Pending[Any]]] = []
+        """Sends and dms handed to the broker, not yet answered (the reader thread's only)."""
+        self._batch: PublishBatch | None = None
+        """Where ``_submit`` collects them until ``_settle_inflight`` submits them at once."""
         self._account = False
         """Logged in to the name's account (``hello`` with its password, or ``register``)."""
         self._dms = ConversationCursors()
@@ -166,9 +172,14 @@ class Session:
                 "a second; wait a moment before asking again")
 
     def _error(self, exc: ProtocolError) -> None:
+        self._write(self._error_line(exc))
+
+    def _error_line(self, exc: ProtocolError) -> bytes:
+        """The ``error`` line for ``exc``, counted and logged as sent."""
         self._svc.metrics.errors.labels(exc.code.value).inc()
+        self._svc.metrics.frames_out.labels("error").inc()
         self.log.info("event=refused code=%s", exc.code.value)
-        self._send(codec.encode_error(exc), "error")
+        return codec.encode_error(exc)
 
     def _refused(self, exc: ProtocolError) -> None:
         """Answer a refusal the client caused; one too many ends the session with
@@ -176,6 +187,10 @@ class Session:
         so a client that errs now and then never runs out, and one that sends junk
         as fast as it can costs at most ``max_refused`` error lines."""
         self._error(exc)
+        self._charge_refusal()
+
+    def _charge_refusal(self) -> None:
+        """One refusal token for an error frame the client caused; none left: ``abuse``."""
         if not self._refusals.take() and self._closing_reason() is None:
             self._svc.metrics.abusers.inc()
             self.log.warning("event=abuse refused_budget=%d", self._limits.max_refused)
@@ -369,6 +384,7 @@ class Session:
                     self._handle_line(line)
                     if self._closing_reason() is not None:
                         break
+                self._settle_inflight()
         except FrameTooLarge as exc:
             self._fatal(exc)
         except Exception:
@@ -407,38 +423,60 @@ class Session:
             frame = codec.decode_client(line, self._limits, logged_in=self.name is not None)
         except ProtocolError as exc:
             self._svc.metrics.frames_in.labels("invalid").inc()
+            self._settle_inflight()
             self._refused(exc if self._bucket.take() else ProtocolError(
                 ErrorCode.RATE_LIMITED, "too many frames; slow down"))
             return
         kind = type(frame).__name__.lower()
-        self._svc.metrics.frames_in.labels(kind).inc()
+        self._svc.metrics.frame_in(kind)
         if not self._bucket.take():
+            self._settle_inflight()
             self._refused(ProtocolError(
                 ErrorCode.RATE_LIMITED, "too many frames; slow down", _ref_of(frame, line)))
             return
+        if isinstance(frame, Send) or (isinstance(frame, Dm) and self._svc.accounts is None):
+            try:
+                self._submit(frame, line)
+            except Exception as exc:
+                self._settle_inflight()
+                self._answer_failure(exc, frame, line)
+            return
+        self._settle_inflight()
         try:
             self._dispatch(frame)
-        except BrokerUnavailable:
-            self._error(ProtocolError(
-                ErrorCode.UNAVAILABLE, "the message broker is unavailable; try again",
-                _ref_of(frame, line)))
-        except ProtocolError as exc:
-            self._refused(exc.with_ref(_ref_of(frame, line)) if exc.ref is None else exc)
-        except Exception:
-            self.log.exception("event=handler_failed frame=%s", kind)
-            self._error(ProtocolError(ErrorCode.INTERNAL, "internal error", _ref_of(frame, line)))
+        except Exception as exc:
+            self._answer_failure(exc, frame, line)
+
+    def _answer_failure(self, exc: Exception, frame: ClientFrame, line: bytes) -> None:
+        """Answer a request that raised ``exc``: a refusal the client caused costs a
+        refusal token (``_refused``), an outage or a bug does not."""
+        refusal = self._refusal(exc, frame, line)
+        if isinstance(exc, ProtocolError):
+            self._refused(refusal)
+        else:
+            self._error(refusal)
+
+    def _refusal(self, exc: Exception, frame: ClientFrame, line: bytes) -> ProtocolError:
+        """The error frame that answers a request that raised ``exc``."""
+        if isinstance(exc, BrokerUnavailable):
+            return ProtocolError(ErrorCode.UNAVAILABLE,
+                                 "the message broker is unavailable; try again",
+                                 _ref_of(frame, line))
+        if isinstance(exc, ProtocolError):
+            return exc.with_ref(_ref_of(frame, line)) if exc.ref is None else exc
+        self.log.error("event=handler_failed frame=%s", type(frame).__name__.lower(),
+                       exc_info=exc)
+        return ProtocolError(ErrorCode.INTERNAL, "internal error", _ref_of(frame, line))
 
     def _dispatch(self, frame: ClientFrame) -> None:
-        if isinstance(frame, Send):
-            self._on_send(frame)
-        elif isinstance(frame, Ping):
+        if isinstance(frame, Ping):
             self._send(codec.encode(Pong(frame.ref)), "pong")
         elif isinstance(frame, Typing):
             self._on_typing(frame)
         elif isinstance(frame, Hello):
             self._on_hello(frame)
         elif isinstance(frame, Dm):
-            self._on_dm(frame)
+            self._on_dm(frame)  # stored conversations (accounts enabled)
         elif isinstance(frame, Join):
             self._on_join(frame)
         elif isinstance(frame, Leave):
@@ -503,15 +541,59 @@ class Session:
         if room not in self._rooms:
             raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"you are not in room {room!r}")
 
-    def _on_send(self, frame: Send) -> None:
-        self._require_room(frame.room)
+    def _submit(self, frame: Send | Dm, line: bytes) -> None:
+        """Hand a ``send`` or ``dm`` to the broker without waiting: the frames of one read
+        join the same publisher batch, and their answers go out in order, together
+        (``_settle_inflight``), before anything else this session answers."""
         assert self.name is not None
-        started = time.perf_counter()
-        published = self._svc.broker.publish_message(
-            frame.room, self.name, frame.text, time.time(), frame.ref)
-        self._svc.metrics.publish_seconds.observe(time.perf_counter() - started)
-        if frame.ref is not None:
-            self._send(codec.encode(Ack(frame.ref, published.id)), "ack")
+        broker = self._svc.broker
+        if self._batch is None:
+            self._batch = broker.batch()
+        if isinstance(frame, Send):
+            self._require_room(frame.room)
+            pending: Pending[Any] = broker.submit_message(
+                frame.room, self.name, frame.text, time.time(), frame.ref, self._batch)
+        else:
+            pending = broker.submit_dm(
+                self.name, frame.to, frame.text, time.time(), frame.ref, self._batch)
+        self._inflight.append((frame, line, pending))
+        if len(self._inflight) >= _MAX_INFLIGHT:
+            self._settle_inflight()
+
+    def _settle_inflight(self) -> None:
+        """Wait for the submitted sends and dms, and write their answers in one go."""
+        if not self._inflight:
+            return
+        inflight, self._inflight = self._inflight, []
+        if self._batch is not None:
+            self._batch.submit()
+            self._batch = None
+        out: list[bytes] = []
+        acks = refusals = 0
+        for frame, line, pending in inflight:
+            try:
+                result = pending.result()
+            except Exception as exc:
+                out.append(self._error_line(self._refusal(exc, frame, line)))
+                refusals += isinstance(exc, ProtocolError)
+                continue
+            if isinstance(frame, Dm):
+                assert self.name is not None
+                if not result.duplicate and name_key(frame.to) != name_key(self.name):
+                    self._svc.metrics.frames_out.labels("dm").inc()
+                    out.append(result.line + b"\n")
+                if frame.ref is not None:
+                    out.append(codec.encode(Ack(frame.ref)))
+                    acks += 1
+            elif frame.ref is not None:
+                out.append(codec.encode(Ack(frame.ref, result.id)))
+                acks += 1
+        if acks:
+            self._svc.metrics.frames_out.labels("ack").inc(acks)
+        if out:
+            self._write(b"".join(out))
+        for _ in range(refusals):
+            self._charge_refusal()
 
     def _on_dm(self, frame: Dm) -> None:
         assert self.name is not None

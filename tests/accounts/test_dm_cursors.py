@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from gateway.broker import HistoryBatch
 from gateway.conversations import Conversation
 from gateway.dm_cursors import CatchUp, ConversationCursors, dm_history
+from gateway.redis.broker import HistoryBatch
 
 
 def line(msg_id: int, sender: str = "bob", to: str = "alice", epoch: str = "e1") -> bytes:

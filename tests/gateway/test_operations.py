@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from gateway import keys
 from gateway.config import parse_config
+from gateway.redis import keys
 from gateway.registry import Registry
 from gateway.server import DuplicateGateway, Gateway
 from tests.gateway.conftest import Connect, StartGateway

@@ -15,9 +15,9 @@ from typing import Any, cast
 import pytest
 from redis.backoff import ConstantBackoff
 
-from gateway import keys
-from gateway.broker import Broker
 from gateway.metrics import GatewayMetrics
+from gateway.redis import keys
+from gateway.redis.broker import Broker
 from gateway.registry import Registry
 from gateway.subscriber import Subscriber
 from tests.support.redis_server import RedisEndpoint, RedisServer
