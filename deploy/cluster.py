@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="/healthz and /metrics port of the first gateway (0: free ports)")
     p.add_argument("--redis-url", default=None,
                    help="use this Redis instead of starting one")
+    p.add_argument("--redis", dest="redis_mode", default="single",
+                   choices=["single", "sentinel", "cluster"],
+                   help="Redis topology to start: one redis-server (default), or Sentinel "
+                   "(a primary, 2 replicas, 3 sentinels; the gateways get its "
+                   "redis+sentinel:// URL)")
     p.add_argument("--redis-port", type=int, default=0,
                    help="port of the Redis started here (default: a free port)")
     p.add_argument("--data-dir", default=".chat-cluster",
@@ -149,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.gateways < 1:
         _out("chat-cluster: --gateways must be at least 1")
         return 2
+    if args.redis_mode == "cluster":
+        _out("chat-cluster: --redis cluster is not supported yet (the gateways do not serve "
+             "Redis Cluster); use single or sentinel")
+        return 2
     wake, wake_w = socket.socketpair()
     wake.setblocking(False)
     wake_w.setblocking(False)
@@ -166,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             base_health_port=args.base_health_port, redis_url=args.redis_url,
             redis_port=args.redis_port, data_dir=args.data_dir, haproxy=args.haproxy,
             haproxy_port=args.haproxy_port, log_level=args.log_level,
-            startup_timeout=args.startup_timeout,
+            startup_timeout=args.startup_timeout, redis_mode=args.redis_mode,
         )
         cluster.check_ports()
         _out(f"chat-cluster: starting {args.gateways} gateways")

@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
 
 import redis
 
@@ -245,7 +245,15 @@ class LocalCluster:
         gateway_args: Sequence[str] = (),
         startup_timeout: float = 30.0,
         stop_timeout: float = 10.0,
+        redis_mode: str = "single",
     ) -> None:
+        """``redis_mode``: ``single`` (one redis-server) or ``sentinel`` (a primary, 2
+        replicas and 3 sentinels, ``deploy.sentinel``; the gateways get its
+        ``redis+sentinel://`` URL); ignored with ``redis_url``."""
+        if redis_mode not in ("single", "sentinel"):
+            raise ClusterError(f"unsupported Redis topology {redis_mode!r}: single or sentinel")
+        self._redis_mode = redis_mode
+        self._sentinel: Any = None
         if n < 1:
             raise ValueError("a cluster needs at least one gateway")
         self.host = host
@@ -285,7 +293,9 @@ class LocalCluster:
     @property
     def redis_data_dir(self) -> Path | None:
         """Where the Redis started here keeps its append-only file; None for an external one."""
-        return None if self._external_redis else self.data_dir / "redis"
+        if self._external_redis or self._redis_mode != "single":
+            return None
+        return self.data_dir / "redis"
 
     @property
     def gateway_addresses(self) -> list[tuple[str, int]]:
@@ -325,7 +335,13 @@ class LocalCluster:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.check_ports()
         try:
-            if self._external_redis is None:
+            if self._external_redis is None and self._redis_mode == "sentinel":
+                from deploy.sentinel import LocalSentinel  # it builds on this module
+
+                self._sentinel = LocalSentinel(self.data_dir / "sentinel", host=self.host,
+                                               startup_timeout=self._startup_timeout).start()
+                self._redis_url = self._sentinel.url
+            elif self._external_redis is None:
                 self._start_redis()
             for slot in self._slots:
                 self._gateways[slot.index] = self._spawn_gateway(slot)
@@ -359,6 +375,9 @@ class LocalCluster:
         if self._redis is not None:
             self._redis.stop(self._stop_timeout)
             self._redis = None
+        if self._sentinel is not None:
+            self._sentinel.stop(self._stop_timeout)
+            self._sentinel = None
 
     def stop_gateway(self, index: int, *, kill: bool = False) -> None:
         """Stop one gateway: SIGTERM (a clean shutdown) or SIGKILL (a crash)."""

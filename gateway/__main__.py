@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from types import FrameType
 
 from gateway.config import parse_config
+from gateway.redis.endpoint import TopologyError
+from gateway.redis.target import TargetError
 from gateway.server import DuplicateGateway, Gateway
 
 
@@ -48,7 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Small stacks keep thousands of idle connections cheap; set before any thread starts.
     threading.stack_size(config.thread_stack_kib * 1024)
     sys.setswitchinterval(config.switch_interval_ms / 1000)
-    gateway = Gateway(config)
+    try:
+        gateway = Gateway(config)
+    except (TargetError, TopologyError) as exc:
+        logging.getLogger("gateway").error("event=bad_redis_url error=%s", exc)
+        return 2
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -63,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     except OSError as exc:
         logging.getLogger("gateway").error("event=cannot_listen error=%s", exc)
+        return 2
+    except TopologyError as exc:
+        logging.getLogger("gateway").error("event=redis_topology_mismatch error=%s", exc)
+        gateway.broker.close()
         return 2
     stop.wait()
     gateway.shutdown()

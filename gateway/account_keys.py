@@ -1,7 +1,7 @@
 """Redis keys of accounts and of the login limiter (issue 12), in one place.
 
 An account's keys share the hash tag ``{user:<lower>}`` of the name record in
-``gateway.keys.user``, so on Redis Cluster they live in the name's slot and one
+``gateway.redis.keys.user``, so on Redis Cluster they live in the name's slot and one
 Lua script may read the name record and the account together (a guest taking a
 name checks the account in the same script). The per-address failure counter
 has a tag of its own, ``{authaddr:<address>}``: addresses spread over slots, and
@@ -10,7 +10,7 @@ no script needs a name and an address together. Pure functions, no I/O.
 
 from __future__ import annotations
 
-from gateway.keys import user
+from gateway.redis.keys import user
 
 ACCOUNT_SUFFIX = ":account"
 ACCOUNT_PATTERN = "{user:*}" + ACCOUNT_SUFFIX

@@ -21,6 +21,9 @@ class GatewayConfig:
     host: str = "0.0.0.0"
     port: int = 5050
     redis_url: str = "redis://localhost:6379/0"
+    redis_min_replicas: int | None = None
+    """Replicas a send or dm must reach before its ack (``WAIT``); None: 1 for a sentinel
+    or cluster URL, 0 for one Redis."""
     gateway_id: str = ""
     health_host: str | None = None
     """Where /healthz and /metrics listen; None means the same host as chat."""
@@ -111,7 +114,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--host", default=env("HOST", d.host), help="address to listen on")
     p.add_argument("--port", type=int, default=env("PORT", d.port), help="chat TCP port")
     p.add_argument("--redis-url", default=env("REDIS_URL", d.redis_url),
-                   help="redis:// or rediss:// URL, password included if any")
+                   help="redis://, rediss://, redis+sentinel://[[user]:password@]host:port"
+                   "[,host:port...]/MASTER_NAME[/DB] (or rediss+sentinel://) URL, password "
+                   "included if any")
+    p.add_argument("--redis-min-replicas", type=int,
+                   default=env("REDIS_MIN_REPLICAS", None),
+                   help="replicas a send or dm must reach before it is acknowledged "
+                   "(default: 1 with Sentinel, 0 with one Redis)")
     p.add_argument("--id", dest="gateway_id", default=env("GATEWAY_ID", ""),
                    help="gateway id (default: host name and port)")
     p.add_argument("--health-host", default=env("HEALTH_HOST", None),
@@ -199,6 +208,7 @@ def parse_config(argv: Sequence[str] | None = None,
     )
     return GatewayConfig(
         host=a.host, port=a.port, redis_url=a.redis_url, gateway_id=a.gateway_id,
+        redis_min_replicas=a.redis_min_replicas,
         health_host=a.health_host, health_port=None if a.health_port < 0 else a.health_port,
         history=a.history, limits=limits, log_level=a.log_level,
         max_connections=a.max_connections, max_per_address=a.max_per_address,

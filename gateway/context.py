@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gateway.broker import Broker
     from gateway.config import GatewayConfig
     from gateway.front.account_requests import AccountGate
     from gateway.front.flusher import Flusher
     from gateway.front.registry import Registry
     from gateway.metrics import GatewayMetrics
+    from gateway.redis.broker import Broker
     from gateway.subscriber import Subscriber
 
 

@@ -27,7 +27,7 @@ Per user (in the name's slot ``{user:<lower>}``, accounts only):
 Steps of a stored dm: ``ROUTE_DM`` on the recipient's slot (display name,
 live gateway, account?), the index writes, then ``STORE_DM`` on the
 conversation's slot, which publishes the line to the recipient's gateway as
-a ``D`` payload (``gateway.keys.TAG_DM``). A recipient that moved gateway
+a ``D`` payload (``gateway.redis.payloads.DM``). A recipient that moved gateway
 between the two steps misses the live copy; it gets the message from the
 conversation's log on its next gap or login.
 
@@ -43,8 +43,10 @@ from typing import Any
 import orjson
 import redis
 
-from gateway import account_keys, keys, lua
-from gateway.broker import INTERNAL_REF_TTL_MS, Broker, HistoryBatch
+from gateway import account_keys
+from gateway.redis import keys, payloads
+from gateway.redis import scripts as lua
+from gateway.redis.broker import INTERNAL_REF_TTL_MS, Broker, HistoryBatch
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.names import CONVERSATION_PREFIX, name_key
 
@@ -245,7 +247,7 @@ class Conversations:
                 keys=[conversation_seq(sender, to), conversation_epoch(sender, to),
                       conversation_log(sender, to), ref_key],
                 args=[uuid.uuid4().hex, prefix, self._history, channel,
-                      keys.TAG_DM + name_key(to).encode() + b"|",
+                      payloads.DM + name_key(to).encode() + b"|",
                       INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms,
                       self._broker._deadline_ms()])
         if reply[0] == lua.TOO_LATE:

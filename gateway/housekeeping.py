@@ -27,8 +27,8 @@ import time
 import uuid
 from collections.abc import Callable
 
-from gateway.broker import Broker, BrokerUnavailable
 from gateway.metrics import GatewayMetrics
+from gateway.redis.broker import Broker, BrokerUnavailable
 from gateway.subscriber import Subscriber
 
 log = logging.getLogger(__name__)

@@ -32,8 +32,8 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from gateway.broker import Broker
 from gateway.front.registry import Registry
+from gateway.redis.broker import Broker
 
 log = logging.getLogger(__name__)
 

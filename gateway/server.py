@@ -32,8 +32,6 @@ from types import TracebackType
 import redis
 from redis.backoff import AbstractBackoff
 
-from gateway import keys
-from gateway.broker import Broker, BrokerUnavailable, InstanceClaim
 from gateway.config import GatewayConfig
 from gateway.context import Services
 from gateway.front.account_requests import account_gate
@@ -44,6 +42,9 @@ from gateway.front.registry import Registry
 from gateway.housekeeping import Housekeeper
 from gateway.metrics import GatewayMetrics
 from gateway.reconcile import Reconciler
+from gateway.redis import keys
+from gateway.redis.broker import Broker, BrokerUnavailable, InstanceClaim
+from gateway.redis.target import redacted
 from gateway.subscriber import Subscriber
 from protocol.frames import ByeReason
 
@@ -61,12 +62,14 @@ class Gateway:
         self.registry = Registry()
         self.broker = Broker.from_url(
             config.redis_url, config.gateway_id, history=config.history, lease_ms=config.lease_ms,
+            on_batch=self.metrics.publish_batch, min_replicas=config.redis_min_replicas,
             room_ttl_ms=round(config.room_ttl_s * 1000),
             new_rooms_per_min=config.new_rooms_per_min, new_rooms_burst=config.new_rooms_burst)
         self.flusher = Flusher()
         self._housekeeper: Housekeeper | None = None
         self.subscriber = Subscriber(
-            config.redis_url, config.gateway_id, self.registry, self.broker, self.metrics,
+            self.broker.endpoint.address if self.broker.endpoint else config.redis_url,
+            config.gateway_id, self.registry, self.broker, self.metrics,
             backoff=backoff, on_probe=self._probe_returned)
         self.reconciler = Reconciler(self.broker, self.registry, lambda: self._stopping)
         self._housekeeper = Housekeeper(
@@ -110,9 +113,12 @@ class Gateway:
         return self._housekeeper is not None and self._housekeeper.healthy
 
     def start(self) -> Gateway:
-        """Take the id, listen, start every thread. Raises ``DuplicateGateway`` (nothing
-        started, nothing changed in Redis) while another live process has this id."""
+        """Take the id, listen, start every thread. Raises ``TopologyError`` when Redis is not
+        what the URL says, ``DuplicateGateway`` while another live process has this id
+        (either way nothing started, nothing changed in Redis)."""
         cfg = self.config
+        if self.broker.endpoint is not None:
+            self.broker.endpoint.check()
         try:
             self._take_id()
             self.broker.heartbeat()
@@ -141,6 +147,7 @@ class Gateway:
                 self.metrics.render)
             self._health.start()
         self.flusher.start()
+        self.broker.start()
         self.subscriber.start()
         assert self._housekeeper is not None
         self._housekeeper.start()
@@ -205,7 +212,7 @@ class Gateway:
 
     def redis_location(self) -> str:
         """The Redis URL without its credentials, for logs."""
-        return self.config.redis_url.rsplit("@", 1)[-1]
+        return redacted(self.config.redis_url)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the gateway has shut down."""

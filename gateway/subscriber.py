@@ -10,12 +10,15 @@ before it reads history, and no message published after that read is missed.
 Each read takes every reply Redis has sent; messages are grouped per room,
 each group is encoded once (lines joined) and handed to every local member.
 Ids decide delivery (see ``Session``): a gap, a new epoch, or a reconnect
-makes the thread read the room's history and fill each session from it,
-before newer live messages, so clients see no gap and no duplicate.
+makes the ``Filler`` thread read the room's history, which this thread then
+delivers to each session (only ids past its last, before newer live
+messages), so clients see no gap and no duplicate, and a slow history read
+never holds up the fan-out of other rooms.
 
 Lock order: ``Subscriber._lock`` guards only the request list, the set of
-confirmed rooms and the tickets; it is never held across I/O or while calling
-sessions.
+confirmed rooms, the tickets and the filled history; ``Filler``'s condition
+guards its rooms; neither is held across I/O, while calling sessions, or with
+the other.
 """
 
 from __future__ import annotations
@@ -30,17 +33,15 @@ from typing import Any
 
 from redis.backoff import AbstractBackoff, ExponentialBackoff
 
-from gateway import keys
-from gateway.broker import Broker, BrokerUnavailable
 from gateway.front.registry import Registry
 from gateway.metrics import GatewayMetrics
-from gateway.redis_wire import RedisAddress, RedisWire, RedisWireError, pack
+from gateway.redis import keys, payloads
+from gateway.redis.broker import Broker, BrokerUnavailable, HistoryBatch
+from gateway.redis.wire import RedisAddress, RedisWire, RedisWireError, pack
 from protocol.frames import ByeReason
 
 log = logging.getLogger(__name__)
 
-_ROOM_PREFIX = b"{room:"
-_ROOM_SUFFIX = b"}:ch"
 
 
 class Ticket:
@@ -60,18 +61,73 @@ class Ticket:
         return self._event.wait(timeout) and self.ok
 
 
-def _room_of(channel: bytes) -> str | None:
-    if channel.startswith(_ROOM_PREFIX) and channel.endswith(_ROOM_SUFFIX):
-        return channel[len(_ROOM_PREFIX):-len(_ROOM_SUFFIX)].decode()
-    return None
+def _fixed(address: RedisAddress) -> Callable[[], RedisAddress]:
+    return lambda: address
+
+
+class Filler:
+    """Reads rooms' history on a thread of its own, so that reading one room's history never
+    holds up the fan-out of the others (``fill`` hands what it read back to the subscriber's
+    thread, which delivers it).
+
+    ``request`` may be called from any thread; a room asked for twice before its turn is
+    read once. A fill that fails (Redis unavailable) is tried again ``retry_s`` later.
+    """
+
+    def __init__(self, fill: Callable[[str], bool], *, retry_s: float = 0.5) -> None:
+        self._fill = fill
+        self._retry_s = retry_s
+        self._changed = threading.Condition()
+        self._wanted: dict[str, None] = {}
+        """Rooms to fill, oldest request first (an ordered set)."""
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="filler")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopping = True
+            self._changed.notify()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def request(self, room: str) -> None:
+        with self._changed:
+            if room not in self._wanted:
+                self._wanted[room] = None
+                self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._wanted and not self._stopping:
+                    self._changed.wait()
+                if self._stopping:
+                    return
+                room = next(iter(self._wanted))
+                del self._wanted[room]
+            try:
+                done = self._fill(room)
+            except Exception:
+                log.exception("event=fill_crashed room=%s", room)
+                done = True
+            if not done:
+                with self._changed:
+                    self._changed.wait_for(lambda: self._stopping, self._retry_s)
+                self.request(room)
 
 
 class Subscriber:
-    def __init__(self, redis_url: str, gateway_id: str, registry: Registry, broker: Broker,
+    def __init__(self, redis: str | Callable[[], RedisAddress], gateway_id: str,
+                 registry: Registry, broker: Broker,
                  metrics: GatewayMetrics, *, backoff: AbstractBackoff | None = None,
                  on_probe: Callable[[str], None] = lambda nonce: None,
                  connect_timeout: float = 2.0) -> None:
-        self._address = RedisAddress.from_url(redis_url)
+        self._address = _fixed(RedisAddress.from_url(redis)) if isinstance(redis, str) else redis
+        """Where to connect: a URL's one Redis, or (Sentinel) the primary asked afresh at every
+        connect, so the link follows a promotion on its own."""
         self._own_channel = keys.gateway_channel(gateway_id).encode()
         self._registry = registry
         self._broker = broker
@@ -83,7 +139,9 @@ class Subscriber:
         self._lock = threading.Lock()
         self._subscribed: set[str] = set()
         self._tickets: dict[str, list[Ticket]] = {}
-        self._fills: set[str] = set()
+        self._filler = Filler(self._fill)
+        self._filled: list[tuple[str, HistoryBatch, HistoryBatch | None]] = []
+        """History the filler read, for this thread to deliver (under ``_lock``)."""
         self._seen: dict[str, tuple[bytes, int]] = {}
         """Per room, the epoch and id of the last publication received (this thread only)."""
         self._reconcile = False
@@ -102,6 +160,7 @@ class Subscriber:
         return self._connected
 
     def start(self) -> None:
+        self._filler.start()
         self._thread.start()
 
     def stop(self) -> None:
@@ -110,6 +169,7 @@ class Subscriber:
         self._wake()
         if self._thread.is_alive():
             self._thread.join(5)
+        self._filler.stop()
         self._wake_r.close()
         self._wake_w.close()
 
@@ -136,9 +196,7 @@ class Subscriber:
         self._wake()
 
     def request_fill(self, room: str) -> None:
-        with self._lock:
-            self._fills.add(room)
-        self._wake()
+        self._filler.request(room)
 
     def request_rebuild(self) -> None:
         """Drop and rebuild the connection (the watchdog saw probes stop coming back)."""
@@ -194,7 +252,7 @@ class Subscriber:
                 ticket.resolve(False)
 
     def _connect(self) -> RedisWire:
-        wire = RedisWire(self._address, timeout=self._connect_timeout)
+        wire = RedisWire(self._address(), timeout=self._connect_timeout)
         try:
             with self._lock:
                 self._rebuild = False
@@ -219,15 +277,14 @@ class Subscriber:
             ticket.resolve(True)
         log.info("event=pubsub_connected rooms=%d", len(rooms))
         for room in rooms:  # fill whatever was published while we were away
-            self._fill(room)
+            self._filler.request(room)
         return wire
 
     def _serve(self, wire: RedisWire) -> None:
         wire_fd, wake_fd = wire.fileno(), self._wake_r.fileno()
         while True:
-            timeout = 0.5 if self._fills else None
-            readable = select.select([wire_fd, wake_fd], [], [], timeout)[0]
-            if wake_fd in readable or not readable:
+            readable = select.select([wire_fd, wake_fd], [], [])[0]
+            if wake_fd in readable:
                 self._drain_wake()
                 if self._handle_requests(wire):
                     return
@@ -247,9 +304,10 @@ class Subscriber:
             if self._stopping or self._rebuild:
                 return True
             reconcile, self._reconcile = self._reconcile, False
-            fills, self._fills = self._fills, set()
+            filled, self._filled = self._filled, []
             subscribed = set(self._subscribed)
             waiting = set(self._tickets)
+        self._deliver_fills(filled)
         if reconcile:
             wanted = self._registry.rooms()
             asked = waiting | wanted
@@ -263,8 +321,6 @@ class Subscriber:
                 wire.send(pack("UNSUBSCRIBE", *(keys.room_channel(r) for r in drop)))
             if add:
                 wire.send(pack("SUBSCRIBE", *(keys.room_channel(r) for r in add)))
-        for room in fills:
-            self._fill(room)
         return False
 
     def _keep_raced(self, drop: list[str]) -> list[str]:
@@ -302,7 +358,7 @@ class Subscriber:
                 continue
             log.warning("event=ids_went_back room=%s old_epoch=%s epoch=%s", room,
                         epoch.decode(), fresh)
-            self._fill(room)  # every session gets the new epoch's history
+            self._filler.request(room)  # every session gets the new epoch's history
 
     def _dispatch(self, replies: list[Any]) -> None:
         groups: dict[str, list[tuple[bytes, int, bytes]]] = {}
@@ -311,26 +367,24 @@ class Subscriber:
             kind = reply[0]
             if kind == b"message":
                 channel, data = reply[1], reply[2]
-                room = _room_of(channel)
+                room = keys.room_of_channel(channel)
                 if room is None:
                     self._on_gateway_message(data)
                     continue
                 tag = data[:1]
-                if tag == b"M":
-                    epoch, raw_id, line = data[1:].split(b"|", 2)
-                    msg_id = int(raw_id)
+                if tag == payloads.MESSAGE:
+                    epoch, msg_id, line = payloads.read_message(data)
                     if self._went_back(room, epoch, msg_id):
                         rolled_back.add((room, epoch))
                     groups.setdefault(room, []).append((epoch, msg_id, line + b"\n"))
                     continue
                 if room in groups:  # keep events in order with the messages before them
                     self._fan_out(room, groups.pop(room))
-                if tag == b"E":
+                if tag == payloads.EVENT:
                     for session in self._registry.members(room):
                         session.deliver_event(room, data[1:] + b"\n")
-                elif tag == b"T":
-                    typist, line = data[1:].split(b"|", 1)
-                    who = typist.decode()
+                elif tag == payloads.TYPING:
+                    who, line = payloads.read_addressed(data)
                     for session in self._registry.members(room):
                         session.deliver_event(room, line + b"\n", who)
             elif kind == b"subscribe":
@@ -341,7 +395,7 @@ class Subscriber:
             self._renew_epochs(rolled_back)
 
     def _confirmed(self, channel: bytes) -> None:
-        room = _room_of(channel)
+        room = keys.room_of_channel(channel)
         if room is None:
             return
         with self._lock:
@@ -372,42 +426,52 @@ class Subscriber:
                     gap = True
             self._delivered.inc(len(ids) * len(members))
             if gap:
-                self._fill(room)
+                self._filler.request(room)
             start = end
 
-    def _fill(self, room: str) -> None:
-        """Read the room's history and bring every local member up to date."""
-        members = self._registry.members(room)
-        positions = [(s, s.position(room)) for s in members]
-        lasts = [p[1] for _, p in positions if p is not None]
-        if not lasts:
-            return
+    def _fill(self, room: str) -> bool:
+        """Read what the room's local members miss (the filler's thread, so a slow read holds
+        up no other room) and hand it to this thread to deliver; False when Redis could not
+        be read (the filler tries again)."""
+        positions = [p for s in self._registry.members(room) if (p := s.position(room))]
+        if not positions:
+            return True
         try:
-            batch = self._broker.read_history(room, after=min(lasts))
-            fresh_epoch = None
-            for session, pos in positions:
-                if pos is None:
-                    continue
-                if not session.catch_up(room, batch):
-                    if fresh_epoch is None:
-                        fresh_epoch = self._broker.read_history(room, after=0)
-                    session.reset_room(room, fresh_epoch)
+            batch = self._broker.read_history(room, after=min(last for _, last in positions))
+            fresh = None
+            if any(epoch != batch.epoch for epoch, _ in positions):
+                fresh = self._broker.read_history(room, after=0)
         except BrokerUnavailable as exc:
             log.warning("event=fill_failed room=%s error=%r", room, exc)
-            with self._lock:
-                self._fills.add(room)
+            return False
+        with self._lock:
+            self._filled.append((room, batch, fresh))
+        self._wake()
+        return True
+
+    def _deliver_fills(self, filled: list[tuple[str, HistoryBatch, HistoryBatch | None]]) -> None:
+        """Bring every local member of each room up to date from what the filler read (this
+        thread only: it alone writes a live room's messages to sessions, in order)."""
+        for room, batch, fresh in filled:
+            for session in self._registry.members(room):
+                if session.position(room) is None or session.catch_up(room, batch):
+                    continue
+                if fresh is None:  # its epoch changed after the filler looked: read again
+                    self._filler.request(room)
+                else:
+                    session.reset_room(room, fresh)
 
     def _on_gateway_message(self, data: bytes) -> None:
         tag = data[:1]
-        if tag == b"D":
-            to, line = data[1:].split(b"|", 1)
-            session = self._registry.by_name(to.decode())
+        if tag == payloads.DM:
+            to, line = payloads.read_addressed(data)
+            session = self._registry.by_name(to)
             if session is not None:
                 session.deliver_direct(line + b"\n")
-        elif tag == b"K":
-            _, sid = data[1:].split(b"|", 1)
+        elif tag == payloads.KICK:
+            _, sid = payloads.read_addressed(data)
             session = self._registry.get(sid.decode())
             if session is not None:
                 session.kick(ByeReason.REPLACED)
-        elif tag == b"P":
+        elif tag == payloads.PROBE:
             self._on_probe(data[1:].decode())

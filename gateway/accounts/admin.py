@@ -47,9 +47,9 @@ from gateway.accounts.store import (
     NoSuchAccount,
     guard_redis,
 )
-from gateway.broker import BrokerUnavailable
 from gateway.config import GatewayConfig
 from gateway.conversations import forget_conversations
+from gateway.redis.broker import BrokerUnavailable
 from protocol.errors import ChatError, ProtocolError
 from protocol.names import check_name
 

@@ -36,7 +36,7 @@ import redis
 from gateway import account_keys as keys
 from gateway import account_lua as lua
 from gateway.accounts.passwords import BadPassword, PasswordHasher, normalise_password
-from gateway.broker import BrokerUnavailable
+from gateway.redis.broker import BrokerUnavailable
 from protocol.errors import ChatError, ProtocolError
 from protocol.names import check_name
 
@@ -83,7 +83,7 @@ def _text(value: bytes | str) -> str:
 @contextmanager
 def guard_redis(what: str) -> Iterator[None]:
     """Redis out of reach becomes ``BrokerUnavailable`` (the gateway answers
-    ``unavailable``), as in ``gateway.broker``."""
+    ``unavailable``), as in ``gateway.redis.broker``."""
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from gateway.conversations import Conversation
 from gateway.core.cursor import Batch, RoomCursor, advance, fresh_part
 from protocol import codec
 from protocol.frames import DmSummary

@@ -29,9 +29,9 @@ from gateway.accounts.auth import Authenticator, AuthOutcome, AuthResult
 from gateway.accounts.login_limit import LoginLimiter
 from gateway.accounts.passwords import PasswordHasher
 from gateway.accounts.store import AccountExists, AccountStore
-from gateway.broker import Broker
 from gateway.config import GatewayConfig
 from gateway.conversations import Conversations
+from gateway.redis.broker import Broker
 from protocol import codec
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import DmHistoryQuery, Hello, Passwd, Read, Register, Registered

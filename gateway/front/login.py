@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.broker import BrokerUnavailable, token_hash
 from gateway.conversations import Conversations
 from gateway.core.conversations import CatchUp
 from gateway.core.cursor import Batch
 from gateway.front import rooms
+from gateway.redis.broker import BrokerUnavailable, token_hash
 from protocol import codec
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import ByeReason, DmSummary, Hello, Position, Welcome

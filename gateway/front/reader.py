@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from gateway.broker import BrokerUnavailable
 from gateway.front import login, rooms
+from gateway.redis.broker import BrokerUnavailable
 from protocol import codec
 from protocol.errors import ErrorCode, FrameTooLarge, ProtocolError
 from protocol.frames import (
@@ -108,6 +108,7 @@ def run(s: Session) -> None:
                 _handle_line(s, line)
                 if s._closing_reason() is not None:
                     break
+            s.inflight.settle(s)
     except FrameTooLarge as exc:
         _fatal(s, exc)
     except Exception:
@@ -142,37 +143,62 @@ def _recv(s: Session) -> bytes:
 
 def _handle_line(s: Session, line: bytes) -> None:
     """Every line costs a frame token, junk included; every refusal the client
-    caused also costs a refusal token (see ``_refused``)."""
+    caused also costs a refusal token (see ``Session._refused``). A ``send`` (and a
+    ``dm`` without stored conversations) is handed to the broker without waiting
+    (``gateway.front.sends``); whatever else comes first settles those in flight."""
     try:
         frame = codec.decode_client(line, s._limits, logged_in=s.name is not None)
     except ProtocolError as exc:
         s._svc.metrics.frames_in.labels("invalid").inc()
+        s.inflight.settle(s)
         s._refused(exc if s._bucket.take() else ProtocolError(
             ErrorCode.RATE_LIMITED, "too many frames; slow down"))
         return
     kind = type(frame).__name__.lower().removesuffix("request")
-    s._svc.metrics.frames_in.labels(kind).inc()
+    s._svc.metrics.frame_in(kind)
     if not s._bucket.take():
+        s.inflight.settle(s)
         s._refused(ProtocolError(
             ErrorCode.RATE_LIMITED, "too many frames; slow down", _ref_of(frame, line)))
         return
+    if isinstance(frame, Send) or (isinstance(frame, DmRequest) and s._svc.accounts is None):
+        try:
+            s.inflight.submit(s, frame, line)
+        except Exception as exc:
+            s.inflight.settle(s)
+            _answer_failure(s, exc, frame, line)
+        return
+    s.inflight.settle(s)
     try:
         _dispatch(s, frame)
-    except BrokerUnavailable:
-        s._error(ProtocolError(
-            ErrorCode.UNAVAILABLE, "the message broker is unavailable; try again",
-            _ref_of(frame, line)))
-    except ProtocolError as exc:
-        s._refused(exc.with_ref(_ref_of(frame, line)) if exc.ref is None else exc)
-    except Exception:
-        s.log.exception("event=handler_failed frame=%s", kind)
-        s._error(ProtocolError(ErrorCode.INTERNAL, "internal error", _ref_of(frame, line)))
+    except Exception as exc:
+        _answer_failure(s, exc, frame, line)
+
+
+def _answer_failure(s: Session, exc: Exception, frame: ClientFrame, line: bytes) -> None:
+    """Answer a request that raised ``exc``: a refusal the client caused costs a
+    refusal token (``Session._refused``), an outage or a bug does not."""
+    answer = refusal(s, exc, frame, line)
+    if isinstance(exc, ProtocolError):
+        s._refused(answer)
+    else:
+        s._error(answer)
+
+
+def refusal(s: Session, exc: Exception, frame: ClientFrame, line: bytes) -> ProtocolError:
+    """The error frame that answers a request that raised ``exc``."""
+    if isinstance(exc, BrokerUnavailable):
+        return ProtocolError(ErrorCode.UNAVAILABLE,
+                             "the message broker is unavailable; try again",
+                             _ref_of(frame, line))
+    if isinstance(exc, ProtocolError):
+        return exc.with_ref(_ref_of(frame, line)) if exc.ref is None else exc
+    s.log.error("event=handler_failed frame=%s", type(frame).__name__.lower(), exc_info=exc)
+    return ProtocolError(ErrorCode.INTERNAL, "internal error", _ref_of(frame, line))
 
 
 def _dispatch(s: Session, frame: ClientFrame) -> None:
     match frame:
-        case Send():
-            s._on_send(frame)
         case Ping():
             s._send(codec.encode(Pong(frame.ref)), "pong")
         case TypingRequest():
@@ -180,7 +206,7 @@ def _dispatch(s: Session, frame: ClientFrame) -> None:
         case Hello():
             login.hello(s, frame)
         case DmRequest():
-            s._on_dm(frame)
+            s._on_dm(frame)  # stored conversations (accounts enabled)
         case Join():
             rooms.join(s, frame)
         case Leave():

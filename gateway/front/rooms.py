@@ -17,9 +17,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from gateway.broker import BrokerUnavailable, HistoryBatch
 from gateway.core import cursor as core
 from gateway.core.cursor import RoomCursor
+from gateway.redis.broker import BrokerUnavailable, HistoryBatch
 from protocol import codec
 from protocol.frames import HistoryQuery, Join, Leave, Left, Position, TypingRequest
 

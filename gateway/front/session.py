@@ -34,7 +34,8 @@ Who writes which field:
 ``_wanted_rooms``                       reader thread only (a frozenset swapped
                                         whole; successors read it)
 ``_bucket``, ``_refusals``,             reader thread only
-``_history_budget``, ``_typing``
+``_history_budget``, ``_typing``,
+``inflight``
 =====================================  =========================================
 
 Lock order: ``Session._lock`` may be held while calling ``Outbound.enqueue``
@@ -53,14 +54,14 @@ import uuid
 from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
-from gateway.broker import BrokerUnavailable, HistoryBatch
 from gateway.context import Services
 from gateway.core import cursor as core
 from gateway.core.conversations import ConversationCursors
 from gateway.core.cursor import RoomCursor
-from gateway.front import account_requests, login, reader
+from gateway.front import account_requests, login, reader, sends
 from gateway.front.outbound import Outbound
 from gateway.front.ratelimit import ByteBudget, TokenBucket
+from gateway.redis.broker import BrokerUnavailable, HistoryBatch
 from protocol import codec
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import (
@@ -72,7 +73,6 @@ from protocol.frames import (
     Passwd,
     Read,
     Register,
-    Send,
 )
 from protocol.limits import TypingThrottle
 from protocol.names import name_key
@@ -112,6 +112,8 @@ class Session:
         self._account = False
         """Logged in to the name's account (``hello`` with its password, or ``register``)."""
         self._dms = ConversationCursors()
+        self.inflight = sends.Inflight()
+        """Sends and dms handed to the broker, not yet answered (``gateway.front.sends``)."""
         self.log = SessionLog(log, {"sid": self.sid, "user": None})
 
     # ------------------------------------------------------------------ output
@@ -144,9 +146,14 @@ class Session:
                 "a second; wait a moment before asking again")
 
     def _error(self, exc: ProtocolError) -> None:
+        self._write(self._error_line(exc))
+
+    def _error_line(self, exc: ProtocolError) -> bytes:
+        """The ``error`` line for ``exc``, counted and logged as sent."""
         self._svc.metrics.errors.labels(exc.code.value).inc()
+        self._svc.metrics.frames_out.labels("error").inc()
         self.log.info("event=refused code=%s", exc.code.value)
-        self._send(codec.encode_error(exc), "error")
+        return codec.encode_error(exc)
 
     def _refused(self, exc: ProtocolError) -> None:
         """Answer a refusal the client caused; one too many ends the session with
@@ -154,6 +161,10 @@ class Session:
         so a client that errs now and then never runs out, and one that sends junk
         as fast as it can costs at most ``max_refused`` error lines."""
         self._error(exc)
+        self._charge_refusal()
+
+    def _charge_refusal(self) -> None:
+        """One refusal token for an error frame the client caused; none left: ``abuse``."""
         if not self._refusals.take() and self._closing_reason() is None:
             self._svc.metrics.abusers.inc()
             self.log.warning("event=abuse refused_budget=%d", self._limits.max_refused)
@@ -336,16 +347,6 @@ class Session:
     def _require_room(self, room: str) -> None:
         if room not in self._rooms:
             raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"you are not in room {room!r}")
-
-    def _on_send(self, frame: Send) -> None:
-        self._require_room(frame.room)
-        assert self.name is not None
-        started = time.perf_counter()
-        published = self._svc.broker.publish_message(
-            frame.room, self.name, frame.text, time.time(), frame.ref)
-        self._svc.metrics.publish_seconds.observe(time.perf_counter() - started)
-        if frame.ref is not None:
-            self._send(codec.encode(Ack(frame.ref, published.id)), "ack")
 
     def _on_dm(self, frame: DmRequest) -> None:
         assert self.name is not None

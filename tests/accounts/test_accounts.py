@@ -15,7 +15,7 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from gateway import account_keys, keys
+from gateway import account_keys
 from gateway.accounts.passwords import FAST_PARAMS, BadPassword, HashParams, PasswordHasher
 from gateway.accounts.store import (
     Account,
@@ -23,7 +23,8 @@ from gateway.accounts.store import (
     AccountStore,
     NoSuchAccount,
 )
-from gateway.broker import BrokerUnavailable
+from gateway.redis import keys
+from gateway.redis.broker import BrokerUnavailable
 from protocol.errors import ErrorCode, ProtocolError
 from tests.support.redis_server import free_port
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from gateway.broker import HistoryBatch
 from gateway.conversations import Conversation
 from gateway.core.conversations import CatchUp, ConversationCursors
 from gateway.front.login import dm_history
+from gateway.redis.broker import HistoryBatch
 
 
 def line(msg_id: int, sender: str = "bob", to: str = "alice", epoch: str = "e1") -> bytes:

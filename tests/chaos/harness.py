@@ -28,7 +28,7 @@ from client import events as ev
 from client.backoff import ExponentialBackoff
 from client.connection import ChatClient
 from client.errors import ClientError, SendAborted
-from gateway import keys
+from gateway.redis import keys
 from protocol import frames as fr
 from protocol.codec import decode_server
 from protocol.errors import ErrorCode

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from client import events as ev
-from gateway import keys
+from gateway.redis import keys
 from tests.chaos.harness import (
     NOTES_KEY,
     SUMMARY_KEY,

@@ -11,7 +11,7 @@ cluster-wide presence flap although nobody left. Found by the chaos test
 A stall longer than the broker's retries (about 8 s) is answered with
 ``unavailable``, which docs/protocol.md defines as "not carried out"; but the
 script the gateway sent is still in the stopped Redis's socket buffer and
-runs when Redis resumes. Its deadline (gateway.broker, "Deadlines") makes
+runs when Redis resumes. Its deadline (gateway.redis.broker, "Deadlines") makes
 that late run write nothing: the last test proves it.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from gateway import keys
+from gateway.redis import keys
 from gateway.server import Gateway
 from tests.gateway.live import login
 from tests.support.gateways import gateways

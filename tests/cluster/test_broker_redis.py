@@ -17,8 +17,8 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 
-from gateway import keys
-from gateway.broker import Broker, BrokerUnavailable
+from gateway.redis import keys
+from gateway.redis.broker import Broker, BrokerUnavailable
 from protocol.codec import encode
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import DirectMessage, Joined, Left, Message
@@ -310,7 +310,7 @@ def test_password_travels_in_the_url(redis_server: RedisServer, raw: redis.Redis
 
 def test_restore_name_keeps_the_held_token_after_data_loss(shared_redis: RedisEndpoint) -> None:
     """After Redis lost its data, a live session's name comes back with the token it holds."""
-    from gateway.broker import Broker, token_hash
+    from gateway.redis.broker import Broker, token_hash
 
     broker = Broker.from_url(shared_redis.url, "gw-r")
     try:
@@ -330,7 +330,7 @@ def test_restore_name_keeps_the_held_token_after_data_loss(shared_redis: RedisEn
 
 def test_renew_epoch_is_idempotent_across_gateways(shared_redis: RedisEndpoint) -> None:
     """Two gateways that both saw ids go back start one new epoch, not two."""
-    from gateway.broker import Broker
+    from gateway.redis.broker import Broker
 
     a = Broker.from_url(shared_redis.url, "gw-a")
     b = Broker.from_url(shared_redis.url, "gw-b")

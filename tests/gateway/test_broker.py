@@ -19,9 +19,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-import gateway.broker as broker_module
-from gateway import keys
-from gateway.broker import (
+import gateway.redis.broker as broker_module
+from gateway.redis import keys
+from gateway.redis.broker import (
     Broker,
     BrokerUnavailable,
     HistoryBatch,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from gateway import keys
+from gateway.redis import keys
 from tests.conftest import Connect, StartGateway
 from tests.gateway.live import ids, login, read_messages, send_ok
 from tests.support.redis_server import RedisEndpoint

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from gateway import keys
 from gateway.config import parse_config
 from gateway.front.registry import Registry
+from gateway.redis import keys
 from gateway.server import DuplicateGateway, Gateway
 from tests.gateway.conftest import Connect, StartGateway
 from tests.gateway.live import error, login

@@ -589,16 +589,19 @@ def test_join_answers_history_then_live_without_gap_or_duplicate(
     bob = connect(gw.address)
     login(alice, "alice", ["lobby", "dev"])
     login(bob, "bob")
-    for i in range(1, 31):
+    # 40 messages in all, fewer than a join's history holds (50): however far alice got
+    # when bob's join reads the history (sends of one read are stored together), the
+    # history starts at id 1
+    for i in range(1, 21):
         alice.send(type="send", room="dev", text=f"m{i}")
     bob.send(type="join", room="dev")  # while alice keeps sending
-    for i in range(31, 61):
+    for i in range(21, 41):
         alice.send(type="send", room="dev", text=f"m{i}", ref=f"r{i}")
-    alice.recv_type("ack", ref="r60")
-    frames = read_messages(bob, "dev", 60)
+    alice.recv_type("ack", ref="r40")
+    frames = read_messages(bob, "dev", 40)
     dev = [f for f in frames if f.get("room") == "dev" and f["type"] in ("history", "message")]
     assert dev[0]["type"] == "history"
-    assert ids(dev) == list(range(1, 61))
+    assert ids(dev) == list(range(1, 41))
     assert alice.recv_type("joined", room="dev", name="bob")
     bob.send(type="who", room="dev")
     assert bob.recv_type("who") == {"type": "who", "room": "dev", "names": ["alice", "bob"]}
@@ -700,3 +703,52 @@ def test_a_hello_whose_room_cannot_be_joined_is_refused_whole(
     frames = read_messages(observer, "lobby", 1)
     assert [f["name"] for f in frames if f["type"] == "joined"][-2:] == ["alice", "bob"]
     assert [f for f in frames if f["type"] == "left"] == []  # nothing announced for the refusal
+
+
+def test_frames_of_one_read_are_answered_in_their_order(gw: Gateway, connect: Connect) -> None:
+    """Sends and dms of one read go to Redis together; every answer still comes in the
+    order of the frames, refusals included, and the room gets the ids in send order."""
+    alice = connect(gw.address)
+    bob = connect(gw.address)
+    login(alice, "alice")
+    login(bob, "bob")
+    frames = [
+        {"type": "send", "room": "lobby", "text": "one", "ref": "s1"},
+        {"type": "send", "room": "elsewhere", "text": "no", "ref": "s2"},
+        {"type": "dm", "to": "bob", "text": "psst", "ref": "d1"},
+        {"type": "send", "room": "lobby", "text": "two", "ref": "s3"},
+        {"type": "dm", "to": "nobody", "text": "?", "ref": "d2"},
+        {"type": "ping", "ref": "p"},
+        {"type": "send", "room": "lobby", "text": "three", "ref": "s4"},
+        {"type": "send", "room": "lobby", "text": "one", "ref": "s1"},
+    ]
+    alice.send_raw(b"".join(json.dumps(f).encode() + b"\n" for f in frames))
+    answers = [f for f in frames_until(alice, "ack", ref="s1")
+               if f["type"] in ("ack", "error", "pong")]
+    answers += [f for f in frames_until(alice, "ack", ref="s4")
+                if f["type"] in ("ack", "error", "pong")]
+    answers += [f for f in frames_until(alice, "ack", ref="s1")
+                if f["type"] in ("ack", "error", "pong")]
+    assert [(f["type"], f.get("ref"), f.get("id", f.get("code"))) for f in answers] == [
+        ("ack", "s1", 1), ("error", "s2", "not_in_room"), ("ack", "d1", None),
+        ("ack", "s3", 2), ("error", "d2", "no_such_user"), ("pong", "p", None),
+        ("ack", "s4", 3), ("ack", "s1", 1)]
+    got = read_messages(bob, "lobby", 3)
+    assert [f["text"] for f in got if f["type"] == "message"] == ["one", "two", "three"]
+
+
+def test_the_sends_of_one_read_share_a_publisher_batch(gw: Gateway, connect: Connect) -> None:
+    """Group commit: 64 sends written at once cost a few Redis round trips, not 64."""
+    alice = connect(gw.address)
+    login(alice, "alice")
+
+    def batches() -> float:
+        return gw.metrics.registry.get_sample_value("chat_publish_seconds_count") or 0.0
+
+    before = batches()
+    alice.send_raw(b"".join(
+        json.dumps({"type": "send", "room": "lobby", "text": f"m{i}", "ref": f"r{i}"}).encode()
+        + b"\n" for i in range(64)))
+    acks = [f for f in frames_until(alice, "ack", ref="r63") if f["type"] == "ack"]
+    assert [f["id"] for f in acks] == list(range(1, 65))
+    assert batches() - before <= 8

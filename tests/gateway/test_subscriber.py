@@ -15,10 +15,10 @@ from typing import Any, cast
 import pytest
 from redis.backoff import ConstantBackoff
 
-from gateway import keys
-from gateway.broker import Broker
 from gateway.front.registry import Registry
 from gateway.metrics import GatewayMetrics
+from gateway.redis import keys
+from gateway.redis.broker import Broker
 from gateway.subscriber import Subscriber
 from tests.support.redis_server import RedisEndpoint, RedisServer
 from tests.support.waiting import wait_for

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from bench.procstat import cpu_seconds, rss_kib
-from gateway.broker import Broker
+from gateway.redis.broker import Broker
 from tests.support.gateways import GatewayProcess
 from tests.support.redis_server import RedisServer
 

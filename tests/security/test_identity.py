@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from gateway import keys
+from gateway.redis import keys
 from gateway.server import Gateway
 from protocol.limits import Limits
 from tests.conftest import Connect, StartGateway

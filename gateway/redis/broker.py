@@ -1,9 +1,16 @@
 """Everything the gateway asks of Redis: ids, history, presence, names, dms.
 
-Each request that writes is one Lua script (``gateway.lua``): one round trip,
-atomic, so a request Redis refuses is never half done. Transient failures are
-retried by redis-py's own ``Retry`` (see ``Broker.from_url``); when it gives
-up, the broker raises ``BrokerUnavailable`` and the caller answers
+Each request that writes is one Lua script (``gateway.redis.scripts``): one round trip,
+atomic, so a request Redis refuses is never half done. Messages and dms, the
+hot path, go through the gateway's publisher (``gateway.redis.publisher``):
+one thread that writes every request queued at that moment as one pipelined
+batch and completes each from its own reply (group commit); a session hands
+over all the sends of one read together (``batch``, ``submit_message``) and
+waits on the outcome (``Pending.result``). Every other request runs on
+redis-py's pooled client from the caller's thread. Transient failures are
+retried with redis-py's own ``Retry`` (see ``Broker.from_url``): the pool's
+for one command, the publisher's for the unanswered rest of a batch. When it
+gives up, the broker raises ``BrokerUnavailable`` and the caller answers
 ``unavailable``. Because a retry may run a script twice after a lost reply,
 every publication carries a dedup key: the client's ``ref``, or an internal
 one when the client gave none, so a retry never publishes twice.
@@ -13,38 +20,45 @@ Deadlines. A script the broker gave up on may still run: a stalled Redis
 client was told ``unavailable`` (not carried out). So a message or dm carries
 a deadline, the gateway's clock when it was asked for plus a window
 (``window_for_timeout``), and its script writes nothing once Redis's clock is
-past it (``lua.DEADLINE``). Once it wrote a script, the broker gives up on it
+past it (``lua/deadline.lua``). Once it wrote a script, the broker gives up on it
 only when the reply timed out (a reset connection takes the script with it),
 at least a socket timeout later; the window ends ``CLOCK_SKEW_MARGIN_MS``
 before that, so a late run is refused while Redis's clock lags the gateway's
 by less than the margin. (A Redis clock ahead by more than the window would
-refuse every send: never a half-done one.) redis-py's retries re-send the same
-deadline; a retry of a run whose reply was lost meets the dedup key first and
-stays a duplicate.
+refuse every send: never a half-done one.) Retries re-send the same
+deadline; a retry of a run whose reply was lost meets the dedup key first
+and stays a duplicate.
 
-Thread-safe: the broker keeps no mutable state; redis-py's client pools
-connections. Keys and payloads are those of docs/architecture.md, spelled in
-``gateway.keys``.
+Thread-safe: the broker's only mutable state is a counter (internal refs and
+epoch candidates, ``itertools.count``) and the publisher's queue; redis-py's
+client pools connections. Keys and payloads are those of
+docs/architecture.md, spelled in ``gateway.redis.keys``.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
+import itertools
 import logging
 import re
 import secrets
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import redis
 from redis.backoff import AbstractBackoff, ExponentialBackoff
 from redis.retry import Retry
 
-from gateway import account_keys, keys, lua
+from gateway import account_keys
+from gateway.redis import keys, payloads, scripts
+from gateway.redis.endpoint import RedisEndpoint
+from gateway.redis.publisher import ClientLink, Link, Publisher, WireLink
+from gateway.redis.scripts import ScriptCall
+from gateway.redis.target import parse_target
 from protocol.codec import encode, message_parts
 from protocol.errors import ChatError, ErrorCode, ProtocolError
 from protocol.frames import DirectMessage, Joined, Left, ServerFrame, TypingNotice
@@ -63,6 +77,11 @@ DEFAULT_TIMEOUT_S = 2.0
 
 DEFAULT_ROOM_TTL_MS = 30 * 86_400_000
 """How long a room with no member and no new message keeps its keys: 30 days."""
+
+GIVE_UP_S = 120.0
+"""How long a session waits for the publisher at most: far beyond every deadline, so only a
+publisher bug could make it matter (the request is then answered ``unavailable``)."""
+
 
 CLOCK_SKEW_MARGIN_MS = 500
 """How far Redis's clock may lag a gateway's: deadlines end this long before a reply times out.
@@ -158,6 +177,65 @@ class DmSent:
     duplicate: bool
 
 
+T = TypeVar("T")
+
+
+class PublishBatch:
+    """Messages and dms collected by one thread, handed to the publisher together.
+
+    ``Broker.batch()`` makes one; ``message``/``dm`` add requests (nothing is
+    sent yet), ``submit`` queues them all, in order, behind one future;
+    ``Pending.result`` submits its batch if nobody did.
+    """
+
+    __slots__ = ("_calls", "_future", "_publisher")
+
+    def __init__(self, publisher: Publisher) -> None:
+        self._publisher = publisher
+        self._calls: list[ScriptCall] = []
+        self._future: concurrent.futures.Future[list[Any]] | None = None
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def add(self, call: ScriptCall) -> int:
+        if self._future is not None:
+            raise RuntimeError("this batch was already submitted")
+        self._calls.append(call)
+        return len(self._calls) - 1
+
+    def submit(self) -> concurrent.futures.Future[list[Any]]:
+        if self._future is None:
+            self._future = self._publisher.submit_all(self._calls)
+        return self._future
+
+
+class Pending(Generic[T]):
+    """A message or dm handed to the publisher: ``result()`` waits for its outcome."""
+
+    __slots__ = ("_batch", "_guard", "_index", "_interpret", "_what")
+
+    def __init__(self, batch: PublishBatch, index: int, what: str,
+                 guard: Callable[[str], AbstractContextManager[None]],
+                 interpret: Callable[[Any], T]) -> None:
+        self._batch = batch
+        self._index = index
+        self._what = what
+        self._guard = guard
+        self._interpret = interpret
+
+    def result(self) -> T:
+        """The outcome; raises ``BrokerUnavailable`` or the request's refusal."""
+        try:
+            outcome = self._batch.submit().result(GIVE_UP_S)[self._index]
+        except concurrent.futures.TimeoutError as exc:
+            raise BrokerUnavailable("the publisher did not answer") from exc
+        if isinstance(outcome, Exception):
+            with self._guard(self._what):  # Redis out of reach or refusing: unavailable
+                raise outcome
+        return self._interpret(outcome)
+
+
 def window_for_timeout(socket_timeout_s: float | None) -> int:
     """How long after a message or dm is asked for Redis may still carry it out.
 
@@ -193,17 +271,13 @@ def _cut(line: bytes, field: bytes) -> tuple[bytes, bytes]:
 
 
 def _left_parts(room: str) -> tuple[bytes, bytes]:
-    return _cut(_line(Left(room, "~")), b"name")
+    """The ``left`` payload of ``room`` around the display name only Redis knows."""
+    head, tail = _cut(_line(Left(room, "~")), b"name")
+    return payloads.event(head), tail
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _room_keys(room: str) -> list[str]:
-    """seq, epoch, log, members: the keys of ``lua.READ_HISTORY``."""
-    return [keys.room_seq(room), keys.room_epoch(room), keys.room_log(room),
-            keys.room_members(room)]
 
 
 class Broker:
@@ -213,15 +287,21 @@ class Broker:
                  lease_ms: int = 8000, ref_ttl_ms: int = 300_000,
                  clock: Callable[[], float] = time.time,
                  deadline_clock: Callable[[], float] = time.time,
-                 publish_window_ms: int | None = None,
-                 room_ttl_ms: int = DEFAULT_ROOM_TTL_MS, new_rooms_per_min: float = 10.0,
-                 new_rooms_burst: int = 60) -> None:
+                 publish_window_ms: int | None = None, link: Link | None = None,
+                 publish_retry: Retry | None = None,
+                 on_batch: Callable[[int, float], None] = lambda size, seconds: None,
+                 min_replicas: int = 0, room_ttl_ms: int = DEFAULT_ROOM_TTL_MS,
+                 new_rooms_per_min: float = 10.0, new_rooms_burst: int = 60) -> None:
         """``clock`` times heartbeats and leases (tests move it); ``deadline_clock`` times
         deadlines, which Redis compares with its own clock, so it is the real time but in
         tests. ``publish_window_ms`` defaults to the one that fits the client's socket
         timeout, and must end before it (module docstring). ``room_ttl_ms``: how long a room
         with no member and no new message lives (0: forever); ``new_rooms_per_min`` and
-        ``new_rooms_burst``: the bucket of rooms a name may create (0 a minute: no limit)."""
+        ``new_rooms_burst``: the bucket of rooms a name may create (0 a minute: no limit).
+
+        Messages and dms go through the publisher (``gateway.redis.publisher``) on
+        ``link``, by default through ``client`` itself; ``publish_retry`` re-sends a batch
+        whose link failed, ``on_batch`` gets each batch's size and seconds."""
         if history < 1:
             raise ValueError("history must keep at least one message")
         if not gateway_id or "|" in gateway_id:
@@ -243,30 +323,32 @@ class Broker:
         self._room_ttl_ms = max(0, room_ttl_ms)
         self._new_rooms_per_min = max(0.0, new_rooms_per_min)
         self._new_rooms_burst = max(1, new_rooms_burst)
-        self._instance = uuid.uuid4().hex
+        self._names = secrets.token_hex(8)
+        """This broker's prefix of internal refs and epoch candidates: unique per process."""
+        self._serial = itertools.count(1)
+        self._instance = self._names + secrets.token_hex(8)
         """This process's nonce: tells it from another process started with the same id."""
-        register = client.register_script
-        self._publish_message = register(lua.PUBLISH_MESSAGE)
-        self._read_history = register(lua.READ_HISTORY)
-        self._renew_epoch = register(lua.RENEW_EPOCH)
-        self._claim_name = register(lua.CLAIM_NAME)
-        self._release_name = register(lua.RELEASE_NAME)
-        self._join = register(lua.JOIN)
-        self._leave = register(lua.LEAVE)
-        self._send_dm = register(lua.SEND_DM)
-        self._reap = register(lua.REAP)
-        self._heartbeat = register(lua.HEARTBEAT)
-        self._who = register(lua.WHO)
-        self._dead_gateways = register(lua.DEAD_GATEWAYS)
-        self._claim_instance = register(lua.CLAIM_INSTANCE)
-        self._retire = register(lua.RETIRE)
+        self._publisher = Publisher(link or ClientLink(client), publish_retry,
+                                    on_batch=on_batch, name=f"publisher-{gateway_id}",
+                                    min_replicas=min_replicas, window_ms=window,
+                                    wait_key=keys.gateway_wait(gateway_id))
+        self.min_replicas = min_replicas
+        self.endpoint: RedisEndpoint | None = None
+        """How ``from_url`` reaches Redis (None for a broker built on a client)."""
+        self._direct = ClientLink(client)
 
     @classmethod
     def from_url(cls, url: str, gateway_id: str, *, retries: int = 3,
                  backoff: AbstractBackoff | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
                  health_check_interval: int = 5, pool_size: int = 64,
-                 pool_wait_s: float = 10.0, **kw: Any) -> Broker:
-        """A broker on a new client for ``url`` (``redis://`` or ``rediss://``, password included).
+                 pool_wait_s: float = 10.0, min_replicas: int | None = None,
+                 **kw: Any) -> Broker:
+        """A broker for ``url`` (``gateway.redis.target``: ``redis://``, ``rediss://``,
+        ``redis+sentinel://`` ..., password included): raises ``TargetError`` (a URL that
+        does not parse) or ``TopologyError`` (Redis Cluster, not supported yet).
+
+        ``min_replicas`` (default: 1 under Sentinel, 0 for one Redis): a message or dm is
+        acknowledged only once that many replicas have it (``WAIT`` per publisher batch).
 
         Transient errors (connection, timeout, loading) are retried ``retries``
         times with ``backoff`` (exponential, capped at 1 s, by default); tests
@@ -277,19 +359,18 @@ class Broker:
         redis-py's default pool instead fails at once past 100 connections in
         use, which turned a login storm into spurious ``unavailable`` errors.
         """
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=pool_size,
-            timeout=pool_wait_s,
-            retry=Retry(backoff or ExponentialBackoff(cap=1.0, base=0.05), retries),
-            socket_connect_timeout=timeout_s,
-            socket_timeout=timeout_s,
-            health_check_interval=health_check_interval,
-            decode_responses=False,
-        )
-        client = redis.Redis(connection_pool=pool)
-        client.auto_close_connection_pool = True  # close() releases the pool's sockets too
-        return cls(client, gateway_id, **kw)
+        def retry() -> Retry:
+            return Retry(backoff or ExponentialBackoff(cap=1.0, base=0.05), retries)
+
+        endpoint = RedisEndpoint(parse_target(url), timeout_s=timeout_s, retry=retry(),
+                                 health_check_interval=health_check_interval,
+                                 pool_size=pool_size, pool_wait_s=pool_wait_s)
+        if min_replicas is None:
+            min_replicas = endpoint.target.default_min_replicas
+        broker = cls(endpoint.client, gateway_id, link=WireLink(endpoint.address, timeout_s),
+                     publish_retry=retry(), min_replicas=min_replicas, **kw)
+        broker.endpoint = endpoint
+        return broker
 
     @property
     def redis(self) -> redis.Redis:
@@ -308,6 +389,15 @@ class Broker:
     def publish_window_ms(self) -> int:
         """How long after it was asked for Redis may still carry out a message or dm."""
         return self._window_ms
+
+    def _fresh(self) -> str:
+        """A name no other request of any gateway uses: an internal ref, an epoch candidate
+        (32 characters, as a uuid4 in hex), without the cost of a uuid4."""
+        return f"{self._names}{next(self._serial):016x}"
+
+    def _run(self, call: ScriptCall) -> Any:
+        """One script on the pooled client, from the caller's thread (all but the hot path)."""
+        return self._direct.one(call)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -351,20 +441,21 @@ class Broker:
         Returns True when the gateway was not registered: its first beat, or
         (later) a sign that a peer reaped it as dead meanwhile, so its names and
         memberships in Redis are gone. Callers that only beat may ignore it.
-        The first beat after an outage opens the grace (``lua.LIVENESS``). Renews this
+        The first beat after an outage opens the grace (``lua/liveness.lua``). Renews this
         process's instance key; logs an error when another process holds it (a second
         gateway with our id, started while we were paused for more than a lease).
         """
         with self._guard("heartbeat"):
-            added, holder = self._heartbeat(
-                keys=[keys.GATEWAYS, keys.GRACE, keys.PULSE,
-                      keys.gateway_instance(self._gateway_id)],
-                args=[self._gateway_id, self._now_ms(), self._lease_ms, self._instance])
-        if holder:
+            reply = scripts.HeartbeatReply.read(self._run(scripts.Heartbeat(
+                keys.GATEWAYS, keys.GRACE, keys.PULSE, keys.gateway_instance(self._gateway_id),
+                me=self._gateway_id, now_ms=self._now_ms(), lease_ms=self._lease_ms,
+                nonce=self._instance).call()))
+        added = reply.added
+        if reply.other_instance:
             logger.error("event=gateway_id_taken gateway=%s other_instance=%s hint='another "
                          "process runs with this --id (started while this one was paused for "
                          "more than a lease): stop one of them'", self._gateway_id,
-                         _text(holder))
+                         reply.other_instance)
         return bool(added)
 
     def claim_instance(self, *, force: bool = False) -> InstanceClaim:
@@ -372,14 +463,10 @@ class Broker:
         instance key is younger than a lease); ``force`` takes it anyway (the holder was
         found dead). Reports the reservation a gracefully stopped predecessor left."""
         with self._guard("claim instance"):
-            reply = self._claim_instance(
-                keys=[keys.gateway_instance(self._gateway_id), keys.GATEWAYS],
-                args=[self._gateway_id, self._instance, self._lease_ms, int(force)])
-        if int(reply[0]):
-            return InstanceClaim(True, reserved_ms=int(reply[1]))
-        beat = _text(reply[2]) if reply[2] is not None else ""
-        return InstanceClaim(False, holder=_text(reply[1]),
-                             last_beat_ms=int(float(beat)) if beat else None)
+            reply = scripts.ClaimInstanceReply.read(self._run(scripts.ClaimInstance(
+                keys.gateway_instance(self._gateway_id), keys.GATEWAYS, me=self._gateway_id,
+                nonce=self._instance, lease_ms=self._lease_ms, force=int(force)).call()))
+        return InstanceClaim(reply.ours, reply.reserved_ms, reply.holder, reply.last_beat_ms)
 
     def last_heartbeat_ms(self) -> int | None:
         """This id's last heartbeat in ``chat:gateways`` (whichever process wrote it)."""
@@ -393,10 +480,11 @@ class Broker:
         peer like a dead gateway's. Best effort: logs, never raises."""
         try:
             with self._guard("retire"):
-                done = self._retire(
-                    keys=[keys.GATEWAYS, keys.GRACE, keys.PULSE,
-                          keys.gateway_instance(self._gateway_id)],
-                    args=[self._gateway_id, self._now_ms(), self._lease_ms, self._instance])
+                done = self._run(scripts.Retire(
+                    keys.GATEWAYS, keys.GRACE, keys.PULSE,
+                    keys.gateway_instance(self._gateway_id), me=self._gateway_id,
+                    now_ms=self._now_ms(), lease_ms=self._lease_ms,
+                    nonce=self._instance).call())
             if not done:
                 logger.error("event=retire_skipped gateway=%s reason='another process holds "
                              "this id'", self._gateway_id)
@@ -409,9 +497,16 @@ class Broker:
         """Send ``P<nonce>`` to our own channel: the subscriber proves it still hears it."""
         with self._guard("probe"):
             self._redis.publish(keys.gateway_channel(self._gateway_id),
-                                keys.TAG_PROBE + nonce.encode())
+                                payloads.probe(nonce))
+
+    def start(self) -> None:
+        """Start the publisher's thread (a gateway does at start, so its thread count is
+        steady from then on; a broker used alone starts it at its first message)."""
+        self._publisher.start()
 
     def close(self) -> None:
+        """Stop the publisher (after writing what it holds) and close every connection."""
+        self._publisher.stop()
         self._redis.close()
 
     # ------------------------------------------------------------------ rooms
@@ -423,22 +518,48 @@ class Broker:
         A ref seen from this user in this room within ``ref_ttl_ms`` makes it a
         duplicate: nothing is stored or published and the first id comes back.
         """
+        return self.submit_message(room, name, text, ts, ref).result()
+
+    def batch(self) -> PublishBatch:
+        """Collect messages and dms to hand to the publisher together (``submit_message``,
+        ``submit_dm`` with ``batch=``): one queue entry, one future, one wake-up."""
+        return PublishBatch(self._publisher)
+
+    def submit_message(self, room: str, name: str, text: str, ts: float, ref: str | None,
+                       batch: PublishBatch | None = None) -> Pending[Published]:
+        """``publish_message`` without waiting: the request joins ``batch`` (submitted by
+        its owner), or alone the publisher's next batch at once. Requests of one thread
+        reach Redis in the order they were submitted."""
         prefix, suffix = message_parts(room, name, text, ts)
         internal = ref is None
-        ref_key = keys.room_ref(room, name, f"~{uuid.uuid4().hex}" if internal else str(ref))
-        with self._guard("publish"):
-            reply = self._publish_message(
-                keys=[keys.room_seq(room), keys.room_epoch(room), keys.room_log(room), ref_key,
-                      keys.room_members(room)],
-                args=[uuid.uuid4().hex, prefix, suffix, self._history, keys.room_channel(room),
-                      INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms,
-                      self._room_ttl_ms, self._deadline_ms()],
-            )
-        if reply[0] == lua.TOO_LATE:
-            raise self._too_late("publish")
-        duplicate, msg_id, epoch = reply
-        # an internal ref only meets itself when redis-py re-sent the script: one publication
-        return Published(int(msg_id), _text(epoch), bool(duplicate) and not internal)
+        ref_key = keys.room_ref(room, name, f"~{self._fresh()}" if internal else str(ref))
+        call = scripts.PublishMessage(
+            keys.room_seq(room), keys.room_epoch(room), keys.room_log(room), ref_key,
+            keys.room_members(room),
+            epoch_candidate=self._fresh(), line_prefix=prefix, line_suffix=suffix,
+            history=self._history, channel=keys.room_channel(room),
+            ref_ttl_ms=INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms,
+            room_ttl_ms=self._room_ttl_ms, message_tag=payloads.MESSAGE,
+            deadline_ms=self._deadline_ms()).call()
+
+        def published(raw: Any) -> Published:
+            reply = scripts.PublishReply.read(raw)
+            if reply.outcome == "too_late":
+                raise self._too_late("publish")
+            # an internal ref only meets itself when its batch was sent again: one publication
+            return Published(reply.id, reply.epoch, reply.outcome == "repeat" and not internal)
+
+        return self._pending(batch, call, "publish", published)
+
+    def _pending(self, batch: PublishBatch | None, call: ScriptCall, what: str,
+                 interpret: Callable[[Any], T]) -> Pending[T]:
+        alone = batch is None
+        if batch is None:
+            batch = PublishBatch(self._publisher)
+        pending = Pending(batch, batch.add(call), what, self._guard, interpret)
+        if alone:
+            batch.submit()
+        return pending
 
     def read_history(self, room: str, *, after: int | None = None, before: int | None = None,
                      limit: int = 50) -> HistoryBatch:
@@ -455,16 +576,13 @@ class Broker:
                 raise ValueError("limit must be positive")
             mode, ident = b"b", before
         with self._guard("history"):
-            reply = self._read_history(
-                keys=_room_keys(room),
-                args=[uuid.uuid4().hex, mode, "" if ident is None else ident, limit,
-                      self._room_ttl_ms],
-            )
-        epoch, last = _text(reply[0]), int(reply[1])
-        complete = bool(reply[2])
-        if len(reply) < 5:
-            return HistoryBatch(room, epoch, last, (), last + 1, complete)
-        return HistoryBatch(room, epoch, last, tuple(reply[4]), int(reply[3]), complete)
+            reply = scripts.HistoryReply.read(self._run(scripts.ReadHistory(
+                keys.room_seq(room), keys.room_epoch(room), keys.room_log(room),
+                keys.room_members(room), epoch_candidate=self._fresh(), mode=mode,
+                id="" if ident is None else ident, limit=limit,
+                room_ttl_ms=self._room_ttl_ms).call()))
+        return HistoryBatch(room, reply.epoch, reply.last_id, reply.lines, reply.first_id,
+                            reply.complete)
 
     def renew_epoch(self, room: str, rolled_back: str) -> str:
         """Start a new epoch for a room whose ids went backwards under ``rolled_back``.
@@ -474,20 +592,19 @@ class Broker:
         the new messages as duplicates. Idempotent across gateways.
         """
         with self._guard("renew epoch"):
-            epoch = self._renew_epoch(
-                keys=[keys.room_epoch(room), keys.room_seq(room), keys.room_log(room),
-                      keys.room_members(room)],
-                args=[rolled_back, uuid.uuid4().hex, self._room_ttl_ms])
+            epoch = self._run(scripts.RenewEpoch(
+                keys.room_epoch(room), keys.room_seq(room), keys.room_log(room),
+                keys.room_members(room), rolled_back, self._fresh(), self._room_ttl_ms).call())
         return _text(epoch)
 
     def room_position(self, room: str) -> tuple[str, int]:
         """(epoch, last id) of a room, creating its epoch if the room is new."""
         with self._guard("position"):
-            epoch, last = self._read_history(
-                keys=_room_keys(room),
-                args=[uuid.uuid4().hex, b"p", "", 0, self._room_ttl_ms],
-            )
-        return _text(epoch), int(last)
+            reply = scripts.HistoryReply.read(self._run(scripts.ReadHistory(
+                keys.room_seq(room), keys.room_epoch(room), keys.room_log(room),
+                keys.room_members(room), epoch_candidate=self._fresh(), mode=b"p",
+                room_ttl_ms=self._room_ttl_ms).call()))
+        return reply.epoch, reply.last_id
 
     def join(self, room: str, name: str, *, limited: bool = True) -> bool:
         """Record ``name`` as present in ``room`` through this gateway.
@@ -501,23 +618,23 @@ class Broker:
         """
         lower = name_key(name)
         with self._guard("join"):
-            newly = int(self._join(
-                keys=[keys.room_members(room), keys.GATEWAYS,
-                      keys.gateway_members(self._gateway_id), keys.GRACE, keys.PULSE,
-                      keys.user_rooms(name), keys.room_seq(room), keys.room_epoch(room),
-                      keys.room_log(room), keys.user_new_rooms(name)],
-                args=[lower, f"{self._gateway_id}|{name}", self._gateway_id, self._now_ms(),
-                      self._lease_ms, keys.room_channel(room),
-                      keys.TAG_EVENT + _line(Joined(room, name)), keys.membership(room, name),
-                      room, self._room_ttl_ms,
-                      repr(self._new_rooms_per_min) if limited else 0,
-                      self._new_rooms_burst],
-            ))
-        if newly == lua.TOO_MANY_ROOMS:
+            outcome = _text(self._run(scripts.Join(
+                keys.room_members(room), keys.GATEWAYS, keys.gateway_members(self._gateway_id),
+                keys.GRACE, keys.PULSE, keys.user_rooms(name), keys.room_seq(room),
+                keys.room_epoch(room), keys.room_log(room), keys.user_new_rooms(name),
+                lower=lower, member_value=f"{self._gateway_id}|{name}", me=self._gateway_id,
+                now_ms=self._now_ms(), lease_ms=self._lease_ms, channel=keys.room_channel(room),
+                joined_payload=payloads.event(_line(Joined(room, name))),
+                membership=keys.membership(room, name), room=room,
+                room_ttl_ms=self._room_ttl_ms,
+                new_rooms_per_min=repr(self._new_rooms_per_min) if limited else 0,
+                new_rooms_burst=self._new_rooms_burst).call()))
+        if outcome == "too_many_rooms":
             raise ProtocolError(
                 ErrorCode.RATE_LIMITED,
                 f"too many new rooms: a user may create {self._new_rooms_burst} at once and "
                 f"{self._new_rooms_per_min:g} a minute; join an existing room or wait")
+        newly = outcome == "joined"
         return bool(newly)
 
     def leave(self, room: str, name: str) -> bool:
@@ -527,13 +644,13 @@ class Broker:
         """
         prefix, suffix = _left_parts(room)
         with self._guard("leave"):
-            removed = self._leave(
-                keys=[keys.room_members(room), keys.gateway_members(self._gateway_id),
-                      keys.user_rooms(name), keys.room_seq(room), keys.room_epoch(room),
-                      keys.room_log(room)],
-                args=[name_key(name), self._gateway_id, keys.room_channel(room), prefix, suffix,
-                      keys.membership(room, name), room, self._room_ttl_ms],
-            )
+            removed = self._run(scripts.Leave(
+                keys.room_members(room), keys.gateway_members(self._gateway_id),
+                keys.user_rooms(name), keys.room_seq(room), keys.room_epoch(room),
+                keys.room_log(room),
+                lower=name_key(name), me=self._gateway_id, channel=keys.room_channel(room),
+                left_prefix=prefix, left_suffix=suffix, membership=keys.membership(room, name),
+                room=room, room_ttl_ms=self._room_ttl_ms).call())
         return bool(removed)
 
     def who(self, room: str) -> list[str]:
@@ -543,16 +660,14 @@ class Broker:
         case-insensitively.
         """
         with self._guard("who"):
-            values = self._who(keys=[keys.room_members(room), keys.GATEWAYS, keys.GRACE,
-                                     keys.PULSE],
-                               args=[self._now_ms(), self._lease_ms])
+            values = self._run(scripts.Who(keys.room_members(room), keys.GATEWAYS, keys.GRACE,
+                                           keys.PULSE, self._now_ms(), self._lease_ms).call())
         names = [_text(value).rpartition("|")[2] for value in values]
         return sorted(names, key=lambda n: (n.lower(), n))
 
     def publish_typing(self, room: str, name: str) -> None:
         """Tell the room's other members that ``name`` is typing (not stored)."""
-        payload = (keys.TAG_TYPING + name_key(name).encode() + b"|"
-                   + _line(TypingNotice(room, name)))
+        payload = payloads.typing(name_key(name), _line(TypingNotice(room, name)))
         with self._guard("typing"):
             self._redis.publish(keys.room_channel(room), payload)
 
@@ -583,11 +698,10 @@ class Broker:
             wants_rooms = owner or token is not None
             holder, rooms = self._holder_and_rooms(name) if wants_rooms else ("", [])
             reply = self._claim(name, session_id, token_hash(fresh), presented, holder, rooms)
-        if not reply[0]:
+        if not reply.claimed:
             raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name!r} is in use")
-        old_gw, old_sid = _text(reply[1]), _text(reply[2])
-        return NameClaim(name, fresh, old_gw or None, old_sid or None,
-                         tuple(_text(room) for room in reply[3]), bool(reply[4]))
+        return NameClaim(name, fresh, reply.replaced_gateway or None,
+                         reply.replaced_session or None, reply.rooms, reply.account)
 
     def _holder_and_rooms(self, name: str) -> tuple[str, list[str]]:
         """The gateway holding ``name`` and the rooms of its memberships, as Redis has them now."""
@@ -598,17 +712,17 @@ class Broker:
         return ("" if holder is None else _text(holder)), sorted(_text(r) for r in rooms)
 
     def _claim(self, name: str, session_id: str, new_hash: str, presented_hash: str,
-               holder: str, rooms: Sequence[str]) -> list[Any]:
-        script_keys = [keys.user(name), keys.GATEWAYS, keys.gateway_names(self._gateway_id),
-                       keys.GRACE, keys.PULSE, keys.gateway_members(self._gateway_id),
-                       keys.user_rooms(name), keys.gateway_members(holder or self._gateway_id)]
-        script_keys += [keys.room_members(room) for room in rooms]
-        script_keys.append(account_keys.account(name))
-        return cast(list[Any], self._claim_name(
-            keys=script_keys,
-            args=[name, session_id, new_hash, presented_hash, self._gateway_id, self._now_ms(),
-                  self._lease_ms, name_key(name), keys.GATEWAY_PREFIX, holder, *rooms],
-        ))
+               holder: str, rooms: Sequence[str]) -> scripts.ClaimReply:
+        return scripts.ClaimReply.read(self._run(scripts.ClaimName(
+            keys.user(name), keys.GATEWAYS, keys.gateway_names(self._gateway_id), keys.GRACE,
+            keys.PULSE, keys.gateway_members(self._gateway_id), keys.user_rooms(name),
+            keys.gateway_members(holder or self._gateway_id),
+            display=name, session=session_id, new_hash=new_hash, presented_hash=presented_hash,
+            me=self._gateway_id, now_ms=self._now_ms(), lease_ms=self._lease_ms,
+            lower=name_key(name), gateway_prefix=keys.GATEWAY_PREFIX, holder_seen=holder,
+            kick_tag=payloads.KICK,
+            rooms=tuple(scripts.RoomOfName(keys.room_members(r), r) for r in rooms),
+            account_key=account_keys.account(name)).call()))
 
     def restore_name(self, name: str, session_id: str, held_token_hash: str, *,
                      owner: bool = False) -> bool:
@@ -621,17 +735,16 @@ class Broker:
         with self._guard("restore"):
             reply = self._claim(name, session_id, held_token_hash, "+" if owner else "", "",
                                 ())
-        return bool(reply[0])
+        return reply.claimed
 
     def release_name(self, name: str, session_id: str) -> bool:
         """Free ``name`` if ``session_id`` still holds it (not if it was taken over); an empty
         ``session_id``: whichever session of this gateway holds it (an orphan). True when
         the record was deleted."""
         with self._guard("release"):
-            return bool(self._release_name(
-                keys=[keys.user(name), keys.gateway_names(self._gateway_id)],
-                args=[session_id, self._gateway_id, name_key(name)],
-            ))
+            return bool(self._run(scripts.ReleaseName(
+                keys.user(name), keys.gateway_names(self._gateway_id), session_id,
+                self._gateway_id, name_key(name)).call()))
 
     def send_dm(self, sender: str, to: str, text: str, ts: float, ref: str | None) -> DmSent:
         """Publish a dm to the gateway holding ``to``, or raise ``no_such_user``.
@@ -639,36 +752,45 @@ class Broker:
         A ref seen from ``sender`` within ``ref_ttl_ms`` makes it a duplicate:
         nothing is published (even if ``to`` has gone since).
         """
+        return self.submit_dm(sender, to, text, ts, ref).result()
+
+    def submit_dm(self, sender: str, to: str, text: str, ts: float, ref: str | None,
+                  batch: PublishBatch | None = None) -> Pending[DmSent]:
+        """``send_dm`` without waiting, as ``submit_message``."""
         prefix, suffix = _cut(_line(DirectMessage(sender, "~", text, ts)), b"to")
         internal = ref is None
-        ref_key = keys.user_ref(sender, f"~{uuid.uuid4().hex}" if internal else str(ref))
-        with self._guard("dm"):
-            reply = self._send_dm(
-                keys=[keys.user(to), keys.GATEWAYS, ref_key, keys.GRACE, keys.PULSE],
-                args=[self._now_ms(), self._lease_ms, prefix, suffix, name_key(to),
-                      INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms,
-                      keys.GATEWAY_PREFIX, to, self._deadline_ms()],
-            )
-        if reply[0] == lua.TOO_LATE:
-            raise self._too_late("dm")
-        if reply[0] == 2:
-            raise ProtocolError(ErrorCode.NO_SUCH_USER, f"no user {to!r} is connected")
-        return DmSent(bytes(reply[1]), reply[0] == 1 and not internal)
+        ref_key = keys.user_ref(sender, f"~{self._fresh()}" if internal else str(ref))
+        call = scripts.SendDm(
+            keys.user(to), keys.GATEWAYS, ref_key, keys.GRACE, keys.PULSE,
+            now_ms=self._now_ms(), lease_ms=self._lease_ms, line_prefix=prefix,
+            line_suffix=suffix, lower_to=name_key(to),
+            ref_ttl_ms=INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms,
+            gateway_prefix=keys.GATEWAY_PREFIX, to_as_given=to, dm_tag=payloads.DM,
+            deadline_ms=self._deadline_ms()).call()
+
+        def sent(raw: Any) -> DmSent:
+            reply = scripts.DmReply.read(raw)
+            if reply.outcome == "too_late":
+                raise self._too_late("dm")
+            if reply.outcome == "no_such_user":
+                raise ProtocolError(ErrorCode.NO_SUCH_USER, f"no user {to!r} is connected")
+            return DmSent(reply.line, reply.outcome == "repeat" and not internal)
+
+        return self._pending(batch, call, "dm", sent)
 
     # ------------------------------------------------------------------ gateways
 
     def reap_dead(self) -> list[str]:
         """Clean up after every gateway that is not alive; returns the ids reaped.
 
-        Alive is ``lua.LIVENESS``'s rule, so nobody is reaped during a grace.
+        Alive is ``lua/liveness.lua``'s rule, so nobody is reaped during a grace.
         A lock per dead gateway makes one live gateway do it; its rooms see
         ``left`` for each membership it held, and its names become free records.
         A gateway that heartbeats again meanwhile is left alone.
         """
         with self._guard("reap"):
-            expired = cast(list[bytes], self._dead_gateways(
-                keys=[keys.GATEWAYS, keys.GRACE, keys.PULSE],
-                args=[self._now_ms(), self._lease_ms]))
+            expired = cast(list[bytes], self._run(scripts.DeadGateways(
+                keys.GATEWAYS, keys.GRACE, keys.PULSE, self._now_ms(), self._lease_ms).call()))
             dead = [_text(gw) for gw in expired]
             reaped = []
             for gw in dead:
@@ -725,25 +847,25 @@ class Broker:
         for i in range(chunks):
             part_m = memberships[i * REAP_CHUNK:(i + 1) * REAP_CHUNK]
             part_n = lowers[i * REAP_CHUNK:(i + 1) * REAP_CHUNK]
-            if self._reap_chunk(gw, part_m, part_n, force=force, final=i == chunks - 1) < 0:
+            if not self._reap_chunk(gw, part_m, part_n, force=force, final=i == chunks - 1):
                 return False
         return True
 
     def _reap_chunk(self, gw: str, memberships: Sequence[tuple[str, str]],
-                    lowers: Sequence[str], *, force: bool, final: bool) -> int:
-        script_keys = [keys.GATEWAYS, keys.GRACE, keys.PULSE, keys.gateway_members(gw),
-                       keys.gateway_names(gw), keys.gateway_reaper(gw)]
-        args: list[Any] = [gw, self._now_ms(), self._lease_ms, int(force), len(memberships),
-                           len(lowers), int(final), self._gateway_id, self._room_ttl_ms]
-        for room, lower in memberships:
-            prefix, suffix = _left_parts(room)
-            script_keys += [keys.room_members(room), keys.user_rooms(lower), keys.room_seq(room),
-                            keys.room_epoch(room), keys.room_log(room)]
-            args += [lower, keys.membership(room, lower), keys.room_channel(room), prefix, suffix,
-                     room]
-        script_keys += [keys.user(lower) for lower in lowers]
-        args += lowers
-        return int(self._reap(keys=script_keys, args=args))
+                    lowers: Sequence[str], *, force: bool, final: bool) -> bool:
+        """One chunk of a gateway's state dropped; False when the gateway was alive after all."""
+        reply = scripts.ReapReply.read(self._run(scripts.Reap(
+            keys.GATEWAYS, keys.GRACE, keys.PULSE, keys.gateway_members(gw),
+            keys.gateway_names(gw), keys.gateway_reaper(gw),
+            gw=gw, now_ms=self._now_ms(), lease_ms=self._lease_ms, force=force, final=final,
+            me=self._gateway_id, room_ttl_ms=self._room_ttl_ms,
+            memberships=tuple(scripts.ReapMembership(
+                keys.room_members(room), keys.user_rooms(lower), keys.room_seq(room),
+                keys.room_epoch(room), keys.room_log(room), lower,
+                keys.membership(room, lower), keys.room_channel(room), *_left_parts(room), room)
+                for room, lower in memberships),
+            names=tuple(scripts.ReapName(keys.user(lower), lower) for lower in lowers)).call()))
+        return not reply.alive
 
 
 __all__ = [
@@ -755,6 +877,8 @@ __all__ = [
     "Holdings",
     "InstanceClaim",
     "NameClaim",
+    "Pending",
+    "PublishBatch",
     "Published",
     "token_hash",
     "window_for_timeout",

@@ -1,11 +1,12 @@
-"""Every Redis key, pub/sub channel and payload tag of ChatService, in one place.
+"""Every Redis key and pub/sub channel of ChatService, in one place (payloads:
+``gateway.redis.payloads``).
 
 docs/architecture.md has the tables; this module is their only spelling.
 Room keys carry the hash tag ``{room:<room>}`` and user keys ``{user:<lower>}``
 so a move to Redis Cluster (where a Lua script may only touch one slot)
 changes no name. User names are always keyed by ``protocol.names.name_key``
 (case-folded, look-alikes folded), since names are unique up to case and
-look-alikes: ``lower(name)`` here, in ``gateway.lua`` and in
+look-alikes: ``lower(name)`` here, in ``gateway/redis/lua/`` and in
 docs/architecture.md means that key, never ``str.lower``. Pure functions, no I/O.
 """
 
@@ -27,21 +28,6 @@ measured by Redis's own clock."""
 GATEWAY_PREFIX = "chat:gw:"
 """Start of every per-gateway key and channel; Lua scripts build names of other
 gateways (found in Redis) from it."""
-
-# Payload tags: the first byte of every pub/sub payload says what follows.
-TAG_MESSAGE = b"M"
-"""``M<epoch>|<id>|<message line>`` on a room channel."""
-TAG_EVENT = b"E"
-"""``E<joined or left line>`` on a room channel."""
-TAG_TYPING = b"T"
-"""``T<lower(name)>|<typing line>`` on a room channel."""
-TAG_DM = b"D"
-"""``D<lower(to)>|<dm line>`` on a gateway channel."""
-TAG_KICK = b"K"
-"""``K<lower(name)>|<session id>`` on a gateway channel: that session lost its name."""
-TAG_PROBE = b"P"
-"""``P<nonce>`` on a gateway's own channel: its liveness probe."""
-
 
 def room_tag(room: str) -> str:
     return f"{{room:{room}}}"
@@ -77,6 +63,17 @@ def room_channel(room: str) -> str:
     return f"{room_tag(room)}:ch"
 
 
+_ROOM_CHANNEL_HEAD = b"{room:"
+_ROOM_CHANNEL_TAIL = b"}:ch"
+
+
+def room_of_channel(channel: bytes) -> str | None:
+    """The room whose channel this is (``room_channel``), None for any other channel."""
+    if channel.startswith(_ROOM_CHANNEL_HEAD) and channel.endswith(_ROOM_CHANNEL_TAIL):
+        return channel[len(_ROOM_CHANNEL_HEAD):-len(_ROOM_CHANNEL_TAIL)].decode()
+    return None
+
+
 def user(name: str) -> str:
     """hash: ``name``, ``gw``, ``sid``, ``token`` (sha256 hex) of the name's holder."""
     return f"{{user:{name_key(name)}}}"
@@ -89,7 +86,7 @@ def user_rooms(name: str) -> str:
 
 
 def user_new_rooms(name: str) -> str:
-    """hash with a TTL: ``tokens``, ``at``: the name's bucket of new rooms (``lua.NEW_ROOMS``);
+    """hash with a TTL: ``tokens``, ``at``: the name's bucket of new rooms (``lua/new_rooms.lua``);
     gone once full again. Not a ``{user:...}`` key (those live only while the name is held),
     but in the same hash slot as the name's keys."""
     return f"chat:newrooms:{user(name)}"
@@ -126,6 +123,12 @@ def gateway_reaper(gateway_id: str) -> str:
     return f"{GATEWAY_PREFIX}{gateway_id}:reaper"
 
 
+def gateway_wait(gateway_id: str) -> str:
+    """string with a TTL: written by the publisher before each ``WAIT`` (its value means
+    nothing), so the connection's replication offset covers the batch."""
+    return f"{GATEWAY_PREFIX}{gateway_id}:wait"
+
+
 def membership(room: str, name: str) -> str:
     """A field of ``gateway_members``: ``<room>|<lower(name)>``."""
     return f"{room}|{name_key(name)}"
@@ -144,23 +147,19 @@ __all__ = [
     "GATEWAY_PREFIX",
     "GRACE",
     "PULSE",
-    "TAG_DM",
-    "TAG_EVENT",
-    "TAG_KICK",
-    "TAG_MESSAGE",
-    "TAG_PROBE",
-    "TAG_TYPING",
     "gateway_channel",
     "gateway_instance",
     "gateway_members",
     "gateway_names",
     "gateway_reaper",
+    "gateway_wait",
     "membership",
     "parse_membership",
     "room_channel",
     "room_epoch",
     "room_log",
     "room_members",
+    "room_of_channel",
     "room_ref",
     "room_seq",
     "room_tag",

@@ -15,9 +15,9 @@ import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
+from redis.connection import SSLConnection, parse_url
 
 _READ_SIZE = 1 << 18
 
@@ -37,23 +37,23 @@ class RedisAddress:
     """``?ssl_ca_certs=`` of the URL: the CA that signed Redis's certificate."""
     verify: bool = True
     """False for ``?ssl_cert_reqs=none`` (a test setup, never production)."""
+    db: int = 0
+    """The URL's database (``/N``): selected on connect, for links that run commands."""
 
     @classmethod
     def from_url(cls, url: str) -> RedisAddress:
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss"):
-            raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
-        query = parse_qs(parts.query)
-        ca = query.get("ssl_ca_certs", [None])[-1]
-        reqs = query.get("ssl_cert_reqs", ["required"])[-1].lower()
+        """Settings from redis-py's own parsing of the URL, the one the broker's pool uses."""
+        options = parse_url(url)  # type: ignore[no-untyped-call]
+        reqs = str(options.get("ssl_cert_reqs") or "required").lower()
         return cls(
-            host=parts.hostname or "localhost",
-            port=parts.port or 6379,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            tls=parts.scheme == "rediss",
-            ca_file=ca,
+            host=str(options.get("host") or "localhost"),
+            port=int(options.get("port") or 6379),
+            username=options.get("username") or None,
+            password=options.get("password") or None,
+            tls=options.get("connection_class") is SSLConnection,
+            ca_file=options.get("ssl_ca_certs"),
             verify=reqs not in ("none", "cert_none"),
+            db=int(options.get("db") or 0),
         )
 
     def tls_context(self) -> ssl.SSLContext:
@@ -80,13 +80,21 @@ class RedisWire:
     def __init__(self, address: RedisAddress, timeout: float = 2.0,
                  tls_context: ssl.SSLContext | None = None) -> None:
         sock = socket.create_connection((address.host, address.port), timeout=timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        if address.tls:
-            context = tls_context or address.tls_context()
-            sock = context.wrap_socket(sock, server_hostname=address.host)
-        self.sock = sock
-        self._reader = hiredis.Reader()
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            if address.tls:
+                context = tls_context or address.tls_context()
+                sock = context.wrap_socket(sock, server_hostname=address.host)
+            self.sock = sock
+            self._reader = hiredis.Reader()
+            self._hello(address)
+        except BaseException:
+            sock.close()
+            raise
+
+    def _hello(self, address: RedisAddress) -> None:
+        """AUTH and SELECT, as the URL asks."""
         if address.password is not None:
             auth = ("AUTH", address.username, address.password) if address.username else (
                 "AUTH", address.password)
@@ -94,6 +102,11 @@ class RedisWire:
             reply = self.read_one()
             if isinstance(reply, hiredis.ReplyError):
                 raise RedisWireError(f"Redis refused AUTH: {reply}")
+        if address.db:
+            self.send(pack("SELECT", str(address.db)))
+            reply = self.read_one()
+            if isinstance(reply, hiredis.ReplyError):
+                raise RedisWireError(f"Redis refused SELECT {address.db}: {reply}")
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -108,6 +121,18 @@ class RedisWire:
             if reply is not False:
                 return reply
             self._fill()
+
+    def read_into(self, out: list[Any], count: int) -> None:
+        """Append the next ``count`` replies to ``out`` as they come (those read stay there
+        if the connection fails half way)."""
+        reader = self._reader
+        while count:
+            reply = reader.gets()
+            if reply is False:
+                self._fill()
+                continue
+            out.append(reply)
+            count -= 1
 
     def read_available(self) -> list[Any]:
         """One read from the socket, then every complete reply it made."""

@@ -1,0 +1,31 @@
+-- Give a room message the room's next id, store it, publish it (or find it is a repeat).
+-- includes: deadline, room_lifetime
+local seq_key, epoch_key, log_key, ref_key, members_key = key(), key(), key(), key(), key()
+local epoch_candidate, line_prefix, line_suffix = arg(), arg(), arg()
+local history, channel, ref_ttl_ms, room_ttl_ms = tonumber(arg()), arg(), arg(), arg()
+local message_tag, deadline_ms = arg(), arg()
+-- -> {'too_late'}: past the deadline, nothing written; else {'sent' or 'repeat', id, epoch}
+-- The ref is read before the deadline: a run whose reply was lost stays a repeat when the
+-- retry arrives late, never an 'unavailable' for a message that was published.
+local epoch = redis.call('GET', epoch_key)
+local seen = redis.call('GET', ref_key)
+if not seen and too_late(deadline_ms) then
+  return {'too_late'}
+end
+if not epoch then
+  epoch = epoch_candidate
+  redis.call('SET', epoch_key, epoch)
+end
+if seen then
+  return {'repeat', tonumber(seen), epoch}
+end
+local id = redis.call('INCR', seq_key)
+local sid = string.format('%d', id)
+local line = line_prefix .. sid .. line_suffix
+if redis.call('RPUSH', log_key, line) > history then
+  redis.call('LTRIM', log_key, -history, -1)
+end
+redis.call('PUBLISH', channel, message_tag .. epoch .. '|' .. sid .. '|' .. line)
+redis.call('SET', ref_key, sid, 'PX', ref_ttl_ms)
+settle_room(seq_key, epoch_key, log_key, members_key, room_ttl_ms)
+return {'sent', id, epoch}

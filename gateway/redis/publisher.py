@@ -1,0 +1,399 @@
+"""Group commit: every ``send`` and ``dm`` of a gateway reaches Redis through one thread.
+
+A session thread no longer talks to Redis for a message: ``Broker`` hands the
+script calls of a read to the ``Publisher`` together (``submit_all``: one
+queue entry) and waits on one ``concurrent.futures.Future`` for all of them.
+The publisher's thread takes every request queued at that moment, writes them
+as one pipelined batch on a link of its own (``WireLink``: hand-packed RESP,
+hiredis replies) and completes each future from the replies, in order. So a
+batch costs one round trip and one pair of system calls however many requests
+it holds, and requests that arrive during a round trip make the next batch.
+
+Each request keeps its own outcome: a script that fails (a Redis error reply)
+fails only its own future. When the link is lost, the requests whose replies
+did arrive are completed and the rest are written again on a fresh connection,
+as redis-py's ``Retry`` does for one command (the same ``Retry``/backoff
+objects drive it; tests inject a backoff that never sleeps). That is safe
+because every script the publisher runs carries a dedup key and a deadline
+(``gateway.redis.broker``, "Deadlines"): a second run of a script that did
+run is a repeat, one that reaches Redis after its deadline writes nothing.
+When the retries run out the remaining requests fail with the connection
+error, which the broker answers ``unavailable``. With ``min_replicas`` each
+batch ends with ``WAIT`` (``Wait``): its requests count only once that many
+replicas have them.
+
+Threads: ``submit`` is called by any thread; only the publisher's thread
+touches the link. ``Publisher._lock`` guards only starting and stopping (never
+held across I/O).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+import hiredis
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from gateway.redis.scripts import Script, ScriptCall
+from gateway.redis.wire import RedisAddress, RedisWire
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1024
+"""Requests written in one round trip at most; the rest make the next batch."""
+
+
+class BatchLost(redis.ConnectionError):
+    """The link failed during a batch; ``received`` are the replies that came first.
+
+    A ``redis.ConnectionError``, so redis-py's ``Retry`` retries it.
+    """
+
+    def __init__(self, received: list[Any], cause: BaseException) -> None:
+        super().__init__(f"redis link lost: {cause!r}")
+        self.received = received
+
+
+class Link(Protocol):
+    """Where a batch goes: one reply per call, in order, each the script's reply or the
+    ``redis.ResponseError`` it raised; ``BatchLost`` when the connection fails."""
+
+    def run(self, calls: Sequence[ScriptCall], wait: Wait | None = None) -> list[Any]: ...
+
+    def close(self) -> None: ...
+
+
+def pack_call(call: ScriptCall, *, by_text: bool = False) -> bytes:
+    """``EVALSHA sha numkeys keys... args...`` (or ``EVAL`` with the text) in RESP."""
+    head = (b"EVAL", call.script.source) if by_text else (b"EVALSHA", call.script.sha)
+    # hiredis's stub types its argument as a 1-tuple; any tuple of them is what it packs
+    packed: bytes = hiredis.pack_command(cast(Any, (*head, len(call.keys), *call.keys,
+                                                    *call.args)))
+    return packed
+
+
+def _no_script(reply: Any) -> bool:
+    return isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT")
+
+
+def _value(reply: Any) -> Any:
+    """A hiredis reply as redis-py gives it: an error reply becomes a ``ResponseError``."""
+    return redis.ResponseError(str(reply)) if isinstance(reply, hiredis.ReplyError) else reply
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """``WAIT replicas timeout`` after a batch: its writes count only once on ``replicas``
+    replicas. ``key`` (one of this gateway's) is written first, so that the connection's
+    replication offset covers a batch of repeats too (a script that writes nothing leaves it
+    behind, and a fresh connection's is 0)."""
+
+    replicas: int
+    timeout_ms: int
+    key: str
+
+    def commands(self) -> bytes:
+        packed: bytes = (
+            hiredis.pack_command(cast(Any, (b"SET", self.key, b"1", b"PX", b"60000")))
+            + hiredis.pack_command(cast(Any, (b"WAIT", self.replicas, max(1, self.timeout_ms)))))
+        return packed
+
+
+class WireLink:
+    """The publisher's own connection: RESP packed by hand, replies parsed by hiredis.
+
+    Connects lazily (and again after a loss) to ``address`` (a callable is asked
+    at every connect: under Sentinel it finds the current primary); its socket
+    timeout bounds every round trip. A ``READONLY`` reply (the primary was
+    demoted) drops the connection, so the next batch finds the new one.
+    """
+
+    def __init__(self, address: RedisAddress | Callable[[], RedisAddress],
+                 timeout: float) -> None:
+        self._address = address
+        self._timeout = timeout
+        self._wire: RedisWire | None = None
+
+    def _connected(self) -> RedisWire:
+        if self._wire is None:
+            address = self._address if isinstance(self._address, RedisAddress) \
+                else self._address()
+            self._wire = RedisWire(address, timeout=self._timeout)
+        return self._wire
+
+    def run(self, calls: Sequence[ScriptCall], wait: Wait | None = None) -> list[Any]:
+        replies: list[Any] = []
+        missing: list[int] = []
+        acked = 0
+        tail = wait.commands() if wait is not None else b""
+        try:
+            wire = self._connected()
+            wire.send(b"".join([pack_call(call) for call in calls]) + tail)
+            wire.read_into(replies, len(calls))
+            acked = _read_wait(wire, wait)
+            missing = [i for i, reply in enumerate(replies) if _no_script(reply)]
+            if missing:  # SCRIPT FLUSH or a restarted Redis: those did not run, send the text
+                wire.send(b"".join([pack_call(calls[i], by_text=True) for i in missing]) + tail)
+                again: list[Any] = []
+                wire.read_into(again, len(missing))
+                acked = _read_wait(wire, wait)
+                for i, reply in zip(missing, again, strict=True):
+                    replies[i] = reply
+        except OSError as exc:
+            self.close()
+            # under WAIT nothing counts before its reply; else what came before the loss
+            settled = [] if wait is not None else replies[:missing[0]] if missing else replies
+            raise BatchLost([_value(r) for r in settled], exc) from exc
+        values = [_value(r) for r in replies]
+        if any(isinstance(v, redis.ResponseError) and str(v).startswith("READONLY")
+               for v in values):
+            self.close()
+        if wait is not None and acked < wait.replicas:
+            short = redis.ResponseError(
+                f"NOREPLICAS {acked} of {wait.replicas} replicas acknowledged the batch "
+                f"within {wait.timeout_ms} ms")
+            values = [v if isinstance(v, Exception) else short for v in values]
+        return values
+
+    def close(self) -> None:
+        if self._wire is not None:
+            self._wire.close()
+            self._wire = None
+
+
+def _read_wait(wire: RedisWire, wait: Wait | None) -> int:
+    """The replies of ``Wait.commands``: how many replicas acknowledged (0 on an error)."""
+    if wait is None:
+        return 0
+    replies: list[Any] = []
+    wire.read_into(replies, 2)
+    return replies[1] if isinstance(replies[1], int) else 0
+
+
+class ClientLink:
+    """A batch through a redis-py client, one script call after another.
+
+    For a broker built on a client rather than a URL (tests, on fakeredis):
+    the client's own retries apply, so the publisher adds none.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+
+    def run(self, calls: Sequence[ScriptCall], wait: Wait | None = None) -> list[Any]:
+        replies: list[Any] = []
+        for call in calls:
+            try:
+                replies.append(self.one(call))
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                raise BatchLost(replies, exc) from exc
+            except redis.ResponseError as exc:
+                replies.append(exc)
+        if wait is not None:
+            try:
+                self._client.set(wait.key, b"1", px=60_000)
+                acked = int(self._client.execute_command(  # type: ignore[no-untyped-call]
+                    "WAIT", wait.replicas, max(1, wait.timeout_ms)))
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                raise BatchLost([], exc) from exc
+            if acked < wait.replicas:
+                short = redis.ResponseError(f"NOREPLICAS {acked} of {wait.replicas} replicas")
+                replies = [r if isinstance(r, Exception) else short for r in replies]
+        return replies
+
+    def one(self, call: ScriptCall) -> Any:
+        """Run one script on the client; its errors are raised."""
+        sha = call.script.sha.decode()
+        try:
+            return self._client.evalsha(sha, len(call.keys), *call.keys, *call.args)
+        except redis.exceptions.NoScriptError:  # load it and try again, as redis-py's Script
+            self._client.script_load(call.script.source)
+            return self._client.evalsha(sha, len(call.keys), *call.keys, *call.args)
+
+    def close(self) -> None:
+        """The client belongs to the broker, which closes it."""
+
+
+class _Group:
+    """Calls submitted together, answered together: one future for all of them.
+
+    Touched by the publisher's thread only once queued.
+    """
+
+    __slots__ = ("calls", "future", "outcomes", "remaining", "single", "submitted")
+
+    def __init__(self, calls: Sequence[ScriptCall], single: bool) -> None:
+        self.calls = calls
+        self.future: Future[Any] = Future()
+        self.outcomes: list[Any] = [None] * len(calls)
+        self.remaining = len(calls)
+        self.single = single
+        self.submitted = time.monotonic()
+
+    def settle(self, index: int, outcome: Any) -> None:
+        self.outcomes[index] = outcome
+        self.remaining -= 1
+        if self.remaining:
+            return
+        if not self.single:
+            self.future.set_result(self.outcomes)
+        elif isinstance(outcome, BaseException):
+            self.future.set_exception(outcome)
+        else:
+            self.future.set_result(outcome)
+
+
+_Slot = tuple[_Group, int]
+
+
+class PublisherStopped(redis.ConnectionError):
+    """The gateway is shutting down: the request was never written."""
+
+
+class Publisher:
+    """One thread writing queued script calls in batches; see the module docstring."""
+
+    def __init__(self, link: Link, retry: Retry | None = None, *,
+                 on_batch: Callable[[int, float], None] = lambda size, seconds: None,
+                 max_batch: int = MAX_BATCH, name: str = "publisher", min_replicas: int = 0,
+                 window_ms: int = 1500, wait_key: str = "") -> None:
+        """``retry`` re-sends a batch whose link failed (default: never); ``on_batch`` gets
+        each batch's size and round-trip seconds (metrics, once per batch).
+
+        ``min_replicas`` > 0: each batch ends with ``WAIT`` (``Wait``, on ``wait_key``),
+        for as long as the oldest request of the batch has left of its ``window_ms``; a
+        batch fewer replicas acknowledged fails with ``NOREPLICAS`` (``unavailable``)."""
+        self._link = link
+        self._min_replicas = min_replicas
+        self._window_ms = window_ms
+        self._wait_key = wait_key
+        self._retry = retry or Retry(NoBackoff(), 0)
+        self._on_batch = on_batch
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._stopped = False
+        # A daemon only so that a broker nobody closed (a test) cannot keep the
+        # interpreter alive; ``stop()`` ends and joins it.
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        """Start the thread now (else the first submission starts it); idempotent."""
+        with self._lock:
+            if self._thread.ident is None and not self._stopped:
+                self._thread.start()
+
+    def submit(self, call: ScriptCall) -> Future[Any]:
+        """Queue ``call`` for the next batch; the future gets its reply or its error."""
+        return self._queue_group(_Group((call,), single=True))
+
+    def submit_all(self, calls: Sequence[ScriptCall]) -> Future[list[Any]]:
+        """Queue ``calls``, in order, for the next batch: one future whose result lists each
+        call's reply or the error it failed with (an exception instance), in order."""
+        return self._queue_group(_Group(calls, single=False))
+
+    def _queue_group(self, group: _Group) -> Future[Any]:
+        if not group.calls:
+            group.future.set_result([])
+            return group.future
+        with self._lock:
+            if self._stopped:
+                stopped = PublisherStopped("the publisher has stopped")
+                for index in range(len(group.calls)):
+                    group.settle(index, stopped)
+                return group.future
+            if self._thread.ident is None:
+                self._thread.start()
+            self._queue.put(group)
+        return group.future
+
+    def stop(self) -> None:
+        """Write what is queued, then end the thread; later submissions fail at once."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            started = self._thread.ident is not None
+            self._queue.put(None)
+        if started:
+            self._thread.join(30)
+        self._link.close()
+
+    # ------------------------------------------------------------------ thread
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            groups = [first]
+            size = len(first.calls)
+            while size < self._max_batch:
+                try:
+                    group = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if group is None:
+                    stopping = True
+                    break
+                groups.append(group)
+                size += len(group.calls)
+            slots = [(group, i) for group in groups for i in range(len(group.calls))]
+            for start in range(0, len(slots), self._max_batch):
+                self._commit(slots[start:start + self._max_batch])
+
+    def _commit(self, batch: list[_Slot]) -> None:
+        started = time.perf_counter()
+        pending = batch
+
+        def attempt() -> None:
+            nonlocal pending
+            wait = None
+            if self._min_replicas:
+                oldest = min(group.submitted for group, _ in pending)
+                left_ms = self._window_ms - int((time.monotonic() - oldest) * 1000)
+                wait = Wait(self._min_replicas, left_ms, self._wait_key)
+            replies = self._link.run([group.calls[i] for group, i in pending], wait)
+            for (group, i), reply in zip(pending, replies, strict=True):
+                group.settle(i, reply)
+            pending = []
+
+        def failed(error: Exception) -> None:
+            nonlocal pending
+            if isinstance(error, BatchLost):
+                for (group, i), reply in zip(pending, error.received, strict=False):
+                    group.settle(i, reply)
+                pending = pending[len(error.received):]
+
+        try:
+            self._retry.call_with_retry(attempt, failed)
+        except Exception as exc:
+            if not isinstance(exc, redis.RedisError):
+                log.exception("event=publisher_batch_failed size=%d", len(pending))
+            for group, i in pending:
+                group.settle(i, exc)
+        self._on_batch(len(batch), time.perf_counter() - started)
+
+
+__all__ = [
+    "BatchLost",
+    "ClientLink",
+    "Link",
+    "Publisher",
+    "PublisherStopped",
+    "Script",
+    "ScriptCall",
+    "Wait",
+    "WireLink",
+    "pack_call",
+]

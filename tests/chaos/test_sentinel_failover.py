@@ -1,0 +1,147 @@
+"""SIGKILL of the Redis primary under load, with Sentinel: nothing acknowledged is lost.
+
+Two gateway processes on a ``redis+sentinel://`` URL (primary, two replicas,
+three sentinels: ``deploy.sentinel``), so every send is acknowledged only once
+a replica has it (``--redis-min-replicas`` defaults to 1 with Sentinel: one
+``WAIT`` per publisher batch). Six ``ChatClient``s chat in two rooms every
+0.1-0.2 s; then the primary gets SIGKILL. What must hold:
+
+- no acknowledged message is lost, duplicated or reordered (the chaos judge,
+  against what the promoted primary stored), and no room changes epoch: the
+  replica had every acknowledged write;
+- every send ends in exactly one outcome (sends during the failover are
+  ``unavailable``, and a failed send was never published);
+- the gateways follow the promotion on their own (commands, publisher and
+  pub/sub links) and chat works again within a few seconds of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from client import events as ev
+from deploy.sentinel import LocalSentinel
+from tests.chaos.harness import (
+    NOTES_KEY,
+    SUMMARY_KEY,
+    Crowd,
+    caught_up,
+    judge,
+    library_errors,
+    room_seq,
+    stored_messages,
+)
+from tests.conftest import require_program
+from tests.support.gateways import GatewayProcess
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(120)]
+
+ROOMS = ("alpha", "beta")
+CRASH = re.compile(r"Traceback|_crashed|handler_failed")
+
+
+@pytest.fixture
+def sentinel(tmp_path: Path) -> Iterator[LocalSentinel]:
+    require_program("redis-server", "redis-server")
+    with LocalSentinel(tmp_path / "sentinel") as topology:
+        yield topology
+
+
+@pytest.fixture
+def gateway_procs(sentinel: LocalSentinel) -> Iterator[list[GatewayProcess]]:
+    procs: list[GatewayProcess] = []
+    try:
+        for i in range(2):
+            procs.append(GatewayProcess(sentinel.url, f"gw{i + 1}"))
+        yield procs
+    finally:
+        for proc in procs:
+            proc.close()
+
+
+def sent_count(crowd: Crowd, at_least: int) -> Callable[[], bool]:
+    return lambda: len(crowd.sent) >= at_least
+
+
+def acked_after(crowd: Crowd, at: float) -> bool:
+    """Some send made after ``at`` (crowd time) was acknowledged."""
+    refs = {s.ref for s in crowd.sent if s.at > at}
+    return any(isinstance(outcome, ev.Acked)
+               for log in crowd.logs.values()
+               for ref, found in log.outcomes().items() if ref in refs
+               for outcome in found)
+
+
+def test_sigkill_of_the_primary_under_load_loses_no_acknowledged_message(
+        sentinel: LocalSentinel, gateway_procs: list[GatewayProcess],
+        record_property: Callable[[str, object], None],
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="client")
+    names = [f"s{i}" for i in range(6)]
+    crowd = Crowd({name: ROOMS for name in names},
+                  {name: [f"127.0.0.1:{gateway_procs[(i + k) % 2].port}" for k in range(2)]
+                   for i, name in enumerate(names)},
+                  interval=(0.1, 0.2))
+    problems: list[str] = []
+    try:
+        crowd.connect_all()
+        crowd.start_chatting()
+        wait_for(sent_count(crowd, 60), 20, what="some chat before the failover")
+        old_primary = sentinel.primary_port()
+        admin = sentinel.client(old_primary)
+        epochs = {room: admin.get(f"{{room:{room}}}:epoch") for room in ROOMS}
+        admin.close()
+
+        sentinel.kill(old_primary)
+        killed_at = crowd.elapsed()
+        killed = time.monotonic()
+        wait_for(lambda: sentinel.primary_port() != old_primary, 30, interval=0.1,
+                 what="a replica promoted")
+        promoted = time.monotonic()
+        promoted_at = crowd.elapsed()
+        wait_for(lambda: acked_after(crowd, promoted_at), 20, interval=0.05,
+                 what="a send acknowledged after the promotion")
+        working = time.monotonic()
+        before = len(crowd.sent)
+        wait_for(sent_count(crowd, before + 80), 30, what="chat going on after the failover")
+        crowd.stop_chatting()
+
+        admin = sentinel.client(sentinel.primary_port())
+        wait_for(lambda: not crowd.unresolved(), 30, what="an outcome for every send")
+        wait_for(lambda: caught_up(crowd, lambda room: room_seq(admin, room)), 30,
+                 what="every client caught up")
+        stored = {room: stored_messages(admin, room) for room in ROOMS}
+        assert {room: admin.get(f"{{room:{room}}}:epoch") for room in ROOMS} == epochs
+        admin.close()
+        verdict = judge(crowd.sent, crowd.logs, crowd.rooms_of, stored)
+        problems.extend(verdict.problems)
+        problems.extend(crowd.refused)
+        for proc in gateway_procs:
+            assert proc.running, f"{proc.gateway_id} exited"
+            wait_for(lambda proc=proc: proc.health() == 200, 15,  # type: ignore[misc]
+                     what=f"{proc.gateway_id} healthy")
+            problems.extend(f"{proc.gateway_id} log: {line}"
+                            for line in proc.stderr_tail(1 << 20).splitlines()
+                            if CRASH.search(line))
+        problems.extend(library_errors(caplog.records))
+    finally:
+        crowd.close_all()
+
+    failed_in_failover = [s for s in crowd.sent if killed_at <= s.at <= promoted_at + 5]
+    summary = verdict.summary("sentinel failover")
+    record_property(SUMMARY_KEY, summary)
+    record_property(NOTES_KEY, [
+        f"primary killed at {killed_at:.1f}s; replica promoted {promoted - killed:.1f}s later; "
+        f"first ack after the promotion {working - promoted:.2f}s after it",
+        f"sends failed: {verdict.failed} (of {len(failed_in_failover)} made from the kill to "
+        "5 s after the promotion)"])
+    assert problems == [], "\n".join([summary, *problems[:40]])
+    assert (verdict.lost, verdict.duplicated, verdict.reordered) == (0, 0, 0), summary
+    assert working - promoted < 10, "chat did not work again within 10 s of the promotion"

@@ -1,0 +1,169 @@
+"""Group commit on a real redis-server: batches, each request's own outcome, lost replies.
+
+The publisher's link is the real one (hand-packed RESP, hiredis); failures are
+made by wrapping it, so what reached Redis is exactly what the test says.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from gateway.redis import keys
+from gateway.redis.broker import Broker, BrokerUnavailable, Published
+from gateway.redis.publisher import (
+    BatchLost,
+    Publisher,
+    PublisherStopped,
+    Script,
+    ScriptCall,
+    Wait,
+    WireLink,
+)
+from gateway.redis.wire import RedisAddress
+from tests.support.redis_server import RedisServer
+
+INCR = Script.of("incr", "return redis.call('INCR', KEYS[1])")
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis_server.client()
+    yield client
+    client.close()
+
+
+class GatedLink:
+    """The real link, holding its first batch until ``release``: whatever is submitted
+    meanwhile makes the next batch, all of it."""
+
+    def __init__(self, url: str) -> None:
+        self.inner = WireLink(RedisAddress.from_url(url), 2.0)
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.batches: list[int] = []
+
+    def run(self, calls: Sequence[ScriptCall], wait: Wait | None = None) -> list[Any]:
+        self.entered.set()
+        self.gate.wait(10)
+        self.batches.append(len(calls))
+        return self.inner.run(calls, wait)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class LosesReplies:
+    """The real link whose first ``losses`` batches run in Redis but lose every reply."""
+
+    def __init__(self, url: str, losses: int) -> None:
+        self.inner = WireLink(RedisAddress.from_url(url), 2.0)
+        self.losses = losses
+
+    def run(self, calls: Sequence[ScriptCall], wait: Wait | None = None) -> list[Any]:
+        replies = self.inner.run(calls, wait)
+        if self.losses:
+            self.losses -= 1
+            self.inner.close()
+            raise BatchLost([], ConnectionResetError("reply lost"))
+        return replies
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_requests_queued_during_a_round_trip_go_as_one_batch_each_with_its_outcome(
+        redis_server: RedisServer, raw: redis.Redis) -> None:
+    raw.set("text", "not a number")
+    link = GatedLink(redis_server.url)
+    sizes: list[int] = []
+    publisher = Publisher(link, on_batch=lambda size, seconds: sizes.append(size))
+    first = publisher.submit(ScriptCall(INCR, ("n",), ()))
+    assert link.entered.wait(5)
+    rest: list[Future[Any]] = [
+        publisher.submit(ScriptCall(INCR, (key,), ())) for key in ("n", "text", "n", "m")]
+    link.gate.set()
+    assert first.result(5) == 1
+    assert rest[0].result(5) == 2
+    with pytest.raises(redis.ResponseError, match="not an integer"):
+        rest[1].result(5)  # fails alone
+    assert (rest[2].result(5), rest[3].result(5)) == (3, 1)
+    publisher.stop()
+    assert link.batches == [1, 4] and sizes == [1, 4]
+    with pytest.raises(PublisherStopped):
+        publisher.submit(ScriptCall(INCR, ("n",), ())).result(5)
+
+
+def test_a_script_redis_lacks_is_sent_by_its_text(redis_server: RedisServer,
+                                                  raw: redis.Redis) -> None:
+    publisher = Publisher(WireLink(RedisAddress.from_url(redis_server.url), 2.0))
+    assert publisher.submit(ScriptCall(INCR, ("n",), ())).result(5) == 1
+    raw.script_flush()
+    assert publisher.submit(ScriptCall(INCR, ("n",), ())).result(5) == 2
+    assert raw.script_exists(INCR.sha.decode()) == [True]
+    publisher.stop()
+
+
+def test_the_url_database_is_the_one_written(redis_server: RedisServer, raw: redis.Redis) -> None:
+    url = redis_server.url.rsplit("/", 1)[0] + "/3"
+    publisher = Publisher(WireLink(RedisAddress.from_url(url), 2.0))
+    assert publisher.submit(ScriptCall(INCR, ("n",), ())).result(5) == 1
+    publisher.stop()
+    assert raw.get("n") is None
+    assert redis.Redis(host=redis_server.host, port=redis_server.port, db=3).get("n") == b"1"
+
+
+def broker_on(link: Any, url: str, retries: int) -> Broker:
+    client = redis.Redis.from_url(url, socket_timeout=2.0)
+    return Broker(client, "gw1", link=link, publish_retry=Retry(NoBackoff(), retries))
+
+
+def test_a_lost_reply_is_sent_again_and_the_run_that_happened_counts_once(
+        redis_server: RedisServer, raw: redis.Redis) -> None:
+    broker = broker_on(LosesReplies(redis_server.url, 1), redis_server.url, retries=1)
+    pub = broker.publish_message("lobby", "Bob", "x", 1.0, None)
+    assert (pub.id, pub.duplicate) == (1, False)  # an internal ref meets only its own run
+    assert raw.get(keys.room_seq("lobby")) == b"1"
+    assert raw.llen(keys.room_log("lobby")) == 1
+    broker.close()
+
+
+def test_a_reply_lost_for_good_is_unavailable_and_its_resend_is_a_repeat(
+        redis_server: RedisServer, raw: redis.Redis) -> None:
+    broker = broker_on(LosesReplies(redis_server.url, 1), redis_server.url, retries=0)
+    with pytest.raises(BrokerUnavailable):
+        broker.publish_message("lobby", "Bob", "x", 1.0, "r1")
+    again = broker.publish_message("lobby", "Bob", "x", 1.0, "r1")
+    assert again == Published(1, again.epoch, True)
+    assert raw.get(keys.room_seq("lobby")) == b"1"
+    broker.close()
+
+
+def test_many_sessions_share_few_round_trips(redis_server: RedisServer) -> None:
+    sizes: list[int] = []
+    broker = Broker.from_url(redis_server.url, "gw1", backoff=NoBackoff(),
+                             on_batch=lambda size, seconds: sizes.append(size))
+    ids: list[int] = []
+    lock = threading.Lock()
+
+    def session(n: int) -> None:
+        for i in range(50):
+            got = broker.publish_message("busy", f"u{n}", f"{i}", 1.0, f"r{i}").id
+            with lock:
+                ids.append(got)
+
+    threads = [threading.Thread(target=session, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    broker.close()
+    assert sorted(ids) == list(range(1, 401))
+    assert sum(sizes) == 400 and len(sizes) < 400  # some batches held several requests
