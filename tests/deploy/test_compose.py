@@ -235,8 +235,8 @@ def test_sentinels_watch_redis_by_name_from_a_writable_config_of_their_own(
         assert "sentinel announce-ip ${SENTINEL_NAME}" in conf
         assert sentinel["environment"] == {"SENTINEL_NAME": name}
         script = start_script(sentinel)
-        # Written into /data at every start, then run from there: Sentinel rewrites it.
-        assert "cat > /data/sentinel.conf" in script
+        # Written into /data on first start, then run from there: Sentinel rewrites it.
+        assert "[ -f /data/sentinel.conf ] || cat > /data/sentinel.conf" in script
         assert script.rstrip().endswith("redis-server /data/sentinel.conf --sentinel")
         assert "ckquorum chat" in " ".join(sentinel["healthcheck"]["test"])
 
@@ -266,6 +266,14 @@ def test_sentinel_config_script_runs_and_writes_the_config(
     written = (data / "sentinel.conf").read_text().splitlines()
     assert "sentinel announce-ip sentinel-2" in written
     assert "sentinel monitor chat redis 6379 2" in written
+    # A restart keeps what the sentinel wrote since (its id, the current primary).
+    (data / "sentinel.conf").write_text("sentinel myid learned\n")
+    result = subprocess.run(
+        ["sh", "-c", script.replace("/data/", f"{data}/")], capture_output=True, text=True,
+        timeout=30, check=False, env={"PATH": f"{bin_dir}:/usr/bin:/bin",
+                                      "SENTINEL_NAME": "sentinel-2"})
+    assert result.returncode == 0, result.stderr
+    assert (data / "sentinel.conf").read_text() == "sentinel myid learned\n"
 
 
 def test_sentinel_override_points_the_gateways_at_the_sentinels(
