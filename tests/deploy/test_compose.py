@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.config import parse_config
+from gateway.redis.target import SentinelTarget, parse_target
 from tests.support.compose import COMPOSE_FILE, ROOT, compose_command, compose_env
 
 
@@ -145,3 +147,150 @@ def test_only_the_lb_publishes_ports(resolved: dict[str, Any]) -> None:
                   if any(not p.get("host_ip") or p["host_ip"] not in ("127.0.0.1", "::1")
                          for p in svc.get("ports") or [])}
     assert publishing == {"lb"}
+
+
+# deploy/compose.sentinel.yml, on top of docker-compose.yml -------------------------------
+
+SENTINEL_OVERRIDE = ROOT / "deploy" / "compose.sentinel.yml"
+SENTINELS = ("sentinel-1", "sentinel-2", "sentinel-3")
+REPLICAS = ("redis-replica-1", "redis-replica-2")
+
+
+def run_compose_files(*files: Path, args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+    flags = [arg for file in files for arg in ("-f", str(file))]
+    return subprocess.run(
+        [*compose_command(), *flags, "--project-directory", str(ROOT), *args],
+        capture_output=True, text=True, timeout=60, check=False, env=compose_env(),
+    )
+
+
+@pytest.fixture(scope="module")
+def sentinel_resolved() -> dict[str, Any]:
+    """docker-compose.yml plus the Sentinel override, as Compose resolves the pair."""
+    result = run_compose_files(COMPOSE_FILE, SENTINEL_OVERRIDE,
+                               args=("config", "--format", "json"))
+    assert result.returncode == 0, result.stderr
+    config: dict[str, Any] = json.loads(result.stdout)
+    return config
+
+
+def start_script(service: dict[str, Any]) -> str:
+    """The `sh -c` script of the service's command, as the shell gets it.
+
+    `config` output stays valid Compose, so a literal `$` is still written `$$`.
+    """
+    command = service["command"]
+    assert command[:2] == ["sh", "-c"], command
+    script: str = command[2].replace("$$", "$")
+    return script
+
+
+def sentinel_conf(service: dict[str, Any]) -> list[str]:
+    """The sentinel.conf lines the service's start command writes (its heredoc)."""
+    script = start_script(service)
+    body = script.split("<<EOF\n", 1)[1].split("\nEOF\n", 1)[0]
+    return body.splitlines()
+
+
+def test_compose_accepts_the_sentinel_override() -> None:
+    result = run_compose_files(COMPOSE_FILE, SENTINEL_OVERRIDE, args=("config", "--quiet"))
+    assert result.returncode == 0, result.stderr
+
+
+def test_sentinel_override_adds_two_replicas_and_three_sentinels(
+        sentinel_resolved: dict[str, Any], resolved: dict[str, Any]) -> None:
+    services = sentinel_resolved["services"]
+    assert set(services) == {"redis", "gateway", "lb", *REPLICAS, *SENTINELS}
+    assert all(services[name]["image"] == "redis:7" for name in (*REPLICAS, *SENTINELS))
+    # The primary keeps its volume and AOF settings, and gains only its announced name.
+    primary, before = services["redis"], resolved["services"]["redis"]
+    assert primary["volumes"] == before["volumes"]
+    assert primary["command"] == [*before["command"], "--replica-announce-ip", "redis"]
+
+
+def test_replicas_follow_redis_by_name_with_their_own_volumes(
+        sentinel_resolved: dict[str, Any]) -> None:
+    services = sentinel_resolved["services"]
+    for name in REPLICAS:
+        replica = services[name]
+        command = replica["command"]
+        assert command[command.index("--replicaof") + 1:][:2] == ["redis", "6379"]
+        assert command[command.index("--replica-announce-ip") + 1] == name
+        assert command[command.index("--appendonly") + 1] == "yes"
+        assert [(v["source"], v["target"]) for v in replica["volumes"]] == [
+            (f"{name}-data", "/data")]
+        assert replica["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert "master_link_status:up" in " ".join(replica["healthcheck"]["test"])
+
+
+def test_sentinels_watch_redis_by_name_from_a_writable_config_of_their_own(
+        sentinel_resolved: dict[str, Any]) -> None:
+    services = sentinel_resolved["services"]
+    for name in SENTINELS:
+        sentinel = services[name]
+        conf = sentinel_conf(sentinel)
+        assert "sentinel monitor chat redis 6379 2" in conf
+        assert {"sentinel resolve-hostnames yes", "sentinel announce-hostnames yes",
+                "port 26379"} <= set(conf)
+        assert "sentinel announce-ip ${SENTINEL_NAME}" in conf
+        assert sentinel["environment"] == {"SENTINEL_NAME": name}
+        script = start_script(sentinel)
+        # Written into /data on first start, then run from there: Sentinel rewrites it.
+        assert "[ -f /data/sentinel.conf ] || cat > /data/sentinel.conf" in script
+        assert script.rstrip().endswith("redis-server /data/sentinel.conf --sentinel")
+        assert "ckquorum chat" in " ".join(sentinel["healthcheck"]["test"])
+
+
+def test_sentinel_config_script_runs_and_writes_the_config(
+        sentinel_resolved: dict[str, Any], tmp_path: Path) -> None:
+    """The start script itself, by /bin/sh, with /data and the entrypoint stood in for."""
+    script = start_script(sentinel_resolved["services"]["sentinel-2"])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    entrypoint = bin_dir / "docker-entrypoint.sh"
+    entrypoint.write_text('#!/bin/sh\necho "$@"\n')
+    entrypoint.chmod(0o755)
+    data = tmp_path / "data"
+    result = subprocess.run(
+        ["sh", "-c", script.replace("/data/", f"{data}/")], capture_output=True, text=True,
+        timeout=30, check=False, env={"PATH": f"{bin_dir}:/usr/bin:/bin",
+                                      "SENTINEL_NAME": "sentinel-2"})
+    assert result.returncode != 0  # no /data directory yet: the script stops there
+    data.mkdir()
+    result = subprocess.run(
+        ["sh", "-c", script.replace("/data/", f"{data}/")], capture_output=True, text=True,
+        timeout=30, check=False, env={"PATH": f"{bin_dir}:/usr/bin:/bin",
+                                      "SENTINEL_NAME": "sentinel-2"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["redis-server", f"{data}/sentinel.conf", "--sentinel"]
+    written = (data / "sentinel.conf").read_text().splitlines()
+    assert "sentinel announce-ip sentinel-2" in written
+    assert "sentinel monitor chat redis 6379 2" in written
+    # A restart keeps what the sentinel wrote since (its id, the current primary).
+    (data / "sentinel.conf").write_text("sentinel myid learned\n")
+    result = subprocess.run(
+        ["sh", "-c", script.replace("/data/", f"{data}/")], capture_output=True, text=True,
+        timeout=30, check=False, env={"PATH": f"{bin_dir}:/usr/bin:/bin",
+                                      "SENTINEL_NAME": "sentinel-2"})
+    assert result.returncode == 0, result.stderr
+    assert (data / "sentinel.conf").read_text() == "sentinel myid learned\n"
+
+
+def test_sentinel_override_points_the_gateways_at_the_sentinels(
+        sentinel_resolved: dict[str, Any]) -> None:
+    gateway = sentinel_resolved["services"]["gateway"]
+    url = gateway["environment"]["CHAT_REDIS_URL"]
+    target = parse_target(url)
+    assert isinstance(target, SentinelTarget)
+    assert [(h.host, h.port) for h in target.sentinels] == [(s, 26379) for s in SENTINELS]
+    assert target.master == "chat"
+    config = parse_config([], {"CHAT_REDIS_URL": url})
+    assert config.redis_min_replicas is None  # the default: one replica with Sentinel
+    assert target.default_min_replicas == 1
+    depends = gateway["depends_on"]
+    assert {name: d["condition"] for name, d in depends.items()} == {
+        name: "service_healthy" for name in ("redis", *REPLICAS, *SENTINELS)}
+    # Everything else about the gateways and HAProxy is docker-compose.yml's.
+    assert gateway["deploy"]["replicas"] == 3
+    assert not any(svc.get("ports") for name, svc in sentinel_resolved["services"].items()
+                   if name != "lb")

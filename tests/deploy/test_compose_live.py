@@ -24,6 +24,7 @@ import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -63,10 +64,14 @@ class Deployment:
     lb: str
     """HAProxy's chat port as published on the host, "127.0.0.1:port"."""
     stats: tuple[str, int]
+    extra: tuple[Path, ...] = ()
+    """Override files after docker-compose.yml and compose.podman.yml (deploy/compose.*.yml)."""
 
     def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return run([*compose_command(), "-p", self.project, "-f", str(COMPOSE_FILE),
-                    "-f", str(OVERRIDE), "--project-directory", str(ROOT), *args],
+        files = [arg for file in (COMPOSE_FILE, OVERRIDE, *self.extra)
+                 for arg in ("-f", str(file))]
+        return run([*compose_command(), "-p", self.project, *files,
+                    "--project-directory", str(ROOT), *args],
                    self.env, timeout, f"docker compose {' '.join(args)}")
 
     def services(self) -> list[dict[str, Any]]:
@@ -125,8 +130,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
         yield podman
 
 
-@pytest.fixture(scope="module")
-def deployment(engine: Podman) -> Iterator[Deployment]:
+@contextlib.contextmanager
+def deployed(engine: Podman, *extra: Path) -> Iterator[Deployment]:
     """`docker compose up -d --build` of a project of its own; `down -v` at the end."""
     images = standin_images(engine)
     project = f"chatlive-{secrets.token_hex(4)}"
@@ -134,7 +139,8 @@ def deployment(engine: Podman) -> Iterator[Deployment]:
     env = {**compose_env(), **images.compose_env(), "DOCKER_HOST": engine.docker_host,
            "CHAT_TEST_NOFILE": str(engine.nofile), "CHAT_TEST_NPROC": str(engine.nproc),
            "CHAT_TEST_LB_PORT": str(lb_port), "CHAT_TEST_STATS_PORT": str(stats_port)}
-    dep = Deployment(project, engine, env, f"127.0.0.1:{lb_port}", ("127.0.0.1", stats_port))
+    dep = Deployment(project, engine, env, f"127.0.0.1:{lb_port}", ("127.0.0.1", stats_port),
+                     extra)
     with HealthChecks(engine, project):
         try:
             dep.compose("up", "-d", "--build", timeout=600)
@@ -142,6 +148,12 @@ def deployment(engine: Podman) -> Iterator[Deployment]:
         finally:
             with contextlib.suppress(AssertionError, subprocess.SubprocessError):
                 dep.compose("down", "-v", "--timeout", "5", timeout=120)
+
+
+@pytest.fixture(scope="module")
+def deployment(engine: Podman) -> Iterator[Deployment]:
+    with deployed(engine) as dep:
+        yield dep
 
 
 def healthy(dep: Deployment, gateways: int) -> bool:
@@ -300,6 +312,144 @@ def test_down_v_leaves_no_container_network_or_volume(deployment: Deployment) ->
     assert [n.name for n in client.networks.list()
             if cast(str, n.name).startswith(project)] == []
     assert [v.name for v in client.volumes.list() if v.name.startswith(project)] == []
+
+
+SENTINEL_OVERRIDE = ROOT / "deploy" / "compose.sentinel.yml"
+REDIS_SERVICES = ("redis", "redis-replica-1", "redis-replica-2",
+                  "sentinel-1", "sentinel-2", "sentinel-3")
+
+
+@pytest.fixture(scope="module")
+def sentinel_deployment(engine: Podman) -> Iterator[Deployment]:
+    """docker-compose.yml plus deploy/compose.sentinel.yml, up once; `down -v` at the end."""
+    with deployed(engine, SENTINEL_OVERRIDE) as dep:
+        yield dep
+
+
+def sentinel_healthy(dep: Deployment) -> bool:
+    rows = dep.services()
+    state = Counter((r["Service"], r["State"], r.get("Health") or "") for r in rows)
+    return (all(state[(service, "running", "healthy")] == 1 for service in REDIS_SERVICES)
+            and state[("gateway", "running", "healthy")] == 3
+            and state[("lb", "running", "")] == 1)
+
+
+def sentinel_primary(dep: Deployment) -> str:
+    """The primary's address as the sentinels hand it out ("" unless all three agree)."""
+    answers: set[str] = set()
+    for service in ("sentinel-1", "sentinel-2", "sentinel-3"):
+        for container in dep.containers(service):
+            code, out = container.exec_run(
+                ["redis-cli", "-p", "26379", "sentinel", "get-master-addr-by-name", "chat"])
+            answers.add(":".join(cast(bytes, out).decode().split()) if code == 0 else "")
+    return answers.pop() if len(answers) == 1 else ""
+
+
+def test_sentinel_override_brings_up_primary_replicas_and_sentinels_and_chats(
+        sentinel_deployment: Deployment) -> None:
+    dep = sentinel_deployment
+    dep.settle(lambda: sentinel_healthy(dep) and haproxy_uses_every_gateway(dep),
+               "primary, two replicas, three sentinels, three gateways and HAProxy healthy")
+    # Hostnames, not container IPs: what announce-hostnames and replica-announce-ip give.
+    assert sentinel_primary(dep) == "redis:6379"
+    gateway = dep.containers()[0]
+    assert gateway.attrs["Config"]["Env"].count(
+        "CHAT_REDIS_URL=redis+sentinel://sentinel-1:26379,sentinel-2:26379,"
+        "sentinel-3:26379/chat") == 1
+    logs = {name: Recorder() for name in ("alice", "bob")}
+    with contextlib.ExitStack() as stack:
+        clients = {name: stack.enter_context(chat_client(dep, name, log))
+                   for name, log in logs.items()}
+        for client in clients.values():
+            client.connect(timeout=20)
+        said = ["hello over sentinel", "hi alice", "replicated?"]
+        for speaker, text in zip(("alice", "bob", "alice"), said, strict=True):
+            clients[speaker].send("lobby", text)
+            def seen(t: str = text) -> bool:
+                return all(texts(log)[-1:] == [t] for log in logs.values())
+
+            wait_for(seen, timeout=30, what=f"both to see {text!r}")
+        assert all(log.of(ev.SendFailed) == [] for log in logs.values())
+        late_log = Recorder()
+        with chat_client(dep, "carol", late_log) as carol:
+            carol.connect(timeout=20)
+            history = late_log.wait(ev.HistoryLoaded, timeout=30)
+            assert [m.text for m in history.messages] == said
+            assert [m.sender for m in history.messages] == ["alice", "bob", "alice"]
+
+
+def test_sentinel_primary_killed_chat_resumes_on_the_promoted_replica_losing_nothing_acked(
+        sentinel_deployment: Deployment) -> None:
+    """SIGKILL of the primary container: a replica is promoted, the gateways follow it,
+    and every acknowledged message is there; a send that failed was never published."""
+    dep, room = sentinel_deployment, "failover"
+    dep.settle(lambda: sentinel_healthy(dep) and haproxy_uses_every_gateway(dep),
+               "the Sentinel deployment healthy")
+    alice_log, bob_log = Recorder(), Recorder()
+    with chat_client(dep, "alice-fo", alice_log, (room,)) as alice, \
+            chat_client(dep, "bob-fo", bob_log, (room,)) as bob:
+        alice.connect(timeout=20)
+        bob.connect(timeout=20)
+        sent: dict[str, str] = {}
+        for i in range(5):
+            sent[bob.send(room, f"before {i}")] = f"before {i}"
+        wait_for(lambda: len(bob_log.of(ev.Acked)) == 5, timeout=30, what="five acks")
+
+        [primary] = dep.containers("redis")
+        primary.kill()
+        for i in range(5):  # while the sentinels have not yet noticed
+            sent[bob.send(room, f"during {i}")] = f"during {i}"
+        dep.settle(lambda: sentinel_primary(dep) not in ("", "redis:6379"),
+                   "the sentinels to agree on a promoted replica")
+        promoted = sentinel_primary(dep)
+        assert promoted in ("redis-replica-1:6379", "redis-replica-2:6379")
+
+        after: list[str] = []
+
+        def send_until_acked() -> bool:
+            acked = {a.ref for a in bob_log.of(ev.Acked)}
+            if any(ref in acked for ref in after):
+                return True
+            text = f"after {len(after)}"
+            ref = bob.send(room, text)
+            sent[ref] = text
+            after.append(ref)
+            return False
+
+        wait_for(send_until_acked, timeout=60, interval=0.5,
+                 what="a send acknowledged by way of the promoted replica")
+        for i in range(5):
+            sent[alice.send(room, f"alice {i}")] = f"alice {i}"
+
+        def outcomes() -> tuple[set[str], set[str]]:
+            acked = {a.ref for log in (alice_log, bob_log) for a in log.of(ev.Acked)}
+            failed = {f.ref for log in (alice_log, bob_log) for f in log.of(ev.SendFailed)}
+            return acked, failed
+
+        wait_for(lambda: set().union(*outcomes()) >= set(sent), timeout=60,
+                 what="an outcome for every send")
+        acked, failed = outcomes()
+        assert acked.isdisjoint(failed)
+        assert {ref for ref, text in sent.items() if text.startswith(("before", "alice"))} <= acked
+        acked_texts = [text for ref, text in sent.items() if ref in acked]
+        failed_texts = {text for ref, text in sent.items() if ref in failed}
+        for log in (alice_log, bob_log):
+            def all_acked(log: Any = log) -> bool:
+                return set(acked_texts) <= set(texts(log, room))
+
+            wait_for(all_acked, timeout=30, what="both to see every acknowledged message")
+
+    # A gateway's /healthz may fail while its pub/sub self-probe from before the
+    # promotion times out; every gateway must be healthy again, all of them UP.
+    dep.settle(lambda: haproxy_uses_every_gateway(dep), "every gateway UP again in HAProxy")
+    late_log = Recorder()
+    with chat_client(dep, "carol-fo", late_log, (room,)) as carol:
+        carol.connect(timeout=20)
+        history = late_log.wait(ev.HistoryLoaded, timeout=30)
+    stored = [m.text for m in history.messages]
+    assert sorted(stored) == sorted(acked_texts), f"failed: {sorted(failed_texts)}"
+    ids = [m.id for m in history.messages]
+    assert ids == sorted(set(ids))
 
 
 def test_the_override_changes_only_the_environment() -> None:
