@@ -13,6 +13,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from gateway.accounts.passwords import HashParams
 from protocol.limits import Limits
 
 
@@ -64,6 +65,9 @@ class GatewayConfig:
     connect_rate_per_address: float = 0.0
     """New connections a second from one source address (0: no limit); a burst of five
     seconds' worth (at least 1). Behind NAT or a load balancer keep it 0 or generous."""
+    password_hash: HashParams = field(default_factory=HashParams)
+    """argon2id cost of the accounts' password hashes (no flag: tests pass
+    ``gateway.accounts.passwords.FAST_PARAMS``; production keeps the default)."""
 
     def __post_init__(self) -> None:
         if not self.gateway_id:

@@ -84,8 +84,8 @@ class AccountGate:
 
 
 def account_gate(broker: Broker, config: GatewayConfig) -> AccountGate:
-    """The gateway's gate on its broker's Redis, with the default hashing cost and limits."""
-    store = AccountStore(broker.redis, PasswordHasher())
+    """The gateway's gate on its broker's Redis, with the configured hashing cost."""
+    store = AccountStore(broker.redis, PasswordHasher(config.password_hash))
     store.hasher.warm_up()
     return AccountGate(Authenticator(store, LoginLimiter(broker.redis)),
                        Conversations(broker, config.history),

@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 
 from redis.backoff import ConstantBackoff
 
+from gateway.accounts.passwords import FAST_PARAMS
 from gateway.config import GatewayConfig
 from gateway.server import Gateway, run_gateway
 from protocol.address import Address
@@ -31,7 +32,7 @@ FAST: dict[str, Any] = dict(heartbeat_s=0.5, lease_ms=2000, probe_interval_s=0.2
 def config(redis_url: str, gateway_id: str = "gw1", **overrides: Any) -> GatewayConfig:
     limits = overrides.pop("limits", Limits())
     base = GatewayConfig(host="127.0.0.1", port=0, redis_url=redis_url, gateway_id=gateway_id,
-                         health_port=None, limits=limits, **FAST)
+                         health_port=None, limits=limits, password_hash=FAST_PARAMS, **FAST)
     return replace(base, **overrides)
 
 
