@@ -14,10 +14,9 @@ after its locks are released, closes the session.
 
 What one client can make its gateway hold is ``limit`` plus one history
 answer (the oldest one queued, which may pass the limit on its own) plus
-the kernel's buffer. Bytes leave from an offset into the queued line (a
-partial send copies nothing) and small lines are joined at most
-``_COALESCE`` bytes at a time, never the whole queue. ``stalled`` tells the
-owner when not one byte has reached the client for a while.
+the kernel's buffer. The queued bytes are a pure ``LineQueue``
+(``gateway.front.linequeue``: offsets, coalescing, cutting to a line's end).
+``stalled`` tells the owner when not one byte has reached the client for a while.
 
 Lock order: callers may hold their session lock when calling ``enqueue``;
 ``Outbound._lock`` is innermost and is never held across a socket call.
@@ -34,18 +33,15 @@ import sys
 import termios
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
+
+from gateway.front.linequeue import LineQueue
 
 if TYPE_CHECKING:
     from gateway.front.flusher import Flusher
 
 log = logging.getLogger(__name__)
-
-_COALESCE = 64 * 1024
-"""Small queued lines are joined into one ``send`` up to this many bytes."""
-
 
 def _kernel_queued(sock: socket.socket) -> int:
     """Bytes the kernel still holds for the peer (unsent or unacknowledged); -1 if unknown."""
@@ -75,14 +71,7 @@ class Outbound:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._waiters = 0
-        self._chunks: deque[tuple[bytes, bool]] = deque()
-        """(bytes, is part of an answer); the head may be partly sent."""
-        self._offset = 0
-        """Bytes of the head chunk already sent."""
-        self._size = 0
-        """Unsent bytes, in flight included."""
-        self._answers: deque[int] = deque()
-        """Unsent bytes of each queued answer, oldest first."""
+        self._queue = LineQueue()
         self._state = _State.IDLE
         self._overflowed = False
         self._final = False
@@ -97,7 +86,7 @@ class Outbound:
     @property
     def backlog(self) -> int:
         """Unsent bytes (a metric; read without the lock)."""
-        return self._size
+        return self._queue.size
 
     @property
     def overflowed(self) -> bool:
@@ -108,7 +97,7 @@ class Outbound:
     def answer_pending(self) -> bool:
         """Part of a history answer has not reached the kernel yet."""
         with self._lock:
-            return bool(self._answers)
+            return self._queue.answer_pending
 
     def enqueue(self, data: bytes, *, answer: bool = False) -> bool:
         """Queue one or more whole lines; False when closed or over the limit.
@@ -132,15 +121,8 @@ class Outbound:
         """Under ``_lock``: queue behind what is there, within the limit."""
         if self._state is _State.CLOSED or self._overflowed or self._final:
             return False
-        size = 0
-        for data in parts:
-            if data:
-                self._chunks.append((data, answer))
-                size += len(data)
-        self._size += size
-        if answer and size:
-            self._answers.append(size)
-        if self._size - (self._answers[0] if self._answers else 0) <= self._limit:
+        self._queue.push(parts, answer)
+        if self._queue.counted <= self._limit:
             return True
         self._overflowed = True
         return False
@@ -154,40 +136,19 @@ class Outbound:
         with self._lock:
             if self._state is _State.CLOSED:
                 return
-            if self._overflowed or self._size > self._limit:
-                self._answers.clear()
+            if self._overflowed or self._queue.size > self._limit:
+                # the head in flight is trimmed once its send returns
+                self._queue.cut(head_in_flight=self._in_flight)
                 if self._in_flight:
-                    # the head is in flight: drop what follows, trim it once the send returns
-                    while len(self._chunks) > 1:
-                        self._chunks.pop()
-                    self._size = len(self._chunks[0][0]) - self._offset
                     self._cut_in_flight = True
-                else:
-                    self._keep_rest_of_line()
             self._final = True
-            self._chunks.append((data, False))
-            self._size += len(data)
+            self._queue.push((data,), False)
             self._wake_waiters()
-
-    def _keep_rest_of_line(self) -> None:
-        """Under ``_lock``, the head not in flight: drop every unsent whole line and keep
-        only the end of a line already begun."""
-        keep = b""
-        if self._chunks and self._offset:
-            head = self._chunks[0][0]
-            if head[self._offset - 1] != 0x0A:
-                end = head.find(b"\n", self._offset)
-                keep = head[self._offset: end + 1 if end >= 0 else len(head)]
-        self._chunks.clear()
-        self._offset = 0
-        if keep:
-            self._chunks.append((keep, False))
-        self._size = len(keep)
 
     def flush(self) -> None:
         """Send what is queued, unless another thread is already doing so."""
         with self._lock:
-            if self._state is not _State.IDLE or not self._chunks:
+            if self._state is not _State.IDLE or not self._queue:
                 return
             self._state = _State.SENDING
             self._progress_at = self._clock()
@@ -221,48 +182,25 @@ class Outbound:
         if not data:
             return True
         with self._lock:
-            if self._state is not _State.IDLE or self._chunks or self._overflowed or self._final:
+            if self._state is not _State.IDLE or self._queue or self._overflowed or self._final:
                 return self._append((data,), answer)
             # nothing waits: the line goes to the kernel now, whatever its size
-            self._chunks.append((data, answer))
-            self._size += len(data)
-            if answer:
-                self._answers.append(len(data))
+            self._queue.push((data,), answer)
             self._state = _State.SENDING
             self._progress_at = self._clock()
         self._send_loop()
         return True
 
-    def _head(self) -> bytes | memoryview:
-        """Under ``_lock``: what to send next. A view from the offset into the head
-        (no copy); a head never sent is first joined with the small lines behind
-        it, up to ``_COALESCE`` bytes, so each byte is copied once at most."""
-        head, answer = self._chunks[0]
-        if self._offset:
-            return memoryview(head)[self._offset:]
-        if len(head) >= _COALESCE or len(self._chunks) < 2 or self._chunks[1][1] != answer:
-            return head
-        parts: list[bytes] = []
-        total = 0
-        while (self._chunks and self._chunks[0][1] == answer
-               and (not parts or total + len(self._chunks[0][0]) <= _COALESCE)):
-            part = self._chunks.popleft()[0]
-            parts.append(part)
-            total += len(part)
-        joined = b"".join(parts)
-        self._chunks.appendleft((joined, answer))
-        return joined
-
     def _send_loop(self) -> None:
         # Only the thread that moved the state to SENDING runs this.
         while True:
             with self._lock:
-                if self._closed() or not self._chunks:
+                if self._closed() or not self._queue:
                     if not self._closed():
                         self._state = _State.IDLE
                     self._wake_waiters()
                     return
-                data = self._head()
+                data = self._queue.head()
                 self._in_flight = True
             if not self._send_once(data):
                 return
@@ -286,53 +224,19 @@ class Outbound:
             if self._closed():  # close() ran during the send and dropped everything
                 self._wake_waiters()
                 return False
-            head_done = self._consumed(sent)
+            if sent:
+                self._progress_at = self._clock()
+                self._wake_waiters()
+            head_done = self._queue.consumed(sent)
             if self._cut_in_flight:
                 self._cut_in_flight = False
                 if not head_done:
-                    self._trim_head()
+                    self._queue.trim_head()
             if sent == len(data):
                 return True
             self._state = _State.BLOCKED
         self._flusher.watch(self._sock.fileno(), self)
         return False
-
-    def _consumed(self, sent: int) -> bool:
-        """Under ``_lock``: ``sent`` bytes of the head left. True when the head is done."""
-        if not sent:
-            return False
-        self._progress_at = self._clock()
-        self._size -= sent
-        head, answer = self._chunks[0]
-        if answer:
-            left = sent
-            while left and self._answers:
-                taken = min(left, self._answers[0])
-                self._answers[0] -= taken
-                left -= taken
-                if not self._answers[0]:
-                    self._answers.popleft()
-        self._offset += sent
-        self._wake_waiters()
-        if self._offset < len(head):
-            return False
-        self._chunks.popleft()
-        self._offset = 0
-        return True
-
-    def _trim_head(self) -> None:
-        """Under ``_lock``, after a send during which the queue was cut: of the head,
-        keep only the end of a line already begun (``bye`` is queued behind it)."""
-        head = self._chunks[0][0]
-        keep = b""
-        if self._offset and head[self._offset - 1] != 0x0A:
-            end = head.find(b"\n", self._offset)
-            keep = head[self._offset: end + 1 if end >= 0 else len(head)]
-        self._size -= len(head) - self._offset - len(keep)
-        self._chunks.popleft()
-        self._offset = 0
-        if keep:
-            self._chunks.appendleft((keep, False))
 
     def stalled(self, timeout: float) -> bool:
         """Output waits, the kernel's buffer is full, and not one byte has reached the
@@ -356,11 +260,11 @@ class Outbound:
                 self._waiters += 1
                 try:
                     self._idle.wait_for(
-                        lambda: not self._answers or self._final or self._closed(),
+                        lambda: not self._queue.answer_pending or self._final or self._closed(),
                         min(1.0, stall_s))
                 finally:
                     self._waiters -= 1
-                if not self._answers:
+                if not self._queue.answer_pending:
                     return True
                 if self._final or self._closed():
                     return False
@@ -371,14 +275,8 @@ class Outbound:
         with self._lock:
             self._in_flight = False
             self._state = _State.CLOSED
-            self._drop_all()
+            self._queue.clear()
             self._wake_waiters()
-
-    def _drop_all(self) -> None:
-        self._chunks.clear()
-        self._offset = 0
-        self._size = 0
-        self._answers.clear()
 
     def wait_drained(self, timeout: float) -> bool:
         """Block until everything queued was handed to the kernel, or ``timeout``."""
@@ -387,7 +285,7 @@ class Outbound:
             try:
                 return self._idle.wait_for(
                     lambda: self._state is _State.CLOSED
-                    or (self._state is _State.IDLE and not self._chunks),
+                    or (self._state is _State.IDLE and not self._queue),
                     timeout,
                 )
             finally:
@@ -405,7 +303,7 @@ class Outbound:
                     self._idle.wait(1.0)
                 finally:
                     self._waiters -= 1
-            self._drop_all()
+            self._queue.clear()
 
 
 __all__ = ["Outbound"]
