@@ -85,7 +85,7 @@ class Inflight:
         if acks:
             s._svc.metrics.frames_out.labels("ack").inc(acks)
         if out:
-            s._write(b"".join(out))
+            s._send(b"".join(out))
         for _ in range(refusals):
             s._charge_refusal()
 

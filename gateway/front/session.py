@@ -122,14 +122,31 @@ class Session:
     def backlog(self) -> int:
         return self._out.backlog
 
-    def _send(self, data: bytes, kind: str) -> None:
-        self._svc.metrics.frames_out.labels(kind).inc()
-        self._write(data)
+    @contextlib.contextmanager
+    def _sending(self, kind: str | None = None, *, locked: bool = True) -> Iterator[Outbound]:
+        """The one way output goes out (websockets' ``send_context``): the body queues
+        on the ``Outbound`` it is given, then what is queued is flushed and a backlog
+        past the limit ends the session (both never under ``_lock``: ``kick`` takes it).
 
-    def _write(self, data: bytes) -> None:
-        """Send now or queue (never under ``_lock``); a full backlog ends the session."""
-        if not self._out.write(data) and self._out.overflowed and self._closing_reason() is None:
+        ``locked``: the body runs under ``_lock``, so cursor moves and their bytes keep
+        one order; without it the body may ``write`` (send now, or queue). ``kind``:
+        count one frame of that kind as sent.
+        """
+        if kind is not None:
+            self._svc.metrics.frames_out.labels(kind).inc()
+        if locked:
+            with self._lock:
+                yield self._out
+        else:
+            yield self._out
+        self._out.flush()
+        if self._out.overflowed and self._closing_reason() is None:
             self._overflowed()
+
+    def _send(self, data: bytes, kind: str | None = None) -> None:
+        """``_sending`` for one line that needs no lock: send it now or queue it."""
+        with self._sending(kind, locked=False) as out:
+            out.write(data)
 
     def _may_answer(self) -> None:
         """Refuse a request for history (``history``, ``join``) with ``rate_limited``
@@ -146,7 +163,7 @@ class Session:
                 "a second; wait a moment before asking again")
 
     def _error(self, exc: ProtocolError) -> None:
-        self._write(self._error_line(exc))
+        self._send(self._error_line(exc))
 
     def _error_line(self, exc: ProtocolError) -> bytes:
         """The ``error`` line for ``exc``, counted and logged as sent."""
@@ -170,20 +187,12 @@ class Session:
             self.log.warning("event=abuse refused_budget=%d", self._limits.max_refused)
             self.kick(ByeReason.ABUSE)
 
-    @contextlib.contextmanager
-    def _sending(self) -> Iterator[Outbound]:
-        """Queue output under ``_lock``, so cursor moves and their bytes keep one order,
-        then flush after it (never under the lock); websockets' ``send_context``."""
-        with self._lock:
-            yield self._out
-        self._flush()
-
     def _send_history(self, lines: Sequence[bytes]) -> None:
         """Queue a history answer (counted, charged to the byte budget) and flush."""
         self._svc.metrics.frames_out.labels("history").inc(len(lines))
         self._history_budget.spend(sum(map(len, lines)))
-        self._out.enqueue_answer(lines)
-        self._flush()
+        with self._sending(locked=False) as out:
+            out.enqueue_answer(lines)
 
     def _queue(self, step: core.Step) -> None:
         """Queue a cursor move's bytes, its answer first (under ``_lock``: in move order)."""
@@ -191,15 +200,6 @@ class Session:
             self._out.enqueue_answer(step.answer)
         if step.write:
             self._out.enqueue(step.write)
-
-    def _flush(self) -> None:
-        """Send what is queued; end the session if its backlog passed the limit.
-
-        Never called under ``_lock``: ``kick`` takes it.
-        """
-        self._out.flush()
-        if self._out.overflowed and self._closing_reason() is None:
-            self._overflowed()
 
     def _overflowed(self) -> None:
         self._svc.metrics.slow_consumers.inc()
@@ -245,7 +245,7 @@ class Session:
                 return False
             step = core.deliver(cursor, epoch, ids, lines, joined if contiguous else None)
         if step.write:
-            self._write(step.write)
+            self._send(step.write)
         return step.fill
 
     def deliver_event(self, room: str, line: bytes, typist: str | None = None) -> None:
@@ -267,7 +267,7 @@ class Session:
         with self._lock:
             payload, fill = self._dms.route(line, self.name, self._account)
         if payload:
-            self._write(payload)
+            self._send(payload)
         if fill is not None:
             self._fill_conversation(fill)
 
