@@ -37,16 +37,20 @@ from typing import IO, Any, Self
 import redis
 
 from deploy.haproxy import TEMPLATE, LocalServer, ServerState, local_config, server_states
-from deploy.healthcheck import CLIENTS_METRIC, Endpoint, Health, probe, read_metrics
+from deploy.healthcheck import CLIENTS_METRIC, Endpoint, Health, read_metrics
+from deploy.spawn import (
+    POLL_S,
+    ClusterError,
+    gateway_command,
+    gateway_env,
+    healthy,
+    owns_port,
+    wait_healthy,
+)
 
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
-_POLL_S = 0.05
-
-
-class ClusterError(RuntimeError):
-    """A part of the local cluster did not start, or a program it needs is missing."""
 
 
 def redis_server_binary() -> str:
@@ -92,44 +96,6 @@ def taken_ports(host: str, ports: Sequence[tuple[int, str]]) -> list[tuple[int, 
     return taken
 
 
-def _listening_inodes(port: int) -> set[str] | None:
-    """Socket inodes listening on TCP ``port`` (Linux /proc); None where unknown."""
-    found: set[str] = set()
-    seen_table = False
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        seen_table = True
-        for line in lines:
-            fields = line.split()
-            if len(fields) <= 9 or fields[3] != "0A":  # 0A: LISTEN
-                continue
-            if int(fields[1].rsplit(":", 1)[1], 16) == port:
-                found.add(fields[9])
-    return found if seen_table else None
-
-
-def owns_port(pid: int, port: int) -> bool | None:
-    """Whether process ``pid`` holds the socket listening on ``port``; None where unknown."""
-    inodes = _listening_inodes(port)
-    if inodes is None:
-        return None
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return None
-    for fd in fds:
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:[") and target[8:-1] in inodes:
-            return True
-    return False
-
-
 def _die_with_parent() -> None:
     """Runs in the child before exec: SIGKILL it when the parent thread dies."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -172,13 +138,13 @@ class _Child:
     def running(self) -> bool:
         return self.proc.poll() is None
 
+    def log_end(self) -> str:
+        return f"end of {self.log_path}:\n" + _tail(self.log_path)
+
     def check_running(self) -> None:
         code = self.proc.poll()
         if code is not None:
-            raise ClusterError(
-                f"{self.name} exited with code {code}; end of {self.log_path}:\n"
-                + _tail(self.log_path)
-            )
+            raise ClusterError(f"{self.name} exited with code {code}; {self.log_end()}")
 
     def stop(self, timeout: float) -> int:
         """SIGTERM, wait up to ``timeout``, then SIGKILL; the exit code."""
@@ -413,7 +379,7 @@ class LocalCluster:
             health_endpoint = Endpoint(self.host, slot.health_port)
             health, clients = Health.DOWN, None
             if child is not None and child.running:
-                health = self._healthy(child, slot.health_port, timeout)
+                health = healthy(child.proc, health_endpoint, timeout)
             if health is not Health.DOWN:
                 metrics = read_metrics(health_endpoint, timeout)
                 if metrics is not None and CLIENTS_METRIC in metrics:
@@ -458,15 +424,6 @@ class LocalCluster:
                 "--base-health-port (and --redis-port, --haproxy-port), 0 picking free ones"
             )
 
-    def _healthy(self, child: _Child, port: int, timeout: float) -> Health:
-        """The health of ``child`` itself: an answer from a port it does not hold is not its."""
-        if not child.running:
-            return Health.DOWN
-        health = probe(Endpoint(self.host, port), timeout)
-        if health is not Health.DOWN and owns_port(child.pid, port) is False:
-            return Health.DOWN  # somebody else's gateway answered on that port
-        return health
-
     def _deadline(self) -> float:
         return time.monotonic() + self._startup_timeout
 
@@ -494,40 +451,23 @@ class LocalCluster:
                     raise ClusterError(
                         f"redis-server did not answer within {self._startup_timeout} s"
                     )
-                time.sleep(_POLL_S)
+                time.sleep(POLL_S)
         finally:
             client.close()
 
     def _spawn_gateway(self, slot: _GatewaySlot) -> _Child:
-        args = [
-            sys.executable, "-m", "gateway",
-            "--host", self.host, "--port", str(slot.port),
-            "--health-port", str(slot.health_port),
-            "--redis-url", self._redis_url,
-            "--id", slot.gateway_id,
-            "--log-level", self._log_level,
-            *self._gateway_args,
-        ]
-        env = dict(os.environ)
-        # The gateways import the same code as this process, wherever it comes from.
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        args = gateway_command(
+            host=self.host, port=slot.port, health_port=slot.health_port,
+            redis_url=self._redis_url, gateway_id=slot.gateway_id, log_level=self._log_level,
+            extra=self._gateway_args)
         return _Child(f"gateway {slot.index + 1} ({slot.gateway_id})", args,
-                      self.log_dir / f"gateway-{slot.index + 1}.log", env=env)
+                      self.log_dir / f"gateway-{slot.index + 1}.log", env=gateway_env())
 
     def _wait_healthy(self, slot: _GatewaySlot) -> None:
         child = self._gateways[slot.index]
         assert child is not None
-        endpoint = Endpoint(self.host, slot.health_port)
-        deadline = self._deadline()
-        while self._healthy(child, slot.health_port, timeout=1.0) is not Health.OK:
-            child.check_running()
-            if time.monotonic() > deadline:
-                raise ClusterError(
-                    f"{child.name}: /healthz on {endpoint} not 200 within "
-                    f"{self._startup_timeout} s; see {child.log_path}"
-                )
-            time.sleep(_POLL_S)
+        wait_healthy(child.proc, Endpoint(self.host, slot.health_port), self._startup_timeout,
+                     name=child.name, log=child.log_end)
 
     def _start_haproxy(self) -> None:
         binary = shutil.which("haproxy")
@@ -552,7 +492,7 @@ class LocalCluster:
                     break
             if time.monotonic() > deadline:
                 raise ClusterError(f"haproxy did not see every gateway up; see {self.log_dir}")
-            time.sleep(_POLL_S)
+            time.sleep(POLL_S)
         self._lb_address = bind
 
 

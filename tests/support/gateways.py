@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -16,6 +14,8 @@ from typing import Any, BinaryIO
 
 from redis.backoff import ConstantBackoff
 
+from deploy.healthcheck import Endpoint
+from deploy.spawn import gateway_command, gateway_env, wait_healthy
 from gateway.accounts.passwords import FAST_PARAMS
 from gateway.config import GatewayConfig
 from gateway.server import Gateway, run_gateway
@@ -75,11 +75,11 @@ class GatewayProcess:
         self.port = free_port()
         self.health_port = free_port()
         self.gateway_id = gateway_id
-        self.args = [sys.executable, "-m", "gateway", "--host", "127.0.0.1",
-                     "--port", str(self.port), "--health-port", str(self.health_port),
-                     "--redis-url", redis_url, "--id", gateway_id, "--log-level", "WARNING",
-                     "--heartbeat", "0.5", "--lease-ms", "2000", "--probe-interval", "0.25",
-                     "--probe-timeout", "2", *extra]
+        self.args = gateway_command(
+            host="127.0.0.1", port=self.port, health_port=self.health_port,
+            redis_url=redis_url, gateway_id=gateway_id, log_level="WARNING",
+            extra=["--heartbeat", "0.5", "--lease-ms", "2000", "--probe-interval", "0.25",
+                   "--probe-timeout", "2", *extra])
         self.starts = 0
         """How many processes were started: 1 after ``__init__``, one more per ``start()``."""
         self._stderr: BinaryIO | None = None
@@ -90,7 +90,8 @@ class GatewayProcess:
         self._close_stderr()
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
         self.starts += 1
-        return subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self._stderr)
+        return subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self._stderr,
+                                env=gateway_env())
 
     def start(self, timeout: float = 15.0) -> None:
         """Run the gateway again (same id, same ports) after it exited; waits until healthy."""
@@ -127,13 +128,10 @@ class GatewayProcess:
             return 0
 
     def wait_healthy(self, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.health() != 200:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited: {self.stderr_tail(2000)}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("gateway did not become healthy")
-            time.sleep(0.05)
+        """Until ``/healthz`` says 200 from this process (``deploy.spawn.wait_healthy``)."""
+        wait_healthy(self.proc, Endpoint("127.0.0.1", self.health_port), timeout,
+                     name=f"gateway {self.gateway_id}",
+                     log=lambda: f"its stderr ends:\n{self.stderr_tail(2000)}")
 
     def kill(self) -> None:
         self.proc.kill()
