@@ -73,8 +73,8 @@ class Target:
     @classmethod
     def of_cluster(cls, cluster: LocalCluster) -> Target:
         gateways = [
-            GatewayProcess(f"gw{i + 1}", Address(host, port), cluster.gateway_pid(i))
-            for i, (host, port) in enumerate(cluster.gateway_addresses)
+            GatewayProcess(f"gw{i + 1}", address, cluster.gateway_pid(i))
+            for i, address in enumerate(cluster.gateway_addresses)
         ]
         others = set(cluster.pids) - {g.pid for g in gateways}
         redis_pid = others.pop() if len(others) == 1 else None  # no HAProxy: Redis

@@ -88,8 +88,8 @@ def format_table(cluster: LocalCluster, rows: Sequence[GatewayStatus]) -> str:
     for row in rows:
         cells = [
             row.gateway_id,
-            f"{row.address[0]}:{row.address[1]}",
-            f"{row.health_address[0]}:{row.health_address[1]}",
+            str(row.address),
+            str(row.health_address),
             str(row.pid) if row.pid is not None else "-",
             str(row.clients) if row.clients is not None else "-",
             _redis_column(row),
@@ -101,7 +101,7 @@ def format_table(cluster: LocalCluster, rows: Sequence[GatewayStatus]) -> str:
     lines = [
         time.strftime("%H:%M:%S")
         + f"  redis {cluster.redis_url}"
-        + (f"  lb {cluster.lb_address[0]}:{cluster.lb_address[1]}" if cluster.lb_address else "")
+        + (f"  lb {cluster.lb_address}" if cluster.lb_address else "")
     ]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
     return "\n".join(lines)
@@ -136,9 +136,9 @@ def _summary(cluster: LocalCluster) -> str:
     lines = [f"redis     {cluster.redis_url}"]
     if cluster.redis_data_dir is not None:
         lines.append(f"data      {cluster.redis_data_dir} (append-only file, fsync every second)")
-    lines += [f"gateway   {h}:{p}" for h, p in cluster.gateway_addresses]
+    lines += [f"gateway   {address}" for address in cluster.gateway_addresses]
     if cluster.lb_address is not None:
-        lines.append(f"haproxy   {cluster.lb_address[0]}:{cluster.lb_address[1]}")
+        lines.append(f"haproxy   {cluster.lb_address}")
     lines.append(f"logs      {cluster.log_dir}")
     lines.append("Enter: refresh, q + Enter or Ctrl-C: stop")
     return "\n".join(lines)

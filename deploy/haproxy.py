@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from protocol.address import Address
+
 TEMPLATE = Path(__file__).with_name("haproxy.cfg")
 """The config the ``lb`` service of docker-compose.yml runs."""
 
@@ -42,8 +44,7 @@ class HAProxyConfigError(ValueError):
 class LocalServer:
     """One gateway on this host: its chat address and its health port."""
 
-    host: str
-    port: int
+    address: Address
     check_port: int
 
 
@@ -92,13 +93,18 @@ def _server_lines(template_line: str, servers: Sequence[LocalServer]) -> list[st
         kept.append(word)
     rest = " ".join(kept)
     return [
-        f"{indent}server {prefix}{n} {s.host}:{s.port} "
+        f"{indent}server {prefix}{n} {_haproxy_address(s.address)} "
         + rest.replace("{check_port}", str(s.check_port))
         for n, s in enumerate(servers, start=1)
     ]
 
 
-def local_config(template: str, servers: Sequence[LocalServer], bind: tuple[str, int],
+def _haproxy_address(address: Address) -> str:
+    """``host:port`` as HAProxy reads it (an IPv6 host without brackets)."""
+    return f"{address.host}:{address.port}"
+
+
+def local_config(template: str, servers: Sequence[LocalServer], bind: Address,
                  stats_socket: Path) -> str:
     """``template`` (the text of deploy/haproxy.cfg) rewritten for gateways on this host."""
     out = ["# Generated from deploy/haproxy.cfg for gateways on this host (deploy/haproxy.py)."]
@@ -114,7 +120,7 @@ def local_config(template: str, servers: Sequence[LocalServer], bind: tuple[str,
         words = line.split()
         if kind == "frontend" and words[:1] == ["bind"]:
             if not found["bind"]:
-                out.append(f"    bind {bind[0]}:{bind[1]}")
+                out.append(f"    bind {_haproxy_address(bind)}")
             found["bind"] = True
         elif kind == "backend" and words[:1] == ["server-template"]:
             out.extend(_server_lines(line, servers))

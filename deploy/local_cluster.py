@@ -3,7 +3,7 @@
 ``LocalCluster`` is what chat-cluster runs, and what tests and chat-bench use:
 
     with LocalCluster(n=3, base_port=0, base_health_port=0) as cluster:
-        host, port = cluster.gateway_addresses[0]
+        address = cluster.gateway_addresses[0]  # a protocol.address.Address
 
 It owns its children and nothing else: each runs in its own session (so the
 terminal's Ctrl-C reaches only the supervisor, which then stops them in
@@ -47,6 +47,7 @@ from deploy.spawn import (
     owns_port,
     wait_healthy,
 )
+from protocol.address import Address
 
 logger = logging.getLogger(__name__)
 
@@ -172,8 +173,8 @@ class GatewayStatus:
 
     index: int
     gateway_id: str
-    address: tuple[str, int]
-    health_address: tuple[str, int]
+    address: Address
+    health_address: Address
     pid: int | None
     exit_code: int | None
     """None while the process runs (or was never started)."""
@@ -247,7 +248,7 @@ class LocalCluster:
         self._redis_url = redis_url or ""
         self._gateways: list[_Child | None] = [None] * n
         self._haproxy: _Child | None = None
-        self._lb_address: tuple[str, int] | None = None
+        self._lb_address: Address | None = None
         self.stats_socket = self.data_dir / "haproxy.sock"
 
     # ------------------------------------------------------------------ facts
@@ -264,15 +265,15 @@ class LocalCluster:
         return self.data_dir / "redis"
 
     @property
-    def gateway_addresses(self) -> list[tuple[str, int]]:
-        return [(self.host, s.port) for s in self._slots]
+    def gateway_addresses(self) -> list[Address]:
+        return [Address(self.host, s.port) for s in self._slots]
 
     @property
     def gateway_ids(self) -> list[str]:
         return [s.gateway_id for s in self._slots]
 
     @property
-    def lb_address(self) -> tuple[str, int] | None:
+    def lb_address(self) -> Address | None:
         """HAProxy's chat address, when it runs."""
         return self._lb_address
 
@@ -388,8 +389,8 @@ class LocalCluster:
             rows.append(GatewayStatus(
                 index=slot.index,
                 gateway_id=slot.gateway_id,
-                address=(self.host, slot.port),
-                health_address=(self.host, slot.health_port),
+                address=Address(self.host, slot.port),
+                health_address=Address(self.host, slot.health_port),
                 pid=child.pid if child is not None else None,
                 exit_code=child.proc.poll() if child is not None else None,
                 health=health,
@@ -475,10 +476,10 @@ class LocalCluster:
             raise ClusterError("haproxy not found on PATH: install the Debian package 'haproxy'")
         if not TEMPLATE.is_file():
             raise ClusterError(f"{TEMPLATE} is missing: it ships with the deploy package")
-        bind = (self.host, self._haproxy_port or free_port(self.host))
+        bind = Address(self.host, self._haproxy_port or free_port(self.host))
         with contextlib.suppress(FileNotFoundError):
             self.stats_socket.unlink()
-        servers = [LocalServer(self.host, s.port, s.health_port) for s in self._slots]
+        servers = [LocalServer(Address(self.host, s.port), s.health_port) for s in self._slots]
         config = self.data_dir / "haproxy.cfg"
         config.write_text(local_config(TEMPLATE.read_text(), servers, bind, self.stats_socket))
         self._haproxy = _Child("haproxy", [binary, "-db", "-f", str(config)],

@@ -75,8 +75,8 @@ def test_rooms_against_given_gateways_finds_their_pid_and_asks_redis(tmp_path: P
     with LocalCluster(1, base_port=0, base_health_port=0, data_dir=tmp_path / "cluster",
                       log_level="WARNING",
                       gateway_args=["--rate-per-s", "10000", "--burst", "10000"]) as cluster:
-        host, port = cluster.gateway_addresses[0]
-        run = run_bench(["--gateways", f"{host}:{port}", "--redis-url", cluster.redis_url,
+        run = run_bench(["--gateways", str(cluster.gateway_addresses[0]),
+                         "--redis-url", cluster.redis_url,
                          "--users", "20", "--room-size", "3-5", "--mode", "rate",
                          "--rate", "100", "--duration", "1", "--warmup", "0.2"],
                         tmp_path / "r.jsonl")

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from deploy.haproxy import TEMPLATE, LocalServer, ServerState, local_config, server_states
+from protocol.address import Address
 from tests.conftest import require_program
 from tests.support.gateways import GatewayProcess
 from tests.support.redis_server import RedisEndpoint, free_port
@@ -26,7 +27,7 @@ from tests.support.waiting import wait_for
 class HAProxy:
     """A running HAProxy: where clients connect and where its runtime API listens."""
 
-    address: tuple[str, int]
+    address: Address
     stats_socket: Path
     proc: subprocess.Popen[bytes]
     servers: dict[str, GatewayProcess]
@@ -59,8 +60,8 @@ def haproxy(gateway_processes: list[GatewayProcess], tmp_path: Path) -> Iterator
     """HAProxy with deploy/haproxy.cfg in front of the three gateways, all seen UP."""
     binary = require_program("haproxy", "haproxy")
     sock = tmp_path / "haproxy.sock"
-    address = ("127.0.0.1", free_port())
-    servers = [LocalServer("127.0.0.1", g.port, g.health_port) for g in gateway_processes]
+    address = Address("127.0.0.1", free_port())
+    servers = [LocalServer(Address("127.0.0.1", g.port), g.health_port) for g in gateway_processes]
     config = tmp_path / "haproxy.cfg"
     config.write_text(local_config(TEMPLATE.read_text(), servers, address, sock))
     log = (tmp_path / "haproxy.log").open("wb")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from deploy.haproxy import TEMPLATE, HAProxyConfigError, LocalServer, local_config
+from protocol.address import Address
 from tests.conftest import require_program
 
 Sections = dict[tuple[str, str], list[str]]
@@ -41,11 +42,11 @@ def haproxy_check(config: Path) -> subprocess.CompletedProcess[str]:
                           timeout=30, check=False)
 
 
-SERVERS = [LocalServer("127.0.0.1", 15050 + i, 18050 + i) for i in range(3)]
+SERVERS = [LocalServer(Address("127.0.0.1", 15050 + i), 18050 + i) for i in range(3)]
 
 
 def derived(tmp_path: Path) -> str:
-    return local_config(TEMPLATE.read_text(), SERVERS, ("127.0.0.1", 15000),
+    return local_config(TEMPLATE.read_text(), SERVERS, Address("127.0.0.1", 15000),
                         tmp_path / "admin.sock")
 
 
@@ -144,4 +145,4 @@ def test_derivation_refuses_a_template_without_server_template() -> None:
     text = "\n".join(line for line in TEMPLATE.read_text().splitlines()
                      if "server-template" not in line)
     with pytest.raises(HAProxyConfigError, match="server-template"):
-        local_config(text, SERVERS, ("127.0.0.1", 1), Path("/tmp/x.sock"))
+        local_config(text, SERVERS, Address("127.0.0.1", 1), Path("/tmp/x.sock"))

@@ -12,12 +12,15 @@ import socket
 import time
 from typing import Any
 
+from protocol.address import Address
 from protocol.codec import LineReader
 from protocol.limits import MAX_SERVER_LINE
 
 
 class WireClient:
-    def __init__(self, address: tuple[str, int], timeout: float = 10.0) -> None:
+    def __init__(self, address: tuple[str, int] | Address, timeout: float = 10.0) -> None:
+        if isinstance(address, Address):
+            address = (address.host, address.port)
         self.sock = socket.create_connection(address, timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.timeout = timeout
