@@ -7,7 +7,8 @@ keeps one descriptor (``/dev/null``) in reserve; on such a failure it is
 closed, the waiting connection is accepted into the freed slot, given a
 last word and closed, and the spare is opened again. ``FailureLog`` turns a
 storm of failures into one log line per interval with a count. The caller
-backs off (``Backoff``) between rounds, so nothing spins.
+backs off (``Backoff``) between rounds, so nothing spins: ``accept_loop``
+is that loop, for the chat listener and the health endpoint alike.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import contextlib
 import errno
 import logging
 import os
+import select
+import selectors
 import socket
 import time
 from collections.abc import Callable
+
+from gateway.wakeup import Waker
 
 OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 """Errors of ``accept()`` that mean the process or the system is short of resources."""
@@ -106,4 +111,23 @@ class Backoff:
         self.delay = 0.0
 
 
-__all__ = ["OUT_OF_DESCRIPTORS", "Backoff", "FailureLog", "SpareDescriptor"]
+def accept_loop(listener: socket.socket, waker: Waker, backoff: Backoff,
+                on_ready: Callable[[], None], running: Callable[[], bool] = lambda: True
+                ) -> None:
+    """Call ``on_ready`` each time ``listener`` is readable, while ``running()``, until
+    ``waker`` wakes; after failed rounds wait ``backoff.delay`` first (a wake cuts the
+    wait short). No polling: the selector sleeps until one of the two is readable."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(listener, selectors.EVENT_READ)
+        selector.register(waker, selectors.EVENT_READ)
+        while running():
+            delay = backoff.delay
+            if delay and select.select([waker], [], [], delay)[0]:
+                return  # woken for shutdown while backing off
+            for key, _ in selector.select():
+                if key.fileobj is waker:
+                    return
+                on_ready()
+
+
+__all__ = ["OUT_OF_DESCRIPTORS", "Backoff", "FailureLog", "SpareDescriptor", "accept_loop"]

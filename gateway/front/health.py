@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import select
-import selectors
 import socket
 import threading
 from collections.abc import Callable
@@ -24,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.front.accept import OUT_OF_DESCRIPTORS, Backoff, FailureLog
+from gateway.front.accept import OUT_OF_DESCRIPTORS, Backoff, FailureLog, accept_loop
 from gateway.wakeup import Waker
 
 log = logging.getLogger(__name__)
@@ -113,22 +111,10 @@ class HealthServer:
         self._waker.close()
 
     def _run(self) -> None:
-        selector = selectors.DefaultSelector()
-        selector.register(self._server.socket, selectors.EVENT_READ)
-        selector.register(self._waker, selectors.EVENT_READ)
         try:
-            while True:
-                delay = self._backoff.delay
-                if delay and select.select([self._waker], [], [], delay)[0]:
-                    return
-                for key, _ in selector.select():
-                    if key.fileobj is self._waker:
-                        return
-                    self._accept_ready()
+            accept_loop(self._server.socket, self._waker, self._backoff, self._accept_ready)
         except Exception:
             log.exception("event=health_crashed")
-        finally:
-            selector.close()
 
     def _accept_ready(self) -> None:
         while True:

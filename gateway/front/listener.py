@@ -15,8 +15,6 @@ never held while calling anything else.
 from __future__ import annotations
 
 import logging
-import select
-import selectors
 import socket
 import ssl
 import threading
@@ -24,7 +22,13 @@ import time
 
 from gateway.config import GatewayConfig
 from gateway.context import Services
-from gateway.front.accept import OUT_OF_DESCRIPTORS, Backoff, FailureLog, SpareDescriptor
+from gateway.front.accept import (
+    OUT_OF_DESCRIPTORS,
+    Backoff,
+    FailureLog,
+    SpareDescriptor,
+    accept_loop,
+)
 from gateway.front.ratelimit import AddressRate
 from gateway.front.session import Session
 from gateway.wakeup import Waker
@@ -100,22 +104,11 @@ class Listener:
         self._spare.close()
 
     def _accept_loop(self) -> None:
-        selector = selectors.DefaultSelector()
-        selector.register(self._sock, selectors.EVENT_READ)
-        selector.register(self._waker, selectors.EVENT_READ)
         try:
-            while not self._stopping:
-                delay = self._backoff.delay
-                if delay and select.select([self._waker], [], [], delay)[0]:
-                    return  # woken for shutdown while backing off
-                for key, _ in selector.select():
-                    if key.fileobj is self._waker:
-                        return
-                    self._accept_ready()
+            accept_loop(self._sock, self._waker, self._backoff, self._accept_ready,
+                        running=lambda: not self._stopping)
         except Exception:
             log.exception("event=accept_loop_crashed")
-        finally:
-            selector.close()
 
     def _accept_ready(self) -> None:
         while True:
