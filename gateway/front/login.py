@@ -78,9 +78,7 @@ def hello(s: Session, frame: Hello) -> None:
     for i, (room, batch) in enumerate(zip(frame.rooms, batches, strict=True)):
         # One room's history at a time: the next is queued once the previous one
         # has reached the kernel, so a catch-up of many rooms never piles up here.
-        if i and not s._out.wait_answers_sent(s._limits.send_timeout_s):
-            if s._closing_reason() is None:
-                s._overflowed()
+        if i and not s._answers_sent():
             return
         rooms.go_live(s, room, batch)
     s._wanted_rooms = frozenset()  # in them now: in_room answers from here on
@@ -94,9 +92,7 @@ def open_conversations(s: Session, caught_up: CatchUp, waiting: bool) -> None:
         lines = dm_history(conv.peer, batch)
         if not lines:
             continue
-        if waiting and not s._out.wait_answers_sent(s._limits.send_timeout_s):
-            if s._closing_reason() is None:
-                s._overflowed()
+        if waiting and not s._answers_sent():
             return
         waiting = True
         s._send_history(lines)

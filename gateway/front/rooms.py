@@ -119,10 +119,9 @@ def go_live(s: Session, room: str, batch: HistoryBatch) -> None:
     svc = s._svc
     lines = codec.history_lines(room, batch.epoch, batch.messages, batch.complete)
     s._history_budget.spend(sum(map(len, lines)))
-    with s._sending():
+    with s._sending("history"):
         step = core.go_live(s._rooms[room], lines, batch)
         s._queue(step)
-    svc.metrics.frames_out.labels("history").inc()
     if step.fill:
         svc.subscriber.request_fill(room)
 

@@ -194,6 +194,15 @@ class Session:
         with self._sending(locked=False) as out:
             out.enqueue_answer(lines)
 
+    def _answers_sent(self) -> bool:
+        """Wait until every queued history answer reached the kernel: True. A client
+        that stalls ``send_timeout_s`` meanwhile is a slow consumer, ended: False."""
+        if self._out.wait_answers_sent(self._limits.send_timeout_s):
+            return True
+        if self._closing_reason() is None:
+            self._overflowed()
+        return False
+
     def _queue(self, step: core.Step) -> None:
         """Queue a cursor move's bytes, its answer first (under ``_lock``: in move order)."""
         if step.answer:
