@@ -136,9 +136,8 @@ class NameClaim:
     name: str
     token: str
     """The fresh secret for the client's ``welcome``; Redis keeps only its sha256."""
-    replaced_gateway: str | None
-    """Gateway of the live session this claim took the name from, if any."""
     replaced_session: str | None
+    """The live session this claim took the name from, if any."""
     rooms: tuple[str, ...] = ()
     """Rooms where the name's membership is now this gateway's: taken over with the name
     (token takeover), so the rooms see no left/joined. The new session leaves those its
@@ -597,15 +596,6 @@ class Broker:
                 keys.room_members(room), rolled_back, self._fresh(), self._room_ttl_ms).call())
         return _text(epoch)
 
-    def room_position(self, room: str) -> tuple[str, int]:
-        """(epoch, last id) of a room, creating its epoch if the room is new."""
-        with self._guard("position"):
-            reply = scripts.HistoryReply.read(self._run(scripts.ReadHistory(
-                keys.room_seq(room), keys.room_epoch(room), keys.room_log(room),
-                keys.room_members(room), epoch_candidate=self._fresh(), mode=b"p",
-                room_ttl_ms=self._room_ttl_ms).call()))
-        return reply.epoch, reply.last_id
-
     def join(self, room: str, name: str, *, limited: bool = True) -> bool:
         """Record ``name`` as present in ``room`` through this gateway.
 
@@ -700,8 +690,8 @@ class Broker:
             reply = self._claim(name, session_id, token_hash(fresh), presented, holder, rooms)
         if not reply.claimed:
             raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name!r} is in use")
-        return NameClaim(name, fresh, reply.replaced_gateway or None,
-                         reply.replaced_session or None, reply.rooms, reply.account)
+        return NameClaim(name, fresh, reply.replaced_session or None, reply.rooms,
+                         reply.account)
 
     def _holder_and_rooms(self, name: str) -> tuple[str, list[str]]:
         """The gateway holding ``name`` and the rooms of its memberships, as Redis has them now."""
