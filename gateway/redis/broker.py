@@ -15,19 +15,11 @@ gives up, the broker raises ``BrokerUnavailable`` and the caller answers
 every publication carries a dedup key: the client's ``ref``, or an internal
 one when the client gave none, so a retry never publishes twice.
 
-Deadlines. A script the broker gave up on may still run: a stalled Redis
-(SIGSTOP) keeps it in its socket buffer and runs it when it resumes, after the
-client was told ``unavailable`` (not carried out). So a message or dm carries
-a deadline, the gateway's clock when it was asked for plus a window
-(``window_for_timeout``), and its script writes nothing once Redis's clock is
-past it (``lua/deadline.lua``). Once it wrote a script, the broker gives up on it
-only when the reply timed out (a reset connection takes the script with it),
-at least a socket timeout later; the window ends ``CLOCK_SKEW_MARGIN_MS``
-before that, so a late run is refused while Redis's clock lags the gateway's
-by less than the margin. (A Redis clock ahead by more than the window would
-refuse every send: never a half-done one.) Retries re-send the same
-deadline; a retry of a run whose reply was lost meets the dedup key first
-and stays a duplicate.
+Deadlines: a message or dm carries one (``window_for_timeout``) and its script
+writes nothing once Redis's clock is past it (``lua/deadline.lua``), so a send
+answered ``unavailable`` is never carried out later. Why that holds, and the
+one assumption on clocks it rests on, is written once, in docs/architecture.md,
+"Deadlines".
 
 Thread-safe: the broker's only mutable state is a counter (internal refs and
 epoch candidates, ``itertools.count``) and the publisher's queue; redis-py's
@@ -402,7 +394,8 @@ class Broker:
         return int(self._clock() * 1000)
 
     def _deadline_ms(self) -> int:
-        """After this (Redis's clock) the request's script must write nothing: see Deadlines."""
+        """After this (Redis's clock) the request's script must write nothing (docs/architecture.md,
+        "Deadlines")."""
         return int(self._deadline_clock() * 1000) + self._window_ms
 
     @staticmethod
