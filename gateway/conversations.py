@@ -208,11 +208,11 @@ class Conversations:
         self._mark_owner = register(MARK_OWNER)
 
     def route(self, to: str) -> Route:
-        with self._broker._guard("dm route"):
+        with self._broker.guard("dm route"):
             shown, gw, account, account_name = self._route(
                 keys=[keys.user(to), account_keys.account(to), keys.GATEWAYS, keys.GRACE,
                       keys.PULSE],
-                args=[self._broker._now_ms(), self._broker._lease_ms])
+                args=[self._broker.now_ms(), self._broker.lease_ms])
         display = _text(shown) or _text(account_name) or to
         return Route(display, _text(gw) or None, bool(account))
 
@@ -228,7 +228,7 @@ class Conversations:
             return None
         if not route.account and route.gateway is None:
             raise ProtocolError(ErrorCode.NO_SUCH_USER, f"no user {to!r} is connected")
-        with self._broker._guard("dm index"):
+        with self._broker.guard("dm index"):
             pipe = self._redis.pipeline(transaction=False)
             if sender_account:
                 pipe.hset(user_dms(sender), name_key(to), route.display)
@@ -242,16 +242,16 @@ class Conversations:
         ref_key = conversation_ref(sender, to, sender,
                                    f"~{uuid.uuid4().hex}" if internal else str(ref))
         channel = "" if route.gateway is None else keys.gateway_channel(route.gateway)
-        with self._broker._guard("dm"):
+        with self._broker.guard("dm"):
             reply = self._store(
                 keys=[conversation_seq(sender, to), conversation_epoch(sender, to),
                       conversation_log(sender, to), ref_key],
                 args=[uuid.uuid4().hex, prefix, self._history, channel,
                       payloads.DM + name_key(to).encode() + b"|",
                       INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms,
-                      self._broker._deadline_ms()])
+                      self._broker.deadline_ms()])
         if reply[0] == lua.TOO_LATE:
-            raise self._broker._too_late("dm")
+            raise self._broker.too_late("dm")
         duplicate, msg_id, epoch, line = reply
         return StoredDm(int(msg_id), _text(epoch), bytes(line),
                         bool(duplicate) and not internal)
@@ -264,7 +264,7 @@ class Conversations:
             mode, ident = b"a", max(after, 0)
         else:
             mode, ident = b"b", before
-        with self._broker._guard("dm history"):
+        with self._broker.guard("dm history"):
             reply = self._read_history(
                 keys=[conversation_seq(me, peer), conversation_epoch(me, peer),
                       conversation_log(me, peer)],
@@ -274,14 +274,14 @@ class Conversations:
 
     def conversations(self, name: str) -> list[Conversation]:
         """The account's conversations, by peer key."""
-        with self._broker._guard("dm list"):
+        with self._broker.guard("dm list"):
             raw = self._redis.hgetall(user_dms(name))
         return sorted((Conversation(_text(v), _text(k)) for k, v in raw.items()),
                       key=lambda c: c.peer_key)
 
     def reads(self, name: str) -> dict[str, int]:
         """The account's read marks: room or ``@peer_key`` -> id."""
-        with self._broker._guard("read state"):
+        with self._broker.guard("read state"):
             raw = self._redis.hgetall(user_read(name))
         out = {}
         for k, v in raw.items():
@@ -292,18 +292,18 @@ class Conversations:
         return out
 
     def set_read(self, name: str, room: str | None, peer: str | None, msg_id: int) -> None:
-        with self._broker._guard("read state"):
+        with self._broker.guard("read state"):
             self._redis.hset(user_read(name), read_field(room, peer), msg_id)
 
     def mark_owner(self, name: str, session_id: str) -> bool:
         """After ``register``: the name's record says its claim is the owner's, so the
         session's token resumes the account."""
-        with self._broker._guard("register"):
+        with self._broker.guard("register"):
             return bool(self._mark_owner(keys=[keys.user(name)], args=[session_id]))
 
     def forget_user(self, name: str) -> None:
         """Drop an account's conversation list and read state (``chat-admin delete``)."""
-        with self._broker._guard("forget user"):
+        with self._broker.guard("forget user"):
             self._redis.delete(user_dms(name), user_read(name))
 
 

@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import gateway.redis.broker as broker_module
+import gateway.redis.gateways as gateways_module
 from gateway.redis import keys
 from gateway.redis.broker import (
     Broker,
@@ -801,7 +802,7 @@ def test_reaping_never_takes_oneself(gw1: Broker, clock: FakeClock, raw: Any) ->
 def test_reaping_in_chunks(gw1: Broker, gw2: Broker, clock: FakeClock, raw: Any,
                            monkeypatch: pytest.MonkeyPatch,
                            listen: Callable[..., Listener]) -> None:
-    monkeypatch.setattr(broker_module, "REAP_CHUNK", 2)
+    monkeypatch.setattr(gateways_module, "REAP_CHUNK", 2)
     rooms = [f"r{i}" for i in range(5)]
     for name in ("Bob", "Ann", "Cy"):
         gw1.claim_name(name, f"s-{name}", None)
