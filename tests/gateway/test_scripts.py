@@ -1,5 +1,5 @@
 """Each Lua file reads its keys and arguments under the names, and in the order, of its
-Python builder's fields (gateway/redis/scripts.py): the one contract between the two."""
+Python builder's fields (gateway/redis/scripts/): the one contract between the two."""
 
 from __future__ import annotations
 
