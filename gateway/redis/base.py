@@ -205,6 +205,11 @@ class BrokerBase:
         (32 characters, as a uuid4 in hex), without the cost of a uuid4."""
         return f"{self._names}{next(self._serial):016x}"
 
+    def run_script(self, call: ScriptCall) -> Any:
+        """One script of the Redis layer's (``gateway.redis.scripts``) on the pooled client, from
+        the caller's thread; inside ``guard`` its refusals become ``BrokerUnavailable``."""
+        return self._run(call)
+
     def _run(self, call: ScriptCall) -> Any:
         """One script on the pooled client, from the caller's thread (all but the hot path)."""
         return self._direct.one(call)

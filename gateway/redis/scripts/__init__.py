@@ -1,6 +1,7 @@
 """The Redis layer's Lua scripts: one ``.lua`` file each, one typed builder each.
 
-The builders live by job (``rooms``, ``dms``, ``names``, ``gateways``) over ``core``
+The builders live by job (``rooms``, ``dms``, ``names``, ``gateways``,
+``conversations``) over ``core``
 (loading, ``Script``, ``ScriptCall``, ``Builder``); this package re-exports them all.
 
 Each script does a whole request in one round trip and atomically, so a
@@ -35,12 +36,15 @@ cjson), so the scripts also run on fakeredis.
 
 from __future__ import annotations
 
+from gateway.redis.scripts.conversations import (
+    MarkOwner,
+    RouteDm,
+    RouteReply,
+    StoreDm,
+    StoreDmReply,
+)
 from gateway.redis.scripts.core import (
-    DEADLINE,
-    LIVENESS,
-    READ_HISTORY,
     STOPPED,
-    TOO_LATE,
     Script,
     ScriptCall,
     load,
@@ -79,10 +83,11 @@ from gateway.redis.scripts.rooms import (
 )
 
 __all__ = [
-    "DEADLINE",
-    "LIVENESS",
-    "READ_HISTORY",
-    "TOO_LATE",
+    "MarkOwner",
+    "RouteDm",
+    "RouteReply",
+    "StoreDm",
+    "StoreDmReply",
     "STOPPED",
     "ClaimInstance",
     "ClaimInstanceReply",

@@ -54,18 +54,6 @@ def load(name: str) -> Script:
     return Script.of(name, "\n".join([*parts, body]))
 
 
-# Snippets for scripts kept outside the Redis layer (gateway/conversations.py), which
-# address KEYS and ARGV by position: the shared rules, and one whole script.
-LIVENESS = _text("liveness")
-"""``grace_open``, ``alive``, ``beat``: the one liveness rule (``lua/liveness.lua``)."""
-TOO_LATE = -1
-"""What a script written with ``DEADLINE`` answers past its deadline."""
-DEADLINE = f"local TOO_LATE = {TOO_LATE}\n" + _text("deadline")
-"""``too_late(deadline)`` (``lua/deadline.lua``), and ``TOO_LATE``."""
-READ_HISTORY = load("read_history").source.decode()
-"""``lua/read_history.lua`` whole (keys seq, epoch, log; args candidate, mode, id, limit)."""
-
-
 def text_of(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -95,11 +83,7 @@ class Builder:
 
 
 __all__ = [
-    "DEADLINE",
-    "LIVENESS",
-    "READ_HISTORY",
     "STOPPED",
-    "TOO_LATE",
     "Arg",
     "Builder",
     "Script",
