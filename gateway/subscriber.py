@@ -1,8 +1,8 @@
 """The gateway's one pub/sub link: receive from Redis, fan out to local sessions.
 
-One thread owns the connection (``RedisWire``). Other threads never touch it:
-they ask for subscriptions, fills and rebuilds through ``_requests`` and a
-wake-up byte on a socketpair, and the thread reconciles the rooms it is
+One thread owns the connection (``gateway.redis.pubsub``). Other threads never
+touch it: they ask for subscriptions, fills and rebuilds through flags under
+``_lock`` and a ``Waker``, and the thread reconciles the rooms it is
 subscribed to with the rooms the registry says have local members. So a
 ``join`` waits for the confirmation of its room's SUBSCRIBE (``Ticket``)
 before it reads history, and no message published after that read is missed.
@@ -10,10 +10,10 @@ before it reads history, and no message published after that read is missed.
 Each read takes every reply Redis has sent; messages are grouped per room,
 each group is encoded once (lines joined) and handed to every local member.
 Ids decide delivery (see ``Session``): a gap, a new epoch, or a reconnect
-makes the ``Filler`` thread read the room's history, which this thread then
-delivers to each session (only ids past its last, before newer live
-messages), so clients see no gap and no duplicate, and a slow history read
-never holds up the fan-out of other rooms.
+makes the ``Filler`` thread (``gateway.redis.filler``) read the room's
+history, which this thread then delivers to each session (only ids past
+its last, before newer live messages), so clients see no gap and no
+duplicate, and a slow history read never holds up the fan-out of other rooms.
 
 Lock order: ``Subscriber._lock`` guards only the request list, the set of
 confirmed rooms, the tickets and the filled history; ``Filler``'s condition
@@ -23,10 +23,8 @@ the other.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import select
-import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -37,86 +35,17 @@ from gateway.front.registry import Registry
 from gateway.metrics import GatewayMetrics
 from gateway.redis import keys, payloads
 from gateway.redis.broker import Broker, BrokerUnavailable, HistoryBatch
-from gateway.redis.wire import RedisAddress, RedisWire, RedisWireError, pack
+from gateway.redis.filler import Filler, read_missing
+from gateway.redis.pubsub import Ticket, change_rooms, open_link
+from gateway.redis.wire import RedisAddress, RedisWire, RedisWireError
+from gateway.wakeup import Waker
 from protocol.frames import ByeReason
 
 log = logging.getLogger(__name__)
 
 
-
-class Ticket:
-    """Resolved when a room's subscription is confirmed, or refused when Redis is down."""
-
-    __slots__ = ("_event", "ok")
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.ok = False
-
-    def resolve(self, ok: bool) -> None:
-        self.ok = ok
-        self._event.set()
-
-    def wait(self, timeout: float) -> bool:
-        return self._event.wait(timeout) and self.ok
-
-
 def _fixed(address: RedisAddress) -> Callable[[], RedisAddress]:
     return lambda: address
-
-
-class Filler:
-    """Reads rooms' history on a thread of its own, so that reading one room's history never
-    holds up the fan-out of the others (``fill`` hands what it read back to the subscriber's
-    thread, which delivers it).
-
-    ``request`` may be called from any thread; a room asked for twice before its turn is
-    read once. A fill that fails (Redis unavailable) is tried again ``retry_s`` later.
-    """
-
-    def __init__(self, fill: Callable[[str], bool], *, retry_s: float = 0.5) -> None:
-        self._fill = fill
-        self._retry_s = retry_s
-        self._changed = threading.Condition()
-        self._wanted: dict[str, None] = {}
-        """Rooms to fill, oldest request first (an ordered set)."""
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="filler")
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        with self._changed:
-            self._stopping = True
-            self._changed.notify()
-        if self._thread.is_alive():
-            self._thread.join(5)
-
-    def request(self, room: str) -> None:
-        with self._changed:
-            if room not in self._wanted:
-                self._wanted[room] = None
-                self._changed.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._changed:
-                while not self._wanted and not self._stopping:
-                    self._changed.wait()
-                if self._stopping:
-                    return
-                room = next(iter(self._wanted))
-                del self._wanted[room]
-            try:
-                done = self._fill(room)
-            except Exception:
-                log.exception("event=fill_crashed room=%s", room)
-                done = True
-            if not done:
-                with self._changed:
-                    self._changed.wait_for(lambda: self._stopping, self._retry_s)
-                self.request(room)
 
 
 class Subscriber:
@@ -148,9 +77,7 @@ class Subscriber:
         self._rebuild = False
         self._stopping = False
         self._connected = False
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._waker = Waker()
         self._thread = threading.Thread(target=self._run, name="subscriber")
 
     # ---------------------------------------------------------------- requests
@@ -170,8 +97,7 @@ class Subscriber:
         if self._thread.is_alive():
             self._thread.join(5)
         self._filler.stop()
-        self._wake_r.close()
-        self._wake_w.close()
+        self._waker.close()
 
     def subscribe(self, room: str) -> Ticket:
         """Make sure the room's channel is subscribed; wait on the ticket before reading history.
@@ -190,7 +116,9 @@ class Subscriber:
         self._wake()
         return ticket
 
-    def unsubscribe(self, room: str) -> None:
+    def rooms_changed(self) -> None:
+        """The registry's rooms changed (a session left a room, or closed): drop the channels
+        of rooms with no local member left."""
         with self._lock:
             self._reconcile = True
         self._wake()
@@ -205,8 +133,7 @@ class Subscriber:
         self._wake()
 
     def _wake(self) -> None:
-        with contextlib.suppress(OSError):  # a wake-up is already pending, or we are stopping
-            self._wake_w.send(b"x")
+        self._waker.wake()
 
     # ------------------------------------------------------------------ thread
 
@@ -239,8 +166,8 @@ class Subscriber:
 
     def _sleep(self, seconds: float) -> None:
         """Wait for the backoff, or less if stop() is called."""
-        select.select([self._wake_r], [], [], seconds)
-        self._drain_wake()
+        select.select([self._waker], [], [], seconds)
+        self._waker.drain()
 
     def _set_disconnected(self) -> None:
         with self._lock:
@@ -252,22 +179,12 @@ class Subscriber:
                 ticket.resolve(False)
 
     def _connect(self) -> RedisWire:
-        wire = RedisWire(self._address(), timeout=self._connect_timeout)
-        try:
-            with self._lock:
-                self._rebuild = False
-                self._reconcile = False
-            rooms = sorted(self._registry.rooms())
-            channels = [self._own_channel] + [keys.room_channel(r).encode() for r in rooms]
-            wire.send(pack("SUBSCRIBE", *channels))
-            for _ in channels:  # Redis sends every confirmation before any message
-                reply = wire.read_one()
-                if not (isinstance(reply, list) and reply[0] == b"subscribe"):
-                    raise RedisWireError(f"unexpected reply to SUBSCRIBE: {reply!r}")
-            wire.sock.settimeout(None)
-        except BaseException:
-            wire.close()
-            raise
+        address = self._address()
+        with self._lock:
+            self._rebuild = False
+            self._reconcile = False
+        rooms = sorted(self._registry.rooms())
+        wire = open_link(address, self._own_channel, rooms, self._connect_timeout)
         with self._lock:
             self._subscribed = set(rooms)
             self._connected = True
@@ -281,22 +198,15 @@ class Subscriber:
         return wire
 
     def _serve(self, wire: RedisWire) -> None:
-        wire_fd, wake_fd = wire.fileno(), self._wake_r.fileno()
+        wire_fd, wake_fd = wire.fileno(), self._waker.fileno()
         while True:
             readable = select.select([wire_fd, wake_fd], [], [])[0]
             if wake_fd in readable:
-                self._drain_wake()
+                self._waker.drain()
                 if self._handle_requests(wire):
                     return
             if wire_fd in readable:
                 self._dispatch(wire.read_available())
-
-    def _drain_wake(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except OSError:
-            pass
 
     def _handle_requests(self, wire: RedisWire) -> bool:
         """Act on what other threads asked; True to drop the connection."""
@@ -317,10 +227,7 @@ class Subscriber:
                 with self._lock:
                     self._subscribed.difference_update(drop)
                 drop = self._keep_raced(drop)
-            if drop:
-                wire.send(pack("UNSUBSCRIBE", *(keys.room_channel(r) for r in drop)))
-            if add:
-                wire.send(pack("SUBSCRIBE", *(keys.room_channel(r) for r in add)))
+            change_rooms(wire, add, drop)
         return False
 
     def _keep_raced(self, drop: list[str]) -> list[str]:
@@ -437,10 +344,7 @@ class Subscriber:
         if not positions:
             return True
         try:
-            batch = self._broker.read_history(room, after=min(last for _, last in positions))
-            fresh = None
-            if any(epoch != batch.epoch for epoch, _ in positions):
-                fresh = self._broker.read_history(room, after=0)
+            batch, fresh = read_missing(self._broker, room, positions)
         except BrokerUnavailable as exc:
             log.warning("event=fill_failed room=%s error=%r", room, exc)
             return False
@@ -475,3 +379,6 @@ class Subscriber:
                 session.kick(ByeReason.REPLACED)
         elif tag == payloads.PROBE:
             self._on_probe(data[1:].decode())
+
+
+__all__ = ["Filler", "Subscriber", "Ticket"]

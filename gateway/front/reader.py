@@ -224,8 +224,8 @@ def _dispatch(s: Session, frame: ClientFrame) -> None:
 
 def _cleanup(s: Session) -> None:
     svc = s._svc
-    for room in svc.registry.remove(s):
-        svc.subscriber.unsubscribe(room)
+    if svc.registry.remove(s):  # rooms left with no local member
+        svc.subscriber.rooms_changed()
     name = s.name
     if name is not None:
         svc.metrics.logged_in.dec()

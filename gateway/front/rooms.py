@@ -69,7 +69,7 @@ def leave(s: Session, frame: Leave) -> None:
         s._rooms.pop(frame.room, None)
     s._typing.forget(frame.room)
     if s._svc.registry.remove_member(s, frame.room):
-        s._svc.subscriber.unsubscribe(frame.room)
+        s._svc.subscriber.rooms_changed()
     s._send(left_line, "left")
 
 
@@ -111,7 +111,7 @@ def abandon(s: Session, room: str) -> None:
         s._rooms.pop(room, None)
     s._typing.forget(room)
     if s._svc.registry.remove_member(s, room):
-        s._svc.subscriber.unsubscribe(room)
+        s._svc.subscriber.rooms_changed()
 
 
 def go_live(s: Session, room: str, batch: HistoryBatch) -> None:

@@ -15,7 +15,7 @@ did arrive are completed and the rest are written again on a fresh connection,
 as redis-py's ``Retry`` does for one command (the same ``Retry``/backoff
 objects drive it; tests inject a backoff that never sleeps). That is safe
 because every script the publisher runs carries a dedup key and a deadline
-(``gateway.redis.broker``, "Deadlines"): a second run of a script that did
+(docs/architecture.md, "Deadlines"): a second run of a script that did
 run is a repeat, one that reaches Redis after its deadline writes nothing.
 When the retries run out the remaining requests fail with the connection
 error, which the broker answers ``unavailable``. With ``min_replicas`` each

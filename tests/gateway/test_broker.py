@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import gateway.redis.broker as broker_module
+import gateway.redis.gateways as gateways_module
 from gateway.redis import keys
 from gateway.redis.broker import (
     Broker,
@@ -223,7 +224,7 @@ def test_first_message_creates_epoch_stores_and_publishes_exact_line(
 def test_ids_have_no_gaps_across_gateways(gw1: Broker, gw2: Broker) -> None:
     ids = [b.publish_message("dev", "Bob", "x", 1.0, None).id for b in (gw1, gw2, gw1, gw2)]
     assert ids == [1, 2, 3, 4]
-    assert gw1.room_position("dev")[1] == 4
+    assert gw1.read_history("dev", limit=1).last_id == 4
 
 
 def test_repeated_ref_is_a_duplicate_with_the_first_id_and_publishes_nothing(
@@ -321,7 +322,7 @@ def test_history_of_a_new_room_creates_its_epoch(gw1: Broker, raw: Any) -> None:
     assert batch == HistoryBatch("new", batch.epoch, 0, (), 1, True)
     assert raw.get(keys.room_epoch("new")) == batch.epoch.encode()
     assert gw1.read_history("new").epoch == batch.epoch
-    assert gw1.room_position("new") == (batch.epoch, 0)
+    assert gw1.read_history("new", after=0).epoch == batch.epoch
     assert gw1.publish_message("new", "Bob", "x", 1.0, None).epoch == batch.epoch
 
 
@@ -479,7 +480,7 @@ def test_heartbeat_tells_a_gateway_it_was_reaped(gw1: Broker, gw2: Broker,
 def test_claim_of_a_free_name(make_broker: Callable[..., Broker], raw: Any) -> None:
     fresh = make_broker("gw9")  # never heartbeat: the claim itself marks it alive
     claim = fresh.claim_name("Bob", "s1", None)
-    assert (claim.name, claim.replaced_gateway, claim.replaced_session) == ("Bob", None, None)
+    assert (claim.name, claim.replaced_session) == ("Bob", None)
     assert len(claim.token) >= 22
     record = raw.hgetall(keys.user("bob"))
     assert record == {b"name": b"Bob", b"gw": b"gw9", b"sid": b"s1",
@@ -508,13 +509,13 @@ def test_takeover_with_the_token_from_another_gateway(
     first = gw1.claim_name("Bob", "s1", None)
     sub = listen(keys.gateway_channel("gw1"))
     second = gw2.claim_name("bob", "s2", first.token)
-    assert (second.name, second.replaced_gateway, second.replaced_session) == ("bob", "gw1", "s1")
+    assert (second.name, second.replaced_session) == ("bob", "s1")
     assert second.token != first.token
     assert sub.take() == [("chat:gw:gw1", b"Kbob|s1")]
     assert raw.hget(keys.user("bob"), "token") == token_hash(second.token).encode()
     with pytest.raises(ProtocolError):
         gw1.claim_name("Bob", "s3", first.token)  # the old token is spent
-    assert gw1.claim_name("Bob", "s3", second.token).replaced_gateway == "gw2"
+    assert gw1.claim_name("Bob", "s3", second.token).replaced_session == "s2"
 
 
 def test_takeover_on_the_same_gateway_keeps_the_name_in_its_set(gw1: Broker, raw: Any) -> None:
@@ -531,7 +532,7 @@ def test_name_held_by_a_dead_gateway_is_free(
     lease_runs_out(clock, gw2)
     sub = listen(keys.gateway_channel("gw1"))
     claim = gw2.claim_name("Bob", "s2", None)
-    assert (claim.replaced_gateway, claim.replaced_session) == (None, None)
+    assert claim.replaced_session is None
     # a gateway only presumed dead (paused) still learns its session lost the name
     assert sub.take() == [("chat:gw:gw1", b"Kbob|s1")]
 
@@ -751,7 +752,7 @@ def test_dead_gateway_is_reaped_once_with_left_for_its_rooms(
     assert raw.exists(keys.user("bob"), keys.gateway_members("gw1"),
                       keys.gateway_names("gw1"), keys.room_members("dev")) == 0
     assert raw.hgetall(keys.room_members("lobby")) == {b"ann": b"gw2|Ann"}
-    assert gw2.claim_name("Bob", "s2", None).replaced_gateway is None
+    assert gw2.claim_name("Bob", "s2", None).replaced_session is None
 
 
 def test_reaping_spares_what_a_live_gateway_took_over(
@@ -801,7 +802,7 @@ def test_reaping_never_takes_oneself(gw1: Broker, clock: FakeClock, raw: Any) ->
 def test_reaping_in_chunks(gw1: Broker, gw2: Broker, clock: FakeClock, raw: Any,
                            monkeypatch: pytest.MonkeyPatch,
                            listen: Callable[..., Listener]) -> None:
-    monkeypatch.setattr(broker_module, "REAP_CHUNK", 2)
+    monkeypatch.setattr(gateways_module, "REAP_CHUNK", 2)
     rooms = [f"r{i}" for i in range(5)]
     for name in ("Bob", "Ann", "Cy"):
         gw1.claim_name(name, f"s-{name}", None)
@@ -909,7 +910,7 @@ def test_a_gateway_that_died_in_the_outage_is_dead_once_the_grace_ends(
     sub = listen(keys.room_channel("dev"))
     assert gw1.reap_dead() == ["gw2"]
     assert sub.take() == [("{room:dev}:ch", b"E" + line(Left("dev", "Ann")))]
-    assert gw1.claim_name("Ann", "s9", None).replaced_gateway is None
+    assert gw1.claim_name("Ann", "s9", None).replaced_session is None
     assert raw.exists(keys.GRACE) == 0  # the pulse is there: no new grace
 
 
@@ -953,7 +954,7 @@ def test_the_grace_revives_no_gateway_that_is_not_registered(
     assert info.value.code is ErrorCode.NO_SUCH_USER
     assert raw.exists(keys.GRACE) == 1
     assert gw1.who("dev") == []
-    assert gw1.claim_name("ZED", "s1", None).replaced_gateway is None
+    assert gw1.claim_name("ZED", "s1", None).replaced_session is None
 
 
 # --------------------------------------------------------------------------- takeover
@@ -1001,7 +1002,7 @@ def test_a_resume_with_the_token_after_a_crash_takes_the_memberships_too(
     gw1.join("dev", "Bob")
     lease_runs_out(clock, gw2)  # gw1 crashed and is not reaped yet
     claim = gw2.claim_name("Bob", "s2", first.token)
-    assert (claim.replaced_gateway, claim.rooms) == (None, ("dev",))
+    assert (claim.replaced_session, claim.rooms) == (None, ("dev",))
     sub = listen(keys.room_channel("dev"))
     assert gw2.reap_dead() == ["gw1"]
     assert gw2.join("dev", "Bob") is False
@@ -1058,7 +1059,7 @@ def test_unreachable_redis_raises_broker_unavailable(gw1: Broker, server: Any) -
     calls: list[Callable[[], object]] = [
         lambda: gw1.publish_message("lobby", "Bob", "x", 1.0, "r"),
         lambda: gw1.read_history("lobby"),
-        lambda: gw1.room_position("lobby"),
+        lambda: gw1.read_history("lobby", after=0),
         lambda: gw1.claim_name("Bob", "s1", None),
         lambda: gw1.release_name("Bob", "s1"),
         lambda: gw1.join("dev", "Bob"),

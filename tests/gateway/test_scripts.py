@@ -1,5 +1,5 @@
 """Each Lua file reads its keys and arguments under the names, and in the order, of its
-Python builder's fields (gateway/redis/scripts.py): the one contract between the two."""
+Python builder's fields (gateway/redis/scripts/): the one contract between the two."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from gateway.redis import keys, payloads, scripts
 
 BUILDERS = [scripts.PublishMessage, scripts.SendDm, scripts.RenewEpoch, scripts.ReadHistory,
             scripts.Heartbeat, scripts.DeadGateways, scripts.Who, scripts.ClaimName,
-            scripts.ReleaseName, scripts.Join, scripts.Leave, scripts.Reap]
+            scripts.ReleaseName, scripts.Join, scripts.Leave, scripts.Reap,
+            scripts.RouteDm, scripts.StoreDm, scripts.MarkOwner]
 
 _READ = re.compile(r"^(tonumber\()?(key|arg)\(\)\)?( == '1')?$")
 

@@ -1,6 +1,6 @@
 -- Shared by every script: KEYS and ARGV are read in order through two cursors, so each
 -- script names what it reads (local x = key()) instead of counting positions.
--- Each script's Python builder (gateway/redis/scripts.py) writes them in the same order.
+-- Each script's Python builder (gateway/redis/scripts/) writes them in the same order.
 local function cursor(list)
   local i = 0
   return function()

@@ -4,8 +4,7 @@ local seq_key, epoch_key, log_key, members_key = key(), key(), key(), key()
 local epoch_candidate, mode, id, limit = arg(), arg(), arg(), tonumber(arg())
 -- room ttl 0: never expires (a conversation: no members to outlive)
 local room_ttl_ms = arg()
--- mode 'a': every message after id; 'b': the newest limit before id ('' = none);
--- 'p': the position only.
+-- mode 'a': every message after id; 'b': the newest limit before id ('' = none).
 -- -> {epoch, last id, complete 0/1, first id, {lines}} (the last two only when lines exist)
 -- The log holds ids last-len+1 .. last, so list indexes follow from ids.
 local epoch = redis.call('GET', epoch_key)
@@ -15,9 +14,6 @@ if not epoch then
   settle_room(seq_key, epoch_key, log_key, members_key, room_ttl_ms)
 end
 local last = tonumber(redis.call('GET', seq_key) or '0')
-if mode == 'p' then
-  return {epoch, last}
-end
 local oldest = last - redis.call('LLEN', log_key) + 1
 local lo, hi
 if mode == 'a' then

@@ -1,0 +1,31 @@
+-- Store a dm of a conversation (give it the conversation's next id) and publish it to the
+-- recipient's gateway, or find it is a repeat.
+-- includes: deadline
+local seq_key, epoch_key, log_key, ref_key = key(), key(), key(), key()
+local epoch_candidate, line_prefix, history = arg(), arg(), tonumber(arg())
+-- channel '': the recipient is offline, nothing published
+local channel, payload_head, ref_ttl_ms, deadline_ms = arg(), arg(), arg(), arg()
+-- -> {'too_late'}: past the deadline, nothing written; else {'sent' or 'repeat', id, epoch,
+-- line ('' for a repeat)}. The ref is read before the deadline, as publish_message does.
+local epoch = redis.call('GET', epoch_key)
+local seen = redis.call('GET', ref_key)
+if not seen and too_late(deadline_ms) then
+  return {'too_late'}
+end
+if not epoch then
+  epoch = epoch_candidate
+  redis.call('SET', epoch_key, epoch)
+end
+if seen then
+  return {'repeat', tonumber(seen), epoch, ''}
+end
+local id = redis.call('INCR', seq_key)
+local sid = string.format('%d', id)
+local line = line_prefix .. sid .. ',"epoch":"' .. epoch .. '"}'
+redis.call('RPUSH', log_key, line)
+redis.call('LTRIM', log_key, -history, -1)
+if channel ~= '' then
+  redis.call('PUBLISH', channel, payload_head .. line)
+end
+redis.call('SET', ref_key, sid, 'PX', ref_ttl_ms)
+return {'sent', id, epoch, line}
