@@ -143,14 +143,17 @@ class Crowd:
     def __init__(self, rooms_of: Mapping[str, Sequence[str]],
                  addresses_of: Mapping[str, Sequence[str]], *, seed: int = 7,
                  interval: tuple[float, float] = (0.5, 1.0), ping_interval: float = 5.0,
-                 connect_timeout: float = 3.0) -> None:
+                 connect_timeout: float = 3.0, hold_unavailable: float = 0.0) -> None:
+        """``hold_unavailable``: seconds a send answered ``unavailable`` is kept and resent
+        with its ref (ChatClient's option, as the Tk app and chat-term use it); 0: it fails."""
         self.rooms_of = {name: tuple(rooms) for name, rooms in rooms_of.items()}
         backoff = ExponentialBackoff(base=0.05, cap=0.5)  # 25 ms to 0.5 s: jitter, no long sleeps
         self.logs = {name: EventLog(name, rooms) for name, rooms in self.rooms_of.items()}
         self.clients = {
             name: ChatClient(name, list(addresses_of[name]), rooms, on_event=self.logs[name],
                              ping_interval=ping_interval, backoff=backoff,
-                             connect_timeout=connect_timeout)
+                             connect_timeout=connect_timeout,
+                             hold_unavailable=hold_unavailable)
             for name, rooms in self.rooms_of.items()
         }
         self._rng = random.Random(seed)
