@@ -291,6 +291,12 @@ class ChatClient:
         Dropped while disconnected: ask again after ``Connected``.
         """
         frame = fr.HistoryQuery(room, before, limit)
+        self._ask(frame, lambda: self._state.expect_history(room))
+
+    def _ask(self, frame: fr.ClientFrame, expect: Callable[[], object]) -> None:
+        """Send a request whose answer the state must expect, on the current link only
+        (``expect`` runs under ``_lock`` as the frame is written). Dropped while
+        disconnected: ask again after ``Connected``."""
         with self._lock:
             self._require_running()
             link = self._link
@@ -301,7 +307,7 @@ class ChatClient:
             with self._lock:
                 if self._link is not link:
                     return ()
-                self._state.expect_history(room)
+                expect()
             return (frame,)
 
         link.send_first(record)
@@ -355,20 +361,7 @@ class ChatClient:
         ``DmHistoryLoaded``, or ``ServerError`` (``auth_failed`` for a guest). Dropped
         while disconnected."""
         frame = fr.DmHistoryQuery(peer, before, limit)
-        with self._lock:
-            self._require_running()
-            link = self._link
-        if link is None:
-            return
-
-        def record() -> tuple[fr.ClientFrame, ...]:
-            with self._lock:
-                if self._link is not link:
-                    return ()
-                self._state.expect_dm_history(peer)
-            return (frame,)
-
-        link.send_first(record)
+        self._ask(frame, lambda: self._state.expect_dm_history(peer))
 
     def dm_position(self, peer: str) -> fr.Position | None:
         """Where the conversation with ``peer`` stands (epoch, last id delivered)."""
