@@ -259,8 +259,14 @@ def _survive(deployment: Deployment, room: str,
         before = [f"bob {i}" for i in range(10)]
         for text in before:
             bob.send(room, text)
-        wait_for(lambda: texts(alice_log, room) == before, timeout=30,
-                 what="alice to see the first ten")
+        try:
+            wait_for(lambda: texts(alice_log, room) == before, timeout=30,
+                     what="alice to see the first ten")
+        except AssertionError:
+            raise AssertionError(f"alice saw {texts(alice_log, room)}; events "
+                                 f"{[e for e in alice_log.events][-30:]}; bob's "
+                                 f"{[e for e in bob_log.events][-30:]}"
+                                 f"{deployment.explain()}") from None
 
         act(victim)
         during = [f"bob {i}" for i in range(10, 25)]
