@@ -233,7 +233,11 @@ class Outbound:
                 if not head_done:
                     self._queue.trim_head()
             if sent == len(data):
-                return True
+                if self._queue:
+                    return True
+                self._state = _State.IDLE  # the common case: done without another lock trip
+                self._wake_waiters()
+                return False
             self._state = _State.BLOCKED
         self._flusher.watch(self._sock.fileno(), self)
         return False

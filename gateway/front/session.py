@@ -144,9 +144,17 @@ class Session:
             self._overflowed()
 
     def _send(self, data: bytes, kind: str | None = None) -> None:
-        """``_sending`` for one line that needs no lock: send it now or queue it."""
-        with self._sending(kind, locked=False) as out:
-            out.write(data)
+        """``_sending`` for one line that needs no lock: send it now or queue it.
+
+        The fan-out's path, once per delivery, so it skips the context manager
+        and the second flush: ``write`` sends (or finds a sender that will), and
+        says False only when closed or over the limit.
+        """
+        if kind is not None:
+            self._svc.metrics.frames_out.labels(kind).inc()
+        if (not self._out.write(data) and self._out.overflowed
+                and self._closing_reason() is None):
+            self._overflowed()
 
     def _may_answer(self) -> None:
         """Refuse a request for history (``history``, ``join``) with ``rate_limited``
