@@ -12,13 +12,15 @@ failures without a clear error, acks that do not match what was stored.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import random
+import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -32,6 +34,7 @@ from gateway.redis import keys
 from protocol import frames as fr
 from protocol.codec import decode_server
 from protocol.errors import ErrorCode
+from tests.support.gateways import GatewayProcess
 
 E = TypeVar("E", bound=ev.ClientEvent)
 
@@ -405,3 +408,25 @@ def judge(sent: Sequence[Sent], logs: Mapping[str, EventLog],
                                 f"record: {foreign[:3]}")
     return Verdict(len(sent), len(acked), len(failed), delivered, lost, duplicated, reordered,
                    tuple(problems))
+
+
+CRASH = re.compile(r"Traceback|_crashed|handler_failed")
+"""A gateway log line that means something broke, whatever the fault injected."""
+
+
+@contextlib.contextmanager
+def gateway_processes(redis_url: str, count: int = 2) -> Iterator[list[GatewayProcess]]:
+    """``count`` ``python -m gateway`` processes (gw1, gw2, ...) on ``redis_url``, closed after."""
+    procs: list[GatewayProcess] = []
+    try:
+        for i in range(count):
+            procs.append(GatewayProcess(redis_url, f"gw{i + 1}"))
+        yield procs
+    finally:
+        for proc in procs:
+            proc.close()
+
+
+def sent_count(crowd: Crowd, at_least: int) -> Callable[[], bool]:
+    """A condition: the crowd has made at least ``at_least`` sends."""
+    return lambda: len(crowd.sent) >= at_least

@@ -18,7 +18,6 @@ after a crash without persistence. What docs/protocol.md promises then:
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -26,13 +25,16 @@ import pytest
 from client import events as ev
 from gateway.redis import keys
 from tests.chaos.harness import (
+    CRASH,
     NOTES_KEY,
     SUMMARY_KEY,
     Crowd,
     caught_up,
+    gateway_processes,
     judge,
     library_errors,
     room_seq,
+    sent_count,
     stored_messages,
 )
 from tests.support.gateways import GatewayProcess
@@ -43,19 +45,12 @@ from tests.support.wire import WireClient
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(90)]
 
 ROOMS = ("alpha", "beta")
-CRASH = re.compile(r"Traceback|_crashed|handler_failed")
 
 
 @pytest.fixture
 def gateway_procs(redis_server: RedisServer) -> Iterator[list[GatewayProcess]]:
-    procs: list[GatewayProcess] = []
-    try:
-        for i in range(2):
-            procs.append(GatewayProcess(redis_server.url, f"gw{i + 1}"))
+    with gateway_processes(redis_server.url) as procs:
         yield procs
-    finally:
-        for proc in procs:
-            proc.close()
 
 
 def epochs(redis_server: RedisServer) -> dict[str, str | None]:
@@ -70,10 +65,6 @@ def epochs(redis_server: RedisServer) -> dict[str, str | None]:
 
 def healthy(proc: GatewayProcess) -> Callable[[], bool]:
     return lambda: proc.health() == 200
-
-
-def sent_count(crowd: Crowd, at_least: int) -> Callable[[], bool]:
-    return lambda: len(crowd.sent) >= at_least
 
 
 @pytest.mark.slow

@@ -21,7 +21,6 @@ a replica has it (``--redis-min-replicas`` defaults to 1 with Sentinel: one
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,13 +30,16 @@ import pytest
 from client import events as ev
 from deploy.sentinel import LocalSentinel
 from tests.chaos.harness import (
+    CRASH,
     NOTES_KEY,
     SUMMARY_KEY,
     Crowd,
     caught_up,
+    gateway_processes,
     judge,
     library_errors,
     room_seq,
+    sent_count,
     stored_messages,
 )
 from tests.conftest import require_program
@@ -47,7 +49,6 @@ from tests.support.waiting import wait_for
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(120)]
 
 ROOMS = ("alpha", "beta")
-CRASH = re.compile(r"Traceback|_crashed|handler_failed")
 
 
 @pytest.fixture
@@ -59,18 +60,8 @@ def sentinel(tmp_path: Path) -> Iterator[LocalSentinel]:
 
 @pytest.fixture
 def gateway_procs(sentinel: LocalSentinel) -> Iterator[list[GatewayProcess]]:
-    procs: list[GatewayProcess] = []
-    try:
-        for i in range(2):
-            procs.append(GatewayProcess(sentinel.url, f"gw{i + 1}"))
+    with gateway_processes(sentinel.url) as procs:
         yield procs
-    finally:
-        for proc in procs:
-            proc.close()
-
-
-def sent_count(crowd: Crowd, at_least: int) -> Callable[[], bool]:
-    return lambda: len(crowd.sent) >= at_least
 
 
 def acked_after(crowd: Crowd, at: float) -> bool:
