@@ -10,7 +10,7 @@ starts at the first counted check and lasts 5 minutes.
 A check is counted *before* the password is verified (``begin``) and taken
 back if it succeeds (``succeeded``): so parallel guesses cannot overshoot the
 limit, and a gateway that dies mid-check leaves a failure, not a free guess.
-Each counter is touched by one small Lua script (``gateway.account_lua``), and
+Each counter is touched by one small Lua script (``gateway.accounts.scripts``), and
 a name and an address are never in one script, so it all runs on Redis
 Cluster. Names are counted whether or not they have an account: the limiter
 never looks, so its answers say nothing about which names exist.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import redis
 
 from gateway import account_keys as keys
-from gateway import account_lua as lua
+from gateway.accounts.scripts import AcquireAttempt, AttemptReply, ReleaseAttempt, run
 from gateway.accounts.store import guard_redis
 from protocol.names import check_name
 
@@ -67,13 +67,11 @@ class Refused:
 class LoginLimiter:
     """Cluster-wide counters of failed password checks; safe to share between threads."""
 
-    __slots__ = ("_acquire", "_limits", "_redis", "_release")
+    __slots__ = ("_limits", "_redis")
 
     def __init__(self, client: redis.Redis, limits: LoginLimits | None = None) -> None:
         self._redis = client
         self._limits = limits or LoginLimits()
-        self._acquire = client.register_script(lua.ACQUIRE_ATTEMPT)
-        self._release = client.register_script(lua.RELEASE_ATTEMPT)
 
     @property
     def limits(self) -> LoginLimits:
@@ -90,29 +88,35 @@ class LoginLimiter:
         window = self._limits.window_ms
         address_key = keys.address_failures(address)
         with guard_redis("login limit"):
-            ok, value = self._acquire(keys=[address_key], args=[self._limits.per_address, window])
-        if not int(ok):
+            by_address = self._acquire(address_key, self._limits.per_address, window)
+        if not by_address.allowed:
             logger.info("event=login_limited by=address address=%s", address)
-            return Refused(int(value), by_address=True)
-        name_key = keys.name_failures(name)
+            return Refused(by_address.retry_after_ms, by_address=True)
         with guard_redis("login limit"):
-            ok, value = self._acquire(keys=[name_key], args=[self._limits.per_name, window])
-        if not int(ok):
+            by_name = self._acquire(keys.name_failures(name), self._limits.per_name, window)
+        if not by_name.allowed:
             with guard_redis("login limit"):
-                self._release(keys=[address_key])
+                self._release(address_key)
             logger.info("event=login_limited by=name name=%s address=%s", name, address)
-            return Refused(int(value), by_address=False)
+            return Refused(by_name.retry_after_ms, by_address=False)
         return Attempt(name, address)
 
     def succeeded(self, attempt: Attempt) -> None:
         """The password was right: the check is not a failure, take it back."""
         with guard_redis("login limit"):
-            self._release(keys=[keys.address_failures(attempt.address)])
-            self._release(keys=[keys.name_failures(attempt.name)])
+            self._release(keys.address_failures(attempt.address))
+            self._release(keys.name_failures(attempt.name))
 
     def failed(self, attempt: Attempt) -> None:
         """The password was wrong: the check stays counted (nothing to write)."""
         logger.info("event=password_failed name=%s address=%s", attempt.name, attempt.address)
+
+    def _acquire(self, counter_key: str, limit: int, window_ms: int) -> AttemptReply:
+        return AttemptReply.read(run(self._redis, AcquireAttempt(counter_key, limit,
+                                                                 window_ms).call()))
+
+    def _release(self, counter_key: str) -> None:
+        run(self._redis, ReleaseAttempt(counter_key).call())
 
     def clear_address(self, address: str) -> None:
         """Forget an address's failures (an operator's unlock)."""

@@ -2,7 +2,7 @@
 
 One hash per account, ``{user:<lower>}:account`` (``gateway.account_keys``),
 in the slot of the name's record, written only by the Lua scripts of
-``gateway.account_lua``; so every change is one atomic command and works on
+``gateway.accounts.scripts``; so every change is one atomic command and works on
 Redis Cluster. Names are validated with ``protocol.names.check_name`` and keyed
 case-insensitively, the display form being the one given at creation.
 
@@ -34,7 +34,7 @@ from typing import Any
 import redis
 
 from gateway import account_keys as keys
-from gateway import account_lua as lua
+from gateway.accounts import scripts
 from gateway.accounts.passwords import BadPassword, PasswordHasher, normalise_password
 from gateway.redis.broker import BrokerUnavailable
 from protocol.errors import ChatError, ProtocolError
@@ -98,16 +98,13 @@ class AccountStore:
     epoch for ``created``.
     """
 
-    __slots__ = ("_clock", "_create", "_delete", "_hasher", "_redis", "_set_hash")
+    __slots__ = ("_clock", "_hasher", "_redis")
 
     def __init__(self, client: redis.Redis, hasher: PasswordHasher | None = None, *,
                  clock: Callable[[], float] = time.time) -> None:
         self._redis = client
         self._hasher = hasher or PasswordHasher()
         self._clock = clock
-        self._create = client.register_script(lua.CREATE_ACCOUNT)
-        self._set_hash = client.register_script(lua.SET_HASH)
-        self._delete = client.register_script(lua.DELETE_ACCOUNT)
 
     def __repr__(self) -> str:
         return f"AccountStore({self._hasher!r})"
@@ -159,9 +156,9 @@ class AccountStore:
         if self._hasher.needs_rehash(stored_hash):
             fresh = self._hasher.hash(password)
             with guard_redis("password rehash"):
-                done = self._set_hash(keys=[keys.account(name), keys.name_failures(name)],
-                                      args=[fresh, stored_hash, 0])
-            if int(done) == 1:
+                done = scripts.SetHashReply.read(scripts.run(self._redis, scripts.SetHash.of(
+                    name, fresh, expected_hash=stored_hash).call()))
+            if done is scripts.SetHashReply.SET:
                 logger.info("event=password_rehashed name=%s", name)
         return True
 
@@ -205,8 +202,9 @@ class AccountStore:
         hashed = self._hasher.hash(password)
         created = int(self._clock() * 1000)
         with guard_redis("account creation"):
-            done = self._create(keys=[keys.account(name)], args=[name, hashed, created])
-        if int(done) == 0:
+            done = scripts.CreateReply.read(scripts.run(
+                self._redis, scripts.CreateAccount.of(name, hashed, created).call()))
+        if done is scripts.CreateReply.EXISTS:
             raise AccountExists(f"{name} already has an account")
         logger.info("event=account_created name=%s", name)
         return Account(name, created)
@@ -217,9 +215,9 @@ class AccountStore:
         check_name(name)
         hashed = self._hasher.hash(password)
         with guard_redis("password change"):
-            done = self._set_hash(keys=[keys.account(name), keys.name_failures(name)],
-                                  args=[hashed, "", 1])
-        if int(done) == 0:
+            done = scripts.SetHashReply.read(scripts.run(
+                self._redis, scripts.SetHash.of(name, hashed, clear_failures=True).call()))
+        if done is scripts.SetHashReply.NO_ACCOUNT:
             raise NoSuchAccount(f"{name} has no account")
         logger.info("event=password_reset name=%s", name)
 
@@ -243,12 +241,12 @@ class AccountStore:
                 return False
             hashed = self._hasher.hash(new)
             with guard_redis("password change"):
-                done = int(self._set_hash(keys=[account_key, keys.name_failures(name)],
-                                          args=[hashed, stored_hash, 0]))
-            if done == 1:
+                done = scripts.SetHashReply.read(scripts.run(self._redis, scripts.SetHash.of(
+                    name, hashed, expected_hash=stored_hash).call()))
+            if done is scripts.SetHashReply.SET:
                 logger.info("event=password_changed name=%s", name)
                 return True
-            if done == 0:
+            if done is scripts.SetHashReply.NO_ACCOUNT:
                 return False
         raise AccountError(f"the password of {name} kept changing; try again")
 
@@ -257,10 +255,11 @@ class AccountStore:
         free again. False when there was no account."""
         check_name(name)
         with guard_redis("account deletion"):
-            existed = int(self._delete(keys=[keys.account(name), keys.name_failures(name)]))
-        if existed:
+            done = scripts.DeleteReply.read(scripts.run(
+                self._redis, scripts.DeleteAccount.of(name).call()))
+        if done is scripts.DeleteReply.DELETED:
             logger.info("event=account_deleted name=%s", name)
-        return bool(existed)
+        return done is scripts.DeleteReply.DELETED
 
 
 def _account(shown: bytes | str | None, created: bytes | str | None) -> Account | None:
