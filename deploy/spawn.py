@@ -4,12 +4,18 @@ chat-cluster's ``LocalCluster`` and the tests' ``GatewayProcess`` both build
 the command with ``gateway_command`` (and its environment with
 ``gateway_env``), and both wait with ``wait_healthy``: ``/healthz`` answers
 200 from a socket the process itself holds (``owns_port``), so another
-gateway that took the port meanwhile is never mistaken for the new one. No
-state; each call polls on its caller's thread.
+gateway that took the port meanwhile is never mistaken for the new one.
+
+A port probed free and handed to a child is a race (another process may bind
+it, or take it as an outgoing connection's local port, before the child
+does). So a caller that needs no particular port starts the gateway on port 0
+with ``ports_file``, and ``wait_ports`` reads back the ports the system gave
+it. No state; each call polls on its caller's thread.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -28,8 +34,10 @@ class ClusterError(RuntimeError):
 
 
 def gateway_command(*, host: str, port: int, health_port: int, redis_url: str,
-                    gateway_id: str, log_level: str, extra: Sequence[str] = ()) -> list[str]:
-    """``python -m gateway`` with this interpreter, listening on ``host``."""
+                    gateway_id: str, log_level: str, extra: Sequence[str] = (),
+                    ports_file: str | Path | None = None) -> list[str]:
+    """``python -m gateway`` with this interpreter, listening on ``host``; with
+    ``ports_file`` it writes the ports it holds there once listening (``wait_ports``)."""
     return [
         sys.executable, "-m", "gateway",
         "--host", host, "--port", str(port),
@@ -37,8 +45,31 @@ def gateway_command(*, host: str, port: int, health_port: int, redis_url: str,
         "--redis-url", redis_url,
         "--id", gateway_id,
         "--log-level", log_level,
+        *(["--ports-file", str(ports_file)] if ports_file is not None else []),
         *extra,
     ]
+
+
+def wait_ports(proc: subprocess.Popen[bytes], ports_file: Path, timeout: float, *,
+               name: str, log: Callable[[], str]) -> tuple[int, int | None]:
+    """The (chat, health) ports ``proc`` wrote to ``ports_file`` once listening (health
+    None when disabled); ``ClusterError`` when it exits first or ``timeout`` seconds
+    pass. Remove a previous run's file before starting ``proc``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            data = json.loads(ports_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            pass
+        else:
+            health = data["health_port"]
+            return int(data["port"]), None if health is None else int(health)
+        code = proc.poll()
+        if code is not None:
+            raise ClusterError(f"{name} exited with code {code} before listening; {log()}")
+        if time.monotonic() > deadline:
+            raise ClusterError(f"{name} did not write {ports_file} within {timeout} s; {log()}")
+        time.sleep(POLL_S)
 
 
 def gateway_env() -> dict[str, str]:
@@ -116,5 +147,5 @@ def wait_healthy(proc: subprocess.Popen[bytes], endpoint: Endpoint, timeout: flo
 
 __all__ = [
     "POLL_S", "ClusterError", "gateway_command", "gateway_env", "healthy", "owns_port",
-    "wait_healthy",
+    "wait_healthy", "wait_ports",
 ]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import resource
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 from gateway.config import parse_config
@@ -33,6 +36,17 @@ def raise_open_files_limit() -> int:
             logging.getLogger("gateway").warning(
                 "event=nofile_limit_kept soft=%d hard=%d error=%s", soft, hard, exc)
     return soft
+
+
+def write_ports_file(path: str, gateway: Gateway) -> None:
+    """The ports ``gateway`` listens on, as JSON in ``path``, written whole or not at all
+    (a temporary file renamed over it): a reader never sees half of it."""
+    health = gateway.health_address
+    data = {"port": gateway.address[1], "health_port": health[1] if health else None}
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(data) + "\n", encoding="utf-8")
+    os.replace(temporary, target)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,6 +88,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("gateway").error("event=redis_topology_mismatch error=%s", exc)
         gateway.broker.close()
         return 2
+    if config.ports_file:
+        try:
+            write_ports_file(config.ports_file, gateway)
+        except OSError as exc:
+            logging.getLogger("gateway").error("event=cannot_write_ports_file path=%s error=%s",
+                                               config.ports_file, exc)
+            gateway.shutdown()
+            return 2
     stop.wait()
     gateway.shutdown()
     return 0

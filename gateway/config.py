@@ -30,6 +30,10 @@ class GatewayConfig:
     """Where /healthz and /metrics listen; None means the same host as chat."""
     health_port: int | None = 8050
     """None disables the HTTP endpoint (tests); 0 picks a free port."""
+    ports_file: str | None = None
+    """Once listening, ``python -m gateway`` writes the ports it holds here (JSON:
+    ``{"port": ..., "health_port": ...}``): how whoever started it with port 0 learns
+    them, with no window for another process to take a port probed in advance."""
     history: int = 1000
     limits: Limits = field(default_factory=Limits)
     log_level: str = "INFO"
@@ -131,6 +135,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                    help="address of the HTTP /healthz and /metrics endpoint (default: --host)")
     p.add_argument("--health-port", type=int, default=env("HEALTH_PORT", d.health_port),
                    help="HTTP port of /healthz and /metrics (-1 disables)")
+    p.add_argument("--ports-file", default=env("PORTS_FILE", None),
+                   help="once listening, write the chat and health ports as JSON to this file "
+                   "(for --port 0 and --health-port 0: the ports the system picked)")
     p.add_argument("--history", type=int, default=env("HISTORY", d.history),
                    help="messages kept per room")
     p.add_argument("--max-frame", type=int, default=env("MAX_FRAME", lim.max_frame))
@@ -214,6 +221,7 @@ def parse_config(argv: Sequence[str] | None = None,
         host=a.host, port=a.port, redis_url=a.redis_url, gateway_id=a.gateway_id,
         redis_min_replicas=a.redis_min_replicas,
         health_host=a.health_host, health_port=None if a.health_port < 0 else a.health_port,
+        ports_file=a.ports_file,
         history=a.history, limits=limits, log_level=a.log_level,
         max_connections=a.max_connections, max_per_address=a.max_per_address,
         socket_sndbuf=a.socket_sndbuf,

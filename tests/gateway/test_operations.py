@@ -6,14 +6,17 @@ one process per gateway id, and rooms do not live forever.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from deploy.spawn import owns_port
 from gateway.config import parse_config
 from gateway.front.registry import Registry
 from gateway.redis import keys
@@ -216,6 +219,64 @@ def test_a_gateway_restarted_right_after_its_crash_starts_and_drops_its_old_stat
         login(connect(proc.address), "alice")  # no token: the crashed self's name is gone
     finally:
         proc.close()
+
+
+@pytest.mark.slow
+def test_gateways_on_port_0_report_the_ports_they_hold_and_restart_on_them(
+        redis_server: RedisServer, connect: Connect) -> None:
+    """``--ports-file``: no port probed in advance, so none another process can take first."""
+    procs = [GatewayProcess(redis_server.url, f"zero{i}") for i in range(2)]
+    try:
+        ports = {p.port for p in procs} | {p.health_port for p in procs}
+        assert len(ports) == 4 and 0 not in ports
+        for p in procs:
+            assert "--port" in p.args and p.args[p.args.index("--port") + 1] == str(p.port)
+            assert owns_port(p.proc.pid, p.port) and owns_port(p.proc.pid, p.health_port)
+            assert p.health() == 200
+            login(connect(p.address), f"user-{p.gateway_id}")
+        first = procs[0]
+        before = (first.port, first.health_port)
+        first.kill()
+        first.start()
+        assert (first.port, first.health_port) == before
+        assert owns_port(first.proc.pid, first.port)
+        login(connect(first.address), "again")
+    finally:
+        for p in procs:
+            p.close()
+
+
+def test_a_ports_file_that_cannot_be_written_stops_the_gateway_with_one_line(
+        redis_server: RedisServer, tmp_path: Path) -> None:
+    target = tmp_path / "missing-dir" / "ports.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", "0",
+         "--health-port", "0", "--redis-url", redis_server.url, "--id", "nofile",
+         "--ports-file", str(target), "--log-level", "WARNING"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if "cannot_write_ports_file" in line]
+    assert len(lines) == 1 and str(target) in lines[0], proc.stderr
+    assert not target.exists()
+
+
+def test_the_ports_file_holds_both_ports_as_json(redis_server: RedisServer,
+                                                  tmp_path: Path) -> None:
+    target = tmp_path / "ports.json"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", "0",
+         "--health-port", "-1", "--redis-url", redis_server.url, "--id", "json",
+         "--ports-file", str(target), "--log-level", "WARNING"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(target.exists, 15, what="the ports file")
+        data = json.loads(target.read_text())
+        assert data["health_port"] is None  # the health endpoint disabled
+        assert isinstance(data["port"], int) and owns_port(child.pid, data["port"])
+        assert [p.name for p in tmp_path.iterdir()] == ["ports.json"]  # no temporary left
+    finally:
+        child.terminate()
+        assert child.wait(15) == 0
 
 
 # ------------------------------------------------------------------ 7. rooms expire

@@ -10,18 +10,18 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from redis.backoff import ConstantBackoff
 
 from deploy.healthcheck import Endpoint
-from deploy.spawn import gateway_command, gateway_env, wait_healthy
+from deploy.spawn import gateway_command, gateway_env, wait_healthy, wait_ports
 from gateway.accounts.passwords import FAST_PARAMS
 from gateway.config import GatewayConfig
 from gateway.server import Gateway, run_gateway
 from protocol.address import Address
 from protocol.limits import Limits
-from tests.support.redis_server import free_port
 from tests.support.waiting import wait_for
 
 FAST: dict[str, Any] = dict(heartbeat_s=0.5, lease_ms=2000, probe_interval_s=0.25,
@@ -65,29 +65,53 @@ def address(gw: Gateway | GatewayProcess) -> str:
 class GatewayProcess:
     """``python -m gateway`` as a child process, for kill -9 and SIGTERM tests.
 
+    The first process listens on ports the system picks (``--port 0``,
+    ``--health-port 0``) and reports them in a ports file
+    (``deploy.spawn.wait_ports``): probing free ports first and passing them
+    on would race with every other test binding or connecting meanwhile.
     ``start()`` runs it again after ``kill()`` or ``terminate()`` under the
-    same id and on the same ports, as a supervisor restarts a crashed gateway.
-    Its stderr goes to a temporary file, not a pipe: a pipe nobody reads would
-    block the gateway's logging once 64 KiB of warnings piled up.
+    same id and on the same ports, as a supervisor restarts a crashed gateway
+    (its clients come back to the address they know). Its stderr goes to a
+    temporary file, not a pipe: a pipe nobody reads would block the gateway's
+    logging once 64 KiB of warnings piled up.
     """
 
-    def __init__(self, redis_url: str, gateway_id: str, *extra: str) -> None:
-        self.port = free_port()
-        self.health_port = free_port()
+    def __init__(self, redis_url: str, gateway_id: str, *extra: str,
+                 timeout: float = 15.0) -> None:
         self.gateway_id = gateway_id
-        self.args = gateway_command(
-            host="127.0.0.1", port=self.port, health_port=self.health_port,
-            redis_url=redis_url, gateway_id=gateway_id, log_level="WARNING",
-            extra=["--heartbeat", "0.5", "--lease-ms", "2000", "--probe-interval", "0.25",
-                   "--probe-timeout", "2", *extra])
+        self._redis_url = redis_url
+        self._extra = ["--heartbeat", "0.5", "--lease-ms", "2000", "--probe-interval", "0.25",
+                       "--probe-timeout", "2", *extra]
+        self._dir = tempfile.TemporaryDirectory(prefix=f"gateway-{gateway_id}-")
+        self._ports_file = Path(self._dir.name) / "ports.json"
+        self.port = 0
+        self.health_port = 0
         self.starts = 0
         """How many processes were started: 1 after ``__init__``, one more per ``start()``."""
         self._stderr: BinaryIO | None = None
         self.proc = self._spawn()
-        self.wait_healthy()
+        try:
+            port, health_port = wait_ports(
+                self.proc, self._ports_file, timeout, name=f"gateway {gateway_id}",
+                log=lambda: f"its stderr ends:\n{self.stderr_tail(2000)}")
+            assert health_port is not None, "started with --health-port 0, not disabled"
+            self.port, self.health_port = port, health_port
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def args(self) -> list[str]:
+        """The command line of the next start: port 0 the first time, then the ports held."""
+        return gateway_command(
+            host="127.0.0.1", port=self.port, health_port=self.health_port,
+            redis_url=self._redis_url, gateway_id=self.gateway_id, log_level="WARNING",
+            ports_file=self._ports_file, extra=self._extra)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         self._close_stderr()
+        self._ports_file.unlink(missing_ok=True)
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
         self.starts += 1
         return subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self._stderr,
@@ -146,6 +170,7 @@ class GatewayProcess:
             self.proc.kill()
             self.proc.wait(10)
         self._close_stderr()
+        self._dir.cleanup()
 
     def _close_stderr(self) -> None:
         if self._stderr is not None:
