@@ -3,14 +3,19 @@
 Started from Debian's ``redis-server`` (``--sentinel`` for the sentinels),
 each a child process of this one (``local_cluster._Child``: its own session,
 SIGKILLed if this process dies). ``url`` is the ``redis+sentinel://`` URL the
-gateways take. Failover is quick (a primary silent for 1 s is down), so
-tests and ``chat-cluster --redis sentinel`` see a promotion within a few
-seconds. One thread owns a ``LocalSentinel``; it has no lock.
+gateways take. A primary silent for ``DOWN_AFTER_MS`` is down, so tests and
+``chat-cluster --redis sentinel`` see a promotion within several seconds.
+``events()`` reads the sentinels' failover events from their logs: what a
+test prints when a failover went otherwise than planned. One thread owns a
+``LocalSentinel``; it has no lock.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import signal
 import time
 from pathlib import Path
 from types import TracebackType
@@ -23,16 +28,32 @@ from deploy.local_cluster import ClusterError, _Child, free_ports, redis_server_
 logger = logging.getLogger(__name__)
 
 MASTER_NAME = "chat"
-DOWN_AFTER_MS = 1000
+DOWN_AFTER_MS = 5000
+"""How long a primary must not answer before a sentinel calls it down.
+
+Not 1 s: a sentinel pings once a second, so with 1 s one late reply was
+"down". On a loaded machine a primary just promoted (a fresh link from each
+sentinel) missed that one reply, the sentinels still held each other's
+"down" votes from the failover that had just ended, and a second failover
+promoted the replica being re-pointed at it, while the gateways kept writing
+to the first one over their open connections: split brain, and those writes
+were thrown away when it was made a replica (rooms moved to a new epoch)."""
 FAILOVER_TIMEOUT_MS = 5000
+
+EVENT = re.compile(r"[+-](sdown|odown|try-failover|elected-leader|selected-slave|promoted-slave|"
+                   r"failover-end|failover-abort\S*|switch-master|convert-to-slave|tilt|"
+                   r"failover-state-reconf-slaves|slave-reconf-done|new-epoch)\b")
+"""The sentinel log lines that tell a failover's story (``LocalSentinel.events``)."""
 
 
 class LocalSentinel:
     """Primary, replicas and sentinels on loopback; see the module docstring."""
 
     def __init__(self, data_dir: str | Path, *, host: str = "127.0.0.1", replicas: int = 2,
-                 sentinels: int = 3, startup_timeout: float = 30.0) -> None:
+                 sentinels: int = 3, startup_timeout: float = 30.0,
+                 down_after_ms: int = DOWN_AFTER_MS) -> None:
         self.host = host
+        self.down_after_ms = down_after_ms
         self.dir = Path(data_dir).resolve()
         self._startup_timeout = startup_timeout
         ports = free_ports(1 + replicas + sentinels, host)
@@ -80,7 +101,7 @@ class LocalSentinel:
         conf.write_text(
             f"port {port}\nbind {self.host}\nprotected-mode no\ndir {self.dir}\n"
             f"sentinel monitor {MASTER_NAME} {self.host} {primary} 2\n"
-            f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
+            f"sentinel down-after-milliseconds {MASTER_NAME} {self.down_after_ms}\n"
             f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n"
             f"sentinel parallel-syncs {MASTER_NAME} 2\n")
         self._sentinels.append(_Child(f"sentinel {port}", [redis_server_binary(), str(conf),
@@ -155,8 +176,48 @@ class LocalSentinel:
         """SIGKILL the Redis on ``port`` (no shutdown, no save)."""
         self._redis[port].kill()
 
+    def stall(self, port: int, seconds: float) -> None:
+        """Freeze the Redis on ``port`` for ``seconds`` (SIGSTOP, SIGCONT), as a loaded host
+        stalls it; returns once it runs again."""
+        pid = self._redis[port].pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
     def client(self, port: int) -> redis.Redis:
         return redis.Redis(host=self.host, port=port, socket_timeout=5.0)
+
+    # ------------------------------------------------------------- diagnosis
+
+    def events(self) -> list[str]:
+        """Every sentinel's failover events so far, oldest first: ``HH:MM:SS.mmm
+        sentinel <port>: <event>`` (sdown, odown, votes, promotions, switch-master...)."""
+        found: list[tuple[str, str]] = []
+        for port in self.sentinel_ports:
+            try:
+                text = (self.dir / f"sentinel-{port}.log").read_text(errors="replace")
+            except OSError:
+                continue
+            for line in text.splitlines():
+                # "<pid>:X 05 Dec 2026 04:14:02.284 # +sdown master chat 127.0.0.1 38859"
+                parts = line.split(" ", 5)
+                if len(parts) == 6 and EVENT.search(parts[5]):
+                    found.append((parts[4], f"sentinel {port}: {parts[5].lstrip('#* ')}"))
+        return [f"{when} {what}" for when, what in sorted(found)]
+
+    def switches(self) -> list[tuple[int, int]]:
+        """The (old, new) primary ports of every ``+switch-master`` any sentinel logged,
+        each once, in order: one entry after one clean failover."""
+        seen: list[tuple[int, int]] = []
+        for event in self.events():
+            match = re.search(r"\+switch-master \S+ \S+ (\d+) \S+ (\d+)", event)
+            if match:
+                pair = (int(match[1]), int(match[2]))
+                if pair not in seen:
+                    seen.append(pair)
+        return seen
 
 
 __all__ = ["MASTER_NAME", "LocalSentinel"]

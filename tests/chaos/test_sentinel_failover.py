@@ -15,14 +15,21 @@ a replica has it (``--redis-min-replicas`` defaults to 1 with Sentinel: one
   replica took (its reply or its ``WAIT`` lost to the kill): the resend meets
   the ref's dedup key and gets the first id, so it is never published twice;
 - the gateways follow the promotion on their own (commands, publisher and
-  pub/sub links) and chat works again within a few seconds of it.
+  pub/sub links) and chat works again within a few seconds of it;
+- the sentinels fail over once: a second failover right after the first (the
+  fresh primary judged down on a loaded machine, see ``deploy.sentinel.
+  DOWN_AFTER_MS``) is split brain, and Redis itself then throws writes away.
+
+Any failure message ends with what happened: the timeline, every sentinel's
+failover events and the gateways' warnings.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -73,16 +80,48 @@ def acked_after(crowd: Crowd, at: float) -> bool:
                for outcome in found)
 
 
+GATEWAY_NEWS = re.compile(r"level=(WARNING|ERROR)")
+
+
+def what_happened(sentinel: LocalSentinel, procs: Sequence[GatewayProcess],
+                  timeline: Sequence[str]) -> str:
+    """The story a failure message ends with: what the test did when, what the sentinels
+    decided, what the gateways warned about."""
+    lines = ["what happened:", *(f"  {line}" for line in timeline),
+             "sentinel events:", *(f"  {line}" for line in sentinel.events()[-60:])]
+    for proc in procs:
+        news = [line for line in proc.stderr_tail(1 << 20).splitlines()
+                if GATEWAY_NEWS.search(line)]
+        lines.append(f"{proc.gateway_id} warnings ({len(news)}, the last 15):")
+        lines.extend(f"  {line}" for line in news[-15:])
+    return "\n".join(lines)
+
+
 def test_sigkill_of_the_primary_under_load_loses_no_acknowledged_message(
         sentinel: LocalSentinel, gateway_procs: list[GatewayProcess],
         record_property: Callable[[str, object], None],
         caplog: pytest.LogCaptureFixture) -> None:
+    timeline: list[str] = []
+    try:
+        run_failover(sentinel, gateway_procs, record_property, caplog, timeline)
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}\n\n{what_happened(sentinel, gateway_procs, timeline)}") from exc
+
+
+def run_failover(sentinel: LocalSentinel, gateway_procs: list[GatewayProcess],
+                 record_property: Callable[[str, object], None],
+                 caplog: pytest.LogCaptureFixture, timeline: list[str]) -> None:
     caplog.set_level(logging.WARNING, logger="client")
     names = [f"s{i}" for i in range(6)]
     crowd = Crowd({name: ROOMS for name in names},
                   {name: [f"127.0.0.1:{gateway_procs[(i + k) % 2].port}" for k in range(2)]
                    for i, name in enumerate(names)},
                   interval=(0.1, 0.2), hold_unavailable=60.0)
+
+    def note(what: str) -> None:
+        timeline.append(f"{crowd.elapsed():6.1f}s {what} (sent {len(crowd.sent)})")
+
     problems: list[str] = []
     try:
         crowd.connect_all()
@@ -96,23 +135,36 @@ def test_sigkill_of_the_primary_under_load_loses_no_acknowledged_message(
         sentinel.kill(old_primary)
         killed_at = crowd.elapsed()
         killed = time.monotonic()
+        note(f"SIGKILL of the primary {old_primary}")
         wait_for(lambda: sentinel.primary_port() != old_primary, 30, interval=0.1,
                  what="a replica promoted")
         promoted = time.monotonic()
         promoted_at = crowd.elapsed()
+        new_primary = sentinel.primary_port()
+        note(f"the sentinels say {new_primary} is the primary")
         wait_for(lambda: acked_after(crowd, promoted_at), 20, interval=0.05,
                  what="a send acknowledged after the promotion")
         working = time.monotonic()
+        note("first send acknowledged after the promotion")
         before = len(crowd.sent)
         wait_for(sent_count(crowd, before + 80), 30, what="chat going on after the failover")
         crowd.stop_chatting()
+        note("chatting stopped")
 
+        assert sentinel.switches() == [(old_primary, new_primary)], (
+            f"the sentinels failed over more than once (old, new): {sentinel.switches()}; "
+            "a second failover while the gateways still wrote to the first promoted primary "
+            "is split brain: Redis discards what that primary took when it is made a replica")
         admin = sentinel.client(sentinel.primary_port())
         wait_for(lambda: not crowd.unresolved(), 30, what="an outcome for every send")
         wait_for(lambda: caught_up(crowd, lambda room: room_seq(admin, room)), 30,
                  what="every client caught up")
+        note("every send has an outcome and every client caught up")
         stored = {room: stored_messages(admin, room) for room in ROOMS}
-        assert {room: admin.get(f"{{room:{room}}}:epoch") for room in ROOMS} == epochs
+        after = {room: admin.get(f"{{room:{room}}}:epoch") for room in ROOMS}
+        assert after == epochs, (
+            f"rooms moved to a new epoch ({epochs} -> {after}): the primary now serving "
+            "lacked ids the gateways had already delivered, so they renewed the epochs")
         admin.close()
         verdict = judge(crowd.sent, crowd.logs, crowd.rooms_of, stored)
         problems.extend(verdict.problems)

@@ -175,3 +175,26 @@ def test_a_graceful_failover_is_followed_by_every_link_and_ids_go_on(
     # send answered unavailable during the failover may have been stored: its own id)
     assert [m["id"] for m in messages] == list(range(first, acked[0] + 1))
     assert messages[0]["text"] == "before"
+
+
+def test_a_primary_that_stalls_right_after_its_promotion_is_not_failed_over_again(
+        tmp_path: Path) -> None:
+    """A loaded host stalls the new primary just as every sentinel opens a fresh link to
+    it. A second failover then would be split brain (the gateways write on to the first
+    promoted primary, and Redis discards that when it makes it a replica): with
+    ``down-after-milliseconds`` 1000 a 1.5 s stall caused one every time."""
+    require_program("redis-server", "redis-server")
+    with LocalSentinel(tmp_path / "sentinel") as topology:
+        old = topology.primary_port()
+        topology.kill(old)
+        wait_for(lambda: topology.primary_port() != old, 30, interval=0.1,
+                 what="a replica promoted")
+        new = topology.primary_port()
+        topology.stall(new, 1.5)
+        deadline = time.monotonic() + 4.0  # a second failover came within 2 s of the stall
+        while time.monotonic() < deadline:
+            switches = topology.switches()
+            assert switches == [(old, new)], "\n".join(
+                [f"failed over again (old, new primary): {switches}", *topology.events()])
+            time.sleep(0.2)
+        assert topology.primary_port() == new
