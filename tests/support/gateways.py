@@ -62,6 +62,12 @@ def address(gw: Gateway | GatewayProcess) -> str:
     return str(Address(*gw.address))
 
 
+START_TIMEOUT_S = 30.0
+"""How long a gateway process may take to listen, and again to be healthy. Mostly the
+interpreter starting and importing: 3-6 s on the shared 2-core VM at load 15, and
+over 15 s with the tests niced (a chaos run lost its gateway to a 15 s limit)."""
+
+
 class GatewayProcess:
     """``python -m gateway`` as a child process, for kill -9 and SIGTERM tests.
 
@@ -77,7 +83,7 @@ class GatewayProcess:
     """
 
     def __init__(self, redis_url: str, gateway_id: str, *extra: str,
-                 timeout: float = 15.0) -> None:
+                 timeout: float = START_TIMEOUT_S) -> None:
         self.gateway_id = gateway_id
         self._redis_url = redis_url
         self._extra = ["--heartbeat", "0.5", "--lease-ms", "2000", "--probe-interval", "0.25",
@@ -117,7 +123,7 @@ class GatewayProcess:
         return subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self._stderr,
                                 env=gateway_env())
 
-    def start(self, timeout: float = 15.0) -> None:
+    def start(self, timeout: float = START_TIMEOUT_S) -> None:
         """Run the gateway again (same id, same ports) after it exited; waits until healthy."""
         if self.proc.poll() is None:
             raise RuntimeError(f"gateway {self.gateway_id} is still running")
@@ -151,7 +157,7 @@ class GatewayProcess:
         except OSError:
             return 0
 
-    def wait_healthy(self, timeout: float = 15.0) -> None:
+    def wait_healthy(self, timeout: float = START_TIMEOUT_S) -> None:
         """Until ``/healthz`` says 200 from this process (``deploy.spawn.wait_healthy``)."""
         wait_healthy(self.proc, Endpoint("127.0.0.1", self.health_port), timeout,
                      name=f"gateway {self.gateway_id}",
