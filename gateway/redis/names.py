@@ -85,7 +85,8 @@ class NameRequests(BrokerBase):
         """The claim's steps, each in one slot: read the holder (and with ``rooms`` its
         rooms), beat and judge the holder in the liveness slot, index the name under this
         gateway, claim the record (``lua/claim_name.lua``; asked again when it found another
-        holder), then bring the rooms of a token takeover along and tell the holder."""
+        holder), then bring the rooms of a token takeover along, and only then tell the
+        holder (its session's cleanup must find the rooms moved, or they would see ``left``)."""
         lower = name_key(name)
         my_names = keys.gateway_names(self._gateway_id)
         added = bool(self._redis.sadd(my_names, lower))
@@ -112,10 +113,11 @@ class NameRequests(BrokerBase):
             if added:
                 self._redis.srem(my_names, lower)
             return ClaimOutcome(False), ()
+        # the rooms move before the holder hears: its session's cleanup then finds them gone
+        here = self._bring_rooms(lower, seen_rooms, reply.heir)
         if reply.tell_gateway:
             self._publish(keys.gateway_channel(reply.tell_gateway),
                           payloads.kick(lower, reply.tell_session))
-        here = self._bring_rooms(lower, seen_rooms, reply.heir)
         return ClaimOutcome(True, reply.replaced_session, reply.account), here
 
     def _bring_rooms(self, lower: str, rooms: Sequence[str], holder: str) -> tuple[str, ...]:
