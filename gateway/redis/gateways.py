@@ -89,7 +89,7 @@ class GatewayRequests(RoomRequests, NameRequests):
         """This id's last heartbeat in the liveness register (whichever process wrote it)."""
         with self.guard("read heartbeat"):
             score = self._redis.zscore(keys.GATEWAYS, self._gateway_id)
-        return None if score is None else int(score)
+        return None if not score else int(score)  # 0: being forgotten (reaped)
 
     def retire(self) -> None:
         """Graceful shutdown: mark the id stopped and beat once more, leaving every name and
@@ -116,11 +116,12 @@ class GatewayRequests(RoomRequests, NameRequests):
         """Clean up after every gateway that is not alive; returns the ids reaped.
 
         Alive is ``lua/liveness.lua``'s rule, so nobody is reaped during a grace.
-        A lock per dead gateway (in its slot) makes one live gateway do it: it takes the
-        gateway off the register (in the liveness slot, if it is still dead), then walks
-        its indexes, one leave or release script per room or name (each in its own slot,
-        each acting only on what still names the dead gateway), and drops the indexes
-        with the lock. Its rooms see ``left`` for each membership it held, and its names
+        A lock per dead gateway (in its slot) makes one live gateway do it: it marks the
+        gateway forgotten (in the liveness slot, if it is still dead), walks its indexes,
+        one leave or release script per room or name (each in its own slot, each acting
+        only on what still names the dead gateway), takes it off the register and drops
+        the indexes with the lock (docs/architecture.md, "Reaping without cross-slot
+        scripts"). Its rooms see ``left`` for each membership it held, and its names
         become free records. A gateway that heartbeats again before it is taken off the
         register is left alone; one that comes back later waits for the walk
         (``heartbeat``) and then puts its sessions back itself.
@@ -190,6 +191,7 @@ class GatewayRequests(RoomRequests, NameRequests):
             lefts += self._leave_as(room, lower, gw) == "left"
         for lower in held.names:
             self._release_as(lower, "", gw)
+        self._run(scripts.UnregisterGateway(keys.GATEWAYS, gw).call())
         self._run(scripts.DropGateway(keys.gateway_members(gw), keys.gateway_names(gw),
                                       keys.gateway_reaper(gw), self._gateway_id).call())
         return lefts

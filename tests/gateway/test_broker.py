@@ -793,6 +793,47 @@ def test_a_gateway_that_heartbeats_again_before_the_reap_is_left_alone(
     assert raw.get(keys.gateway_reaper("gw1")) is None  # the lock is given back at once
 
 
+def test_a_reaper_that_dies_mid_walk_leaves_the_gateway_for_the_next_one(
+        gw1: Broker, gw2: Broker, clock: FakeClock, raw: Any,
+        monkeypatch: pytest.MonkeyPatch, listen: Callable[..., Listener]) -> None:
+    gw1.claim_name("Bob", "s1", None)
+    gw1.join("dev", "Bob")
+    gw1.join("lobby", "Bob")
+    lease_runs_out(clock, gw2)
+
+    def lost(*_: Any) -> str:
+        raise redis.ConnectionError("the reaper's link died mid-walk")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(gw2, "_release_as", lost)
+        with pytest.raises(BrokerUnavailable):
+            gw2.reap_dead()
+    assert raw.zscore(keys.GATEWAYS, "gw1") == 0  # forgotten: dead even during a grace
+    assert gw1.who("dev") == [] and gw1.last_heartbeat_ms() is None
+    assert gw1.heartbeat() is False  # the lock is held: it waits, and stays forgotten
+    assert raw.zscore(keys.GATEWAYS, "gw1") == 0
+    raw.delete(keys.gateway_reaper("gw1"))  # its lease ran out
+    sub = listen(keys.room_channel("dev"), keys.room_channel("lobby"))
+    assert gw2.reap_dead() == ["gw1"]  # still registered, still dead: walked again
+    assert [channel for channel, _ in sub.take()] == []  # the lefts went out the first time
+    assert raw.exists(keys.user("bob"), keys.gateway_members("gw1"),
+                      keys.gateway_names("gw1"), keys.gateway_reaper("gw1")) == 0
+    assert raw.zscore(keys.GATEWAYS, "gw1") is None
+    assert gw1.heartbeat() is True  # back: it learns it was forgotten, and restores
+
+
+def test_a_forgotten_gateway_that_beats_after_the_lock_expired_learns_it(
+        gw1: Broker, gw2: Broker, clock: FakeClock, raw: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    gw1.join("dev", "Bob")
+    lease_runs_out(clock, gw2)
+    monkeypatch.setattr(gw2, "_drop_gateway", lambda gw: 0)  # the reaper dies right after
+    gw2.reap_dead()
+    raw.delete(keys.gateway_reaper("gw1"))
+    assert gw1.heartbeat() is True  # a beat of 0 before: its state may be half dropped
+    assert raw.zscore(keys.GATEWAYS, "gw1") == T0 * 1000 + LEASE_MS
+
+
 def test_reaping_never_takes_oneself(gw1: Broker, clock: FakeClock, raw: Any) -> None:
     gw1.join("dev", "Bob")
     clock.advance(60)

@@ -14,7 +14,8 @@ from gateway.redis import keys, payloads, scripts
 BUILDERS = [scripts.PublishMessage, scripts.SendDm, scripts.RenewEpoch, scripts.ReadHistory,
             scripts.Beat, scripts.Verdict, scripts.Heartbeat, scripts.ClaimInstance,
             scripts.Retire, scripts.DeadGateways, scripts.ForgetGateway, scripts.ReleaseReaper,
-            scripts.DropGateway, scripts.ClaimName, scripts.ReleaseName, scripts.MoveMember,
+            scripts.DropGateway, scripts.UnregisterGateway, scripts.ClaimName,
+            scripts.ReleaseName, scripts.MoveMember,
             scripts.Join, scripts.Leave, scripts.TakeRoomToken, scripts.RouteDm,
             scripts.StoreDm, scripts.MarkOwner]
 

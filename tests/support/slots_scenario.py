@@ -23,7 +23,7 @@ LUA_SCRIPTS = frozenset({
     "beat", "claim_instance", "claim_name", "dead_gateways", "drop_gateway", "forget_gateway",
     "heartbeat", "join", "leave", "mark_owner", "move_member", "publish_message",
     "read_history", "release_name", "release_reaper", "renew_epoch", "retire", "route_dm",
-    "send_dm", "store_dm", "take_room_token", "verdict"})
+    "send_dm", "store_dm", "take_room_token", "unregister_gateway", "verdict"})
 """Every script file of ``gateway/redis/lua/`` but the shared snippets; the scenario runs each."""
 
 

@@ -72,6 +72,7 @@ from gateway.redis.scripts.gateways import (
     HeartbeatReply,
     ReleaseReaper,
     Retire,
+    UnregisterGateway,
     Verdict,
 )
 from gateway.redis.scripts.names import (
@@ -126,6 +127,7 @@ __all__ = [
     "StoreDm",
     "StoreDmReply",
     "TakeRoomToken",
+    "UnregisterGateway",
     "Verdict",
     "load",
 ]

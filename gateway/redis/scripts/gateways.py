@@ -123,8 +123,8 @@ class DeadGateways(Builder):
 
 @dataclass(frozen=True, slots=True)
 class ForgetGateway(Builder):
-    """Take a dead gateway (or with ``force`` our crashed self) off the register; its reply:
-    1 forgotten, 0 alive after all."""
+    """Mark a dead gateway (or with ``force`` our crashed self) forgotten (a beat of 0); its
+    reply: 1 marked, 0 alive after all."""
 
     SCRIPT: ClassVar[Script] = load("forget_gateway")
     gateways_key: str = key_field()
@@ -134,6 +134,15 @@ class ForgetGateway(Builder):
     now_ms: int = 0
     lease_ms: int = 0
     force: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UnregisterGateway(Builder):
+    """The end of a reap: a forgotten gateway leaves the register (unless it beat again)."""
+
+    SCRIPT: ClassVar[Script] = load("unregister_gateway")
+    gateways_key: str = key_field()
+    gw: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,5 +172,6 @@ __all__ = [
     "HeartbeatReply",
     "ReleaseReaper",
     "Retire",
+    "UnregisterGateway",
     "Verdict",
 ]
