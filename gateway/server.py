@@ -13,7 +13,7 @@ The accept loop and the connections' threads are the front's ``Listener``
 says ``bye`` to every session, then joins their threads.
 
 One process per gateway id: ``start`` takes the id in Redis
-(``chat:gw:<id>:instance``, a nonce renewed by every heartbeat) and raises
+(``{gw:<id>}:instance``, a nonce renewed by every heartbeat) and raises
 ``DuplicateGateway`` while another live process holds it. A process that
 crashed holds it until its lease runs out, but hears nothing on its channel
 and beats no more: ``start`` tells the two apart (``_take_id``).

@@ -199,7 +199,7 @@ class BrokerBase:
 
     @property
     def instance(self) -> str:
-        """This process's nonce in ``chat:gw:<id>:instance``."""
+        """This process's nonce in ``{gw:<id>}:instance``."""
         return self._instance
 
     @property

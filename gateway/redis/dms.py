@@ -84,8 +84,11 @@ class DmRequests(BrokerBase):
         if not self.alive([gateway]).get(gateway, False):
             self._redis.delete(ref_key)
             return False
-        self._publish(keys.gateway_channel(gateway), payloads.dm(lower_to, dm_line))
-        self._redis.set(ref_key, "sent", xx=True, keepttl=True)
+        pipe = self._redis.pipeline(transaction=False)  # two slots, one round trip per node
+        pipe.execute_command(self.publish_command, keys.gateway_channel(gateway),  # type: ignore[no-untyped-call]
+                             payloads.dm(lower_to, dm_line))
+        pipe.set(ref_key, "sent", xx=True, keepttl=True)
+        pipe.execute()
         return True
 
 
