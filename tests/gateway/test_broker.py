@@ -179,7 +179,7 @@ def test_room_keys_share_the_room_hash_tag() -> None:
 
 def test_user_and_gateway_keys_are_spelled_as_documented() -> None:
     assert keys.user("BoB") == "{user:bob}"
-    assert keys.dm_ref("BoB", "Ann", "x") == "{user:bob}:dmref:ann:x"
+    assert keys.dm_ref("BoB", "x") == "{user:bob}:dmref:x"
     assert keys.user_rooms("BoB") == "{user:bob}:rooms"
     assert keys.GRACE == "{liveness}:grace"
     assert keys.PULSE == "{liveness}:pulse"
@@ -588,7 +588,7 @@ def test_repeated_dm_ref_is_a_duplicate_even_after_the_recipient_left(
         gw1: Broker, gw2: Broker, raw: Any, listen: Callable[..., Listener]) -> None:
     gw2.claim_name("Alice", "s2", None)
     gw1.send_dm("Bob", "Alice", "one", 1.0, "d1")
-    assert raw.get(keys.dm_ref("alice", "bob", "d1")) == b"sent"
+    assert raw.get(keys.dm_ref("bob", "d1")) == b"sent"
     sub = listen(keys.gateway_channel("gw2"))
     assert gw1.send_dm("bob", "alice", "one", 1.0, "d1").duplicate
     gw2.release_name("Alice", "s2")
