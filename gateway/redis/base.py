@@ -12,7 +12,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Self, TypeVar
 
@@ -220,6 +220,21 @@ class BrokerBase:
     def _run(self, call: ScriptCall) -> Any:
         """One script on the pooled client, from the caller's thread (all but the hot path)."""
         return self._direct.one(call)
+
+    def _run_all(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Scripts in one pipeline (each in its own slot: on a cluster, one round trip per
+        node); a script Redis lacks is run again alone (``_run`` loads it). Raises the first
+        error of any other kind."""
+        pipe = self._redis.pipeline(transaction=False)
+        for call in calls:
+            pipe.evalsha(call.script.sha.decode(), len(call.keys), *call.keys, *call.args)
+        replies = pipe.execute(raise_on_error=False) if calls else []
+        for i, reply in enumerate(replies):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                replies[i] = self._run(calls[i])
+            elif isinstance(reply, Exception):
+                raise reply
+        return list(replies)
 
     @property
     def publish_command(self) -> str:

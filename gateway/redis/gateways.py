@@ -38,6 +38,10 @@ class Holdings:
     """Lower names."""
 
 
+REAP_CHUNK = 200
+"""Memberships or names dropped per pipelined round trip of a reap."""
+
+
 class GatewayRequests(RoomRequests, NameRequests):
     """The liveness half of ``Broker``: reaping is leaving rooms and releasing names for a
     dead gateway, one slot at a time."""
@@ -187,14 +191,15 @@ class GatewayRequests(RoomRequests, NameRequests):
         indexes and our reaper lock; returns how many ``left`` were published."""
         held = self._holdings(gw)
         lefts = 0
-        for room, lower in held.memberships:
-            lefts += self._leave_as(room, lower, gw) == "left"
-        for lower in held.names:
-            self._release_as(lower, "", gw)
+        for i in range(0, len(held.memberships), REAP_CHUNK):
+            outcomes = self._leave_all(held.memberships[i:i + REAP_CHUNK], gw)
+            lefts += outcomes.count("left")
+        for i in range(0, len(held.names), REAP_CHUNK):
+            self._release_all(held.names[i:i + REAP_CHUNK], "", gw)
         self._run(scripts.UnregisterGateway(keys.GATEWAYS, gw).call())
         self._run(scripts.DropGateway(keys.gateway_members(gw), keys.gateway_names(gw),
                                       keys.gateway_reaper(gw), self._gateway_id).call())
         return lefts
 
 
-__all__ = ["GatewayRequests", "Holdings", "InstanceClaim"]
+__all__ = ["GatewayRequests", "Holdings", "InstanceClaim", "REAP_CHUNK"]

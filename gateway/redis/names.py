@@ -167,16 +167,20 @@ class NameRequests(BrokerBase):
         ``session_id``: whichever session of this gateway holds it (an orphan). True when
         the record was deleted."""
         with self.guard("release"):
-            return self._release_as(name_key(name), session_id, self._gateway_id) == "released"
+            return self._release_all([name_key(name)], session_id,
+                                     self._gateway_id) == ["released"]
 
-    def _release_as(self, lower: str, session_id: str, owner: str) -> str:
-        """The record first (``lua/release_name.lua``, in the name's slot), then ``owner``'s
-        index entry, unless another of its sessions holds the name."""
-        outcome = text(self._run(scripts.ReleaseName(keys.user(lower), session_id,
-                                                     owner).call()))
-        if outcome != "kept":
-            self._redis.srem(keys.gateway_names(owner), lower)
-        return outcome
+    def _release_all(self, lowers: Sequence[str], session_id: str, owner: str) -> list[str]:
+        """The records first (``lua/release_name.lua``, each in its name's slot, pipelined),
+        then ``owner``'s index entries, but for names another of its sessions holds."""
+        outcomes = [text(outcome) for outcome in self._run_all(
+            [scripts.ReleaseName(keys.user(lower), session_id, owner).call()
+             for lower in lowers])]
+        gone = [lower for lower, outcome in zip(lowers, outcomes, strict=True)
+                if outcome != "kept"]
+        if gone:
+            self._redis.srem(keys.gateway_names(owner), *gone)
+        return outcomes
 
 
 __all__ = ["NameClaim", "NameRequests"]

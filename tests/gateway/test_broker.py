@@ -805,7 +805,7 @@ def test_a_reaper_that_dies_mid_walk_leaves_the_gateway_for_the_next_one(
         raise redis.ConnectionError("the reaper's link died mid-walk")
 
     with monkeypatch.context() as patch:
-        patch.setattr(gw2, "_release_as", lost)
+        patch.setattr(gw2, "_release_all", lost)
         with pytest.raises(BrokerUnavailable):
             gw2.reap_dead()
     assert raw.zscore(keys.GATEWAYS, "gw1") == 0  # forgotten: dead even during a grace
@@ -832,6 +832,19 @@ def test_a_forgotten_gateway_that_beats_after_the_lock_expired_learns_it(
     raw.delete(keys.gateway_reaper("gw1"))
     assert gw1.heartbeat() is True  # a beat of 0 before: its state may be half dropped
     assert raw.zscore(keys.GATEWAYS, "gw1") == T0 * 1000 + LEASE_MS
+
+
+def test_a_reap_on_a_redis_that_lost_its_scripts_loads_them(
+        gw1: Broker, gw2: Broker, clock: FakeClock, raw: Any,
+        listen: Callable[..., Listener]) -> None:
+    gw1.claim_name("Bob", "s1", None)
+    gw1.join("dev", "Bob")
+    lease_runs_out(clock, gw2)
+    raw.script_flush()  # a restarted Redis: the pipelined leave and release meet NOSCRIPT
+    sub = listen(keys.room_channel("dev"))
+    assert gw2.reap_dead() == ["gw1"]
+    assert sub.take() == [("{room:dev}:ch", b"E" + line(Left("dev", "Bob")))]
+    assert raw.exists(keys.user("bob"), keys.room_members("dev")) == 0
 
 
 def test_reaping_never_takes_oneself(gw1: Broker, clock: FakeClock, raw: Any) -> None:
