@@ -55,10 +55,9 @@ class GatewayRequests(RoomRequests, NameRequests):
         The first beat after an outage opens the grace (``lua/liveness.lua``). Renews this
         process's instance key; logs an error when another process holds it (a second
         gateway with our id, started while we were paused for more than a lease). While a
-        peer holds our reaper lock we beat only if still registered (``lua/beat.lua``): once
-        the reaper has taken us off the register, registering again would put our sessions
-        back under a reaper dropping them; the first beat after it is done says we were
-        forgotten.
+        peer holds our reaper lock we beat only if not forgotten (``lua/beat.lua``): once the
+        reaper has marked us, beating again would put our sessions back under a reaper
+        dropping them; the first beat after it is done says we were forgotten.
         """
         with self.guard("heartbeat"):
             reply = scripts.HeartbeatReply.read(self._run(scripts.Heartbeat(
