@@ -88,6 +88,22 @@ class GatewayRequests(RoomRequests, NameRequests):
             return InstanceClaim(True, reply.reserved_ms)
         return InstanceClaim(False, holder=reply.holder, last_beat_ms=self.last_heartbeat_ms())
 
+    def listeners(self) -> int:
+        """How many connections listen on this gateway's channel (``PUBSUB SHARDNUMSUB`` on the
+        channel's node when sharded, else ``PUBSUB NUMSUB``): another live process with our
+        id listens there."""
+        channel = keys.gateway_channel(self._gateway_id)
+        with self.guard("listeners"):
+            if not self.sharded:
+                counts = self._redis.pubsub_numsub(channel)
+            else:
+                # the node owning the channel's slot (redis-py's cluster client asks a random
+                # one unless told)
+                owner = getattr(self._redis, "get_node_from_key", None)
+                kw = {} if owner is None else {"target_nodes": owner(channel)}
+                counts = self._redis.pubsub_shardnumsub(channel, **kw)
+        return sum(int(n) for _, n in counts)
+
     def last_heartbeat_ms(self) -> int | None:
         """This id's last heartbeat in the liveness register (whichever process wrote it)."""
         with self.guard("read heartbeat"):

@@ -208,6 +208,7 @@ def test_room_and_gateway_traffic_is_sharded_pub_sub_only(rc: RedisCluster) -> N
         assert [p[:1] for p in _take_until(sharded[gw_ch], marker)] == [b"D"]
         rc.publish(room_ch, marker)  # PUBLISH reaches plain subscribers: nothing came before
         assert _take_until(plain, marker) == []
+        assert gw2.listeners() == 1  # PUBSUB SHARDNUMSUB on the channel's node
     finally:
         for sub in (*sharded.values(), plain):
             sub.close()

@@ -847,6 +847,13 @@ def test_a_reap_on_a_redis_that_lost_its_scripts_loads_them(
     assert raw.exists(keys.user("bob"), keys.room_members("dev")) == 0
 
 
+def test_listeners_counts_who_listens_on_the_gateway_channel(
+        gw1: Broker, listen: Callable[..., Listener]) -> None:
+    assert gw1.listeners() == 0
+    listen(keys.gateway_channel("gw1"))
+    assert gw1.listeners() == 1
+
+
 def test_reaping_never_takes_oneself(gw1: Broker, clock: FakeClock, raw: Any) -> None:
     gw1.join("dev", "Bob")
     clock.advance(60)
