@@ -132,22 +132,29 @@ class NameRequests(BrokerBase):
     def _bring_rooms(self, lower: str, rooms: Sequence[str], holder: str) -> tuple[str, ...]:
         """The rooms (of those seen before the claim) where the name's membership is now this
         gateway's; with ``holder`` (a token takeover) those of the holder move here, silently
-        (``lua/move_member.lua`` per room, this gateway's index written first and the
-        holder's dropped after)."""
-        here = []
-        for room in rooms:
-            field = keys.membership(room, lower)
-            if holder:
-                self._redis.hset(keys.gateway_members(self._gateway_id), field, "1")
-            outcome = text(self._run(scripts.MoveMember(
-                keys.room_members(room), lower, holder, self._gateway_id).call()))
-            if outcome == "moved":
-                self._redis.hdel(keys.gateway_members(holder), field)
-            if outcome in ("moved", "ours"):
-                here.append(room)
-            elif holder:
-                self._redis.hdel(keys.gateway_members(self._gateway_id), field)
-        return tuple(here)
+        (``lua/move_member.lua`` per room, pipelined; this gateway's index written first and
+        the holder's dropped after)."""
+        if not rooms:
+            return ()
+        mine = keys.gateway_members(self._gateway_id)
+        fields = [keys.membership(room, lower) for room in rooms]
+        if holder:
+            self._redis.hset(mine, mapping=dict.fromkeys(fields, "1"))
+        outcomes = [text(outcome) for outcome in self._run_all(
+            [scripts.MoveMember(keys.room_members(room), lower, holder, self._gateway_id).call()
+             for room in rooms])]
+        moved = [f for f, outcome in zip(fields, outcomes, strict=True) if outcome == "moved"]
+        stray = [f for f, outcome in zip(fields, outcomes, strict=True)
+                 if outcome not in ("moved", "ours")]
+        if moved or (holder and stray):
+            pipe = self._redis.pipeline(transaction=False)
+            if moved:
+                pipe.hdel(keys.gateway_members(holder), *moved)
+            if holder and stray:
+                pipe.hdel(mine, *stray)
+            pipe.execute()
+        return tuple(room for room, outcome in zip(rooms, outcomes, strict=True)
+                     if outcome in ("moved", "ours"))
 
     def restore_name(self, name: str, session_id: str, held_token_hash: str, *,
                      owner: bool = False) -> bool:
