@@ -5,15 +5,15 @@ The builders live by job (``rooms``, ``dms``, ``names``, ``gateways``,
 (loading, ``Script``, ``ScriptCall``, ``Builder``); this package re-exports them all.
 
 Each script touches the keys of one hash slot only (one room, one name, one
-conversation, one gateway, or the liveness state), so every script runs on Redis
-Cluster; a request spanning slots is a sequence of scripts ordered so that a
-failure between two leaves only what reconciliation and reaping clean up
-(docs/architecture.md, "Keys per slot"). Within its slot a script is atomic, so
-a reply lost on the way back cannot leave a partial state behind. Scripts are
-idempotent where a retry may send them twice (every publication carries a dedup
-key). The scripts whose
-refusal a client sees (a message, a dm) carry a deadline and write nothing
-when Redis runs them after it (``lua/deadline.lua``).
+conversation, one gateway, or the liveness state), so every script runs on
+Redis Cluster; a request spanning slots is a sequence of scripts ordered so
+that a failure between two leaves only what reconciliation and reaping clean
+up (docs/architecture.md, "Redis Cluster: keys per slot"). Within its slot a
+script is atomic, so a reply lost on the way back cannot leave a partial state
+behind. Scripts are idempotent where a retry may send them twice (every
+publication carries a dedup key). The scripts whose refusal a client sees (a
+message, a dm) carry a deadline and write nothing when Redis runs them after
+it (``lua/deadline.lua``).
 
 The files live in ``gateway/redis/lua/`` (package data). A script reads its
 keys and arguments in order through two cursors (``lua/args.lua``:
@@ -33,8 +33,8 @@ itself): a script in another slot gets the verdict as an argument, with the
 gateway it is about, and asks for a fresh one when its record names another;
 scripts that publish get the command (``PUBLISH``, or ``SPUBLISH`` on Redis
 Cluster) as an argument and their channel among their keys; membership values
-are ``<gateway id>|<Name>`` and names hold no
-``|``, so the gateway id is everything before the last ``|``. A "lower name"
+are ``<gateway id>|<Name>`` and names hold no ``|``, so the gateway id is
+everything before the last ``|``. A "lower name"
 is ``protocol.names.name_key`` of the name (case and look-alikes folded),
 computed in Python and passed in. Lines of JSON are built with
 ``protocol.codec`` and cut around the one value only Redis knows (an id, a
