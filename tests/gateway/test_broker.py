@@ -1183,3 +1183,62 @@ def test_from_url_configures_retry_timeouts_and_tls() -> None:
     assert broker.gateway_id == "gw1"
     assert broker.publish_window_ms == 1000  # the socket timeout less the skew margin
     broker.close()
+
+
+# ------------------------------------------------------- verdicts across slots
+
+
+def test_a_claim_whose_holder_changed_after_its_verdict_asks_again(
+        make_broker: Callable[..., Broker], gw1: Broker, gw2: Broker, clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The verdict was about gw1 (dead); before the claim script ran, gw3 took the name with
+    its token. The script must not apply gw1's verdict to gw3's record: it asks again, and
+    gw3 is alive, so a token-less claim is refused."""
+    first = gw1.claim_name("Bob", "s1", None)
+    lease_runs_out(clock, gw2)  # gw1 is dead now
+    gw3 = make_broker("gw3")
+    gw3.heartbeat()
+    asked: list[list[str]] = []
+    real_alive = gw2.alive
+
+    def alive(gateways: Any, *, beat: bool = False) -> dict[str, bool]:
+        ids = list(gateways)
+        asked.append(ids)
+        verdict = real_alive(ids, beat=beat)
+        if len(asked) == 1:
+            gw3.claim_name("Bob", "s3", first.token)  # between the verdict and the script
+        return verdict
+
+    monkeypatch.setattr(gw2, "alive", alive)
+    with pytest.raises(ProtocolError) as info:
+        gw2.claim_name("Bob", "s2", None)
+    assert info.value.code is ErrorCode.NAME_TAKEN
+    assert asked == [["gw1"], ["gw3"]]
+
+
+def test_a_join_whose_member_moved_after_its_verdict_asks_again(
+        make_broker: Callable[..., Broker], gw1: Broker, gw2: Broker, clock: FakeClock,
+        raw: Any, monkeypatch: pytest.MonkeyPatch, listen: Callable[..., Listener]) -> None:
+    first = gw1.claim_name("Bob", "s1", None)
+    gw1.join("dev", "Bob")
+    lease_runs_out(clock, gw2)  # gw1 is dead: a join through gw2 would say joined
+    gw3 = make_broker("gw3")
+    gw3.heartbeat()
+    real_alive = gw2.alive
+    asked: list[list[str]] = []
+
+    def alive(gateways: Any, *, beat: bool = False) -> dict[str, bool]:
+        ids = list(gateways)
+        asked.append(ids)
+        verdict = real_alive(ids, beat=beat)
+        if len(asked) == 1:  # the name moves to the live gw3, with its room
+            assert gw3.claim_name("Bob", "s3", first.token).rooms == ("dev",)
+        return verdict
+
+    monkeypatch.setattr(gw2, "alive", alive)
+    sub = listen(keys.room_channel("dev"))
+    assert gw2.join("dev", "Bob") is False  # present through a live gateway: no joined
+    assert asked == [["gw1"], ["gw3"]]
+    assert sub.take() == []
+    assert raw.hget(keys.room_members("dev"), "bob") == b"gw2|Bob"
+
