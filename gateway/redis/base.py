@@ -12,7 +12,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Self, TypeVar
 
@@ -20,13 +20,13 @@ import redis
 from redis.backoff import AbstractBackoff, ExponentialBackoff
 from redis.retry import Retry
 
-from gateway.redis import keys, payloads
+from gateway.redis import keys, payloads, scripts
 from gateway.redis.endpoint import RedisEndpoint
 from gateway.redis.errors import BrokerUnavailable, guard, too_late
 from gateway.redis.pending import Pending, PublishBatch
 from gateway.redis.publisher import ClientLink, Link, Publisher, WireLink
 from gateway.redis.scripts import ScriptCall
-from gateway.redis.target import parse_target
+from gateway.redis.target import ClusterTarget, parse_target
 from protocol.codec import encode
 from protocol.frames import Left, ServerFrame
 
@@ -101,7 +101,8 @@ class BrokerBase:
                  publish_retry: Retry | None = None,
                  on_batch: Callable[[int, float], None] = lambda size, seconds: None,
                  min_replicas: int = 0, room_ttl_ms: int = DEFAULT_ROOM_TTL_MS,
-                 new_rooms_per_min: float = 10.0, new_rooms_burst: int = 60) -> None:
+                 new_rooms_per_min: float = 10.0, new_rooms_burst: int = 60,
+                 sharded: bool = False) -> None:
         """``clock`` times heartbeats and leases (tests move it); ``deadline_clock`` times
         deadlines, which Redis compares with its own clock, so it is the real time but in
         tests. ``publish_window_ms`` defaults to the one that fits the client's socket
@@ -111,7 +112,10 @@ class BrokerBase:
 
         Messages and dms go through the publisher (``gateway.redis.publisher``) on
         ``link``, by default through ``client`` itself; ``publish_retry`` re-sends a batch
-        whose link failed, ``on_batch`` gets each batch's size and seconds."""
+        whose link failed, ``on_batch`` gets each batch's size and seconds.
+
+        ``sharded``: Redis Cluster, where room and gateway channels are sharded pub/sub
+        (``SPUBLISH``); else ``PUBLISH`` (one Redis, Sentinel: Redis 6.2 has no ``SPUBLISH``)."""
         if history < 1:
             raise ValueError("history must keep at least one message")
         if not gateway_id or "|" in gateway_id:
@@ -146,6 +150,8 @@ class BrokerBase:
         self.endpoint: RedisEndpoint | None = None
         """How ``from_url`` reaches Redis (None for a broker built on a client)."""
         self._direct = ClientLink(client)
+        self.sharded = sharded
+        """Redis Cluster: channels are sharded (``publish_command``)."""
 
     @classmethod
     def from_url(cls, url: str, gateway_id: str, *, retries: int = 3,
@@ -177,6 +183,7 @@ class BrokerBase:
                                  pool_size=pool_size, pool_wait_s=pool_wait_s)
         if min_replicas is None:
             min_replicas = endpoint.target.default_min_replicas
+        kw.setdefault("sharded", isinstance(endpoint.target, ClusterTarget))
         broker = cls(endpoint.client, gateway_id, link=WireLink(endpoint.address, timeout_s),
                      publish_retry=retry(), min_replicas=min_replicas, **kw)
         broker.endpoint = endpoint
@@ -192,7 +199,7 @@ class BrokerBase:
 
     @property
     def instance(self) -> str:
-        """This process's nonce in ``chat:gw:<id>:instance``."""
+        """This process's nonce in ``{gw:<id>}:instance``."""
         return self._instance
 
     @property
@@ -213,6 +220,46 @@ class BrokerBase:
     def _run(self, call: ScriptCall) -> Any:
         """One script on the pooled client, from the caller's thread (all but the hot path)."""
         return self._direct.one(call)
+
+    def _run_all(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Scripts in one pipeline (each in its own slot: on a cluster, one round trip per
+        node); a script Redis lacks is run again alone (``_run`` loads it). Raises the first
+        error of any other kind."""
+        pipe = self._redis.pipeline(transaction=False)
+        for call in calls:
+            pipe.evalsha(call.script.sha.decode(), len(call.keys), *call.keys, *call.args)
+        replies = pipe.execute(raise_on_error=False) if calls else []
+        for i, reply in enumerate(replies):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                replies[i] = self._run(calls[i])
+            elif isinstance(reply, Exception):
+                raise reply
+        return list(replies)
+
+    @property
+    def publish_command(self) -> str:
+        """What publishes to a room's or a gateway's channel: ``SPUBLISH`` on Redis Cluster
+        (the channel's traffic stays on its slot's shard), else ``PUBLISH``. Scripts that
+        publish get it as an argument: one code path, two commands."""
+        return "SPUBLISH" if self.sharded else "PUBLISH"
+
+    def _publish(self, channel: str, payload: bytes) -> None:
+        """Publish from Python (what no script in the channel's slot does: typing, a probe,
+        a dm or a lost name for another gateway)."""
+        self._redis.execute_command(self.publish_command, channel, payload)  # type: ignore[no-untyped-call]
+
+    def alive(self, gateways: Iterable[str], *, beat: bool = False) -> dict[str, bool]:
+        """Whether each gateway is alive now, by ``lua/liveness.lua``'s rule in the liveness
+        slot (``beat``: after a heartbeat of ours). What a script in another slot is told
+        (it re-checks that its record still names the gateway; docs/architecture.md,
+        "Liveness across slots")."""
+        ids = tuple(dict.fromkeys(gw for gw in gateways if gw))
+        if not ids and not beat:
+            return {}
+        flags = scripts.Verdict.read(self._run(scripts.Verdict(
+            keys.GATEWAYS, keys.GRACE, keys.PULSE, self.now_ms(), self._lease_ms,
+            self._gateway_id if beat else "", ids).call()))
+        return dict(zip(ids, flags, strict=True))
 
     @property
     def lease_ms(self) -> int:
@@ -248,8 +295,7 @@ class BrokerBase:
     def publish_probe(self, nonce: str) -> None:
         """Send ``P<nonce>`` to our own channel: the subscriber proves it still hears it."""
         with self.guard("probe"):
-            self._redis.publish(keys.gateway_channel(self._gateway_id),
-                                payloads.probe(nonce))
+            self._publish(keys.gateway_channel(self._gateway_id), payloads.probe(nonce))
 
     def start(self) -> None:
         """Start the publisher's thread (a gateway does at start, so its thread count is
