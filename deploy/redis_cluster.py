@@ -201,7 +201,9 @@ class LocalRedisCluster:
 
     def __init__(self, data_dir: str | Path, *, host: str = "127.0.0.1", masters: int = 3,
                  replicas_per_master: int = 1, node_timeout_ms: int = 2000,
-                 startup_timeout: float = 30.0) -> None:
+                 startup_timeout: float = 30.0, create: bool = True) -> None:
+        """``create=False`` starts the nodes only, each alone in a cluster of its own
+        (for a test of another way to join them, such as compose's init script)."""
         if masters < 3:
             raise ClusterError("redis-cli --cluster create needs at least 3 masters")
         if replicas_per_master < 0:
@@ -212,6 +214,7 @@ class LocalRedisCluster:
         self.replicas_per_master = replicas_per_master
         self.node_timeout_ms = node_timeout_ms
         self.startup_timeout = startup_timeout
+        self._create_it = create
         self.ports = free_cluster_ports(masters * (1 + replicas_per_master), host)
         """Every node, as started: the first ``masters`` were created masters."""
         self._nodes: dict[int, _Child] = {}
@@ -302,8 +305,9 @@ class LocalRedisCluster:
             for port in self.ports:
                 self._start_node(port)
             self.wait_until(self._all_answer, what="every node to answer")
-            self._create(cli)
-            self.wait_ready()
+            if self._create_it:
+                self._create(cli)
+                self.wait_ready()
         except BaseException:
             self.stop()
             raise
