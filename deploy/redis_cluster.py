@@ -236,6 +236,10 @@ class LocalRedisCluster:
         """Every node process still running."""
         return [child.pid for child in self._nodes.values() if child.running]
 
+    def node_pids(self) -> dict[int, int]:
+        """Each running node's pid, by port."""
+        return {port: child.pid for port, child in self._nodes.items() if child.running}
+
     def running_ports(self) -> list[int]:
         return [port for port, child in self._nodes.items() if child.running]
 
