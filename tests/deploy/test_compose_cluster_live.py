@@ -6,7 +6,8 @@ test_compose_live.py. Only the Redis side is brought up (``up -d
 redis-cluster-init`` and what it depends on): the cluster must be created by
 the init service, hand out service names rather than container IPs, follow
 its own redirections by name, and a second run of the init must create
-nothing. The gateways on top are the same as docker-compose.yml's.
+nothing. Then the whole stack (gateways and HAProxy too) chats in rooms
+spread over the masters, once the gateways serve Redis Cluster.
 """
 
 from __future__ import annotations
@@ -14,15 +15,26 @@ from __future__ import annotations
 import contextlib
 import secrets
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 from typing import cast
 
 import pytest
 
-from tests.deploy.test_compose_live import Deployment
+from client import events as ev
+from tests.client.recorder import Recorder
+from tests.deploy.test_compose_live import (
+    Deployment,
+    chat_client,
+    deployed,
+    haproxy_uses_every_gateway,
+    texts,
+)
 from tests.support.compose import ROOT, compose_env
 from tests.support.podman import HealthChecks, Podman, podman_service, standin_images
+from tests.support.rcluster import CLUSTER_GATEWAY
 from tests.support.redis_server import free_port
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.compose, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -114,3 +126,47 @@ def test_the_nodes_keep_their_identity_on_their_volumes(redis_side: Deployment) 
         (container,) = dep.containers(node)
         code, out = container.exec_run(["sh", "-c", "test -s /data/nodes.conf && echo ok"])
         assert code == 0 and cast(bytes, out).strip() == b"ok", node
+
+
+@pytest.fixture(scope="module")
+def full_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """docker-compose.yml plus the Cluster override, everything up (gateways and HAProxy
+    too) in a project of its own; `down -v` at the end."""
+    with podman_service(tmp_path_factory.mktemp("podman-full")) as engine, \
+            deployed(engine, CLUSTER_OVERRIDE) as dep:
+        yield dep
+
+
+def full_stack_healthy(dep: Deployment) -> bool:
+    state = Counter((r["Service"], r["State"], r.get("Health") or "") for r in dep.services())
+    return (all(state[(node, "running", "healthy")] == 1 for node in NODES)
+            and state[("gateway", "running", "healthy")] == 3
+            and state[("lb", "running", "")] == 1)
+
+
+@CLUSTER_GATEWAY
+def test_gateways_on_the_cluster_chat_through_haproxy_in_several_rooms(
+        full_stack: Deployment) -> None:
+    dep = full_stack
+    dep.settle(lambda: full_stack_healthy(dep) and haproxy_uses_every_gateway(dep),
+               "six nodes, three gateways and HAProxy healthy")
+    assert init_state(dep) == ("exited", 0)
+    gateway = dep.containers()[0]
+    assert gateway.attrs["Config"]["Env"].count(
+        "CHAT_REDIS_URL=redis+cluster://redis:6379,redis-node-2:6379,redis-node-3:6379") == 1
+    rooms = ("lobby", "alpha", "beta", "gamma", "delta")
+    logs = {name: Recorder() for name in ("alice", "bob")}
+    with contextlib.ExitStack() as stack:
+        clients = {name: stack.enter_context(chat_client(dep, name, log, rooms))
+                   for name, log in logs.items()}
+        for client in clients.values():
+            client.connect(timeout=20)
+        for room in rooms:
+            text = f"hello in {room}"
+            clients["alice"].send(room, text)
+
+            def seen(t: str = text, r: str = room) -> bool:
+                return all(texts(log, r)[-1:] == [t] for log in logs.values())
+
+            wait_for(seen, timeout=30, what=f"both to see {text!r}")
+        assert all(log.of(ev.SendFailed) == [] for log in logs.values())
