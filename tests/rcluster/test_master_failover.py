@@ -1,7 +1,8 @@
 """SIGKILL of the master owning a busy room, under load: nothing acknowledged is lost.
 
-Two gateway processes on a Redis Cluster (3 masters with a replica each),
-so every send is acknowledged only once a replica has it (the gateways'
+Two gateway processes on a Redis Cluster (3 masters with two replicas each:
+the promoted master must still have a replica for ``WAIT 1``), so every
+send is acknowledged only once a replica has it (the gateways'
 ``--redis-min-replicas`` defaults to 1 with Cluster: a ``WAIT`` per master
 part of each publisher batch). Six ``ChatClient``s chat in two rooms on
 different masters every 0.1-0.2 s; then the busy room's master gets SIGKILL
@@ -103,7 +104,8 @@ class Topology:
 def topology(tmp_path: Path) -> Iterator[Topology]:
     if ON_CLUSTER:
         require_redis_cluster()
-        with LocalRedisCluster(tmp_path / "redis-cluster") as cluster:
+        # two replicas a master: the promoted one still has a replica, so WAIT 1 can be met
+        with LocalRedisCluster(tmp_path / "redis-cluster", replicas_per_master=2) as cluster:
             yield Topology(cluster.url, cluster=cluster)
         return
     require_program("redis-server", "redis-server")
