@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from gateway.redis import keys
-from tests.gateway.live import error, frames_until, ids, login, read_messages, send_ok
+from tests.gateway.live import error, ids, login, send_ok
 from tests.rcluster.conftest import Chat
 from tests.support.gateways import GatewayProcess
 from tests.support.rcluster import CLUSTER_GATEWAY, ON_CLUSTER
@@ -38,6 +38,16 @@ def texts(frames: list[dict[str, Any]], room: str) -> list[str]:
     return out
 
 
+def read_rooms(client: WireClient, last: dict[str, int],
+               timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Every frame until each room's message ``last[room]`` arrived. Rooms on different
+    masters come over different links: their messages interleave in any order."""
+    got: list[dict[str, Any]] = []
+    while any(max(ids(got, room), default=0) < n for room, n in last.items()):
+        got.append(client.recv(timeout))
+    return got
+
+
 def test_rooms_on_every_master_deliver_in_order_across_gateways(
         chat: Chat, connect: Connect) -> None:
     rooms = chat.redis.spread("order", 3)
@@ -57,9 +67,7 @@ def test_rooms_on_every_master_deliver_in_order_across_gateways(
                 sent[room].append(text)
                 assert msg_id == len(sent[room]), "ids are 1, 2, 3 ... per room"
     for client in clients:
-        got: list[dict[str, Any]] = []
-        for room in rooms:
-            got += read_messages(client, room, 9)
+        got = read_rooms(client, dict.fromkeys(rooms, 9))
         for room in rooms:
             assert ids(got, room) == list(range(1, 10))
             assert texts(got, room) == sent[room]
@@ -173,8 +181,7 @@ def test_resume_with_token_and_since_gets_exactly_what_was_missed(
     for room in rooms:
         for i in range(2):
             send_ok(writer, room, f"before {i}", ref=f"{room}-b{i}")
-    for room in rooms:
-        read_messages(karl, room, 2)
+    read_rooms(karl, dict.fromkeys(rooms, 2))
     karl.close()  # gone without bye, as a dropped connection
     for room in rooms:
         for i in range(3):
@@ -211,7 +218,8 @@ def test_history_scrolls_back_on_any_gateway(chat: Chat, connect: Connect) -> No
 def test_room_messages_travel_over_sharded_pubsub_only(chat: Chat, connect: Connect) -> None:
     """Each room's channel is SSUBSCRIBEd on the master owning its slot, once per gateway
     with members there, and never subscribed with plain SUBSCRIBE; each message is one
-    SPUBLISH on that master."""
+    SPUBLISH on that master. Nothing uses classic pub/sub at all: each gateway's own
+    channel is sharded as well."""
     if not ON_CLUSTER:
         pytest.skip("sharded pub/sub exists on the cluster backend only")
     assert chat.redis.cluster is not None
@@ -225,7 +233,7 @@ def test_room_messages_travel_over_sharded_pubsub_only(chat: Chat, connect: Conn
     for room in rooms:
         for i in range(5):
             send_ok(olga, room, f"sharded {i}", ref=f"{room}-{i}")
-        read_messages(paul, room, 5)
+        read_rooms(paul, {room: 5})
     for room in rooms:
         channel = keys.room_channel(room)
         owner = cluster.master_of(channel)
@@ -239,9 +247,15 @@ def test_room_messages_travel_over_sharded_pubsub_only(chat: Chat, connect: Conn
             classic = [c.decode() for c in node.execute_command("PUBSUB", "CHANNELS")]
             assert not [c for c in classic if keys.room_of_channel(c.encode())], \
                 f"node {port} has room channels on classic pub/sub: {classic}"
+            assert classic == [], f"node {port} has classic pub/sub channels: {classic}"
             counts = node.execute_command("PUBSUB", "NUMSUB",
                                           *(keys.room_channel(r) for r in rooms))
             assert counts[1::2] == [0, 0, 0], f"node {port}: {counts}"
+    # Each gateway's own channel (dms, kicks, probes) is sharded too, on its slot's master.
+    for gateway in chat.gateways:
+        channel = keys.gateway_channel(gateway.gateway_id)
+        with cluster.client(cluster.master_of(channel)) as node:
+            assert node.execute_command("PUBSUB", "SHARDNUMSUB", channel)[1] == 1, channel
 
 
 def spublish_calls(node: Any) -> int:
@@ -262,6 +276,7 @@ def test_a_message_reaches_members_on_every_gateway_in_a_room_on_each_master(
     for room in rooms:
         send_ok(members[0], room, f"to all in {room}", ref=room)
     for client in members:
+        frames = read_rooms(client, dict.fromkeys(rooms, 1))
+        frames += client.drain(0.3)
         for room in rooms:
-            frames = frames_until(client, "message", room=room)
-            assert [f["text"] for f in frames if f["type"] == "message"] == [f"to all in {room}"]
+            assert texts(frames, room) == [f"to all in {room}"], "one delivery per member"
