@@ -22,9 +22,16 @@ error, which the broker answers ``unavailable``. With ``min_replicas`` each
 batch ends with ``WAIT`` (``Wait``): its requests count only once that many
 replicas have them.
 
-Threads: ``submit`` is called by any thread; only the publisher's thread
-touches the link. ``Publisher._lock`` guards only starting and stopping (never
-held across I/O).
+A caller about to wait for its outcome anyway (``run_all``) writes its batch
+itself when the link is idle and nothing is queued: at a moderate rate almost
+every batch is one request, and handing it to the publisher's thread and back
+cost two thread wake-ups on the way of every message (docs/benchmarks.md, the
+fan-out path). Requests arriving meanwhile queue for the thread as before.
+
+Threads: ``submit`` is called by any thread. The link is touched by whoever
+holds ``_link_lock``: the publisher's thread, or a ``run_all`` caller that found
+it free. ``Publisher._lock`` guards starting and stopping and the count of
+queued requests (never held across I/O; ``_link_lock`` is only tried under it).
 """
 
 from __future__ import annotations
@@ -281,6 +288,11 @@ class Publisher:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._link_lock = threading.Lock()
+        """Held by whichever thread writes a batch (see the module docstring)."""
+        self._queued = 0
+        """Groups queued and not yet written (under ``_lock``): while any is, a ``run_all``
+        queues behind them, so one thread's requests reach Redis in order."""
         self._stopped = False
         # A daemon only so that a broker nobody closed (a test) cannot keep the
         # interpreter alive; ``stop()`` ends and joins it.
@@ -301,7 +313,13 @@ class Publisher:
         call's reply or the error it failed with (an exception instance), in order."""
         return self._queue_group(_Group(calls, single=False))
 
-    def _queue_group(self, group: _Group) -> Future[Any]:
+    def run_all(self, calls: Sequence[ScriptCall]) -> Future[list[Any]]:
+        """``submit_all`` for a caller that waits for the outcome at once: when no batch
+        is being written and none is queued, the calls are written from this thread and
+        the future is done on return; else they are queued as by ``submit_all``."""
+        return self._queue_group(_Group(calls, single=False), inline=True)
+
+    def _queue_group(self, group: _Group, inline: bool = False) -> Future[Any]:
         if not group.calls:
             group.future.set_result([])
             return group.future
@@ -313,7 +331,15 @@ class Publisher:
                 return group.future
             if self._thread.ident is None:
                 self._thread.start()
-            self._queue.put(group)
+            inline = inline and not self._queued and self._link_lock.acquire(blocking=False)
+            if not inline:
+                self._queued += 1
+                self._queue.put(group)
+        if inline:
+            try:
+                self._commit([(group, i) for i in range(len(group.calls))])
+            finally:
+                self._link_lock.release()
         return group.future
 
     def stop(self) -> None:
@@ -326,7 +352,8 @@ class Publisher:
             self._queue.put(None)
         if started:
             self._thread.join(30)
-        self._link.close()
+        with self._link_lock:  # a run_all caller may be writing its batch
+            self._link.close()
 
     # ------------------------------------------------------------------ thread
 
@@ -336,21 +363,24 @@ class Publisher:
             first = self._queue.get()
             if first is None:
                 break
-            groups = [first]
-            size = len(first.calls)
-            while size < self._max_batch:
-                try:
-                    group = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if group is None:
-                    stopping = True
-                    break
-                groups.append(group)
-                size += len(group.calls)
-            slots = [(group, i) for group in groups for i in range(len(group.calls))]
-            for start in range(0, len(slots), self._max_batch):
-                self._commit(slots[start:start + self._max_batch])
+            with self._link_lock:
+                groups = [first]
+                size = len(first.calls)
+                while size < self._max_batch:
+                    try:
+                        group = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if group is None:
+                        stopping = True
+                        break
+                    groups.append(group)
+                    size += len(group.calls)
+                slots = [(group, i) for group in groups for i in range(len(group.calls))]
+                for start in range(0, len(slots), self._max_batch):
+                    self._commit(slots[start:start + self._max_batch])
+            with self._lock:
+                self._queued -= len(groups)
 
     def _commit(self, batch: list[_Slot]) -> None:
         started = time.perf_counter()

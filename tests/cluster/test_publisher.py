@@ -167,3 +167,47 @@ def test_many_sessions_share_few_round_trips(redis_server: RedisServer) -> None:
     broker.close()
     assert sorted(ids) == list(range(1, 401))
     assert sum(sizes) == 400 and len(sizes) < 400  # some batches held several requests
+
+
+class ThreadsSeen:
+    """The real link, noting which thread wrote each batch and how many calls it held."""
+
+    def __init__(self, url: str) -> None:
+        self.inner = WireLink(RedisAddress.from_url(url), 2.0)
+        self.batches: list[tuple[str, int]] = []
+
+    def run(self, calls: Sequence[ScriptCall], wait: Wait | None = None) -> list[Any]:
+        self.batches.append((threading.current_thread().name, len(calls)))
+        return self.inner.run(calls, wait)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_caller_that_waits_writes_its_batch_itself_when_the_publisher_is_idle(
+        redis_server: RedisServer) -> None:
+    link = ThreadsSeen(redis_server.url)
+    publisher = Publisher(link, name="the-publisher")
+    done = publisher.run_all([ScriptCall(INCR, ("n",), ()), ScriptCall(INCR, ("n",), ())])
+    assert done.done() and done.result(0) == [1, 2]  # no hand-over: done on return
+    assert publisher.submit(ScriptCall(INCR, ("n",), ())).result(5) == 3
+    publisher.stop()
+    assert link.batches == [(threading.current_thread().name, 2), ("the-publisher", 1)]
+
+
+def test_a_caller_that_waits_queues_behind_a_batch_in_flight_and_keeps_its_order(
+        redis_server: RedisServer, raw: redis.Redis) -> None:
+    link = GatedLink(redis_server.url)
+    publisher = Publisher(link)
+    first = publisher.submit(ScriptCall(INCR, ("n",), ()))
+    assert link.entered.wait(5)  # the publisher's thread holds the link
+    queued = publisher.submit(ScriptCall(INCR, ("order",), ()))
+    behind = publisher.run_all([ScriptCall(INCR, ("order",), ())])
+    assert not behind.done()  # queued, not written past the batch in flight
+    link.gate.set()
+    assert first.result(5) == 1
+    assert queued.result(5) == 1 and behind.result(5) == [2]  # in the order submitted
+    publisher.stop()
+    assert link.batches == [1, 2]
+    refused = publisher.run_all([ScriptCall(INCR, ("n",), ())]).result(5)
+    assert isinstance(refused[0], PublisherStopped)
