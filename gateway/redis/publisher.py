@@ -22,24 +22,29 @@ error, which the broker answers ``unavailable``. With ``min_replicas`` each
 batch ends with ``WAIT`` (``Wait``): its requests count only once that many
 replicas have them.
 
-A caller about to wait for its outcome anyway (``run_all``) writes its batch
-itself when the link is idle and nothing is queued: at a moderate rate almost
-every batch is one request, and handing it to the publisher's thread and back
-cost two thread wake-ups on the way of every message (docs/benchmarks.md, the
-fan-out path). Requests arriving meanwhile queue for the thread as before.
+A caller about to wait for its outcome anyway (``run_all``) that finds the link
+idle writes the batch itself, with whatever was queued before it: at a moderate
+rate almost every batch is one request, and handing it to the publisher's thread
+and back cost two thread wake-ups on the way of every message, each a wait for a
+core on a busy machine (docs/benchmarks.md, "the fan-out path"). What queues
+while a caller writes is handed to the publisher's thread when it is done, so a
+session never writes other sessions' batches for long, and batching under load
+is as before.
 
-Threads: ``submit`` is called by any thread. The link is touched by whoever
-holds ``_link_lock``: the publisher's thread, or a ``run_all`` caller that found
-it free. ``Publisher._lock`` guards starting and stopping and the count of
-queued requests (never held across I/O; ``_link_lock`` is only tried under it).
+Threads: ``submit`` is called by any thread. One thread at a time touches the
+link: the one that set ``_busy`` (the publisher's thread, or a ``run_all``
+caller); it writes every queued request older than its own, oldest first, so
+the requests of one thread reach Redis in the order they were submitted.
+``Publisher._lock`` guards ``_busy``, the queue and starting and stopping (never
+held across I/O); ``_wake`` (a condition on it) wakes the publisher's thread.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -286,13 +291,12 @@ class Publisher:
         self._retry = retry or Retry(NoBackoff(), 0)
         self._on_batch = on_batch
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._link_lock = threading.Lock()
-        """Held by whichever thread writes a batch (see the module docstring)."""
-        self._queued = 0
-        """Groups queued and not yet written (under ``_lock``): while any is, a ``run_all``
-        queues behind them, so one thread's requests reach Redis in order."""
+        self._wake = threading.Condition(self._lock)
+        self._queue: deque[_Group | None] = deque()
+        """Groups waiting for the link, oldest first; None asks the thread to stop."""
+        self._busy = False
+        """A thread is writing to the link (see the module docstring)."""
         self._stopped = False
         # A daemon only so that a broker nobody closed (a test) cannot keep the
         # interpreter alive; ``stop()`` ends and joins it.
@@ -314,9 +318,9 @@ class Publisher:
         return self._queue_group(_Group(calls, single=False))
 
     def run_all(self, calls: Sequence[ScriptCall]) -> Future[list[Any]]:
-        """``submit_all`` for a caller that waits for the outcome at once: when no batch
-        is being written and none is queued, the calls are written from this thread and
-        the future is done on return; else they are queued as by ``submit_all``."""
+        """``submit_all`` for a caller that waits for the outcome at once: when no batch is
+        being written, the calls are written from this thread (after any queued before
+        them) and the future is done on return; else they are queued as by ``submit_all``."""
         return self._queue_group(_Group(calls, single=False), inline=True)
 
     def _queue_group(self, group: _Group, inline: bool = False) -> Future[Any]:
@@ -331,16 +335,43 @@ class Publisher:
                 return group.future
             if self._thread.ident is None:
                 self._thread.start()
-            inline = inline and not self._queued and self._link_lock.acquire(blocking=False)
-            if not inline:
-                self._queued += 1
-                self._queue.put(group)
-        if inline:
-            try:
-                self._commit([(group, i) for i in range(len(group.calls))])
-            finally:
-                self._link_lock.release()
+            if self._busy or not inline:
+                # the thread writing now hands what queued to the publisher's when done
+                if not self._busy:
+                    self._wake.notify_all()
+                self._queue.append(group)
+                return group.future
+            self._busy = True
+            groups = self._take(self._max_batch)  # queued before this one: they go first
+        groups.append(group)
+        try:
+            self._write(groups)
+        finally:
+            with self._lock:
+                self._busy = False
+                if self._queue:
+                    self._wake.notify_all()
         return group.future
+
+    def _take(self, limit: int) -> list[_Group]:
+        """Under ``_lock``: queued groups, oldest first, up to ``limit`` calls (at least one
+        group) and never past a stop request."""
+        groups: list[_Group] = []
+        size = 0
+        while self._queue and (not groups or size < limit):
+            group = self._queue[0]
+            if group is None:
+                break
+            self._queue.popleft()
+            groups.append(group)
+            size += len(group.calls)
+        return groups
+
+    def _write(self, groups: list[_Group]) -> None:
+        """Write ``groups`` in batches of at most ``max_batch`` (the thread holding ``_busy``)."""
+        slots = [(group, i) for group in groups for i in range(len(group.calls))]
+        for start in range(0, len(slots), self._max_batch):
+            self._commit(slots[start:start + self._max_batch])
 
     def stop(self) -> None:
         """Write what is queued, then end the thread; later submissions fail at once."""
@@ -349,38 +380,30 @@ class Publisher:
                 return
             self._stopped = True
             started = self._thread.ident is not None
-            self._queue.put(None)
+            self._queue.append(None)
+            self._wake.notify_all()
         if started:
             self._thread.join(30)
-        with self._link_lock:  # a run_all caller may be writing its batch
-            self._link.close()
+        with self._lock:  # a run_all caller may still be writing its batch
+            self._wake.wait_for(lambda: not self._busy, 30)
+        self._link.close()
 
     # ------------------------------------------------------------------ thread
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is None:
-                break
-            with self._link_lock:
-                groups = [first]
-                size = len(first.calls)
-                while size < self._max_batch:
-                    try:
-                        group = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if group is None:
-                        stopping = True
-                        break
-                    groups.append(group)
-                    size += len(group.calls)
-                slots = [(group, i) for group in groups for i in range(len(group.calls))]
-                for start in range(0, len(slots), self._max_batch):
-                    self._commit(slots[start:start + self._max_batch])
+        while True:
             with self._lock:
-                self._queued -= len(groups)
+                self._wake.wait_for(lambda: self._queue and not self._busy)
+                if self._queue[0] is None:
+                    return
+                self._busy = True
+                groups = self._take(self._max_batch)
+            try:
+                self._write(groups)
+            finally:
+                with self._lock:
+                    self._busy = False
+                    self._wake.notify_all()  # stop() may wait for the link to be free
 
     def _commit(self, batch: list[_Slot]) -> None:
         started = time.perf_counter()

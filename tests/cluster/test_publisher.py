@@ -211,3 +211,29 @@ def test_a_caller_that_waits_queues_behind_a_batch_in_flight_and_keeps_its_order
     assert link.batches == [1, 2]
     refused = publisher.run_all([ScriptCall(INCR, ("n",), ())]).result(5)
     assert isinstance(refused[0], PublisherStopped)
+
+
+RPUSH = Script.of("rpush", "return redis.call('RPUSH', KEYS[1], ARGV[1])")
+
+
+def test_threads_mixing_queued_and_waiting_calls_keep_their_own_order(
+        redis_server: RedisServer, raw: redis.Redis) -> None:
+    sizes: list[int] = []
+    publisher = Publisher(WireLink(RedisAddress.from_url(redis_server.url), 2.0),
+                          on_batch=lambda size, seconds: sizes.append(size))
+
+    def session(n: int) -> None:
+        for i in range(40):
+            publisher.submit(ScriptCall(RPUSH, (f"list{n}",), (f"a{i}",)))  # not waited for
+            publisher.run_all([ScriptCall(RPUSH, (f"list{n}",), (f"b{i}",))]).result(10)
+
+    threads = [threading.Thread(target=session, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    publisher.stop()  # writes what is still queued
+    for n in range(6):
+        expected = [f"{c}{i}".encode() for i in range(40) for c in "ab"]
+        assert raw.lrange(f"list{n}", 0, -1) == expected
+    assert sum(sizes) == 480
