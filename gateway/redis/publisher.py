@@ -63,6 +63,10 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 1024
 """Requests written in one round trip at most; the rest make the next batch."""
 
+_GIVE_UP_S = 120.0
+"""How long a ``run_all`` caller waits for the link at most (``pending.GIVE_UP_S``: only a
+bug could hold it that long)."""
+
 
 class BatchLost(redis.ConnectionError):
     """The link failed during a batch; ``received`` are the replies that came first.
@@ -241,7 +245,7 @@ class _Group:
     Touched by the publisher's thread only once queued.
     """
 
-    __slots__ = ("calls", "future", "outcomes", "remaining", "single", "submitted")
+    __slots__ = ("calls", "future", "outcomes", "remaining", "single", "submitted", "waits")
 
     def __init__(self, calls: Sequence[ScriptCall], single: bool) -> None:
         self.calls = calls
@@ -250,6 +254,8 @@ class _Group:
         self.remaining = len(calls)
         self.single = single
         self.submitted = time.monotonic()
+        self.waits = False
+        """Its caller waits in ``run_all`` and writes it when the link comes free."""
 
     def settle(self, index: int, outcome: Any) -> None:
         self.outcomes[index] = outcome
@@ -297,6 +303,10 @@ class Publisher:
         """Groups waiting for the link, oldest first; None asks the thread to stop."""
         self._busy = False
         """A thread is writing to the link (see the module docstring)."""
+        self._turn = threading.Condition(self._lock)
+        """Wakes ``run_all`` callers when the link comes free (their batch may be written)."""
+        self._callers = 0
+        """``run_all`` callers waiting for their batch."""
         self._stopped = False
         # A daemon only so that a broker nobody closed (a test) cannot keep the
         # interpreter alive; ``stop()`` ends and joins it.
@@ -318,9 +328,9 @@ class Publisher:
         return self._queue_group(_Group(calls, single=False))
 
     def run_all(self, calls: Sequence[ScriptCall]) -> Future[list[Any]]:
-        """``submit_all`` for a caller that waits for the outcome at once: when no batch is
-        being written, the calls are written from this thread (after any queued before
-        them) and the future is done on return; else they are queued as by ``submit_all``."""
+        """``submit_all`` for a caller that waits for the outcome at once, written from this
+        thread when the link is free (after what was queued before it; ``_write_own``):
+        returns once the calls were written, their future done."""
         return self._queue_group(_Group(calls, single=False), inline=True)
 
     def _queue_group(self, group: _Group, inline: bool = False) -> Future[Any]:
@@ -335,23 +345,56 @@ class Publisher:
                 return group.future
             if self._thread.ident is None:
                 self._thread.start()
-            if self._busy or not inline:
-                # the thread writing now hands what queued to the publisher's when done
+            self._queue.append(group)
+            if not inline:
                 if not self._busy:
                     self._wake.notify_all()
-                self._queue.append(group)
                 return group.future
-            self._busy = True
-            groups = self._take(self._max_batch)  # queued before this one: they go first
-        groups.append(group)
-        try:
-            self._write(groups)
-        finally:
-            with self._lock:
-                self._busy = False
-                if self._queue:
-                    self._wake.notify_all()
+            group.waits = True
+            self._callers += 1
+            taken = None
+            if not self._busy:  # in the same step as the append: no other thread takes it
+                self._busy = True
+                taken = self._take(self._max_batch)
+        self._write_own(group, taken)
         return group.future
+
+    def _write_own(self, group: _Group, taken: list[_Group] | None) -> None:
+        """A ``run_all`` caller: until ``group`` is written, wait for the link to be free and
+        then write what is queued, oldest first (``group`` among it), as the publisher's
+        thread would. The thread writing hands the link to the callers waiting when it is
+        done, so the publisher's thread is woken only for requests nobody waits for.
+        ``taken``: what the caller took with the link when it queued ``group``."""
+        deadline = time.monotonic() + _GIVE_UP_S
+        while True:
+            if taken is not None:
+                groups, taken = taken, None
+            else:
+                with self._lock:
+                    while self._busy and not group.future.done():
+                        if not self._turn.wait(deadline - time.monotonic()):
+                            self._callers -= 1
+                            return  # a bug holds the link: the caller's wait times out
+                    if group.future.done() or not self._queue or self._queue[0] is None:
+                        self._callers -= 1
+                        return
+                    self._busy = True
+                    groups = self._take(self._max_batch)
+            try:
+                self._write(groups)
+            finally:
+                with self._lock:
+                    self._released()
+
+    def _released(self) -> None:
+        """Under ``_lock``: the thread that wrote is done; who writes next. A caller waiting
+        in ``run_all`` if one's batch is queued, else the publisher's thread if anything is
+        (``stop()`` waits on ``_wake`` too)."""
+        self._busy = False
+        if self._callers:
+            self._turn.notify_all()
+        if self._queue and not any(g is not None and g.waits for g in self._queue):
+            self._wake.notify_all()
 
     def _take(self, limit: int) -> list[_Group]:
         """Under ``_lock``: queued groups, oldest first, up to ``limit`` calls (at least one
@@ -402,8 +445,7 @@ class Publisher:
                 self._write(groups)
             finally:
                 with self._lock:
-                    self._busy = False
-                    self._wake.notify_all()  # stop() may wait for the link to be free
+                    self._released()
 
     def _commit(self, batch: list[_Slot]) -> None:
         started = time.perf_counter()

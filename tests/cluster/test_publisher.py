@@ -202,13 +202,19 @@ def test_a_caller_that_waits_queues_behind_a_batch_in_flight_and_keeps_its_order
     first = publisher.submit(ScriptCall(INCR, ("n",), ()))
     assert link.entered.wait(5)  # the publisher's thread holds the link
     queued = publisher.submit(ScriptCall(INCR, ("order",), ()))
-    behind = publisher.run_all([ScriptCall(INCR, ("order",), ())])
-    assert not behind.done()  # queued, not written past the batch in flight
+    behind: list[Future[list[Any]]] = []
+    caller = threading.Thread(
+        target=lambda: behind.append(publisher.run_all([ScriptCall(INCR, ("order",), ())])))
+    caller.start()
+    caller.join(0.2)
+    assert caller.is_alive() and not behind  # waits: not written past the batch in flight
     link.gate.set()
+    caller.join(5)
     assert first.result(5) == 1
-    assert queued.result(5) == 1 and behind.result(5) == [2]  # in the order submitted
+    assert behind[0].done() and behind[0].result(0) == [2]  # after the one queued before it
+    assert queued.result(5) == 1
     publisher.stop()
-    assert link.batches == [1, 2]
+    assert link.batches == [1, 2]  # the caller wrote both as one batch when the link came free
     refused = publisher.run_all([ScriptCall(INCR, ("n",), ())]).result(5)
     assert isinstance(refused[0], PublisherStopped)
 
