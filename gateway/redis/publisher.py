@@ -1,9 +1,9 @@
-"""Group commit: every ``send`` and ``dm`` of a gateway reaches Redis through one thread.
+"""Group commit: every ``send`` and ``dm`` of a gateway reaches Redis through one link.
 
-A session thread no longer talks to Redis for a message: ``Broker`` hands the
-script calls of a read to the ``Publisher`` together (``submit_all``: one
-queue entry) and waits on one ``concurrent.futures.Future`` for all of them.
-The publisher's thread takes every request queued at that moment, writes them
+A session thread no longer talks to Redis for a message on its own: ``Broker``
+hands the script calls of a read to the ``Publisher`` together (``run_all``:
+one queue entry) and waits on one ``concurrent.futures.Future`` for all of
+them. The thread writing (below) takes every request queued at that moment, writes them
 as one pipelined batch on a link of its own (``WireLink``: hand-packed RESP,
 hiredis replies) and completes each future from the replies, in order. So a
 batch costs one round trip and one pair of system calls however many requests
@@ -373,8 +373,11 @@ class Publisher:
                 with self._lock:
                     while self._busy and not group.future.done():
                         if not self._turn.wait(deadline - time.monotonic()):
+                            # a bug holds the link: the caller gives up (its wait times
+                            # out); its group is left to the publisher's thread
                             self._callers -= 1
-                            return  # a bug holds the link: the caller's wait times out
+                            group.waits = False
+                            return
                     if group.future.done() or not self._queue or self._queue[0] is None:
                         self._callers -= 1
                         return
