@@ -64,6 +64,13 @@ class LineQueue:
         if answer and size:
             self._answers.append(size)
 
+    def push_one(self, data: bytes, answer: bool) -> None:
+        """``push`` of one non-empty line or run of lines (the fan-out's path: no loop)."""
+        self._chunks.append((data, answer))
+        self.size += len(data)
+        if answer:
+            self._answers.append(len(data))
+
     def cut(self, head_in_flight: bool) -> None:
         """Drop every unsent whole line (answers no longer count apart).
 

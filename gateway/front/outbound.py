@@ -81,6 +81,10 @@ class Outbound:
         """``enqueue_final`` cut the queue while the head was in flight: once the send
         returns, keep only the rest of its half-sent line."""
         self._progress_at = clock()
+        """When the client last took a byte, or this round of sending began if later;
+        read by ``stalled`` (only while BLOCKED), so stamped when blocking (``_blocked``)."""
+        self._resumed = False
+        """This round of sending is the Flusher's resume and has not moved a byte yet."""
         self._kernel_bytes = -1
 
     @property
@@ -151,7 +155,7 @@ class Outbound:
             if self._state is not _State.IDLE or not self._queue:
                 return
             self._state = _State.SENDING
-            self._progress_at = self._clock()
+            self._resumed = False
         self._send_loop()
 
     def on_writable(self) -> None:
@@ -160,6 +164,7 @@ class Outbound:
             if self._state is not _State.BLOCKED:
                 return
             self._state = _State.SENDING
+            self._resumed = True
         self._send_loop()
 
     def _wake_waiters(self) -> None:
@@ -174,8 +179,14 @@ class Outbound:
         return self._state is _State.CLOSED
 
     def write(self, data: bytes, *, answer: bool = False) -> bool:
-        """``enqueue`` and ``flush`` in one step: the common case, nothing queued and
-        nobody sending, costs one ``send`` and two lock round trips.
+        """``enqueue`` and ``flush`` in one step: the fan-out's path, once per delivery.
+
+        The common case, nothing queued and nobody sending, costs one ``send``
+        and two lock round trips: the line is queued and the write token taken
+        under one, and the send goes straight out with ``data`` (the head just
+        queued, so ``close``/``enqueue_final`` see it as in flight). No clock is
+        read unless the socket blocks (``_blocked``). At 100,000 deliveries/s
+        every microsecond here is a tenth of a core across the gateways.
 
         False when closed or over the limit (then ``overflowed`` says which).
         """
@@ -185,18 +196,20 @@ class Outbound:
             if self._state is not _State.IDLE or self._queue or self._overflowed or self._final:
                 return self._append((data,), answer)
             # nothing waits: the line goes to the kernel now, whatever its size
-            self._queue.push((data,), answer)
+            self._queue.push_one(data, answer)
             self._state = _State.SENDING
-            self._progress_at = self._clock()
-        self._send_loop()
+            self._resumed = False
+            self._in_flight = True
+        if self._send_once(data):
+            self._send_loop()
         return True
 
     def _send_loop(self) -> None:
         # Only the thread that moved the state to SENDING runs this.
         while True:
             with self._lock:
-                if self._closed() or not self._queue:
-                    if not self._closed():
+                if self._state is _State.CLOSED or not self._queue:
+                    if self._state is not _State.CLOSED:
                         self._state = _State.IDLE
                     self._wake_waiters()
                     return
@@ -206,7 +219,8 @@ class Outbound:
                 return
 
     def _send_once(self, data: bytes | memoryview) -> bool:
-        """One ``send`` of the head by the thread holding the SENDING state.
+        """One ``send`` of the head (``data``, marked in flight) by the thread holding
+        the SENDING state.
 
         True to go on sending; False when done: idle with nothing queued,
         blocked (handed to the Flusher), or failed.
@@ -221,12 +235,9 @@ class Outbound:
             return False
         with self._lock:
             self._in_flight = False
-            if self._closed():  # close() ran during the send and dropped everything
+            if self._state is _State.CLOSED:  # close() ran during the send, dropped everything
                 self._wake_waiters()
                 return False
-            if sent:
-                self._progress_at = self._clock()
-                self._wake_waiters()
             head_done = self._queue.consumed(sent)
             if self._cut_in_flight:
                 self._cut_in_flight = False
@@ -234,13 +245,28 @@ class Outbound:
                     self._queue.trim_head()
             if sent == len(data):
                 if self._queue:
+                    self._resumed = False  # bytes moved: a stall counts from now
+                    self._wake_waiters()
                     return True
                 self._state = _State.IDLE  # the common case: done without another lock trip
                 self._wake_waiters()
                 return False
-            self._state = _State.BLOCKED
+            self._blocked(sent)
         self._flusher.watch(self._sock.fileno(), self)
         return False
+
+    def _blocked(self, sent: int) -> None:
+        """Under ``_lock``: the kernel took less than offered; wait for the Flusher.
+
+        A stall is timed from the last byte the kernel took, or from when this
+        round of sending began if later: both are now, within microseconds,
+        unless the Flusher's resume sent nothing at all (then the old mark stays).
+        """
+        if sent or not self._resumed:
+            self._progress_at = self._clock()
+        if sent:
+            self._wake_waiters()
+        self._state = _State.BLOCKED
 
     def stalled(self, timeout: float) -> bool:
         """Output waits, the kernel's buffer is full, and not one byte has reached the

@@ -59,9 +59,9 @@ class Inflight:
         if not self._items:
             return
         inflight, self._items = self._items, []
-        if self._batch is not None:
-            self._batch.submit()
-            self._batch = None
+        # the first result() hands the batch over (``PublishBatch.run``): this thread
+        # writes it itself when the publisher is idle, with no wake-up of another thread
+        self._batch = None
         out: list[bytes] = []
         acks = refusals = 0
         for frame, line, pending in inflight:

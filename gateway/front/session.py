@@ -260,10 +260,15 @@ class Session:
             cursor = self._rooms.get(room)
             if cursor is None:
                 return False
-            step = core.deliver(cursor, epoch, ids, lines, joined if contiguous else None)
-        if step.write:
-            self._send(step.write)
-        return step.fill
+            if cursor.live:  # once per delivery: ``advance`` itself, no ``Step`` to build
+                payload, fill = core.advance(cursor, epoch, ids, lines,
+                                             joined if contiguous else None)
+            else:
+                step = core.deliver(cursor, epoch, ids, lines, joined if contiguous else None)
+                payload, fill = step.write, step.fill
+        if payload:
+            self._send(payload)
+        return fill
 
     def deliver_event(self, room: str, line: bytes, typist: str | None = None) -> None:
         """Queue a ``joined``/``left``/``typing`` line for a room this session is in."""

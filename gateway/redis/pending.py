@@ -48,6 +48,13 @@ class PublishBatch:
             self._future = self._publisher.submit_all(self._calls)
         return self._future
 
+    def run(self) -> concurrent.futures.Future[list[Any]]:
+        """``submit`` by a thread that waits for the outcome now: written from it when
+        the publisher is idle (``Publisher.run_all``)."""
+        if self._future is None:
+            self._future = self._publisher.run_all(self._calls)
+        return self._future
+
 
 class Pending(Generic[T]):
     """A message or dm handed to the publisher: ``result()`` waits for its outcome."""
@@ -66,7 +73,7 @@ class Pending(Generic[T]):
     def result(self) -> T:
         """The outcome; raises ``BrokerUnavailable`` or the request's refusal."""
         try:
-            outcome = self._batch.submit().result(GIVE_UP_S)[self._index]
+            outcome = self._batch.run().result(GIVE_UP_S)[self._index]
         except concurrent.futures.TimeoutError as exc:
             raise BrokerUnavailable("the publisher did not answer") from exc
         if isinstance(outcome, Exception):

@@ -1,9 +1,9 @@
-"""Group commit: every ``send`` and ``dm`` of a gateway reaches Redis through one thread.
+"""Group commit: every ``send`` and ``dm`` of a gateway reaches Redis through one link.
 
-A session thread no longer talks to Redis for a message: ``Broker`` hands the
-script calls of a read to the ``Publisher`` together (``submit_all``: one
-queue entry) and waits on one ``concurrent.futures.Future`` for all of them.
-The publisher's thread takes every request queued at that moment, writes them
+A session thread no longer talks to Redis for a message on its own: ``Broker``
+hands the script calls of a read to the ``Publisher`` together (``run_all``:
+one queue entry) and waits on one ``concurrent.futures.Future`` for all of
+them. The thread writing (below) takes every request queued at that moment, writes them
 as one pipelined batch on a link of its own (``WireLink``: hand-packed RESP,
 hiredis replies) and completes each future from the replies, in order. So a
 batch costs one round trip and one pair of system calls however many requests
@@ -22,17 +22,29 @@ error, which the broker answers ``unavailable``. With ``min_replicas`` each
 batch ends with ``WAIT`` (``Wait``): its requests count only once that many
 replicas have them.
 
-Threads: ``submit`` is called by any thread; only the publisher's thread
-touches the link. ``Publisher._lock`` guards only starting and stopping (never
-held across I/O).
+A caller about to wait for its outcome anyway (``run_all``) that finds the link
+idle writes the batch itself, with whatever was queued before it: at a moderate
+rate almost every batch is one request, and handing it to the publisher's thread
+and back cost two thread wake-ups on the way of every message, each a wait for a
+core on a busy machine (docs/benchmarks.md, "the fan-out path"). What queues
+while a caller writes is handed to the publisher's thread when it is done, so a
+session never writes other sessions' batches for long, and batching under load
+is as before.
+
+Threads: ``submit`` is called by any thread. One thread at a time touches the
+link: the one that set ``_busy`` (the publisher's thread, or a ``run_all``
+caller); it writes every queued request older than its own, oldest first, so
+the requests of one thread reach Redis in the order they were submitted.
+``Publisher._lock`` guards ``_busy``, the queue and starting and stopping (never
+held across I/O); ``_wake`` (a condition on it) wakes the publisher's thread.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -50,6 +62,10 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 1024
 """Requests written in one round trip at most; the rest make the next batch."""
+
+_GIVE_UP_S = 120.0
+"""How long a ``run_all`` caller waits for the link at most (``pending.GIVE_UP_S``: only a
+bug could hold it that long)."""
 
 
 class BatchLost(redis.ConnectionError):
@@ -229,7 +245,7 @@ class _Group:
     Touched by the publisher's thread only once queued.
     """
 
-    __slots__ = ("calls", "future", "outcomes", "remaining", "single", "submitted")
+    __slots__ = ("calls", "future", "outcomes", "remaining", "single", "submitted", "waits")
 
     def __init__(self, calls: Sequence[ScriptCall], single: bool) -> None:
         self.calls = calls
@@ -238,6 +254,8 @@ class _Group:
         self.remaining = len(calls)
         self.single = single
         self.submitted = time.monotonic()
+        self.waits = False
+        """Its caller waits in ``run_all`` and writes it when the link comes free."""
 
     def settle(self, index: int, outcome: Any) -> None:
         self.outcomes[index] = outcome
@@ -279,8 +297,16 @@ class Publisher:
         self._retry = retry or Retry(NoBackoff(), 0)
         self._on_batch = on_batch
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._queue: deque[_Group | None] = deque()
+        """Groups waiting for the link, oldest first; None asks the thread to stop."""
+        self._busy = False
+        """A thread is writing to the link (see the module docstring)."""
+        self._turn = threading.Condition(self._lock)
+        """Wakes ``run_all`` callers when the link comes free (their batch may be written)."""
+        self._callers = 0
+        """``run_all`` callers waiting for their batch."""
         self._stopped = False
         # A daemon only so that a broker nobody closed (a test) cannot keep the
         # interpreter alive; ``stop()`` ends and joins it.
@@ -301,7 +327,13 @@ class Publisher:
         call's reply or the error it failed with (an exception instance), in order."""
         return self._queue_group(_Group(calls, single=False))
 
-    def _queue_group(self, group: _Group) -> Future[Any]:
+    def run_all(self, calls: Sequence[ScriptCall]) -> Future[list[Any]]:
+        """``submit_all`` for a caller that waits for the outcome at once, written from this
+        thread when the link is free (after what was queued before it; ``_write_own``):
+        returns once the calls were written, their future done."""
+        return self._queue_group(_Group(calls, single=False), inline=True)
+
+    def _queue_group(self, group: _Group, inline: bool = False) -> Future[Any]:
         if not group.calls:
             group.future.set_result([])
             return group.future
@@ -313,8 +345,79 @@ class Publisher:
                 return group.future
             if self._thread.ident is None:
                 self._thread.start()
-            self._queue.put(group)
+            self._queue.append(group)
+            if not inline:
+                if not self._busy:
+                    self._wake.notify_all()
+                return group.future
+            group.waits = True
+            self._callers += 1
+            taken = None
+            if not self._busy:  # in the same step as the append: no other thread takes it
+                self._busy = True
+                taken = self._take(self._max_batch)
+        self._write_own(group, taken)
         return group.future
+
+    def _write_own(self, group: _Group, taken: list[_Group] | None) -> None:
+        """A ``run_all`` caller: until ``group`` is written, wait for the link to be free and
+        then write what is queued, oldest first (``group`` among it), as the publisher's
+        thread would. The thread writing hands the link to the callers waiting when it is
+        done, so the publisher's thread is woken only for requests nobody waits for.
+        ``taken``: what the caller took with the link when it queued ``group``."""
+        deadline = time.monotonic() + _GIVE_UP_S
+        while True:
+            if taken is not None:
+                groups, taken = taken, None
+            else:
+                with self._lock:
+                    while self._busy and not group.future.done():
+                        if not self._turn.wait(deadline - time.monotonic()):
+                            # a bug holds the link: the caller gives up (its wait times
+                            # out); its group is left to the publisher's thread
+                            self._callers -= 1
+                            group.waits = False
+                            return
+                    if group.future.done() or not self._queue or self._queue[0] is None:
+                        self._callers -= 1
+                        return
+                    self._busy = True
+                    groups = self._take(self._max_batch)
+            try:
+                self._write(groups)
+            finally:
+                with self._lock:
+                    self._released()
+
+    def _released(self) -> None:
+        """Under ``_lock``: the thread that wrote is done; who writes next. A caller waiting
+        in ``run_all`` if one's batch is queued, else the publisher's thread if anything is
+        (``stop()`` waits on ``_wake`` too)."""
+        self._busy = False
+        if self._callers:
+            self._turn.notify_all()
+        if self._queue and not any(g is not None and g.waits for g in self._queue):
+            self._wake.notify_all()
+
+    def _take(self, limit: int) -> list[_Group]:
+        """Under ``_lock``: queued groups, oldest first, up to ``limit`` calls (at least one
+        group) and never past a stop request."""
+        groups: list[_Group] = []
+        size = 0
+        while self._queue and (not groups or size < limit):
+            group = self._queue[0]
+            if group is None:
+                break
+            self._queue.popleft()
+            groups.append(group)
+            size += len(group.calls)
+        return groups
+
+    def _write(self, groups: list[_Group]) -> None:
+        """Write ``groups`` in batches of at most ``max_batch`` (the thread holding ``_busy``)."""
+        slots = [(group, i) for group in groups for i in range(len(group.calls))]
+        for start in range(0, len(slots), self._max_batch):
+            self._commit(slots[start:start + self._max_batch])
 
     def stop(self) -> None:
         """Write what is queued, then end the thread; later submissions fail at once."""
@@ -323,34 +426,29 @@ class Publisher:
                 return
             self._stopped = True
             started = self._thread.ident is not None
-            self._queue.put(None)
+            self._queue.append(None)
+            self._wake.notify_all()
         if started:
             self._thread.join(30)
+        with self._lock:  # a run_all caller may still be writing its batch
+            self._wake.wait_for(lambda: not self._busy, 30)
         self._link.close()
 
     # ------------------------------------------------------------------ thread
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is None:
-                break
-            groups = [first]
-            size = len(first.calls)
-            while size < self._max_batch:
-                try:
-                    group = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if group is None:
-                    stopping = True
-                    break
-                groups.append(group)
-                size += len(group.calls)
-            slots = [(group, i) for group in groups for i in range(len(group.calls))]
-            for start in range(0, len(slots), self._max_batch):
-                self._commit(slots[start:start + self._max_batch])
+        while True:
+            with self._lock:
+                self._wake.wait_for(lambda: self._queue and not self._busy)
+                if self._queue[0] is None:
+                    return
+                self._busy = True
+                groups = self._take(self._max_batch)
+            try:
+                self._write(groups)
+            finally:
+                with self._lock:
+                    self._released()
 
     def _commit(self, batch: list[_Slot]) -> None:
         started = time.perf_counter()

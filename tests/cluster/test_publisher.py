@@ -167,3 +167,79 @@ def test_many_sessions_share_few_round_trips(redis_server: RedisServer) -> None:
     broker.close()
     assert sorted(ids) == list(range(1, 401))
     assert sum(sizes) == 400 and len(sizes) < 400  # some batches held several requests
+
+
+class ThreadsSeen:
+    """The real link, noting which thread wrote each batch and how many calls it held."""
+
+    def __init__(self, url: str) -> None:
+        self.inner = WireLink(RedisAddress.from_url(url), 2.0)
+        self.batches: list[tuple[str, int]] = []
+
+    def run(self, calls: Sequence[ScriptCall], wait: Wait | None = None) -> list[Any]:
+        self.batches.append((threading.current_thread().name, len(calls)))
+        return self.inner.run(calls, wait)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_caller_that_waits_writes_its_batch_itself_when_the_publisher_is_idle(
+        redis_server: RedisServer) -> None:
+    link = ThreadsSeen(redis_server.url)
+    publisher = Publisher(link, name="the-publisher")
+    done = publisher.run_all([ScriptCall(INCR, ("n",), ()), ScriptCall(INCR, ("n",), ())])
+    assert done.done() and done.result(0) == [1, 2]  # no hand-over: done on return
+    assert publisher.submit(ScriptCall(INCR, ("n",), ())).result(5) == 3
+    publisher.stop()
+    assert link.batches == [(threading.current_thread().name, 2), ("the-publisher", 1)]
+
+
+def test_a_caller_that_waits_queues_behind_a_batch_in_flight_and_keeps_its_order(
+        redis_server: RedisServer, raw: redis.Redis) -> None:
+    link = GatedLink(redis_server.url)
+    publisher = Publisher(link)
+    first = publisher.submit(ScriptCall(INCR, ("n",), ()))
+    assert link.entered.wait(5)  # the publisher's thread holds the link
+    queued = publisher.submit(ScriptCall(INCR, ("order",), ()))
+    behind: list[Future[list[Any]]] = []
+    caller = threading.Thread(
+        target=lambda: behind.append(publisher.run_all([ScriptCall(INCR, ("order",), ())])))
+    caller.start()
+    caller.join(0.2)
+    assert caller.is_alive() and not behind  # waits: not written past the batch in flight
+    link.gate.set()
+    caller.join(5)
+    assert first.result(5) == 1
+    assert behind[0].done() and behind[0].result(0) == [2]  # after the one queued before it
+    assert queued.result(5) == 1
+    publisher.stop()
+    assert link.batches == [1, 2]  # the caller wrote both as one batch when the link came free
+    refused = publisher.run_all([ScriptCall(INCR, ("n",), ())]).result(5)
+    assert isinstance(refused[0], PublisherStopped)
+
+
+RPUSH = Script.of("rpush", "return redis.call('RPUSH', KEYS[1], ARGV[1])")
+
+
+def test_threads_mixing_queued_and_waiting_calls_keep_their_own_order(
+        redis_server: RedisServer, raw: redis.Redis) -> None:
+    sizes: list[int] = []
+    publisher = Publisher(WireLink(RedisAddress.from_url(redis_server.url), 2.0),
+                          on_batch=lambda size, seconds: sizes.append(size))
+
+    def session(n: int) -> None:
+        for i in range(40):
+            publisher.submit(ScriptCall(RPUSH, (f"list{n}",), (f"a{i}",)))  # not waited for
+            publisher.run_all([ScriptCall(RPUSH, (f"list{n}",), (f"b{i}",))]).result(10)
+
+    threads = [threading.Thread(target=session, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    publisher.stop()  # writes what is still queued
+    for n in range(6):
+        expected = [f"{c}{i}".encode() for i in range(40) for c in "ab"]
+        assert raw.lrange(f"list{n}", 0, -1) == expected
+    assert sum(sizes) == 480
