@@ -69,6 +69,9 @@ class Link(Protocol):
 
     def run(self, calls: Sequence[ScriptCall], wait: Wait | None = None) -> list[Any]: ...
 
+    def connect(self) -> None:
+        """Open the connection now, if it is not open; raises what opening it raises."""
+
     def close(self) -> None: ...
 
 
@@ -111,8 +114,9 @@ class Wait:
 class WireLink:
     """The publisher's own connection: RESP packed by hand, replies parsed by hiredis.
 
-    Connects lazily (and again after a loss) to ``address`` (a callable is asked
-    at every connect: under Sentinel it finds the current primary); its socket
+    Connects when the publisher's thread starts (``connect``) and again at the next
+    batch after a loss, to ``address`` (a callable is asked at every connect: under
+    Sentinel it finds the current primary); its socket
     timeout bounds every round trip. A ``READONLY`` reply (the primary was
     demoted) drops the connection, so the next batch finds the new one.
     """
@@ -129,6 +133,9 @@ class WireLink:
                 else self._address()
             self._wire = RedisWire(address, timeout=self._timeout)
         return self._wire
+
+    def connect(self) -> None:
+        self._connected()
 
     def run(self, calls: Sequence[ScriptCall], wait: Wait | None = None) -> list[Any]:
         replies: list[Any] = []
@@ -218,6 +225,9 @@ class ClientLink:
         except redis.exceptions.NoScriptError:  # load it and try again, as redis-py's Script
             self._client.script_load(call.script.source)
             return self._client.evalsha(sha, len(call.keys), *call.keys, *call.args)
+
+    def connect(self) -> None:
+        """The client's pool connects on its own."""
 
     def close(self) -> None:
         """The client belongs to the broker, which closes it."""
@@ -331,6 +341,7 @@ class Publisher:
     # ------------------------------------------------------------------ thread
 
     def _run(self) -> None:
+        self._connect_early()
         stopping = False
         while not stopping:
             first = self._queue.get()
@@ -351,6 +362,17 @@ class Publisher:
             slots = [(group, i) for group in groups for i in range(len(group.calls))]
             for start in range(0, len(slots), self._max_batch):
                 self._commit(slots[start:start + self._max_batch])
+
+    def _connect_early(self) -> None:
+        """Open the link as the thread starts, not at the first batch: a batch's requests
+        must reach Redis within their deadline window (1.5 s by default), and opening a
+        link can take longer than that (a name lookup whose answer was lost costs the
+        resolver's 5 s retry; a Sentinel query). A failure here is only logged: the first
+        batch tries again, as after any loss."""
+        try:
+            self._link.connect()
+        except (OSError, redis.RedisError) as exc:
+            log.warning("event=publisher_connect_failed error=%r", exc)
 
     def _commit(self, batch: list[_Slot]) -> None:
         started = time.perf_counter()

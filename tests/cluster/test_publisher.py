@@ -7,6 +7,7 @@ made by wrapping it, so what reached Redis is exactly what the test says.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -29,6 +30,7 @@ from gateway.redis.publisher import (
 )
 from gateway.redis.wire import RedisAddress
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_for
 
 INCR = Script.of("incr", "return redis.call('INCR', KEYS[1])")
 
@@ -56,6 +58,9 @@ class GatedLink:
         self.batches.append(len(calls))
         return self.inner.run(calls, wait)
 
+    def connect(self) -> None:
+        self.inner.connect()
+
     def close(self) -> None:
         self.inner.close()
 
@@ -74,6 +79,9 @@ class LosesReplies:
             self.inner.close()
             raise BatchLost([], ConnectionResetError("reply lost"))
         return replies
+
+    def connect(self) -> None:
+        self.inner.connect()
 
     def close(self) -> None:
         self.inner.close()
@@ -167,3 +175,29 @@ def test_many_sessions_share_few_round_trips(redis_server: RedisServer) -> None:
     broker.close()
     assert sorted(ids) == list(range(1, 401))
     assert sum(sizes) == 400 and len(sizes) < 400  # some batches held several requests
+
+
+def test_the_link_opens_at_start_so_a_slow_lookup_refuses_no_message(
+        redis_server: RedisServer, raw: redis.Redis) -> None:
+    """Opening the link may take longer than a message's deadline window (the compose
+    tier saw a name lookup wait 5-25 s for aardvark-dns, which drops queries while it
+    reloads); the publisher opens it as it starts, so no message pays for it."""
+    address = RedisAddress.from_url(redis_server.url)
+    looked_up = threading.Event()
+
+    def slow_lookup() -> RedisAddress:
+        time.sleep(1.0)  # the lookup's own latency, longer than the 0.3 s window
+        looked_up.set()
+        return address
+
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=2.0)
+    broker = Broker(client, "gw1", link=WireLink(slow_lookup, 2.0),
+                    publish_retry=Retry(NoBackoff(), 0), publish_window_ms=300)
+    broker.start()
+    try:
+        assert looked_up.wait(10), "the publisher did not open its link as it started"
+        wait_for(lambda: len(raw.client_list()) >= 2, timeout=5, what="the link to connect")
+        assert broker.publish_message("lobby", "Bob", "first", 1.0, "r1").id == 1
+    finally:
+        broker.close()
+    assert raw.llen(keys.room_log("lobby")) == 1
