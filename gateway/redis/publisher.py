@@ -85,6 +85,9 @@ class Link(Protocol):
 
     def run(self, calls: Sequence[ScriptCall], wait: Wait | None = None) -> list[Any]: ...
 
+    def connect(self) -> None:
+        """Open the connection now, if it is not open; raises what opening it raises."""
+
     def close(self) -> None: ...
 
 
@@ -127,8 +130,9 @@ class Wait:
 class WireLink:
     """The publisher's own connection: RESP packed by hand, replies parsed by hiredis.
 
-    Connects lazily (and again after a loss) to ``address`` (a callable is asked
-    at every connect: under Sentinel it finds the current primary); its socket
+    Connects when the publisher's thread starts (``connect``) and again at the next
+    batch after a loss, to ``address`` (a callable is asked at every connect: under
+    Sentinel it finds the current primary); its socket
     timeout bounds every round trip. A ``READONLY`` reply (the primary was
     demoted) drops the connection, so the next batch finds the new one.
     """
@@ -145,6 +149,9 @@ class WireLink:
                 else self._address()
             self._wire = RedisWire(address, timeout=self._timeout)
         return self._wire
+
+    def connect(self) -> None:
+        self._connected()
 
     def run(self, calls: Sequence[ScriptCall], wait: Wait | None = None) -> list[Any]:
         replies: list[Any] = []
@@ -234,6 +241,9 @@ class ClientLink:
         except redis.exceptions.NoScriptError:  # load it and try again, as redis-py's Script
             self._client.script_load(call.script.source)
             return self._client.evalsha(sha, len(call.keys), *call.keys, *call.args)
+
+    def connect(self) -> None:
+        """The client's pool connects on its own."""
 
     def close(self) -> None:
         """The client belongs to the broker, which closes it."""
@@ -437,6 +447,14 @@ class Publisher:
     # ------------------------------------------------------------------ thread
 
     def _run(self) -> None:
+        with self._lock:  # a session may already be writing on the link
+            self._wake.wait_for(lambda: not self._busy)
+            self._busy = True
+        try:
+            self._connect_early()
+        finally:
+            with self._lock:
+                self._released()
         while True:
             with self._lock:
                 self._wake.wait_for(lambda: self._queue and not self._busy)
@@ -449,6 +467,17 @@ class Publisher:
             finally:
                 with self._lock:
                     self._released()
+
+    def _connect_early(self) -> None:
+        """Open the link as the thread starts, not at the first batch: a batch's requests
+        must reach Redis within their deadline window (1.5 s by default), and opening a
+        link can take longer than that (a name lookup whose answer was lost costs the
+        resolver's 5 s retry; a Sentinel query). A failure here is only logged: the first
+        batch tries again, as after any loss."""
+        try:
+            self._link.connect()
+        except (OSError, redis.RedisError) as exc:
+            log.warning("event=publisher_connect_failed error=%r", exc)
 
     def _commit(self, batch: list[_Slot]) -> None:
         started = time.perf_counter()

@@ -7,6 +7,7 @@ made by wrapping it, so what reached Redis is exactly what the test says.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -29,6 +30,7 @@ from gateway.redis.publisher import (
 )
 from gateway.redis.wire import RedisAddress
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_for
 
 INCR = Script.of("incr", "return redis.call('INCR', KEYS[1])")
 
@@ -56,6 +58,9 @@ class GatedLink:
         self.batches.append(len(calls))
         return self.inner.run(calls, wait)
 
+    def connect(self) -> None:
+        self.inner.connect()
+
     def close(self) -> None:
         self.inner.close()
 
@@ -74,6 +79,9 @@ class LosesReplies:
             self.inner.close()
             raise BatchLost([], ConnectionResetError("reply lost"))
         return replies
+
+    def connect(self) -> None:
+        self.inner.connect()
 
     def close(self) -> None:
         self.inner.close()
@@ -176,6 +184,9 @@ class ThreadsSeen:
         self.inner = WireLink(RedisAddress.from_url(url), 2.0)
         self.batches: list[tuple[str, int]] = []
 
+    def connect(self) -> None:
+        self.inner.connect()
+
     def run(self, calls: Sequence[ScriptCall], wait: Wait | None = None) -> list[Any]:
         self.batches.append((threading.current_thread().name, len(calls)))
         return self.inner.run(calls, wait)
@@ -243,3 +254,29 @@ def test_threads_mixing_queued_and_waiting_calls_keep_their_own_order(
         expected = [f"{c}{i}".encode() for i in range(40) for c in "ab"]
         assert raw.lrange(f"list{n}", 0, -1) == expected
     assert sum(sizes) == 480
+
+
+def test_the_link_opens_at_start_so_a_slow_lookup_refuses_no_message(
+        redis_server: RedisServer, raw: redis.Redis) -> None:
+    """Opening the link may take longer than a message's deadline window (the compose
+    tier saw a name lookup wait 5-25 s for aardvark-dns, which drops queries while it
+    reloads); the publisher opens it as it starts, so no message pays for it."""
+    address = RedisAddress.from_url(redis_server.url)
+    looked_up = threading.Event()
+
+    def slow_lookup() -> RedisAddress:
+        time.sleep(1.0)  # the lookup's own latency, longer than the 0.3 s window
+        looked_up.set()
+        return address
+
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=2.0)
+    broker = Broker(client, "gw1", link=WireLink(slow_lookup, 2.0),
+                    publish_retry=Retry(NoBackoff(), 0), publish_window_ms=300)
+    broker.start()
+    try:
+        assert looked_up.wait(10), "the publisher did not open its link as it started"
+        wait_for(lambda: len(raw.client_list()) >= 2, timeout=5, what="the link to connect")
+        assert broker.publish_message("lobby", "Bob", "first", 1.0, "r1").id == 1
+    finally:
+        broker.close()
+    assert raw.llen(keys.room_log("lobby")) == 1

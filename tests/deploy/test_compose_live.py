@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import docker
 import pytest
 import yaml
 from docker.models.containers import Container
@@ -110,12 +111,27 @@ class Deployment:
                 and row["status"] == "UP"}
 
     def explain(self) -> str:
-        """What a failure message needs: the containers and the end of their logs."""
+        """What a failure message needs: the containers, the last healthcheck of each that
+        is not healthy, and the end of their logs."""
         with contextlib.suppress(AssertionError, subprocess.SubprocessError):
             ps = self.compose("ps", "--all", timeout=60).stdout
             logs = self.compose("logs", "--no-color", "--tail", "20", timeout=60).stdout
-            return f"\n{ps}\n{logs[-6000:]}"
+            return f"\n{ps}\n{self._health()}{logs[-6000:]}"
         return ""
+
+    def _health(self) -> str:
+        lines = []
+        with contextlib.suppress(docker.errors.DockerException):
+            for container in self.podman.client.containers.list(all=True, filters={
+                    "label": f"com.docker.compose.project={self.project}"}):
+                state = container.attrs.get("State")
+                health = (state.get("Health") if isinstance(state, dict) else None) or {}
+                if health.get("Status") not in (None, "", "healthy"):
+                    last = (health.get("Log") or [{}])[-1]
+                    lines.append(f"{container.name}: health {health.get('Status')!r}, "
+                                 f"{health.get('FailingStreak')} failing, last check "
+                                 f"{last.get('ExitCode')} {str(last.get('Output'))[:200]!r}")
+        return "".join(f"{line}\n" for line in lines)
 
     def settle(self, condition: Callable[[], Any], what: str) -> None:
         try:
@@ -184,6 +200,15 @@ def texts(log: Recorder, room: str = "lobby") -> list[str]:
     return [m.text for m in log.room_messages(room)]
 
 
+def all_acked(dep: Deployment, log: Recorder, count: int) -> None:
+    """The first ``count`` sends of ``log``'s client were answered, none refused: a
+    message refused by its gateway is not one another client failed to receive."""
+    wait_for(lambda: len(log.of(ev.Acked)) + len(log.of(ev.SendFailed)) >= count,
+             timeout=30, what=f"answers to {count} sends")
+    if failed := log.of(ev.SendFailed):
+        raise AssertionError(f"{len(failed)} sends refused: {failed[:3]}{dep.explain()}")
+
+
 def test_up_builds_the_gateway_and_brings_every_service_to_healthy(
         deployment: Deployment) -> None:
     deployment.settle(lambda: healthy(deployment, 3),
@@ -209,6 +234,7 @@ def test_clients_through_haproxy_land_on_several_gateways_and_chat_with_history(
         said = ["hello from alice", "hi alice", "hey both"]
         for speaker, text in zip(("alice", "bob", "carol"), said, strict=True):
             clients[speaker].send("lobby", text)
+            all_acked(deployment, logs[speaker], 1)
             def everyone_saw(t: str = text) -> bool:
                 return all(texts(log)[-1:] == [t] for log in logs.values())
 
@@ -238,6 +264,7 @@ def test_scale_to_five_gateways_all_healthy_and_used_by_haproxy(
         assert set(landed) == set(gateways), f"{landed} vs {sorted(gateways)}"
         assert max(landed.values()) - min(landed.values()) <= 1, f"not leastconn: {landed}"
         clients[0].send("lobby", "five gateways")
+        all_acked(deployment, logs[0], 1)
         for log in logs:
             def saw(log: Recorder = log) -> bool:
                 return "five gateways" in texts(log)
@@ -259,6 +286,7 @@ def _survive(deployment: Deployment, room: str,
         before = [f"bob {i}" for i in range(10)]
         for text in before:
             bob.send(room, text)
+        all_acked(deployment, bob_log, len(before))
         try:
             wait_for(lambda: texts(alice_log, room) == before, timeout=30,
                      what="alice to see the first ten")

@@ -5,9 +5,12 @@ service`` on a unix socket, reached through ``DOCKER_HOST``). What this kind
 of machine needs beyond that (issue 14):
 
 - runc as the OCI runtime (crun fails: "cgroups in hybrid mode not
-  supported"), cgroupfs and a file for events (no systemd), and default
-  limits within the hard limits the sandbox allows: a containers.conf
-  written for the run (``CONTAINERS_CONF``).
+  supported"), cgroupfs and a file for events (no systemd), default
+  limits within the hard limits the sandbox allows, and a resolver that
+  asks again after 1 s (Debian's aardvark-dns 1.4 drops the queries that
+  arrive while it reloads, at every container start and stop; fixed in
+  aardvark-dns 1.11): a containers.conf written for the run
+  (``CONTAINERS_CONF``).
 - No systemd timers, so nothing runs healthchecks and ``depends_on:
   service_healthy`` would wait forever: ``HealthChecks`` runs ``podman
   healthcheck run`` on every running container of a project that has one.
@@ -26,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import resource
@@ -58,6 +62,9 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 LIMIT_CAP = 65536
 """docker-compose.yml asks for 65536 open files; never more than that, nor than the hard limit."""
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DNS_OPTIONS = ("timeout:1", "attempts:5")
+"""The containers' resolver asks again after 1 s, not 5: aardvark-dns here loses queries
+(containers_conf)."""
 
 _PROGRAMS = (("podman", "podman"), ("runc", "runc"), ("conmon", "conmon"),
              ("catatonit", "catatonit"), ("iptables", "iptables"))
@@ -104,6 +111,10 @@ def containers_conf(nofile: int, nproc: int) -> str:
         "# Written by tests/support/podman.py for the live compose tier.",
         "[containers]",
         f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]',
+        # aardvark-dns before 1.11 (Debian's is 1.4) drops the queries it receives while
+        # it reloads, which it does at every container start and stop on the host; the
+        # resolver then waits its timeout (5 s by default) before it asks again.
+        f"dns_options = {json.dumps(list(DNS_OPTIONS))}",
         'log_driver = "k8s-file"',
         "[engine]",
         'runtime = "runc"',
