@@ -24,7 +24,8 @@ from gateway.redis import keys, payloads
 from gateway.redis.endpoint import RedisEndpoint
 from gateway.redis.errors import BrokerUnavailable, guard, too_late
 from gateway.redis.pending import Pending, PublishBatch
-from gateway.redis.publisher import ClientLink, Link, Publisher, WireLink
+from gateway.redis.publisher import ClientLink, Link, Publisher, Submitter, WireLink
+from gateway.redis.router import ShardLink, ShardRouter
 from gateway.redis.scripts import ScriptCall
 from gateway.redis.target import parse_target
 from protocol.codec import encode
@@ -138,10 +139,10 @@ class BrokerBase:
         self._serial = itertools.count(1)
         self._instance = self._names + secrets.token_hex(8)
         """This process's nonce: tells it from another process started with the same id."""
-        self._publisher = Publisher(link or ClientLink(client), publish_retry,
-                                    on_batch=on_batch, name=f"publisher-{gateway_id}",
-                                    min_replicas=min_replicas, window_ms=window,
-                                    wait_key=keys.gateway_wait(gateway_id))
+        self._publisher: Submitter = Publisher(
+            link or ClientLink(client), publish_retry, on_batch=on_batch,
+            name=f"publisher-{gateway_id}", min_replicas=min_replicas, window_ms=window,
+            wait_key=keys.gateway_wait(gateway_id))
         self.min_replicas = min_replicas
         self.endpoint: RedisEndpoint | None = None
         """How ``from_url`` reaches Redis (None for a broker built on a client)."""
@@ -177,10 +178,24 @@ class BrokerBase:
                                  pool_size=pool_size, pool_wait_s=pool_wait_s)
         if min_replicas is None:
             min_replicas = endpoint.target.default_min_replicas
-        broker = cls(endpoint.client, gateway_id, link=WireLink(endpoint.address, timeout_s),
-                     publish_retry=retry(), min_replicas=min_replicas, **kw)
+        slots = endpoint.slots
+        link = WireLink(endpoint.address, timeout_s) if slots is None else ClientLink(
+            endpoint.client)  # on a cluster the router below replaces the one publisher
+        broker = cls(endpoint.client, gateway_id, link=link, publish_retry=retry(),
+                     min_replicas=min_replicas, **kw)
         broker.endpoint = endpoint
+        if slots is not None:
+            broker._publisher = ShardRouter(
+                slots, lambda node: ShardLink(endpoint.node_address(node), timeout_s), retry,
+                on_batch=kw.get("on_batch", lambda size, seconds: None),
+                name=f"publisher-{gateway_id}", min_replicas=min_replicas,
+                window_ms=broker.publish_window_ms, wait_key=keys.gateway_wait(gateway_id))
         return broker
+
+    @property
+    def sharded(self) -> bool:
+        """Redis Cluster: room channels use sharded pub/sub (``SPUBLISH``/``SSUBSCRIBE``)."""
+        return self.endpoint is not None and self.endpoint.sharded
 
     @property
     def redis(self) -> redis.Redis:
@@ -248,8 +263,11 @@ class BrokerBase:
     def publish_probe(self, nonce: str) -> None:
         """Send ``P<nonce>`` to our own channel: the subscriber proves it still hears it."""
         with self.guard("probe"):
-            self._redis.publish(keys.gateway_channel(self._gateway_id),
-                                payloads.probe(nonce))
+            channel, probe = keys.gateway_channel(self._gateway_id), payloads.probe(nonce)
+            if self.sharded:
+                self._redis.spublish(channel, probe)
+            else:
+                self._redis.publish(channel, probe)
 
     def start(self) -> None:
         """Start the publisher's thread (a gateway does at start, so its thread count is
