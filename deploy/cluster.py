@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from deploy.healthcheck import Health
-from deploy.local_cluster import ClusterError, GatewayStatus, LocalCluster
+from deploy.local_cluster import REDIS_MODES, ClusterError, GatewayStatus, LocalCluster
 
 __all__ = ["LocalCluster", "build_parser", "format_table", "main"]
 
@@ -49,10 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redis-url", default=None,
                    help="use this Redis instead of starting one")
     p.add_argument("--redis", dest="redis_mode", default="single",
-                   choices=["single", "sentinel", "cluster"],
-                   help="Redis topology to start: one redis-server (default), or Sentinel "
+                   choices=list(REDIS_MODES),
+                   help="Redis topology to start: one redis-server (default), Sentinel "
                    "(a primary, 2 replicas, 3 sentinels; the gateways get its "
-                   "redis+sentinel:// URL)")
+                   "redis+sentinel:// URL) or Cluster (3 masters with a replica each, "
+                   "joined by redis-cli --cluster create; the gateways get its "
+                   "redis+cluster:// URL)")
     p.add_argument("--redis-port", type=int, default=0,
                    help="port of the Redis started here (default: a free port)")
     p.add_argument("--data-dir", default=".chat-cluster",
@@ -134,6 +136,13 @@ def _watch(cluster: LocalCluster, refresh: float, wake: socket.socket) -> None:
 
 def _summary(cluster: LocalCluster) -> str:
     lines = [f"redis     {cluster.redis_url}"]
+    if cluster.redis_cluster is not None:
+        nodes = cluster.redis_cluster.nodes()
+        masters = sorted(n.port for n in nodes if n.is_master)
+        replicas = sorted(n.port for n in nodes if not n.is_master)
+        logs = cluster.data_dir / "redis-cluster"
+        lines.append(f"masters   {', '.join(map(str, masters))} (replicas "
+                     f"{', '.join(map(str, replicas))}; logs in {logs})")
     if cluster.redis_data_dir is not None:
         lines.append(f"data      {cluster.redis_data_dir} (append-only file, fsync every second)")
     lines += [f"gateway   {address}" for address in cluster.gateway_addresses]
@@ -153,10 +162,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="chat-cluster: %(levelname)s %(message)s")
     if args.gateways < 1:
         _out("chat-cluster: --gateways must be at least 1")
-        return 2
-    if args.redis_mode == "cluster":
-        _out("chat-cluster: --redis cluster is not supported yet (the gateways do not serve "
-             "Redis Cluster); use single or sentinel")
         return 2
     wake, wake_w = socket.socketpair()
     wake.setblocking(False)

