@@ -18,8 +18,9 @@ the request is written again shortly) or a lost link / ``CLUSTERDOWN`` (a
 failover: the map is read again and the request goes wherever the slot is
 now). Only those requests are sent again, and that is safe as for any retry:
 every script the publisher runs carries a dedup key and a deadline. A request
-is sent at most ``max_redirects`` more times and never once its publish window
-has passed (its script would write nothing): it then fails with its last error.
+follows at most ``max_redirects`` redirections and is never sent again once its
+publish window has passed (its script would write nothing): it then fails with
+its last error.
 
 Threads: session threads call ``submit``/``submit_all`` (routing by the slot
 map is a table lookup, no I/O); each master's ``Publisher`` thread completes
@@ -158,6 +159,8 @@ class _Request:
     call: ScriptCall
     sent: int = 0
     """Times it was written already."""
+    redirects: int = 0
+    """``MOVED``/``ASK`` replies it got (a bound: a map that keeps changing is a fault)."""
     outcome: Any = None
     """Its last reply or error (what it fails with when it may not go again)."""
     ask: Node | None = None
@@ -337,7 +340,7 @@ class ShardRouter:
             self._redirects.put(again)
 
     def _may_resend(self, request: _Request) -> bool:
-        if request.sent > self._max_redirects:
+        if request.redirects > self._max_redirects:
             return False
         return (time.monotonic() - request.join.submitted) * 1000 < self._window_ms
 
@@ -367,8 +370,10 @@ class ShardRouter:
                 redirect = Redirect.parse(str(request.outcome))
                 if reason == "ask" and redirect is not None:
                     request.ask = redirect.node
+                    request.redirects += 1
                 elif reason == "moved" and redirect is not None:
                     self._slots.moved(redirect)
+                    request.redirects += 1
                 delay = 0.0 if reason in ("moved", "ask") or request.sent == 0 else (
                     TRYAGAIN_DELAY_S if reason == "tryagain" else FAILOVER_DELAY_S)
                 heapq.heappush(delayed, (now + delay, next(order), request))
