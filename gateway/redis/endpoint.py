@@ -203,7 +203,18 @@ def _check_cluster(target: ClusterTarget, timeout_s: float) -> None:
         if not enabled:
             raise TopologyError(f"{seed} is not a Redis Cluster node (cluster_enabled:0): "
                                 f"use redis://{seed} for one Redis, not {url}")
+        version = str(info.get("redis_version", "0"))
+        if _major(version) < 7:
+            raise TopologyError(f"{seed} runs Redis {version}: a Redis Cluster needs Redis 7 or "
+                                "newer (sharded pub/sub, SSUBSCRIBE)")
         return
+
+
+def _major(version: str) -> int:
+    try:
+        return int(version.split(".", 1)[0])
+    except ValueError:
+        return 0
 
 
 class _LazyCluster:

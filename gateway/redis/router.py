@@ -274,7 +274,7 @@ class ShardRouter:
             node = request.ask or self._owner(request.call)
             if node is not None:
                 parts.setdefault(node, []).append(request)
-            elif request.sent == 0 or self._may_resend(request):
+            elif self._may_resend(request):
                 request.outcome = redis.ConnectionError(
                     f"no master known for slot {key_slot(request.call.keys[0])}")
                 unknown.append(request)

@@ -106,6 +106,18 @@ def parse_shards(reply: Any, tls: bool = False) -> list[tuple[int, int, Node]]:
     return ranges
 
 
+def parse_slots(reply: Any) -> list[tuple[int, int, Node]]:
+    """``CLUSTER SLOTS`` (Redis before 7, which has no ``CLUSTER SHARDS``) as ranges."""
+    ranges = []
+    for entry in reply:
+        first, last, master = entry[0], entry[1], entry[2]
+        host = master[0].decode() if isinstance(master[0], bytes) else str(master[0])
+        if host in ("", "?"):
+            continue
+        ranges.append((int(first), int(last), Node(host, int(master[1]))))
+    return ranges
+
+
 class SlotMapError(OSError):
     """No node answered ``CLUSTER SHARDS``."""
 
@@ -160,18 +172,14 @@ class SlotMap:
                 errors.append(f"{node}: {exc}")
                 continue
             try:
-                wire.send(pack("CLUSTER", "SHARDS"))
-                reply = wire.read_one()
+                ranges = self._read(wire)
             except OSError as exc:
                 errors.append(f"{node}: {exc}")
                 continue
             finally:
                 wire.close()
-            if isinstance(reply, hiredis.ReplyError):
-                errors.append(f"{node}: {reply}")
-                continue
             table: list[Node | None] = [None] * SLOTS
-            for first, last, master in parse_shards(reply, self._tls):
+            for first, last, master in ranges:
                 table[first:last + 1] = [master] * (last - first + 1)
             with self._lock:
                 self._table = table
@@ -179,6 +187,20 @@ class SlotMap:
             return
         raise SlotMapError("no cluster node answered CLUSTER SHARDS: " + "; ".join(errors))
 
+    def _read(self, wire: RedisWire) -> list[tuple[int, int, Node]]:
+        """The ranges one node knows: ``CLUSTER SHARDS``, or ``CLUSTER SLOTS`` before 7."""
+        wire.send(pack("CLUSTER", "SHARDS"))
+        reply = wire.read_one()
+        if isinstance(reply, hiredis.ReplyError) and "nknown" in str(reply):
+            wire.send(pack("CLUSTER", "SLOTS"))
+            slots = wire.read_one()
+            if isinstance(slots, hiredis.ReplyError):
+                raise SlotMapError(str(slots))
+            return parse_slots(slots)
+        if isinstance(reply, hiredis.ReplyError):
+            raise SlotMapError(str(reply))
+        return parse_shards(reply, self._tls)
+
 
 __all__ = ["Node", "Redirect", "SLOTS", "SlotMap", "SlotMapError", "key_slot",
-           "parse_shards"]
+           "parse_shards", "parse_slots"]
