@@ -22,7 +22,9 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import redis
+from redis._parsers.encoders import Encoder
 from redis.cluster import ClusterNode, RedisCluster
+from redis.commands.core import Script
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel
@@ -237,6 +239,14 @@ class _LazyCluster:
     def get_connection_kwargs(self) -> dict[str, Any]:
         """What ``BrokerBase`` reads at construction (the socket timeout), without I/O."""
         return self._connection_kwargs
+
+    def get_encoder(self) -> Encoder:
+        """How strings become bytes (``RedisCluster``'s with ``decode_responses`` off)."""
+        return Encoder("utf-8", "strict", False)  # type: ignore[no-untyped-call]
+
+    def register_script(self, script: str | bytes) -> Script:
+        """A script bound to this client, made without I/O (a store built at start)."""
+        return Script(cast(redis.Redis, self), script)
 
     def _real(self) -> RedisCluster:
         client = self._client
