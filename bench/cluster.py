@@ -5,7 +5,8 @@ started (or gateways found listening on a loopback port of this machine),
 their pids (for CPU and memory), the Redis URL when known (for its ``INFO
 cpu``), and a way to kill one gateway it started (resume). Local clusters
 come from ``deploy.local_cluster.LocalCluster``
-(Redis with its append-only file, as deployed, and N gateways), with the
+(Redis with its append-only file, as deployed, or a Sentinel or Cluster
+topology, and N gateways), with the
 gateways' rate limits raised so the bench measures capacity, not the
 limiter; everything is stopped when the ``with`` block ends.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,12 +55,15 @@ class GatewaySettings:
 class Target:
     """The gateways of one run, and the local cluster behind them if any."""
 
-    def __init__(self, gateways: Sequence[GatewayProcess], redis_pid: int | None = None,
+    def __init__(self, gateways: Sequence[GatewayProcess],
+                 redis_pids: Mapping[str, int] | None = None,
                  cluster: LocalCluster | None = None, redis_url: str | None = None) -> None:
+        """``redis_pids``: every local Redis process by name (``redis``, or ``redis:PORT``
+        for each node of a Sentinel or Cluster topology), for their CPU."""
         if not gateways:
             raise ValueError("a target needs at least one gateway")
         self.gateways = tuple(gateways)
-        self.redis_pid = redis_pid
+        self.redis_pids = dict(redis_pids or {})
         self.redis_url = redis_url
         """Where to ask Redis for ``INFO cpu``; None when unknown."""
         self._cluster = cluster
@@ -76,9 +80,7 @@ class Target:
             GatewayProcess(f"gw{i + 1}", address, cluster.gateway_pid(i))
             for i, address in enumerate(cluster.gateway_addresses)
         ]
-        others = set(cluster.pids) - {g.pid for g in gateways}
-        redis_pid = others.pop() if len(others) == 1 else None  # no HAProxy: Redis
-        return cls(gateways, redis_pid, cluster, cluster.redis_url)
+        return cls(gateways, cluster.redis_pids(), cluster, cluster.redis_url)
 
     @property
     def local(self) -> bool:
@@ -100,8 +102,7 @@ class Target:
     def watched_pids(self) -> dict[str, int]:
         """Local processes whose CPU a run reports, by name."""
         pids = {g.id: g.pid for g in self.gateways if g.pid is not None}
-        if self.redis_pid is not None:
-            pids["redis"] = self.redis_pid
+        pids.update(self.redis_pids)
         return pids
 
     def kill_gateway(self, index: int) -> None:
@@ -113,13 +114,14 @@ class Target:
 
 @contextlib.contextmanager
 def open_target(addresses: Sequence[Address], local: int, settings: GatewaySettings,
-                cluster_dir: Path | None = None,
-                redis_url: str | None = None) -> Iterator[Target]:
+                cluster_dir: Path | None = None, redis_url: str | None = None,
+                redis_mode: str = "single") -> Iterator[Target]:
     """The run's target: the given addresses, or a local cluster stopped on exit.
 
     A local cluster keeps its data and logs in ``cluster_dir`` if given, else
-    in a temporary directory removed afterwards. ``redis_url`` is the Redis
-    behind given addresses (a local cluster's own is used otherwise).
+    in a temporary directory removed afterwards, and runs on ``redis_mode``
+    (``LocalCluster``'s: single, sentinel or cluster). ``redis_url`` is the
+    Redis behind given addresses (a local cluster's own is used otherwise).
     """
     if local <= 0:
         yield Target.remote(addresses, redis_url)
@@ -129,6 +131,7 @@ def open_target(addresses: Sequence[Address], local: int, settings: GatewaySetti
             cluster_dir = Path(stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="chat-bench-")))
         cluster = LocalCluster(local, base_port=0, base_health_port=0, data_dir=cluster_dir,
-                               log_level="WARNING", gateway_args=settings.flags())
+                               log_level="WARNING", gateway_args=settings.flags(),
+                               redis_mode=redis_mode)
         stack.enter_context(cluster)
         yield Target.of_cluster(cluster)

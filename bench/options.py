@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from bench.population import Span, default_rooms, feasible_memberships
+from deploy.local_cluster import REDIS_MODES
 from protocol.address import Address
 from protocol.address import parse_address as _parse_address
 from protocol.errors import ProtocolError
@@ -46,6 +47,8 @@ class Common:
     """Where a local cluster keeps data and logs (None: a temporary directory)."""
     redis_url: str | None = None
     """The Redis behind ``gateways``, asked for ``INFO cpu`` (CPU per message)."""
+    redis_mode: str = "single"
+    """The Redis topology a ``--local`` run starts: single, sentinel or cluster."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +217,10 @@ def _common_parser() -> argparse.ArgumentParser:
                    help="seconds for one login (default %(default)s)")
     g.add_argument("--log-level", default="WARNING", type=str.upper,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    g.add_argument("--redis", dest="redis_mode", default="single", choices=list(REDIS_MODES),
+                   help="Redis under --local gateways: one redis-server (default), sentinel "
+                   "(a primary, 2 replicas, 3 sentinels; every send WAITs for a replica) or "
+                   "cluster (Redis Cluster, 3 masters with a replica each)")
     g.add_argument("--cluster-dir", type=Path, default=None, metavar="DIR",
                    help="keep the local cluster's data and logs in DIR (default: a temp dir)")
     g.add_argument("--redis-url", default=None, metavar="URL",
@@ -343,12 +350,15 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     a = parser.parse_args(argv)
     if not a.gateways and a.local <= 0:
         parser.error("say where the gateways are: --gateways host:port,... or --local N")
+    if a.redis_mode != "single" and a.local <= 0:
+        parser.error("--redis sentinel|cluster chooses the Redis a --local run starts; "
+                     "for given --gateways, name their Redis with --redis-url")
     common = Common(
         gateways=a.gateways, local=max(a.local, 0), results=a.results, plots=a.plots,
         progress=a.progress, gateway_rate=a.gateway_rate, gateway_burst=a.gateway_burst,
         max_outbound=a.max_outbound, concurrency=a.concurrency,
         connect_timeout=a.connect_timeout, log_level=a.log_level, cluster_dir=a.cluster_dir,
-        redis_url=a.redis_url,
+        redis_url=a.redis_url, redis_mode=a.redis_mode,
     )
     if a.scenario == "fanout":
         if a.mode == "rate" and a.rate is None:

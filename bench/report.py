@@ -210,8 +210,10 @@ def result_rows(result: Result) -> list[Row]:
 def render(record: RunRecord) -> str:
     """The table printed after a run."""
     mode = getattr(record.result, "mode", "")
+    redis = getattr(getattr(record.options, "common", None), "redis_mode", "single")
+    where = record.target if redis == "single" else f"{record.target}, Redis {redis}"
     title = f"chat-bench {record.scenario}{' ' + mode if mode else ''}  " \
-            f"({record.target}, {len(record.gateways)} gateway(s), {record.loop})"
+            f"({where}, {len(record.gateways)} gateway(s), {record.loop})"
     return format_table(title, [*result_rows(record.result), *cpu_rows(record.cpu)])
 
 

@@ -94,7 +94,7 @@ def execute(opts: Options, progress: Progress, on_record: OnRecord) -> list[RunR
         started = utc_now()
         machine = Machine.read()
         with open_target(common.gateways, common.local, settings, common.cluster_dir,
-                         common.redis_url) as target, \
+                         common.redis_url, common.redis_mode) as target, \
                 asyncio.Runner(loop_factory=factory) as runner:
             try:
                 result, cpu = runner.run(point(target, progress))

