@@ -26,10 +26,13 @@ Per user (in the name's slot ``{user:<lower>}``, accounts only):
 
 Steps of a stored dm: ``RouteDm`` (``lua/route_dm.lua``) on the recipient's slot (display name,
 live gateway, account?), the index writes, then ``StoreDm`` (``lua/store_dm.lua``) on the
-conversation's slot, which publishes the line to the recipient's gateway as
-a ``D`` payload (``gateway.redis.payloads.DM``). A recipient that moved gateway
-between the two steps misses the live copy; it gets the message from the
-conversation's log on its next gap or login.
+conversation's slot; then the broker publishes the stored line to the
+recipient's gateway (``Broker.publish_dm``, a ``D`` payload in that gateway's slot:
+no script could, the channel is in another slot). A dm is stored, and
+acknowledged, once ``StoreDm`` ran: a live copy lost (the publish failed, or the
+recipient moved gateway between the steps) it gets from the conversation's log
+on its next gap or login; a repeat (``StoreDm`` found the ref) is not published
+again.
 
 Thread-safe: no mutable state; redis-py pools connections.
 """
@@ -43,7 +46,7 @@ import orjson
 import redis
 
 from gateway import account_keys
-from gateway.redis import keys, payloads, scripts
+from gateway.redis import keys, scripts
 from gateway.redis.broker import INTERNAL_REF_TTL_MS, Broker, HistoryBatch
 from gateway.redis.scripts.conversations import (
     MarkOwner,
@@ -155,10 +158,10 @@ class Conversations:
     def route(self, to: str) -> Route:
         with self._broker.guard("dm route"):
             reply = RouteReply.read(self._broker.run_script(RouteDm(
-                keys.user(to), account_keys.account(to), keys.GATEWAYS, keys.GRACE, keys.PULSE,
-                now=self._broker.now_ms(), lease=self._broker.lease_ms).call()))
+                keys.user(to), account_keys.account(to)).call()))
+            live = self._broker.alive([reply.gateway]).get(reply.gateway, False)
         display = reply.display or reply.account_display or to
-        return Route(display, reply.gateway or None, reply.account)
+        return Route(display, reply.gateway if live else None, reply.account)
 
     def send(self, sender: str, sender_account: bool, to: str, text: str, ts: float,
              ref: str | None) -> StoredDm | None:
@@ -185,17 +188,17 @@ class Conversations:
         internal = ref is None
         ref_key = conversation_ref(sender, to, sender,
                                    f"~{uuid.uuid4().hex}" if internal else str(ref))
-        channel = "" if route.gateway is None else keys.gateway_channel(route.gateway)
         with self._broker.guard("dm"):
             reply = StoreDmReply.read(self._broker.run_script(StoreDm(
                 conversation_seq(sender, to), conversation_epoch(sender, to),
                 conversation_log(sender, to), ref_key,
                 epoch_candidate=uuid.uuid4().hex, line_prefix=prefix, history=self._history,
-                channel=channel, payload_head=payloads.DM + name_key(to).encode() + b"|",
                 ref_ttl_ms=INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms,
                 deadline_ms=self._broker.deadline_ms()).call()))
         if reply.outcome == "too_late":
             raise self._broker.too_late("dm")
+        if reply.line and route.gateway is not None:
+            self._broker.publish_dm(route.gateway, to, reply.line)
         return StoredDm(reply.id, reply.epoch, reply.line,
                         reply.outcome == "repeat" and not internal)
 

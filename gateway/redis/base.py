@@ -12,7 +12,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import Any, Self, TypeVar
 
@@ -20,14 +20,14 @@ import redis
 from redis.backoff import AbstractBackoff, ExponentialBackoff
 from redis.retry import Retry
 
-from gateway.redis import keys, payloads
+from gateway.redis import keys, payloads, scripts
 from gateway.redis.endpoint import RedisEndpoint
 from gateway.redis.errors import BrokerUnavailable, guard, too_late
 from gateway.redis.pending import Pending, PublishBatch
 from gateway.redis.publisher import ClientLink, Link, Publisher, Submitter, WireLink
 from gateway.redis.router import ShardLink, ShardRouter
 from gateway.redis.scripts import ScriptCall
-from gateway.redis.target import parse_target
+from gateway.redis.target import ClusterTarget, parse_target
 from protocol.codec import encode
 from protocol.frames import Left, ServerFrame
 
@@ -102,7 +102,8 @@ class BrokerBase:
                  publish_retry: Retry | None = None,
                  on_batch: Callable[[int, float], None] = lambda size, seconds: None,
                  min_replicas: int = 0, room_ttl_ms: int = DEFAULT_ROOM_TTL_MS,
-                 new_rooms_per_min: float = 10.0, new_rooms_burst: int = 60) -> None:
+                 new_rooms_per_min: float = 10.0, new_rooms_burst: int = 60,
+                 sharded: bool = False) -> None:
         """``clock`` times heartbeats and leases (tests move it); ``deadline_clock`` times
         deadlines, which Redis compares with its own clock, so it is the real time but in
         tests. ``publish_window_ms`` defaults to the one that fits the client's socket
@@ -112,7 +113,10 @@ class BrokerBase:
 
         Messages and dms go through the publisher (``gateway.redis.publisher``) on
         ``link``, by default through ``client`` itself; ``publish_retry`` re-sends a batch
-        whose link failed, ``on_batch`` gets each batch's size and seconds."""
+        whose link failed, ``on_batch`` gets each batch's size and seconds.
+
+        ``sharded``: Redis Cluster, where room and gateway channels are sharded pub/sub
+        (``SPUBLISH``); else ``PUBLISH`` (one Redis, Sentinel: Redis 6.2 has no ``SPUBLISH``)."""
         if history < 1:
             raise ValueError("history must keep at least one message")
         if not gateway_id or "|" in gateway_id:
@@ -147,6 +151,8 @@ class BrokerBase:
         self.endpoint: RedisEndpoint | None = None
         """How ``from_url`` reaches Redis (None for a broker built on a client)."""
         self._direct = ClientLink(client)
+        self.sharded = sharded
+        """Redis Cluster: channels are sharded (``publish_command``)."""
 
     @classmethod
     def from_url(cls, url: str, gateway_id: str, *, retries: int = 3,
@@ -178,6 +184,7 @@ class BrokerBase:
                                  pool_size=pool_size, pool_wait_s=pool_wait_s)
         if min_replicas is None:
             min_replicas = endpoint.target.default_min_replicas
+        kw.setdefault("sharded", isinstance(endpoint.target, ClusterTarget))
         slots = endpoint.slots
         link = WireLink(endpoint.address, timeout_s) if slots is None else ClientLink(
             endpoint.client)  # on a cluster the router below replaces the one publisher
@@ -191,11 +198,6 @@ class BrokerBase:
                 name=f"publisher-{gateway_id}", min_replicas=min_replicas,
                 window_ms=broker.publish_window_ms, wait_key=keys.gateway_wait(gateway_id))
         return broker
-
-    @property
-    def sharded(self) -> bool:
-        """Redis Cluster: room channels use sharded pub/sub (``SPUBLISH``/``SSUBSCRIBE``)."""
-        return self.endpoint is not None and self.endpoint.sharded
 
     @property
     def redis(self) -> redis.Redis:
@@ -228,6 +230,31 @@ class BrokerBase:
     def _run(self, call: ScriptCall) -> Any:
         """One script on the pooled client, from the caller's thread (all but the hot path)."""
         return self._direct.one(call)
+
+    @property
+    def publish_command(self) -> str:
+        """What publishes to a room's or a gateway's channel: ``SPUBLISH`` on Redis Cluster
+        (the channel's traffic stays on its slot's shard), else ``PUBLISH``. Scripts that
+        publish get it as an argument: one code path, two commands."""
+        return "SPUBLISH" if self.sharded else "PUBLISH"
+
+    def _publish(self, channel: str, payload: bytes) -> None:
+        """Publish from Python (what no script in the channel's slot does: typing, a probe,
+        a dm or a lost name for another gateway)."""
+        self._redis.execute_command(self.publish_command, channel, payload)  # type: ignore[no-untyped-call]
+
+    def alive(self, gateways: Iterable[str], *, beat: bool = False) -> dict[str, bool]:
+        """Whether each gateway is alive now, by ``lua/liveness.lua``'s rule in the liveness
+        slot (``beat``: after a heartbeat of ours). What a script in another slot is told
+        (it re-checks that its record still names the gateway; docs/architecture.md,
+        "Liveness across slots")."""
+        ids = tuple(dict.fromkeys(gw for gw in gateways if gw))
+        if not ids and not beat:
+            return {}
+        flags = scripts.Verdict.read(self._run(scripts.Verdict(
+            keys.GATEWAYS, keys.GRACE, keys.PULSE, self.now_ms(), self._lease_ms,
+            self._gateway_id if beat else "", ids).call()))
+        return dict(zip(ids, flags, strict=True))
 
     @property
     def lease_ms(self) -> int:
@@ -263,11 +290,7 @@ class BrokerBase:
     def publish_probe(self, nonce: str) -> None:
         """Send ``P<nonce>`` to our own channel: the subscriber proves it still hears it."""
         with self.guard("probe"):
-            channel, probe = keys.gateway_channel(self._gateway_id), payloads.probe(nonce)
-            if self.sharded:
-                self._redis.spublish(channel, probe)
-            else:
-                self._redis.publish(channel, probe)
+            self._publish(keys.gateway_channel(self._gateway_id), payloads.probe(nonce))
 
     def start(self) -> None:
         """Start the publisher's thread (a gateway does at start, so its thread count is

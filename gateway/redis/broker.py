@@ -22,7 +22,8 @@ one assumption on clocks it rests on, is written once, in docs/architecture.md,
 "Deadlines".
 
 The requests live by job: ``gateway.redis.rooms``, ``names``, ``gateways`` (liveness and
-reaping), ``dms``, over ``gateway.redis.base`` (shared state and helpers),
+reaping, over rooms and names: reaping leaves and releases for a dead gateway), ``dms``,
+over ``gateway.redis.base`` (shared state and helpers),
 ``errors`` and ``pending``; ``Broker`` joins them, and this module re-exports
 what callers use.
 
@@ -43,12 +44,12 @@ from gateway.redis.base import (
 from gateway.redis.dms import DmRequests, DmSent
 from gateway.redis.errors import BrokerUnavailable
 from gateway.redis.gateways import GatewayRequests, Holdings, InstanceClaim
-from gateway.redis.names import NameClaim, NameRequests
+from gateway.redis.names import NameClaim
 from gateway.redis.pending import Pending, PublishBatch
-from gateway.redis.rooms import INTERNAL_REF_TTL_MS, HistoryBatch, Published, RoomRequests
+from gateway.redis.rooms import INTERNAL_REF_TTL_MS, HistoryBatch, Published
 
 
-class Broker(RoomRequests, NameRequests, DmRequests, GatewayRequests):
+class Broker(GatewayRequests, DmRequests):
     """The gateway's Redis layer; see the module docstring."""
 
 

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
 import redis
 
 from gateway.redis import keys, scripts
-from gateway.redis.base import BrokerBase, left_parts, text
+from gateway.redis.base import text
 from gateway.redis.errors import BrokerUnavailable
+from gateway.redis.names import NameRequests
+from gateway.redis.rooms import RoomRequests
 
 logger = logging.getLogger(__name__)
-
-REAP_CHUNK = 200
-"""Memberships or names dropped per script call, so no single script runs long."""
-
 
 @dataclass(frozen=True, slots=True)
 class InstanceClaim:
@@ -41,8 +38,9 @@ class Holdings:
     """Lower names."""
 
 
-class GatewayRequests(BrokerBase):
-    """The liveness half of ``Broker``."""
+class GatewayRequests(RoomRequests, NameRequests):
+    """The liveness half of ``Broker``: reaping is leaving rooms and releasing names for a
+    dead gateway, one slot at a time."""
 
     def heartbeat(self) -> bool:
         """Mark this gateway alive for another lease.
@@ -52,14 +50,22 @@ class GatewayRequests(BrokerBase):
         memberships in Redis are gone. Callers that only beat may ignore it.
         The first beat after an outage opens the grace (``lua/liveness.lua``). Renews this
         process's instance key; logs an error when another process holds it (a second
-        gateway with our id, started while we were paused for more than a lease).
+        gateway with our id, started while we were paused for more than a lease). While a
+        peer holds our reaper lock we beat only if still registered (``lua/beat.lua``): once
+        the reaper has taken us off the register, registering again would put our sessions
+        back under a reaper dropping them; the first beat after it is done says we were
+        forgotten.
         """
         with self.guard("heartbeat"):
             reply = scripts.HeartbeatReply.read(self._run(scripts.Heartbeat(
-                keys.GATEWAYS, keys.GRACE, keys.PULSE, keys.gateway_instance(self._gateway_id),
-                me=self._gateway_id, now_ms=self.now_ms(), lease_ms=self.lease_ms,
-                nonce=self._instance).call()))
-        added = reply.added
+                keys.gateway_instance(self._gateway_id), keys.gateway_reaper(self._gateway_id),
+                nonce=self._instance, lease_ms=self.lease_ms).call()))
+            added = self._run(scripts.Beat(keys.GATEWAYS, keys.GRACE, keys.PULSE,
+                                           me=self._gateway_id, now_ms=self.now_ms(),
+                                           lease_ms=self.lease_ms,
+                                           registered_only=int(reply.reaping)).call())
+            if reply.reaping:
+                logger.warning("event=being_reaped gateway=%s", self._gateway_id)
         if reply.other_instance:
             logger.error("event=gateway_id_taken gateway=%s other_instance=%s hint='another "
                          "process runs with this --id (started while this one was paused for "
@@ -73,27 +79,31 @@ class GatewayRequests(BrokerBase):
         found dead). Reports the reservation a gracefully stopped predecessor left."""
         with self.guard("claim instance"):
             reply = scripts.ClaimInstanceReply.read(self._run(scripts.ClaimInstance(
-                keys.gateway_instance(self._gateway_id), keys.GATEWAYS, me=self._gateway_id,
-                nonce=self._instance, lease_ms=self.lease_ms, force=int(force)).call()))
-        return InstanceClaim(reply.ours, reply.reserved_ms, reply.holder, reply.last_beat_ms)
+                keys.gateway_instance(self._gateway_id), nonce=self._instance,
+                lease_ms=self.lease_ms, force=int(force)).call()))
+        if reply.ours:
+            return InstanceClaim(True, reply.reserved_ms)
+        return InstanceClaim(False, holder=reply.holder, last_beat_ms=self.last_heartbeat_ms())
 
     def last_heartbeat_ms(self) -> int | None:
-        """This id's last heartbeat in ``chat:gateways`` (whichever process wrote it)."""
+        """This id's last heartbeat in the liveness register (whichever process wrote it)."""
         with self.guard("read heartbeat"):
             score = self._redis.zscore(keys.GATEWAYS, self._gateway_id)
-        return None if score is None else int(score)
+        return None if not score else int(score)  # 0: being forgotten (reaped)
 
     def retire(self) -> None:
-        """Graceful shutdown: beat once more and mark the id stopped, leaving every name and
+        """Graceful shutdown: mark the id stopped and beat once more, leaving every name and
         membership in place: reserved for its token holder for one lease, then reaped by a
         peer like a dead gateway's. Best effort: logs, never raises."""
         try:
             with self.guard("retire"):
                 done = self._run(scripts.Retire(
-                    keys.GATEWAYS, keys.GRACE, keys.PULSE,
-                    keys.gateway_instance(self._gateway_id), me=self._gateway_id,
-                    now_ms=self.now_ms(), lease_ms=self.lease_ms,
-                    nonce=self._instance).call())
+                    keys.gateway_instance(self._gateway_id), nonce=self._instance,
+                    lease_ms=self.lease_ms).call())
+                if done:
+                    self._run(scripts.Beat(keys.GATEWAYS, keys.GRACE, keys.PULSE,
+                                           me=self._gateway_id, now_ms=self.now_ms(),
+                                           lease_ms=self.lease_ms).call())
             if not done:
                 logger.error("event=retire_skipped gateway=%s reason='another process holds "
                              "this id'", self._gateway_id)
@@ -106,9 +116,15 @@ class GatewayRequests(BrokerBase):
         """Clean up after every gateway that is not alive; returns the ids reaped.
 
         Alive is ``lua/liveness.lua``'s rule, so nobody is reaped during a grace.
-        A lock per dead gateway makes one live gateway do it; its rooms see
-        ``left`` for each membership it held, and its names become free records.
-        A gateway that heartbeats again meanwhile is left alone.
+        A lock per dead gateway (in its slot) makes one live gateway do it: it marks the
+        gateway forgotten (in the liveness slot, if it is still dead), walks its indexes,
+        one leave or release script per room or name (each in its own slot, each acting
+        only on what still names the dead gateway), takes it off the register and drops
+        the indexes with the lock (docs/architecture.md, "Reaping without cross-slot
+        scripts"). Its rooms see ``left`` for each membership it held, and its names
+        become free records. A gateway that heartbeats again before it is taken off the
+        register is left alone; one that comes back later waits for the walk
+        (``heartbeat``) and then puts its sessions back itself.
         """
         with self.guard("reap"):
             expired = cast(list[bytes], self._run(scripts.DeadGateways(
@@ -121,39 +137,26 @@ class GatewayRequests(BrokerBase):
                 if not self._redis.set(keys.gateway_reaper(gw), self._gateway_id, nx=True,
                                        px=self.lease_ms):
                     continue
-                if self._drop_gateway(gw, force=False):
-                    logger.info("reaped dead gateway %s", gw)
-                    reaped.append(gw)
+                if not self._forget(gw, force=False):
+                    self._run(scripts.ReleaseReaper(keys.gateway_reaper(gw),
+                                                    self._gateway_id).call())
+                    continue
+                self._drop_gateway(gw)
+                logger.info("reaped dead gateway %s", gw)
+                reaped.append(gw)
         return reaped
 
+    def _forget(self, gw: str, *, force: bool) -> bool:
+        return bool(self._run(scripts.ForgetGateway(
+            keys.GATEWAYS, keys.GRACE, keys.PULSE, gw=gw, now_ms=self.now_ms(),
+            lease_ms=self.lease_ms, force=int(force)).call()))
+
     def holdings(self) -> Holdings:
-        """What Redis says this gateway holds (``chat:gw:<id>:members`` and ``:names``)."""
+        """What Redis says this gateway holds (its ``members`` and ``names`` indexes)."""
         with self.guard("holdings"):
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hkeys(keys.gateway_members(self._gateway_id))
-            pipe.smembers(keys.gateway_names(self._gateway_id))
-            fields, names = pipe.execute()
-        memberships = []
-        for raw in fields:
-            try:
-                memberships.append(keys.parse_membership(text(raw)))
-            except ValueError:
-                logger.warning("ignoring malformed membership %r", raw)
-        return Holdings(tuple(sorted(memberships)), tuple(sorted(text(n) for n in names)))
+            return self._holdings(self._gateway_id)
 
-    def release_gateway(self) -> None:
-        """Graceful shutdown: leave every room (publishing ``left``), free every name,
-        and stop counting as a gateway. Best effort: logs, never raises."""
-        try:
-            with self.guard("release gateway"):
-                self._drop_gateway(self._gateway_id, force=True)
-        except BrokerUnavailable as exc:
-            logger.warning("could not release this gateway's state: %s", exc)
-        except redis.RedisError:
-            logger.exception("could not release this gateway's state")
-
-    def _drop_gateway(self, gw: str, *, force: bool) -> bool:
-        """Drop a gateway's memberships and names in chunks; False if it came back to life."""
+    def _holdings(self, gw: str) -> Holdings:
         pipe = self._redis.pipeline(transaction=False)
         pipe.hkeys(keys.gateway_members(gw))
         pipe.smembers(keys.gateway_names(gw))
@@ -164,30 +167,34 @@ class GatewayRequests(BrokerBase):
                 memberships.append(keys.parse_membership(text(raw)))
             except ValueError:
                 logger.warning("ignoring malformed membership %r of gateway %s", raw, gw)
-        lowers = sorted(text(n) for n in names)
-        chunks = max(1, -(-len(memberships) // REAP_CHUNK), -(-len(lowers) // REAP_CHUNK))
-        for i in range(chunks):
-            part_m = memberships[i * REAP_CHUNK:(i + 1) * REAP_CHUNK]
-            part_n = lowers[i * REAP_CHUNK:(i + 1) * REAP_CHUNK]
-            if not self._reap_chunk(gw, part_m, part_n, force=force, final=i == chunks - 1):
-                return False
-        return True
+        return Holdings(tuple(sorted(memberships)), tuple(sorted(text(n) for n in names)))
 
-    def _reap_chunk(self, gw: str, memberships: Sequence[tuple[str, str]],
-                    lowers: Sequence[str], *, force: bool, final: bool) -> bool:
-        """One chunk of a gateway's state dropped; False when the gateway was alive after all."""
-        reply = scripts.ReapReply.read(self._run(scripts.Reap(
-            keys.GATEWAYS, keys.GRACE, keys.PULSE, keys.gateway_members(gw),
-            keys.gateway_names(gw), keys.gateway_reaper(gw),
-            gw=gw, now_ms=self.now_ms(), lease_ms=self.lease_ms, force=force, final=final,
-            me=self._gateway_id, room_ttl_ms=self._room_ttl_ms,
-            memberships=tuple(scripts.ReapMembership(
-                keys.room_members(room), keys.user_rooms(lower), keys.room_seq(room),
-                keys.room_epoch(room), keys.room_log(room), lower,
-                keys.membership(room, lower), keys.room_channel(room), *left_parts(room), room)
-                for room, lower in memberships),
-            names=tuple(scripts.ReapName(keys.user(lower), lower) for lower in lowers)).call()))
-        return not reply.alive
+    def release_gateway(self) -> None:
+        """At start, after a crashed self: leave every room it held (publishing ``left``),
+        free every name, and stop counting as a gateway until the next beat. Best effort:
+        logs, never raises."""
+        try:
+            with self.guard("release gateway"):
+                self._forget(self._gateway_id, force=True)
+                self._drop_gateway(self._gateway_id)
+        except BrokerUnavailable as exc:
+            logger.warning("could not release this gateway's state: %s", exc)
+        except redis.RedisError:
+            logger.exception("could not release this gateway's state")
+
+    def _drop_gateway(self, gw: str) -> int:
+        """Drop what ``gw``'s indexes name, each room and name in its own slot, then the
+        indexes and our reaper lock; returns how many ``left`` were published."""
+        held = self._holdings(gw)
+        lefts = 0
+        for room, lower in held.memberships:
+            lefts += self._leave_as(room, lower, gw) == "left"
+        for lower in held.names:
+            self._release_as(lower, "", gw)
+        self._run(scripts.UnregisterGateway(keys.GATEWAYS, gw).call())
+        self._run(scripts.DropGateway(keys.gateway_members(gw), keys.gateway_names(gw),
+                                      keys.gateway_reaper(gw), self._gateway_id).call())
+        return lefts
 
 
-__all__ = ["GatewayRequests", "Holdings", "InstanceClaim", "REAP_CHUNK"]
+__all__ = ["GatewayRequests", "Holdings", "InstanceClaim"]

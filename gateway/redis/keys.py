@@ -2,9 +2,11 @@
 ``gateway.redis.payloads``).
 
 docs/architecture.md has the tables; this module is their only spelling.
-Room keys carry the hash tag ``{room:<room>}`` and user keys ``{user:<lower>}``
-so a move to Redis Cluster (where a Lua script may only touch one slot)
-changes no name. User names are always keyed by ``protocol.names.name_key``
+Every key carries a hash tag: a room's ``{room:<room>}``, a name's
+``{user:<lower>}``, a gateway's ``{gw:<id>}``, the liveness state's ``{liveness}``,
+and each Lua script touches the keys of one tag only, so every script runs
+on Redis Cluster (where a script may only touch one slot; docs/architecture.md,
+"Keys per slot"). User names are always keyed by ``protocol.names.name_key``
 (case-folded, look-alikes folded), since names are unique up to case and
 look-alikes: ``lower(name)`` here, in ``gateway/redis/lua/`` and in
 docs/architecture.md means that key, never ``str.lower``. Pure functions, no I/O.
@@ -14,20 +16,22 @@ from __future__ import annotations
 
 from protocol.names import name_key
 
-GATEWAYS = "chat:gateways"
+LIVENESS_TAG = "{liveness}"
+"""The hash tag of the liveness state: every gateway's heartbeat, the pulse and the grace share
+one slot, so one script judges any number of gateways against one clock and one grace
+(docs/architecture.md, "Liveness")."""
+
+GATEWAYS = f"{LIVENESS_TAG}:gateways"
 """zset: gateway id -> last heartbeat, ms since the epoch (gateway clock)."""
 
-GRACE = "chat:grace"
+GRACE = f"{LIVENESS_TAG}:grace"
 """string, PX lease: while it exists every registered gateway counts as alive. Opened by the
 first script that finds no ``PULSE``: nobody reached Redis for a lease (an outage)."""
 
-PULSE = "chat:pulse"
+PULSE = f"{LIVENESS_TAG}:pulse"
 """string, PX lease: renewed by every heartbeat; gone when no gateway beat for a lease,
 measured by Redis's own clock."""
 
-GATEWAY_PREFIX = "chat:gw:"
-"""Start of every per-gateway key and channel; Lua scripts build names of other
-gateways (found in Redis) from it."""
 
 def room_tag(room: str) -> str:
     return f"{{room:{room}}}"
@@ -92,41 +96,49 @@ def user_new_rooms(name: str) -> str:
     return f"chat:newrooms:{user(name)}"
 
 
-def user_ref(name: str, ref: str) -> str:
-    """string with a TTL: a dm from ``name`` with ``ref`` was sent."""
-    return f"{user(name)}:ref:{ref}"
+def dm_ref(to: str, sender: str, ref: str) -> str:
+    """string with a TTL: ``pending`` or ``sent``, the live dm ``sender`` sent to ``to`` with
+    ``ref``. In the recipient's slot, with the record the dm script reads."""
+    return f"{user(to)}:dmref:{name_key(sender)}:{ref}"
+
+
+def gateway_tag(gateway_id: str) -> str:
+    """``{gw:<id>}``: the hash tag of every key and of the channel of one gateway."""
+    return f"{{gw:{gateway_id}}}"
 
 
 def gateway_channel(gateway_id: str) -> str:
-    """A gateway's own channel: dms, name losses, probes."""
-    return f"{GATEWAY_PREFIX}{gateway_id}"
+    """A gateway's own channel: dms, name losses, probes (sharded on Redis Cluster)."""
+    return f"{gateway_tag(gateway_id)}:ch"
 
 
 def gateway_members(gateway_id: str) -> str:
-    """hash: ``<room>|<lower(name)>`` -> 1, the memberships the gateway holds."""
-    return f"{GATEWAY_PREFIX}{gateway_id}:members"
+    """hash: ``<room>|<lower(name)>`` -> 1, the memberships the gateway holds (a superset:
+    written before the room's record, removed after it)."""
+    return f"{gateway_tag(gateway_id)}:members"
 
 
 def gateway_names(gateway_id: str) -> str:
-    """set: lower(name) of every name the gateway holds."""
-    return f"{GATEWAY_PREFIX}{gateway_id}:names"
+    """set: lower(name) of every name the gateway holds (a superset, as ``gateway_members``)."""
+    return f"{gateway_tag(gateway_id)}:names"
 
 
 def gateway_instance(gateway_id: str) -> str:
     """string, PX lease: the nonce of the process running the gateway (renewed by its
     heartbeats), or ``~stopped`` for a lease after its graceful shutdown."""
-    return f"{GATEWAY_PREFIX}{gateway_id}:instance"
+    return f"{gateway_tag(gateway_id)}:instance"
 
 
 def gateway_reaper(gateway_id: str) -> str:
-    """string with a TTL: the lock of whoever cleans up after the (dead) gateway."""
-    return f"{GATEWAY_PREFIX}{gateway_id}:reaper"
+    """string with a TTL: the lock of whoever cleans up after the (dead) gateway; while it is
+    held the gateway does not beat (it would put back what is being dropped)."""
+    return f"{gateway_tag(gateway_id)}:reaper"
 
 
 def gateway_wait(gateway_id: str) -> str:
     """string with a TTL: written by the publisher before each ``WAIT`` (its value means
     nothing), so the connection's replication offset covers the batch."""
-    return f"{GATEWAY_PREFIX}{gateway_id}:wait"
+    return f"{gateway_tag(gateway_id)}:wait"
 
 
 def membership(room: str, name: str) -> str:
@@ -144,14 +156,16 @@ def parse_membership(field: str) -> tuple[str, str]:
 
 __all__ = [
     "GATEWAYS",
-    "GATEWAY_PREFIX",
     "GRACE",
+    "LIVENESS_TAG",
     "PULSE",
+    "dm_ref",
     "gateway_channel",
     "gateway_instance",
     "gateway_members",
     "gateway_names",
     "gateway_reaper",
+    "gateway_tag",
     "gateway_wait",
     "membership",
     "parse_membership",
@@ -165,6 +179,5 @@ __all__ = [
     "room_tag",
     "user",
     "user_new_rooms",
-    "user_ref",
     "user_rooms",
 ]

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from gateway import account_keys
 from gateway.redis import keys, payloads, scripts
 from gateway.redis.base import BrokerBase, text, token_hash
+from gateway.redis.errors import BrokerUnavailable
+from gateway.redis.rooms import VERDICT_TRIES
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.names import name_key
 
@@ -30,6 +32,13 @@ class NameClaim:
     account: bool = False
     """The name has an account and this claim is its owner's (password, or a token of an
     owner's claim)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimOutcome:
+    claimed: bool
+    replaced_session: str = ""
+    account: bool = False
 
 
 class NameRequests(BrokerBase):
@@ -57,13 +66,11 @@ class NameRequests(BrokerBase):
         fresh = secrets.token_urlsafe(16)
         presented = "*" if owner else ("" if token is None else token_hash(token))
         with self.guard("claim"):
-            wants_rooms = owner or token is not None
-            holder, rooms = self._holder_and_rooms(name) if wants_rooms else ("", [])
-            reply = self._claim(name, session_id, token_hash(fresh), presented, holder, rooms)
+            reply, rooms = self._claim(name, session_id, token_hash(fresh), presented,
+                                       rooms=owner or token is not None)
         if not reply.claimed:
             raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name!r} is in use")
-        return NameClaim(name, fresh, reply.replaced_session or None, reply.rooms,
-                         reply.account)
+        return NameClaim(name, fresh, reply.replaced_session or None, rooms, reply.account)
 
     def _holder_and_rooms(self, name: str) -> tuple[str, list[str]]:
         """The gateway holding ``name`` and the rooms of its memberships, as Redis has them now."""
@@ -73,18 +80,65 @@ class NameRequests(BrokerBase):
         holder, rooms = pipe.execute()
         return ("" if holder is None else text(holder)), sorted(text(r) for r in rooms)
 
-    def _claim(self, name: str, session_id: str, new_hash: str, presented_hash: str,
-               holder: str, rooms: Sequence[str]) -> scripts.ClaimReply:
-        return scripts.ClaimReply.read(self._run(scripts.ClaimName(
-            keys.user(name), keys.GATEWAYS, keys.gateway_names(self._gateway_id), keys.GRACE,
-            keys.PULSE, keys.gateway_members(self._gateway_id), keys.user_rooms(name),
-            keys.gateway_members(holder or self._gateway_id),
-            display=name, session=session_id, new_hash=new_hash, presented_hash=presented_hash,
-            me=self._gateway_id, now_ms=self.now_ms(), lease_ms=self.lease_ms,
-            lower=name_key(name), gateway_prefix=keys.GATEWAY_PREFIX, holder_seen=holder,
-            kick_tag=payloads.KICK,
-            rooms=tuple(scripts.RoomOfName(keys.room_members(r), r) for r in rooms),
-            account_key=account_keys.account(name)).call()))
+    def _claim(self, name: str, session_id: str, new_hash: str, presented_hash: str, *,
+               rooms: bool) -> tuple[ClaimOutcome, tuple[str, ...]]:
+        """The claim's steps, each in one slot: read the holder (and with ``rooms`` its
+        rooms), beat and judge the holder in the liveness slot, index the name under this
+        gateway, claim the record (``lua/claim_name.lua``; asked again when it found another
+        holder), then bring the rooms of a token takeover along, and only then tell the
+        holder (its session's cleanup must find the rooms moved, or they would see ``left``)."""
+        lower = name_key(name)
+        my_names = keys.gateway_names(self._gateway_id)
+        added = bool(self._redis.sadd(my_names, lower))
+        try:
+            for _ in range(VERDICT_TRIES):
+                holder, seen_rooms = self._holder_and_rooms(name)
+                if not rooms:
+                    seen_rooms = []
+                verdict = self.alive([holder] if holder != self._gateway_id else [], beat=True)
+                reply = scripts.ClaimReply.read(self._run(scripts.ClaimName(
+                    keys.user(name), account_keys.account(name),
+                    display=name, session=session_id, new_hash=new_hash,
+                    presented_hash=presented_hash, me=self._gateway_id, holder_seen=holder,
+                    holder_alive=int(verdict.get(holder, False))).call()))
+                if reply.outcome != "verdict":
+                    break
+            else:
+                raise BrokerUnavailable("claim: the name kept changing gateway")
+        except BaseException:
+            if added:
+                self._redis.srem(my_names, lower)
+            raise
+        if reply.outcome != "claimed":
+            if added:
+                self._redis.srem(my_names, lower)
+            return ClaimOutcome(False), ()
+        # the rooms move before the holder hears: its session's cleanup then finds them gone
+        here = self._bring_rooms(lower, seen_rooms, reply.heir)
+        if reply.tell_gateway:
+            self._publish(keys.gateway_channel(reply.tell_gateway),
+                          payloads.kick(lower, reply.tell_session))
+        return ClaimOutcome(True, reply.replaced_session, reply.account), here
+
+    def _bring_rooms(self, lower: str, rooms: Sequence[str], holder: str) -> tuple[str, ...]:
+        """The rooms (of those seen before the claim) where the name's membership is now this
+        gateway's; with ``holder`` (a token takeover) those of the holder move here, silently
+        (``lua/move_member.lua`` per room, this gateway's index written first and the
+        holder's dropped after)."""
+        here = []
+        for room in rooms:
+            field = keys.membership(room, lower)
+            if holder:
+                self._redis.hset(keys.gateway_members(self._gateway_id), field, "1")
+            outcome = text(self._run(scripts.MoveMember(
+                keys.room_members(room), lower, holder, self._gateway_id).call()))
+            if outcome == "moved":
+                self._redis.hdel(keys.gateway_members(holder), field)
+            if outcome in ("moved", "ours"):
+                here.append(room)
+            elif holder:
+                self._redis.hdel(keys.gateway_members(self._gateway_id), field)
+        return tuple(here)
 
     def restore_name(self, name: str, session_id: str, held_token_hash: str, *,
                      owner: bool = False) -> bool:
@@ -95,8 +149,8 @@ class NameRequests(BrokerBase):
         the session is logged in to the name's account.
         """
         with self.guard("restore"):
-            reply = self._claim(name, session_id, held_token_hash, "+" if owner else "", "",
-                                ())
+            reply, _ = self._claim(name, session_id, held_token_hash, "+" if owner else "",
+                                   rooms=False)
         return reply.claimed
 
     def release_name(self, name: str, session_id: str) -> bool:
@@ -104,9 +158,16 @@ class NameRequests(BrokerBase):
         ``session_id``: whichever session of this gateway holds it (an orphan). True when
         the record was deleted."""
         with self.guard("release"):
-            return bool(self._run(scripts.ReleaseName(
-                keys.user(name), keys.gateway_names(self._gateway_id), session_id,
-                self._gateway_id, name_key(name)).call()))
+            return self._release_as(name_key(name), session_id, self._gateway_id) == "released"
+
+    def _release_as(self, lower: str, session_id: str, owner: str) -> str:
+        """The record first (``lua/release_name.lua``, in the name's slot), then ``owner``'s
+        index entry, unless another of its sessions holds the name."""
+        outcome = text(self._run(scripts.ReleaseName(keys.user(lower), session_id,
+                                                     owner).call()))
+        if outcome != "kept":
+            self._redis.srem(keys.gateway_names(owner), lower)
+        return outcome
 
 
 __all__ = ["NameClaim", "NameRequests"]

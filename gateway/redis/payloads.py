@@ -1,9 +1,11 @@
 """Every pub/sub payload of ChatService: its tag and its shape, built and read here only.
 
 The first byte of a payload says what follows. Lua scripts that publish get
-their tag as an argument from their builder (``gateway.redis.scripts``), so
-no script spells one. Lines are protocol lines without their newline; the
-subscriber adds it once per batch. Channels are named in ``gateway.redis.keys``.
+their tag (or the whole payload) as an argument from their builder
+(``gateway.redis.scripts``), so no script spells one; what the broker publishes
+itself (a dm, a name lost, typing, a probe) is built here too. Lines are protocol
+lines without their newline; the subscriber adds it once per batch. Channels are
+named in ``gateway.redis.keys``.
 
 | on | payload | meaning |
 |---|---|---|
@@ -35,6 +37,16 @@ def typing(lower_name: str, line: bytes) -> bytes:
     return TYPING + lower_name.encode() + b"|" + line
 
 
+def dm(lower_to: str, line: bytes) -> bytes:
+    """The ``D`` payload of a dm line for the user ``lower_to`` on the gateway it goes to."""
+    return DM + lower_to.encode() + b"|" + line
+
+
+def kick(lower_name: str, session_id: str) -> bytes:
+    """The ``K`` payload: session ``session_id`` lost the name ``lower_name``."""
+    return KICK + lower_name.encode() + b"|" + session_id.encode()
+
+
 def probe(nonce: str) -> bytes:
     return PROBE + nonce.encode()
 
@@ -59,7 +71,9 @@ __all__ = [
     "MESSAGE",
     "PROBE",
     "TYPING",
+    "dm",
     "event",
+    "kick",
     "probe",
     "read_addressed",
     "read_message",

@@ -8,6 +8,7 @@ from typing import Any
 
 from gateway.redis import keys, payloads, scripts
 from gateway.redis.base import BrokerBase, left_parts, line, text
+from gateway.redis.errors import BrokerUnavailable
 from gateway.redis.pending import Pending, PublishBatch
 from protocol.codec import message_parts
 from protocol.errors import ErrorCode, ProtocolError
@@ -18,6 +19,10 @@ logger = logging.getLogger(__name__)
 
 INTERNAL_REF_TTL_MS = 60_000
 """How long the dedup key of a ref-less publication lives: longer than any retry."""
+
+VERDICT_TRIES = 5
+"""How often a script may ask for a fresh liveness verdict (its record named another gateway
+than the verdict was about) before the request gives up as ``unavailable``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +71,9 @@ class RoomRequests(BrokerBase):
         ref_key = keys.room_ref(room, name, f"~{self._fresh()}" if internal else str(ref))
         call = scripts.PublishMessage(
             keys.room_seq(room), keys.room_epoch(room), keys.room_log(room), ref_key,
-            keys.room_members(room),
+            keys.room_members(room), keys.room_channel(room),
             epoch_candidate=self._fresh(), line_prefix=prefix, line_suffix=suffix,
-            history=self._history, channel=keys.room_channel(room),
+            history=self._history, publish=self.publish_command,
             ref_ttl_ms=INTERNAL_REF_TTL_MS if internal else self._ref_ttl_ms,
             room_ttl_ms=self._room_ttl_ms, message_tag=payloads.MESSAGE,
             deadline_ms=self.deadline_ms()).call()
@@ -126,62 +131,104 @@ class RoomRequests(BrokerBase):
         live gateway (a takeover in progress) just moves here, silently.
         ``limited``: a room that does not exist (new, or expired) takes a token of
         the name's bucket of new rooms; an empty bucket raises ``rate_limited`` and
-        nothing is written. Presence put back by the gateway itself is not limited.
+        the room is not touched. Presence put back by the gateway itself is not limited.
+
+        Three slots, in this order: the gateway's and the name's indexes first (so a
+        gateway dying next leaves an index entry its reaper clears, never a member no
+        index names), then the room's record (``lua/join.lua``), asking the liveness slot
+        for a verdict only when a member of another gateway is there.
         """
         lower = name_key(name)
+        field = keys.membership(room, name)
+        may_create = not limited or self._new_rooms_per_min <= 0
+        verdict_gw, verdict_alive = "", False
         with self.guard("join"):
-            outcome = text(self._run(scripts.Join(
-                keys.room_members(room), keys.GATEWAYS, keys.gateway_members(self._gateway_id),
-                keys.GRACE, keys.PULSE, keys.user_rooms(name), keys.room_seq(room),
-                keys.room_epoch(room), keys.room_log(room), keys.user_new_rooms(name),
-                lower=lower, member_value=f"{self._gateway_id}|{name}", me=self._gateway_id,
-                now_ms=self.now_ms(), lease_ms=self.lease_ms, channel=keys.room_channel(room),
-                joined_payload=payloads.event(line(Joined(room, name))),
-                membership=keys.membership(room, name), room=room,
-                room_ttl_ms=self._room_ttl_ms,
-                new_rooms_per_min=repr(self._new_rooms_per_min) if limited else 0,
-                new_rooms_burst=self._new_rooms_burst).call()))
-        if outcome == "too_many_rooms":
-            raise ProtocolError(
-                ErrorCode.RATE_LIMITED,
-                f"too many new rooms: a user may create {self._new_rooms_burst} at once and "
-                f"{self._new_rooms_per_min:g} a minute; join an existing room or wait")
-        newly = outcome == "joined"
-        return bool(newly)
+            self._index_membership(room, name, field)
+            for _ in range(VERDICT_TRIES):
+                reply = scripts.JoinReply.read(self._run(scripts.Join(
+                    keys.room_members(room), keys.room_seq(room), keys.room_epoch(room),
+                    keys.room_log(room), keys.room_channel(room),
+                    lower=lower, member_value=f"{self._gateway_id}|{name}", me=self._gateway_id,
+                    publish=self.publish_command,
+                    joined_payload=payloads.event(line(Joined(room, name))),
+                    room_ttl_ms=self._room_ttl_ms, may_create=int(may_create),
+                    verdict_gw=verdict_gw, verdict_alive=int(verdict_alive)).call()))
+                if reply.outcome == "verdict":
+                    verdict_gw = reply.gateway
+                    verdict_alive = self.alive([verdict_gw]).get(verdict_gw, False)
+                elif reply.outcome == "new_room":
+                    if not self._take_room_token(name):
+                        self._unindex_membership(room, name, field)
+                        raise ProtocolError(
+                            ErrorCode.RATE_LIMITED,
+                            f"too many new rooms: a user may create {self._new_rooms_burst} at "
+                            f"once and {self._new_rooms_per_min:g} a minute; join an existing "
+                            "room or wait")
+                    may_create = True
+                else:
+                    return reply.outcome == "joined"
+        raise BrokerUnavailable("join: the room's member kept changing gateway")
+
+    def _index_membership(self, room: str, name: str, field: str) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(keys.gateway_members(self._gateway_id), field, "1")
+        pipe.sadd(keys.user_rooms(name), room)
+        pipe.execute()
+
+    def _unindex_membership(self, room: str, name: str, field: str) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hdel(keys.gateway_members(self._gateway_id), field)
+        pipe.srem(keys.user_rooms(name), room)
+        pipe.execute()
+
+    def _take_room_token(self, name: str) -> bool:
+        return bool(self._run(scripts.TakeRoomToken(
+            keys.user_new_rooms(name), repr(self._new_rooms_per_min),
+            self._new_rooms_burst).call()))
 
     def leave(self, room: str, name: str) -> bool:
         """Remove ``name`` from ``room`` if this gateway holds it there, publishing ``left``.
 
         The ``left`` line carries the display name stored at join time.
         """
-        prefix, suffix = left_parts(room)
         with self.guard("leave"):
-            removed = self._run(scripts.Leave(
-                keys.room_members(room), keys.gateway_members(self._gateway_id),
-                keys.user_rooms(name), keys.room_seq(room), keys.room_epoch(room),
-                keys.room_log(room),
-                lower=name_key(name), me=self._gateway_id, channel=keys.room_channel(room),
-                left_prefix=prefix, left_suffix=suffix, membership=keys.membership(room, name),
-                room=room, room_ttl_ms=self._room_ttl_ms).call())
-        return bool(removed)
+            return self._leave_as(room, name_key(name), self._gateway_id) == "left"
+
+    def _leave_as(self, room: str, lower: str, owner: str) -> str:
+        """``name`` leaves ``room`` if ``owner`` holds it there (``lua/leave.lua``, in the room's
+        slot), then ``owner``'s index entry goes, and the name's unless another gateway holds
+        it: the room's record first, the indexes after (they may only name too much)."""
+        prefix, suffix = left_parts(room)
+        outcome = text(self._run(scripts.Leave(
+            keys.room_members(room), keys.room_seq(room), keys.room_epoch(room),
+            keys.room_log(room), keys.room_channel(room),
+            lower=lower, owner=owner, publish=self.publish_command,
+            left_prefix=prefix, left_suffix=suffix, room_ttl_ms=self._room_ttl_ms).call()))
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hdel(keys.gateway_members(owner), keys.membership(room, lower))
+        if outcome != "other":
+            pipe.srem(keys.user_rooms(lower), room)
+        pipe.execute()
+        return outcome
 
     def who(self, room: str) -> list[str]:
         """Display names present in ``room`` through live gateways.
 
         Sorted case-insensitively (ties by code point), as names are unique
-        case-insensitively.
+        case-insensitively. The members' gateways are judged in the liveness slot.
         """
         with self.guard("who"):
-            values = self._run(scripts.Who(keys.room_members(room), keys.GATEWAYS, keys.GRACE,
-                                           keys.PULSE, self.now_ms(), self.lease_ms).call())
-        names = [text(value).rpartition("|")[2] for value in values]
+            values = [text(value) for value in self._redis.hvals(keys.room_members(room))]
+            members = [value.rpartition("|") for value in values]
+            alive = self.alive(gw for gw, _, _ in members)
+        names = [shown for gw, _, shown in members if alive.get(gw, False)]
         return sorted(names, key=lambda n: (n.lower(), n))
 
     def publish_typing(self, room: str, name: str) -> None:
         """Tell the room's other members that ``name`` is typing (not stored)."""
         payload = payloads.typing(name_key(name), line(TypingNotice(room, name)))
         with self.guard("typing"):
-            self._redis.publish(keys.room_channel(room), payload)
+            self._publish(keys.room_channel(room), payload)
 
 
-__all__ = ["HistoryBatch", "INTERNAL_REF_TTL_MS", "Published", "RoomRequests"]
+__all__ = ["HistoryBatch", "INTERNAL_REF_TTL_MS", "Published", "RoomRequests", "VERDICT_TRIES"]

@@ -186,7 +186,7 @@ def test_names_takeover_and_dead_gateways(shared_redis: RedisEndpoint, raw: redi
     assert info.value.code is ErrorCode.NAME_TAKEN
     second = gw2.claim_name("bob", "s2", first.token)
     assert second.replaced_session == "s1"
-    assert sub.take() == [("chat:gw:gw1", b"Kbob|s1")]
+    assert sub.take() == [("{gw:gw1}:ch", b"Kbob|s1")]
     gw1.release_name("Bob", "s1")
     assert raw.hget(keys.user("bob"), "sid") == b"s2"
 
@@ -215,7 +215,7 @@ def test_presence_dms_and_reaping(shared_redis: RedisEndpoint, raw: redis.Redis)
     assert sub.take() == [
         ("{room:dev}:ch", b"E" + line(Joined("dev", "Bob"))),
         ("{room:dev}:ch", b"E" + line(Joined("dev", "Ann"))),
-        ("chat:gw:gw2", b"Dann|" + sent.line),
+        ("{gw:gw2}:ch", b"Dann|" + sent.line),
     ]
 
     for _ in range(3):  # gw1 stopped heartbeating: dead
@@ -252,7 +252,7 @@ def test_after_an_outage_the_grace_runs_on_redis_clock(shared_redis: RedisEndpoi
     gw1.heartbeat()
     sub = Listener(raw, keys.gateway_channel("gw2"))
     gw1.send_dm("Bob", "Ann", "during the grace", 1.0, None)
-    assert [channel for channel, _ in sub.take()] == ["chat:gw:gw2"]
+    assert [channel for channel, _ in sub.take()] == ["{gw:gw2}:ch"]
 
     def grace_over() -> bool:
         gw1.heartbeat()  # a live gateway beats on meanwhile

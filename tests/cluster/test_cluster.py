@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from gateway.redis import keys
 from gateway.server import Gateway
 from gateway.subscriber import Ticket
 from protocol.limits import Limits
@@ -575,7 +576,7 @@ def test_an_outage_longer_than_the_lease_reaps_nobody(
     # each gateway beat twice since: so each looked for dead peers at least once
     admin = redis_server.client()
     later = back_ms + 2 * cluster[0].config.heartbeat_s * 1000
-    wait_for(lambda: all((admin.zscore("chat:gateways", gw.config.gateway_id) or 0) > later
+    wait_for(lambda: all((admin.zscore(keys.GATEWAYS, gw.config.gateway_id) or 0) > later
                          for gw in cluster), 10, what="heartbeats after the outage")
     send_ok(marker, "lobby", "after the outage", "m")
     for r in readers:

@@ -36,6 +36,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from gateway.redis import keys
 from protocol.names import name_key
 from tests.fuzz.conftest import FUZZ_LIMITS, Live
 from tests.fuzz.rawclient import Frame, RawClient
@@ -134,9 +135,9 @@ def machine_for(live: Live, tags: Iterator[int]) -> type[RuleBasedStateMachine]:
                     state[key] = r.lrange(key, 0, -1)
                 elif kind == b"hash":
                     state[key] = r.hgetall(key)
-            members = r.hgetall(f"chat:gw:{gw.config.gateway_id}:members")
+            members = r.hgetall(keys.gateway_members(gw.config.gateway_id))
             state[b"gw-members"] = {k for k in members if any(t.encode() in k for t in tags)}
-            names = r.smembers(f"chat:gw:{gw.config.gateway_id}:names")
+            names = r.smembers(keys.gateway_names(gw.config.gateway_id))
             state[b"gw-names"] = {n for n in names if any(t.encode() in n for t in tags)}
             return state
 

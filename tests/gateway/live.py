@@ -63,10 +63,11 @@ def frames_until(client: WireClient, kind: str, timeout: float = 10.0,
 
 
 def redis_state(client: redis.Redis) -> dict[bytes, Any]:
-    """Every room and user key with its value (gateway bookkeeping under chat: excluded)."""
+    """Every room and user key with its value (gateway bookkeeping excluded: liveness, each
+    gateway's own keys, the new-room buckets)."""
     state: dict[bytes, Any] = {}
     for key in client.scan_iter(count=1000):
-        if key.startswith(b"chat:"):
+        if key.startswith((b"chat:", b"{liveness}", b"{gw:")):
             continue
         kind = client.type(key)
         if kind == b"string":

@@ -20,7 +20,6 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import gateway.redis.broker as broker_module
-import gateway.redis.gateways as gateways_module
 from gateway.redis import keys
 from gateway.redis.broker import (
     Broker,
@@ -180,15 +179,17 @@ def test_room_keys_share_the_room_hash_tag() -> None:
 
 def test_user_and_gateway_keys_are_spelled_as_documented() -> None:
     assert keys.user("BoB") == "{user:bob}"
-    assert keys.user_ref("BoB", "x") == "{user:bob}:ref:x"
+    assert keys.dm_ref("BoB", "Ann", "x") == "{user:bob}:dmref:ann:x"
     assert keys.user_rooms("BoB") == "{user:bob}:rooms"
-    assert keys.GRACE == "chat:grace"
-    assert keys.PULSE == "chat:pulse"
-    assert keys.GATEWAYS == "chat:gateways"
-    assert keys.gateway_channel("g-1") == "chat:gw:g-1"
-    assert keys.gateway_members("g-1") == "chat:gw:g-1:members"
-    assert keys.gateway_names("g-1") == "chat:gw:g-1:names"
-    assert keys.gateway_reaper("g-1") == "chat:gw:g-1:reaper"
+    assert keys.GRACE == "{liveness}:grace"
+    assert keys.PULSE == "{liveness}:pulse"
+    assert keys.GATEWAYS == "{liveness}:gateways"
+    assert keys.gateway_channel("g-1") == "{gw:g-1}:ch"
+    assert keys.gateway_members("g-1") == "{gw:g-1}:members"
+    assert keys.gateway_names("g-1") == "{gw:g-1}:names"
+    assert keys.gateway_reaper("g-1") == "{gw:g-1}:reaper"
+    assert keys.gateway_instance("g-1") == "{gw:g-1}:instance"
+    assert keys.gateway_wait("g-1") == "{gw:g-1}:wait"
 
 
 def test_membership_fields_round_trip_and_reject_garbage() -> None:
@@ -455,7 +456,7 @@ def test_typing_and_probe_payloads(gw1: Broker, listen: Callable[..., Listener])
     gw1.publish_probe("n-42")
     assert sub.take() == [
         ("{room:dev}:ch", b"Tbob|" + line(TypingNotice("dev", "Bob"))),
-        ("chat:gw:gw1", b"Pn-42"),
+        ("{gw:gw1}:ch", b"Pn-42"),
     ]
 
 
@@ -511,7 +512,7 @@ def test_takeover_with_the_token_from_another_gateway(
     second = gw2.claim_name("bob", "s2", first.token)
     assert (second.name, second.replaced_session) == ("bob", "s1")
     assert second.token != first.token
-    assert sub.take() == [("chat:gw:gw1", b"Kbob|s1")]
+    assert sub.take() == [("{gw:gw1}:ch", b"Kbob|s1")]
     assert raw.hget(keys.user("bob"), "token") == token_hash(second.token).encode()
     with pytest.raises(ProtocolError):
         gw1.claim_name("Bob", "s3", first.token)  # the old token is spent
@@ -534,7 +535,7 @@ def test_name_held_by_a_dead_gateway_is_free(
     claim = gw2.claim_name("Bob", "s2", None)
     assert claim.replaced_session is None
     # a gateway only presumed dead (paused) still learns its session lost the name
-    assert sub.take() == [("chat:gw:gw1", b"Kbob|s1")]
+    assert sub.take() == [("{gw:gw1}:ch", b"Kbob|s1")]
 
 
 def test_name_is_held_while_its_gateway_lease_runs(gw1: Broker, gw2: Broker,
@@ -580,14 +581,14 @@ def test_dm_goes_to_the_recipients_gateway_with_its_display_name(
     sent = gw1.send_dm("Bob", "aLiCe", 'hi "you" \u00e9', 3.25, "d1")
     expected = line(DirectMessage("Bob", "Alice", 'hi "you" \u00e9', 3.25))
     assert sent.line == expected and not sent.duplicate
-    assert sub.take() == [("chat:gw:gw2", b"D" + name_key("alice").encode() + b"|" + expected)]
+    assert sub.take() == [("{gw:gw2}:ch", b"D" + name_key("alice").encode() + b"|" + expected)]
 
 
 def test_repeated_dm_ref_is_a_duplicate_even_after_the_recipient_left(
         gw1: Broker, gw2: Broker, raw: Any, listen: Callable[..., Listener]) -> None:
     gw2.claim_name("Alice", "s2", None)
     gw1.send_dm("Bob", "Alice", "one", 1.0, "d1")
-    assert raw.get(keys.user_ref("bob", "d1")) == b"1"
+    assert raw.get(keys.dm_ref("alice", "bob", "d1")) == b"sent"
     sub = listen(keys.gateway_channel("gw2"))
     assert gw1.send_dm("bob", "alice", "one", 1.0, "d1").duplicate
     gw2.release_name("Alice", "s2")
@@ -684,7 +685,7 @@ def test_requests_inside_their_window_are_carried_out(
     assert behind.publish_message("lobby", "Bob", "x", 1.0, "r1").id == 1
     assert not behind.send_dm("Bob", "Alice", "y", 1.0, "d1").duplicate
     assert gw2.publish_message("lobby", "Ann", "z", 1.0, None).id == 2
-    assert [channel for channel, _ in sub.take()] == ["{room:lobby}:ch", "chat:gw:gw2",
+    assert [channel for channel, _ in sub.take()] == ["{room:lobby}:ch", "{gw:gw2}:ch",
                                                       "{room:lobby}:ch"]
 
 
@@ -792,6 +793,47 @@ def test_a_gateway_that_heartbeats_again_before_the_reap_is_left_alone(
     assert raw.get(keys.gateway_reaper("gw1")) is None  # the lock is given back at once
 
 
+def test_a_reaper_that_dies_mid_walk_leaves_the_gateway_for_the_next_one(
+        gw1: Broker, gw2: Broker, clock: FakeClock, raw: Any,
+        monkeypatch: pytest.MonkeyPatch, listen: Callable[..., Listener]) -> None:
+    gw1.claim_name("Bob", "s1", None)
+    gw1.join("dev", "Bob")
+    gw1.join("lobby", "Bob")
+    lease_runs_out(clock, gw2)
+
+    def lost(*_: Any) -> str:
+        raise redis.ConnectionError("the reaper's link died mid-walk")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(gw2, "_release_as", lost)
+        with pytest.raises(BrokerUnavailable):
+            gw2.reap_dead()
+    assert raw.zscore(keys.GATEWAYS, "gw1") == 0  # forgotten: dead even during a grace
+    assert gw1.who("dev") == [] and gw1.last_heartbeat_ms() is None
+    assert gw1.heartbeat() is False  # the lock is held: it waits, and stays forgotten
+    assert raw.zscore(keys.GATEWAYS, "gw1") == 0
+    raw.delete(keys.gateway_reaper("gw1"))  # its lease ran out
+    sub = listen(keys.room_channel("dev"), keys.room_channel("lobby"))
+    assert gw2.reap_dead() == ["gw1"]  # still registered, still dead: walked again
+    assert [channel for channel, _ in sub.take()] == []  # the lefts went out the first time
+    assert raw.exists(keys.user("bob"), keys.gateway_members("gw1"),
+                      keys.gateway_names("gw1"), keys.gateway_reaper("gw1")) == 0
+    assert raw.zscore(keys.GATEWAYS, "gw1") is None
+    assert gw1.heartbeat() is True  # back: it learns it was forgotten, and restores
+
+
+def test_a_forgotten_gateway_that_beats_after_the_lock_expired_learns_it(
+        gw1: Broker, gw2: Broker, clock: FakeClock, raw: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    gw1.join("dev", "Bob")
+    lease_runs_out(clock, gw2)
+    monkeypatch.setattr(gw2, "_drop_gateway", lambda gw: 0)  # the reaper dies right after
+    gw2.reap_dead()
+    raw.delete(keys.gateway_reaper("gw1"))
+    assert gw1.heartbeat() is True  # a beat of 0 before: its state may be half dropped
+    assert raw.zscore(keys.GATEWAYS, "gw1") == T0 * 1000 + LEASE_MS
+
+
 def test_reaping_never_takes_oneself(gw1: Broker, clock: FakeClock, raw: Any) -> None:
     gw1.join("dev", "Bob")
     clock.advance(60)
@@ -799,10 +841,8 @@ def test_reaping_never_takes_oneself(gw1: Broker, clock: FakeClock, raw: Any) ->
     assert raw.hget(keys.room_members("dev"), "bob") == b"gw1|Bob"
 
 
-def test_reaping_in_chunks(gw1: Broker, gw2: Broker, clock: FakeClock, raw: Any,
-                           monkeypatch: pytest.MonkeyPatch,
-                           listen: Callable[..., Listener]) -> None:
-    monkeypatch.setattr(gateways_module, "REAP_CHUNK", 2)
+def test_reaping_walks_every_room_and_name(gw1: Broker, gw2: Broker, clock: FakeClock,
+                                          raw: Any, listen: Callable[..., Listener]) -> None:
     rooms = [f"r{i}" for i in range(5)]
     for name in ("Bob", "Ann", "Cy"):
         gw1.claim_name(name, f"s-{name}", None)
@@ -812,7 +852,7 @@ def test_reaping_in_chunks(gw1: Broker, gw2: Broker, clock: FakeClock, raw: Any,
     sub = listen(*(keys.room_channel(r) for r in rooms))
     assert gw2.reap_dead() == ["gw1"]
     assert len(sub.take()) == 5
-    assert raw.keys("{user:*") == [] and raw.keys("chat:gw:gw1:[mn]*") == []
+    assert raw.keys("{user:*") == [] and raw.keys("{gw:gw1}:[mn]*") == []
 
 
 def test_release_gateway_leaves_rooms_frees_names_and_forgets_itself(
@@ -888,7 +928,7 @@ def test_after_an_outage_every_registered_gateway_is_alive_during_the_grace(
     assert gw1.who("dev") == ["Ann"]
     sub = listen(keys.gateway_channel("gw2"))
     gw1.send_dm("Bob", "ann", "still there?", 2.0, "d1")
-    assert [ch for ch, _ in sub.take()] == ["chat:gw:gw2"]
+    assert [ch for ch, _ in sub.take()] == ["{gw:gw2}:ch"]
     with pytest.raises(ProtocolError) as info:
         gw1.claim_name("ANN", "s9", None)
     assert info.value.code is ErrorCode.NAME_TAKEN

@@ -12,9 +12,12 @@ import pytest
 from gateway.redis import keys, payloads, scripts
 
 BUILDERS = [scripts.PublishMessage, scripts.SendDm, scripts.RenewEpoch, scripts.ReadHistory,
-            scripts.Heartbeat, scripts.DeadGateways, scripts.Who, scripts.ClaimName,
-            scripts.ReleaseName, scripts.Join, scripts.Leave, scripts.Reap,
-            scripts.RouteDm, scripts.StoreDm, scripts.MarkOwner]
+            scripts.Beat, scripts.Verdict, scripts.Heartbeat, scripts.ClaimInstance,
+            scripts.Retire, scripts.DeadGateways, scripts.ForgetGateway, scripts.ReleaseReaper,
+            scripts.DropGateway, scripts.UnregisterGateway, scripts.ClaimName,
+            scripts.ReleaseName, scripts.MoveMember,
+            scripts.Join, scripts.Leave, scripts.TakeRoomToken, scripts.RouteDm,
+            scripts.StoreDm, scripts.MarkOwner]
 
 _READ = re.compile(r"^(tonumber\()?(key|arg)\(\)\)?( == '1')?$")
 
@@ -49,20 +52,20 @@ def test_the_script_reads_what_its_builder_names_in_the_same_order(builder: type
 def test_a_builder_lays_out_keys_then_arguments_as_the_script_reads_them() -> None:
     call = scripts.PublishMessage(
         keys.room_seq("r"), keys.room_epoch("r"), keys.room_log("r"), "ref",
-        keys.room_members("r"), "e", b"<", b">", 10, keys.room_channel("r"), 1000, 5000,
-        payloads.MESSAGE, 99).call()
+        keys.room_members("r"), keys.room_channel("r"), "e", b"<", b">", 10, "SPUBLISH", 1000,
+        5000, payloads.MESSAGE, 99).call()
     assert call.keys == ("{room:r}:seq", "{room:r}:epoch", "{room:r}:log", "ref",
-                         "{room:r}:members")
-    assert call.args == ("e", b"<", b">", 10, "{room:r}:ch", 1000, 5000, b"M", 99)
-    claim = scripts.ClaimName("u", "g", "n", "gr", "p", "m", "ur", "hm", display="Bob",
-                              rooms=(scripts.RoomOfName("k1", "r1"),),
-                              account_key="acct").call()
-    assert claim.keys[-2:] == ("k1", "acct")
-    assert claim.args[-2:] == (1, "r1")  # the room count, then the room
+                         "{room:r}:members", "{room:r}:ch")
+    assert call.args == ("e", b"<", b">", 10, "SPUBLISH", 1000, 5000, b"M", 99)
+    verdict = scripts.Verdict(keys.GATEWAYS, keys.GRACE, keys.PULSE, 5, 8000, "",
+                              ("g1", "g2")).call()
+    assert verdict.args == (5, 8000, "", 2, "g1", "g2")  # the count, then the gateways
 
 
 def test_every_script_file_starts_with_the_cursors_and_its_includes() -> None:
+    source = scripts.Verdict.SCRIPT.source.decode()
+    assert source.index("local key, arg = cursor(KEYS), cursor(ARGV)") \
+        < source.index("local function grace_open") < source.index("local gateways_key")
     source = scripts.SendDm.SCRIPT.source.decode()
     assert source.index("local key, arg = cursor(KEYS), cursor(ARGV)") \
-        < source.index("local function grace_open") < source.index("local function too_late") \
-        < source.index("local user_key")
+        < source.index("local function too_late") < source.index("local user_key")

@@ -1,18 +1,20 @@
 -- Record a name as present in a room through this gateway; publish 'joined' if it is new.
--- includes: liveness, room_lifetime, new_rooms
-local members_key, gateways_key, my_members_key = key(), key(), key()
-local grace_key, pulse_key, name_rooms_key = key(), key(), key()
-local seq_key, epoch_key, log_key, new_rooms_key = key(), key(), key(), key()
-local lower, member_value, me, now_ms, lease_ms = arg(), arg(), arg(), tonumber(arg()), tonumber(arg())
-local channel, joined_payload, membership, room = arg(), arg(), arg(), arg()
-local room_ttl_ms, new_rooms_per_min, new_rooms_burst = arg(), tonumber(arg()), tonumber(arg())
--- -> 'joined' when the name was not present before (absent, or held by a dead gateway),
---    'present' when it was; 'too_many_rooms' when the room is new (no epoch, no member:
---    never used, or expired) and the name's bucket of new rooms is empty: nothing written
-if new_rooms_per_min > 0 and redis.call('EXISTS', epoch_key) == 0
-    and redis.call('EXISTS', members_key) == 0
-    and not take_room_token(new_rooms_key, new_rooms_per_min, new_rooms_burst) then
-  return 'too_many_rooms'
+-- includes: room_lifetime
+-- In the room's slot only. The caller wrote the gateway's and the name's indexes first
+-- (docs/architecture.md, "Keys per slot"). Whether the gateway of a present member is alive
+-- is a verdict the caller read (lua/verdict.lua): the script uses it only while the member
+-- still names that gateway, else asks for one about the gateway it found.
+local members_key, seq_key, epoch_key, log_key, channel_key = key(), key(), key(), key(), key()
+local lower, member_value, me, publish, joined_payload = arg(), arg(), arg(), arg(), arg()
+local room_ttl_ms, may_create, verdict_gw, verdict_alive = arg(), arg(), arg(), arg()
+-- -> {'joined'} when the name was not present before (absent, or held by a dead gateway),
+--    {'present'} when it was; {'new_room'} when the room is new (no epoch, no member: never
+--    used, or expired) and may_create is not '1': nothing written (the caller takes a token
+--    of the name's bucket, lua/take_room_token.lua, and asks again); {'verdict', gateway}:
+--    nothing written, a verdict about that gateway is wanted
+if may_create ~= '1' and redis.call('EXISTS', epoch_key) == 0
+    and redis.call('EXISTS', members_key) == 0 then
+  return {'new_room'}
 end
 local newly = 1
 local current = redis.call('HGET', members_key, lower)
@@ -20,19 +22,16 @@ if current then
   local gw = string.match(current, '^(.*)|')
   if gw == me then
     newly = 0
-  else
-    local open = grace_open(gateways_key, grace_key, pulse_key, lease_ms)
-    if alive(gateways_key, open, gw, now_ms, lease_ms) then
-      newly = 0
-    end
+  elseif gw ~= verdict_gw then
+    return {'verdict', gw}
+  elseif verdict_alive == '1' then
+    newly = 0
   end
 end
 redis.call('HSET', members_key, lower, member_value)
-redis.call('HSET', my_members_key, membership, '1')
-redis.call('SADD', name_rooms_key, room)
 settle_room(seq_key, epoch_key, log_key, members_key, room_ttl_ms)
 if newly == 1 then
-  redis.call('PUBLISH', channel, joined_payload)
-  return 'joined'
+  redis.call(publish, channel_key, joined_payload)
+  return {'joined'}
 end
-return 'present'
+return {'present'}

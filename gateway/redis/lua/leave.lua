@@ -1,20 +1,17 @@
--- Remove a name from a room if this gateway holds it there, publishing 'left'.
+-- Remove a name from a room if the given gateway holds it there, publishing 'left': a
+-- session's leave (owner: this gateway), reconciliation, or reaping a dead gateway.
 -- includes: room_lifetime
-local members_key, my_members_key, name_rooms_key = key(), key(), key()
-local seq_key, epoch_key, log_key = key(), key(), key()
-local lower, me, channel, left_prefix, left_suffix = arg(), arg(), arg(), arg(), arg()
-local membership, room, room_ttl_ms = arg(), arg(), arg()
--- -> 1 when this gateway's membership was removed
-redis.call('HDEL', my_members_key, membership)
+-- In the room's slot only; the caller drops the gateway's and the name's index entries after.
+local members_key, seq_key, epoch_key, log_key, channel_key = key(), key(), key(), key(), key()
+local lower, owner, publish = arg(), arg(), arg()
+local left_prefix, left_suffix, room_ttl_ms = arg(), arg(), arg()
+-- -> 'left' when the owner's membership was removed (and 'left' published), 'absent' when the
+--    name is not in the room, 'other' when another gateway holds it (taken over): its now
 local current = redis.call('HGET', members_key, lower)
-if not current then
-  redis.call('SREM', name_rooms_key, room)
-  return 0
-end
+if not current then return 'absent' end
 local gw, shown = string.match(current, '^(.*)|(.*)$')
-if gw ~= me then return 0 end  -- taken over through another gateway: its membership now
+if gw ~= owner then return 'other' end
 redis.call('HDEL', members_key, lower)
-redis.call('SREM', name_rooms_key, room)
 settle_room(seq_key, epoch_key, log_key, members_key, room_ttl_ms)
-redis.call('PUBLISH', channel, left_prefix .. shown .. left_suffix)
-return 1
+redis.call(publish, channel_key, left_prefix .. shown .. left_suffix)
+return 'left'

@@ -16,14 +16,20 @@ local function grace_open(gateways, grace, pulse, lease)
   return false
 end
 
+-- A beat of 0 marks a gateway a reaper is forgetting (lua/forget_gateway.lua): dead, grace
+-- or not, until the reaper's walk ends and takes it off the register.
 local function alive(gateways, open, gw, now, lease)
   local beat = redis.call('ZSCORE', gateways, gw)
-  if not beat then return false end
+  if not beat or tonumber(beat) == 0 then return false end
   return open or now - tonumber(beat) < lease
 end
 
--- A heartbeat (after grace_open, whose evidence it erases); 1 when gw was not registered.
+-- A heartbeat (after grace_open, whose evidence it erases); 1 when gw was not registered, or
+-- was being forgotten: either way its state in Redis is (being) dropped.
 local function beat(gateways, pulse, gw, now, lease)
   redis.call('SET', pulse, '1', 'PX', lease)
-  return redis.call('ZADD', gateways, now, gw)
+  local before = redis.call('ZSCORE', gateways, gw)
+  redis.call('ZADD', gateways, now, gw)
+  if not before or tonumber(before) == 0 then return 1 end
+  return 0
 end

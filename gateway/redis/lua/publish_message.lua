@@ -1,9 +1,11 @@
 -- Give a room message the room's next id, store it, publish it (or find it is a repeat).
 -- includes: deadline, room_lifetime
 local seq_key, epoch_key, log_key, ref_key, members_key = key(), key(), key(), key(), key()
+local channel_key = key()
 local epoch_candidate, line_prefix, line_suffix = arg(), arg(), arg()
-local history, channel, ref_ttl_ms, room_ttl_ms = tonumber(arg()), arg(), arg(), arg()
+local history, publish, ref_ttl_ms, room_ttl_ms = tonumber(arg()), arg(), arg(), arg()
 local message_tag, deadline_ms = arg(), arg()
+-- publish: 'PUBLISH', or 'SPUBLISH' on Redis Cluster (the channel shares the room's slot)
 -- -> {'too_late'}: past the deadline, nothing written; else {'sent' or 'repeat', id, epoch}
 -- The ref is read before the deadline: a run whose reply was lost stays a repeat when the
 -- retry arrives late, never an 'unavailable' for a message that was published.
@@ -25,7 +27,7 @@ local line = line_prefix .. sid .. line_suffix
 if redis.call('RPUSH', log_key, line) > history then
   redis.call('LTRIM', log_key, -history, -1)
 end
-redis.call('PUBLISH', channel, message_tag .. epoch .. '|' .. sid .. '|' .. line)
+redis.call(publish, channel_key, message_tag .. epoch .. '|' .. sid .. '|' .. line)
 redis.call('SET', ref_key, sid, 'PX', ref_ttl_ms)
 settle_room(seq_key, epoch_key, log_key, members_key, room_ttl_ms)
 return {'sent', id, epoch}

@@ -1,15 +1,15 @@
--- Free a name if this session still holds it (not if it was taken over).
-local user_key, my_names_key = key(), key()
+-- Free a name if this session still holds it (not if it was taken over): a session's
+-- release, reconciliation (session ''), or reaping a dead gateway (me: that gateway).
+-- In the name's slot only; the caller drops the gateway's index entry after, unless 'kept'.
+local user_key = key()
 -- session '': whichever session of this gateway holds it (an orphan)
-local session, me, lower = arg(), arg(), arg()
--- -> 1 when the record was deleted
+local session, me = arg(), arg()
+-- -> 'released' (the record was deleted), 'kept' (another session of this gateway holds it:
+--    still ours), or 'other' (someone else's, or nobody's)
 local record = redis.call('HMGET', user_key, 'gw', 'sid')
-if record[1] == me then
-  if record[2] ~= session and session ~= '' then
-    return 0  -- another session of this gateway took the name over: still ours
-  end
-  redis.call('DEL', user_key)
+if record[1] ~= me then return 'other' end
+if record[2] ~= session and session ~= '' then
+  return 'kept'
 end
-redis.call('SREM', my_names_key, lower)
-if record[1] == me then return 1 end
-return 0
+redis.call('DEL', user_key)
+return 'released'

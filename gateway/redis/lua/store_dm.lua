@@ -1,10 +1,11 @@
--- Store a dm of a conversation (give it the conversation's next id) and publish it to the
--- recipient's gateway, or find it is a repeat.
+-- Store a dm of a conversation (give it the conversation's next id), or find it is a repeat.
+-- In the conversation's slot; the caller publishes the stored line to the recipient's
+-- gateway (its channel is in that gateway's slot), and the receiving session drops a repeat
+-- by its id.
 -- includes: deadline
 local seq_key, epoch_key, log_key, ref_key = key(), key(), key(), key()
 local epoch_candidate, line_prefix, history = arg(), arg(), tonumber(arg())
--- channel '': the recipient is offline, nothing published
-local channel, payload_head, ref_ttl_ms, deadline_ms = arg(), arg(), arg(), arg()
+local ref_ttl_ms, deadline_ms = arg(), arg()
 -- -> {'too_late'}: past the deadline, nothing written; else {'sent' or 'repeat', id, epoch,
 -- line ('' for a repeat)}. The ref is read before the deadline, as publish_message does.
 local epoch = redis.call('GET', epoch_key)
@@ -24,8 +25,5 @@ local sid = string.format('%d', id)
 local line = line_prefix .. sid .. ',"epoch":"' .. epoch .. '"}'
 redis.call('RPUSH', log_key, line)
 redis.call('LTRIM', log_key, -history, -1)
-if channel ~= '' then
-  redis.call('PUBLISH', channel, payload_head .. line)
-end
 redis.call('SET', ref_key, sid, 'PX', ref_ttl_ms)
 return {'sent', id, epoch, line}

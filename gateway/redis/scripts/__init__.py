@@ -4,10 +4,14 @@ The builders live by job (``rooms``, ``dms``, ``names``, ``gateways``,
 ``conversations``) over ``core``
 (loading, ``Script``, ``ScriptCall``, ``Builder``); this package re-exports them all.
 
-Each script does a whole request in one round trip and atomically, so a
-request Redis refuses is never half done, and a reply lost on the way back
-cannot leave a partial state behind. Scripts are idempotent where a retry may
-send them twice (every publication carries a dedup key). The scripts whose
+Each script touches the keys of one hash slot only (one room, one name, one
+conversation, one gateway, or the liveness state), so every script runs on Redis
+Cluster; a request spanning slots is a sequence of scripts ordered so that a
+failure between two leaves only what reconciliation and reaping clean up
+(docs/architecture.md, "Keys per slot"). Within its slot a script is atomic, so
+a reply lost on the way back cannot leave a partial state behind. Scripts are
+idempotent where a retry may send them twice (every publication carries a dedup
+key). The scripts whose
 refusal a client sees (a message, a dm) carry a deadline and write nothing
 when Redis runs them after it (``lua/deadline.lua``).
 
@@ -23,9 +27,13 @@ those shared snippets (after ``args.lua``) when it is loaded.
 Conventions: times are ms since the epoch from the gateway's clock (passed in,
 never Redis ``TIME``, so tests can move the clock), except that a deadline is
 compared with Redis ``TIME``, the clock of the moment a script runs; whether a
-gateway is alive is decided by ``lua/liveness.lua``, the one rule every script
-shares (Python asks ``who`` and ``dead_gateways`` rather than judge heartbeats
-itself); membership values are ``<gateway id>|<Name>`` and names hold no
+gateway is alive is decided by ``lua/liveness.lua``, the one rule, run in the
+liveness slot only (``Verdict``, ``DeadGateways``; Python never judges a heartbeat
+itself): a script in another slot gets the verdict as an argument, with the
+gateway it is about, and asks for a fresh one when its record names another;
+scripts that publish get the command (``PUBLISH``, or ``SPUBLISH`` on Redis
+Cluster) as an argument and their channel among their keys; membership values
+are ``<gateway id>|<Name>`` and names hold no
 ``|``, so the gateway id is everything before the last ``|``. A "lower name"
 is ``protocol.names.name_key`` of the name (case and look-alikes folded),
 computed in Python and passed in. Lines of JSON are built with
@@ -54,66 +62,72 @@ from gateway.redis.scripts.dms import (
     SendDm,
 )
 from gateway.redis.scripts.gateways import (
+    Beat,
     ClaimInstance,
     ClaimInstanceReply,
     DeadGateways,
+    DropGateway,
+    ForgetGateway,
     Heartbeat,
     HeartbeatReply,
-    Reap,
-    ReapMembership,
-    ReapName,
-    ReapReply,
+    ReleaseReaper,
     Retire,
+    UnregisterGateway,
+    Verdict,
 )
 from gateway.redis.scripts.names import (
     ClaimName,
     ClaimReply,
+    MoveMember,
     ReleaseName,
-    RoomOfName,
 )
 from gateway.redis.scripts.rooms import (
     HistoryReply,
     Join,
+    JoinReply,
     Leave,
     PublishMessage,
     PublishReply,
     ReadHistory,
     RenewEpoch,
-    Who,
+    TakeRoomToken,
 )
 
 __all__ = [
-    "MarkOwner",
-    "RouteDm",
-    "RouteReply",
-    "StoreDm",
-    "StoreDmReply",
     "STOPPED",
+    "Beat",
     "ClaimInstance",
     "ClaimInstanceReply",
     "ClaimName",
     "ClaimReply",
-    "HeartbeatReply",
-    "Retire",
     "DeadGateways",
     "DmReply",
+    "DropGateway",
+    "ForgetGateway",
     "Heartbeat",
+    "HeartbeatReply",
     "HistoryReply",
     "Join",
+    "JoinReply",
     "Leave",
+    "MarkOwner",
+    "MoveMember",
     "PublishMessage",
     "PublishReply",
     "ReadHistory",
-    "Reap",
-    "ReapMembership",
-    "ReapName",
-    "ReapReply",
     "ReleaseName",
+    "ReleaseReaper",
     "RenewEpoch",
-    "RoomOfName",
+    "Retire",
+    "RouteDm",
+    "RouteReply",
     "Script",
     "ScriptCall",
     "SendDm",
-    "Who",
+    "StoreDm",
+    "StoreDmReply",
+    "TakeRoomToken",
+    "UnregisterGateway",
+    "Verdict",
     "load",
 ]

@@ -16,11 +16,6 @@ class RouteDm(Builder):
     SCRIPT: ClassVar[Script] = load("route_dm")
     user_key: str = key_field()
     account_key: str = key_field()
-    gateways_key: str = key_field()
-    grace_key: str = key_field()
-    pulse_key: str = key_field()
-    now: int = 0
-    lease: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +23,7 @@ class RouteReply:
     display: str
     """The holder's display name, or empty when nobody holds the name."""
     gateway: str
-    """The holder's gateway if it is alive, else empty."""
+    """The holder's gateway (alive or not: ask ``Broker.alive``), else empty."""
     account: bool
     account_display: str
     """The account's display name, or empty without an account."""
@@ -49,9 +44,6 @@ class StoreDm(Builder):
     line_prefix: bytes = b""
     """The dm line up to ``"id":``."""
     history: int = 0
-    channel: str = ""
-    """The recipient's gateway channel, or empty when it is offline."""
-    payload_head: bytes = b""
     ref_ttl_ms: int = 0
     deadline_ms: int = 0
 

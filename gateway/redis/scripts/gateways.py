@@ -7,7 +7,6 @@ from typing import Any, ClassVar
 
 from gateway.redis.scripts.core import (
     STOPPED,
-    Arg,
     Builder,
     Script,
     ScriptCall,
@@ -18,37 +17,72 @@ from gateway.redis.scripts.core import (
 
 
 @dataclass(frozen=True, slots=True)
-class Heartbeat(Builder):
-    SCRIPT: ClassVar[Script] = load("heartbeat")
+class Beat(Builder):
+    """A heartbeat in the liveness slot; its reply: 1 when the gateway was not registered."""
+
+    SCRIPT: ClassVar[Script] = load("beat")
     gateways_key: str = key_field()
     grace_key: str = key_field()
     pulse_key: str = key_field()
-    instance_key: str = key_field()
     me: str = ""
     now_ms: int = 0
     lease_ms: int = 0
+    registered_only: int = 0
+    """1 while a reaper holds our lock: beat only if it has not taken us off the register."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Whether each of ``gateways`` is alive (the liveness slot's rule), after a beat of
+    ``me`` unless it is empty: what scripts in other slots are told."""
+
+    SCRIPT: ClassVar[Script] = load("verdict")
+    gateways_key: str
+    grace_key: str
+    pulse_key: str
+    now_ms: int
+    lease_ms: int
+    me: str
+    gateways: tuple[str, ...]
+
+    def call(self) -> ScriptCall:
+        return ScriptCall(self.SCRIPT, (self.gateways_key, self.grace_key, self.pulse_key),
+                          (self.now_ms, self.lease_ms, self.me, len(self.gateways),
+                           *self.gateways))
+
+    @staticmethod
+    def read(raw: list[Any]) -> tuple[bool, ...]:
+        return tuple(bool(flag) for flag in raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat(Builder):
+    """A heartbeat's half in the gateway's own slot (``HeartbeatReply``)."""
+
+    SCRIPT: ClassVar[Script] = load("heartbeat")
+    instance_key: str = key_field()
+    reaper_key: str = key_field()
     nonce: str = ""
+    lease_ms: int = 0
     stopped: str = STOPPED
 
 
 @dataclass(frozen=True, slots=True)
 class HeartbeatReply:
-    added: bool
-    """The gateway was not registered: its first beat, or it was reaped meanwhile."""
-    other_instance: str = ""
+    other_instance: str
     """The nonce of another process that holds this id now ('' when none does)."""
+    reaping: bool
+    """A peer holds the gateway's reaper lock: it is dropping this gateway's state."""
 
     @classmethod
     def read(cls, raw: list[Any]) -> HeartbeatReply:
-        return cls(bool(raw[0]), text_of(raw[1]))
+        return cls(text_of(raw[0]), bool(raw[1]))
 
 
 @dataclass(frozen=True, slots=True)
 class ClaimInstance(Builder):
     SCRIPT: ClassVar[Script] = load("claim_instance")
     instance_key: str = key_field()
-    gateways_key: str = key_field()
-    me: str = ""
     nonce: str = ""
     lease_ms: int = 0
     force: int = 0
@@ -60,28 +94,20 @@ class ClaimInstanceReply:
     ours: bool
     reserved_ms: int = 0
     holder: str = ""
-    last_beat_ms: int | None = None
 
     @classmethod
     def read(cls, raw: list[Any]) -> ClaimInstanceReply:
         if text_of(raw[0]) == "ours":
             return cls(True, reserved_ms=int(raw[1]))
-        beat = text_of(raw[2]) if raw[2] is not None else ""
-        return cls(False, holder=text_of(raw[1]),
-                   last_beat_ms=int(float(beat)) if beat else None)
+        return cls(False, holder=text_of(raw[1]))
 
 
 @dataclass(frozen=True, slots=True)
 class Retire(Builder):
     SCRIPT: ClassVar[Script] = load("retire")
-    gateways_key: str = key_field()
-    grace_key: str = key_field()
-    pulse_key: str = key_field()
     instance_key: str = key_field()
-    me: str = ""
-    now_ms: int = 0
-    lease_ms: int = 0
     nonce: str = ""
+    lease_ms: int = 0
     stopped: str = STOPPED
 
 
@@ -96,84 +122,56 @@ class DeadGateways(Builder):
 
 
 @dataclass(frozen=True, slots=True)
-class ReapMembership:
-    """One membership a reap drops: its keys, then what the ``left`` needs."""
+class ForgetGateway(Builder):
+    """Mark a dead gateway (or with ``force`` our crashed self) forgotten (a beat of 0); its
+    reply: 1 marked, 0 alive after all."""
 
-    members_key: str
-    name_rooms_key: str
-    seq_key: str
-    epoch_key: str
-    log_key: str
-    lower: str
-    membership: str
-    channel: str
-    left_prefix: bytes
-    left_suffix: bytes
-    room: str
+    SCRIPT: ClassVar[Script] = load("forget_gateway")
+    gateways_key: str = key_field()
+    grace_key: str = key_field()
+    pulse_key: str = key_field()
+    gw: str = ""
+    now_ms: int = 0
+    lease_ms: int = 0
+    force: int = 0
 
 
 @dataclass(frozen=True, slots=True)
-class ReapName:
-    user_key: str
-    lower: str
+class UnregisterGateway(Builder):
+    """The end of a reap: a forgotten gateway leaves the register (unless it beat again)."""
+
+    SCRIPT: ClassVar[Script] = load("unregister_gateway")
+    gateways_key: str = key_field()
+    gw: str = ""
 
 
 @dataclass(frozen=True, slots=True)
-class Reap:
-    SCRIPT: ClassVar[Script] = load("reap")
-    gateways_key: str
-    grace_key: str
-    pulse_key: str
-    its_members_key: str
-    its_names_key: str
-    reaper_key: str
-    gw: str
-    now_ms: int
-    lease_ms: int
-    force: bool
-    final: bool
-    me: str
-    room_ttl_ms: int
-    memberships: tuple[ReapMembership, ...]
-    names: tuple[ReapName, ...]
-
-    def call(self) -> ScriptCall:
-        keys = [self.gateways_key, self.grace_key, self.pulse_key, self.its_members_key,
-                self.its_names_key, self.reaper_key]
-        args: list[Arg] = [self.gw, self.now_ms, self.lease_ms, int(self.force),
-                           len(self.memberships), len(self.names), int(self.final), self.me,
-                           self.room_ttl_ms]
-        for m in self.memberships:
-            keys += [m.members_key, m.name_rooms_key, m.seq_key, m.epoch_key, m.log_key]
-            args += [m.lower, m.membership, m.channel, m.left_prefix, m.left_suffix, m.room]
-        for n in self.names:
-            keys.append(n.user_key)
-            args.append(n.lower)
-        return ScriptCall(self.SCRIPT, tuple(keys), tuple(args))
+class ReleaseReaper(Builder):
+    SCRIPT: ClassVar[Script] = load("release_reaper")
+    reaper_key: str = key_field()
+    me: str = ""
 
 
 @dataclass(frozen=True, slots=True)
-class ReapReply:
-    alive: bool
-    """The gateway was alive after all: nothing done."""
-    lefts: int = 0
-
-    @classmethod
-    def read(cls, raw: list[Any]) -> ReapReply:
-        if text_of(raw[0]) == "alive":
-            return cls(True)
-        return cls(False, int(raw[1]))
+class DropGateway(Builder):
+    SCRIPT: ClassVar[Script] = load("drop_gateway")
+    members_key: str = key_field()
+    names_key: str = key_field()
+    reaper_key: str = key_field()
+    me: str = ""
 
 
 __all__ = [
+    "Beat",
     "ClaimInstance",
     "ClaimInstanceReply",
     "DeadGateways",
+    "DropGateway",
+    "ForgetGateway",
     "Heartbeat",
     "HeartbeatReply",
-    "Reap",
-    "ReapMembership",
-    "ReapName",
-    "ReapReply",
+    "ReleaseReaper",
     "Retire",
+    "UnregisterGateway",
+    "Verdict",
 ]

@@ -1,4 +1,5 @@
-"""Room scripts: publish a message, read history, renew an epoch, join, leave, who."""
+"""Room scripts (each in the room's slot): publish a message, read history, renew an epoch,
+join, leave; and the name's bucket of new rooms (in the name's slot)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ class PublishMessage(Builder):
     log_key: str = key_field()
     ref_key: str = key_field()
     members_key: str = key_field()
+    channel_key: str = key_field()
+    """The room's channel, in the room's slot: declared so the slot check covers it."""
     epoch_candidate: str = ""
     line_prefix: bytes = b""
     line_suffix: bytes = b""
     history: int = 0
-    channel: str = ""
+    publish: str = "PUBLISH"
+    """``PUBLISH``, or ``SPUBLISH`` on Redis Cluster (``BrokerBase.publish_command``)."""
     ref_ttl_ms: int = 0
     room_ttl_ms: int = 0
     message_tag: bytes = b""
@@ -29,9 +33,9 @@ class PublishMessage(Builder):
 
     def call(self) -> ScriptCall:  # the hot path: no dataclass introspection
         return ScriptCall(self.SCRIPT, (self.seq_key, self.epoch_key, self.log_key, self.ref_key,
-                                        self.members_key),
+                                        self.members_key, self.channel_key),
                           (self.epoch_candidate, self.line_prefix, self.line_suffix,
-                           self.history, self.channel, self.ref_ttl_ms, self.room_ttl_ms,
+                           self.history, self.publish, self.ref_ttl_ms, self.room_ttl_ms,
                            self.message_tag, self.deadline_ms))
 
 
@@ -93,70 +97,73 @@ class HistoryReply:
 
 
 @dataclass(frozen=True, slots=True)
-class Who(Builder):
-    SCRIPT: ClassVar[Script] = load("who")
-    members_key: str = key_field()
-    gateways_key: str = key_field()
-    grace_key: str = key_field()
-    pulse_key: str = key_field()
-    now_ms: int = 0
-    lease_ms: int = 0
-
-
-@dataclass(frozen=True, slots=True)
 class Join(Builder):
     SCRIPT: ClassVar[Script] = load("join")
     members_key: str = key_field()
-    gateways_key: str = key_field()
-    my_members_key: str = key_field()
-    grace_key: str = key_field()
-    pulse_key: str = key_field()
-    name_rooms_key: str = key_field()
     seq_key: str = key_field()
     epoch_key: str = key_field()
     log_key: str = key_field()
-    new_rooms_key: str = key_field()
+    channel_key: str = key_field()
     lower: str = ""
     member_value: str = ""
     me: str = ""
-    now_ms: int = 0
-    lease_ms: int = 0
-    channel: str = ""
+    publish: str = "PUBLISH"
     joined_payload: bytes = b""
-    membership: str = ""
-    room: str = ""
     room_ttl_ms: int = 0
-    new_rooms_per_min: str | int = 0
-    """0: no limit on the rooms a name creates."""
-    new_rooms_burst: int = 1
+    may_create: int = 1
+    """0: a new room is refused (``new_room``) until the caller took a token for it."""
+    verdict_gw: str = ""
+    """The gateway the caller read a verdict about ('' none), and that verdict."""
+    verdict_alive: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class JoinReply:
+    outcome: str
+    """``joined``, ``present``, ``new_room`` or ``verdict`` (about ``gateway``)."""
+    gateway: str = ""
+
+    @classmethod
+    def read(cls, raw: list[Any]) -> JoinReply:
+        return cls(text_of(raw[0]), text_of(raw[1]) if len(raw) > 1 else "")
 
 
 @dataclass(frozen=True, slots=True)
 class Leave(Builder):
+    """Reply: ``left``, ``absent`` or ``other``."""
+
     SCRIPT: ClassVar[Script] = load("leave")
     members_key: str = key_field()
-    my_members_key: str = key_field()
-    name_rooms_key: str = key_field()
     seq_key: str = key_field()
     epoch_key: str = key_field()
     log_key: str = key_field()
+    channel_key: str = key_field()
     lower: str = ""
-    me: str = ""
-    channel: str = ""
+    owner: str = ""
+    publish: str = "PUBLISH"
     left_prefix: bytes = b""
     left_suffix: bytes = b""
-    membership: str = ""
-    room: str = ""
     room_ttl_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TakeRoomToken(Builder):
+    """Reply: 1 a token of the name's bucket of new rooms was taken, 0 it is empty."""
+
+    SCRIPT: ClassVar[Script] = load("take_room_token")
+    bucket_key: str = key_field()
+    per_min: str | int = 0
+    burst: int = 1
 
 
 __all__ = [
     "HistoryReply",
     "Join",
+    "JoinReply",
     "Leave",
     "PublishMessage",
     "PublishReply",
     "ReadHistory",
     "RenewEpoch",
-    "Who",
+    "TakeRoomToken",
 ]
