@@ -99,7 +99,8 @@ class Topology:
 def topology(tmp_path: Path) -> Iterator[Topology]:
     if ON_CLUSTER:
         require_redis_cluster()
-        with LocalRedisCluster(tmp_path / "redis-cluster") as cluster:
+        # two replicas a master: the promoted one still has a replica, so WAIT 1 can be met
+        with LocalRedisCluster(tmp_path / "redis-cluster", replicas_per_master=2) as cluster:
             yield Topology(cluster.url, cluster=cluster)
         return
     require_program("redis-server", "redis-server")
