@@ -186,9 +186,9 @@ class Gateway:
         first_beat = claim.last_beat_ms
         deadline = time.monotonic() + min(cfg.lease_ms / 1000, 2 * cfg.heartbeat_s + 0.5)
         while True:
-            listeners = self.broker.redis.pubsub_numsub(channel)
+            listeners = self.broker.listeners(channel)
             beat = self.broker.last_heartbeat_ms()
-            if (listeners and int(listeners[0][1]) > 0) or beat != first_beat:
+            if listeners > 0 or beat != first_beat:
                 age = ("" if beat is None
                        else f", last heartbeat {time.time() * 1000 - beat:.0f} ms ago")
                 raise DuplicateGateway(

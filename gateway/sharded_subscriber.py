@@ -83,6 +83,8 @@ class ShardedSubscriber(Subscriber):
         self._failures = 0
         self._unserved = False
         """Some wanted channel has no link now (its master is down or unknown)."""
+        self._own_on: Node | None = None
+        """The master where the own channel's subscription is confirmed."""
 
     # ------------------------------------------------------------------ thread
 
@@ -254,24 +256,25 @@ class ShardedSubscriber(Subscriber):
         for channel in gone:
             self._forget(channel)
         self._map_stale = True
-        self._dirty = True
         self._update_connected()
 
     def _forget(self, channel: bytes) -> None:
         """The channel is no longer subscribed where it was: subscribe it again, and fill
         its room once that is confirmed."""
         self._where.pop(channel, None)
+        self._dirty = True
         room = keys.room_of_channel(channel)
         if room is None:
+            if channel == self._own_channel:
+                self._own_on = None
             return
         with self._lock:
             self._subscribed.discard(room)
         self._refill.add(room)
-        self._dirty = True
 
     def _update_connected(self) -> None:
         """Connected: the own channel is subscribed and every master needed is reachable."""
-        connected = self._where.get(self._own_channel) in self._links and not self._unserved
+        connected = self._own_on in self._links and not self._unserved
         with self._lock:
             self._connected = connected
 
@@ -299,7 +302,9 @@ class ShardedSubscriber(Subscriber):
             return  # dropped or moved meanwhile
         room = keys.room_of_channel(channel)
         if room is None:
-            self._update_connected()
+            if channel == self._own_channel:
+                self._own_on = link.node
+                self._update_connected()
             return
         self._confirmed(channel)
         if room in self._refill:
@@ -315,6 +320,7 @@ class ShardedSubscriber(Subscriber):
                  link.node)
         self._forget(channel)
         self._map_stale = True
+        self._update_connected()
 
     def _on_error(self, link: ShardedLink, error: str) -> None:
         asked = link.refused(error)
@@ -331,8 +337,7 @@ class ShardedSubscriber(Subscriber):
             self._map_stale = True
         log.info("event=subscribe_redirected channel=%s node=%s error=%s",
                  channel.decode(errors="replace"), link.node, error)
-        self._where.pop(channel, None)
-        self._dirty = True
+        self._forget(channel)
 
 
 def subscriber_for(broker: Broker, redis_url: str, gateway_id: str, registry: Registry,

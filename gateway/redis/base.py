@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, cast
 
 import redis
 from redis.backoff import AbstractBackoff, ExponentialBackoff
@@ -286,6 +286,16 @@ class BrokerBase:
         except redis.RedisError as exc:
             logger.debug("ping failed: %s", exc)
             return False
+
+    def listeners(self, channel: str) -> int:
+        """How many connections subscribe to ``channel`` (``PUBSUB SHARDNUMSUB`` on the
+        channel's master when sharded, else ``PUBSUB NUMSUB``); raises ``redis`` errors."""
+        if self.sharded:  # redis-py's cluster client would ask any node: ask the owner
+            owner = cast(Any, self._redis).get_node_from_key(channel)
+            counts = self._redis.pubsub_shardnumsub(channel, target_nodes=owner)
+        else:
+            counts = self._redis.pubsub_numsub(channel)
+        return int(counts[0][1]) if counts else 0
 
     def publish_probe(self, nonce: str) -> None:
         """Send ``P<nonce>`` to our own channel: the subscriber proves it still hears it."""

@@ -33,8 +33,10 @@ from gateway.redis.endpoint import TopologyError
 from gateway.redis.rooms import HistoryBatch
 from gateway.redis.router import ShardRouter
 from gateway.redis.slotmap import Node, key_slot
+from gateway.server import DuplicateGateway, Gateway
 from gateway.sharded_subscriber import ShardedSubscriber
-from tests.conftest import require_redis_cluster
+from tests.conftest import StartGateway, require_redis_cluster
+from tests.support.gateways import config
 from tests.support.redis_server import RedisEndpoint as LocalRedis
 from tests.support.waiting import wait_for
 
@@ -467,3 +469,20 @@ def test_the_router_is_the_publisher_on_a_cluster_only(shared_redis_cluster: Loc
     finally:
         on_cluster.close()
         on_one.close()
+
+
+def test_the_own_channel_listener_is_counted_on_its_master(sharded: Sharded) -> None:
+    """What a second gateway with the same id asks before taking over: someone listens."""
+    cluster, broker, _, _ = sharded
+    channel = keys.gateway_channel(GW)
+    assert _shard_subscribers(cluster, cluster.master_of(channel), channel) == 1
+    assert broker.listeners(channel) == 1
+
+
+def test_a_second_gateway_with_a_live_ones_id_refuses_to_start_on_a_cluster(
+        shared_redis_cluster: LocalRedisCluster, start_gateway: StartGateway) -> None:
+    start_gateway("gw-twin", redis_url=shared_redis_cluster.url)
+    twin = Gateway(config(shared_redis_cluster.url, "gw-twin"))
+    with pytest.raises(DuplicateGateway, match="in use by another running gateway"):
+        twin.start()
+    twin.shutdown()
