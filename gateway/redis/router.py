@@ -181,6 +181,8 @@ def _reroute(outcome: Any) -> str | None:
         if text.startswith(("CLUSTERDOWN", "READONLY", "MASTERDOWN")):
             return "failover"
         return None
+    if isinstance(outcome, PublisherStopped):
+        return None  # shutting down: never sent, never sent again
     if isinstance(outcome, (redis.ConnectionError, redis.TimeoutError)):
         return "failover"
     return None
@@ -281,7 +283,13 @@ class ShardRouter:
             else:
                 request.join.settle(request.index, request.outcome)
         if unknown:
-            self._redirects.put(unknown)
+            with self._lock:  # queued before stop() queues its end, or answered here
+                stopped = self._stopped
+                if not stopped:
+                    self._redirects.put(unknown)
+            if stopped:
+                for request in unknown:
+                    request.join.settle(request.index, PublisherStopped("the router stopped"))
         for node, part in parts.items():
             publisher = self._publisher(node)
             if publisher is None:  # stopped
@@ -340,7 +348,8 @@ class ShardRouter:
             self._redirects.put(again)
 
     def _may_resend(self, request: _Request) -> bool:
-        if request.redirects > self._max_redirects:
+        if request.redirects >= self._max_redirects and _reroute(request.outcome) in (
+                "moved", "ask"):
             return False
         return (time.monotonic() - request.join.submitted) * 1000 < self._window_ms
 
