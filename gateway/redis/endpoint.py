@@ -85,7 +85,11 @@ class RedisEndpoint:
                                   for s in target.seeds],
                 "username": target.auth.username, "password": target.auth.password,
                 "socket_connect_timeout": timeout_s, "socket_timeout": timeout_s,
-                "decode_responses": False, "retry": retry, **tls}
+                "decode_responses": False, "retry": retry,
+                # as for one Redis: a thread waits for a free connection rather than
+                # failing at once past the pool's size (a login storm)
+                "connection_pool_class": redis.BlockingConnectionPool,
+                "max_connections": pool_size, "timeout": pool_wait_s, **tls}
             # typed as the single client the broker is written against: RedisCluster has
             # the same commands, routed by slot
             client = cast(redis.Redis, _LazyCluster(

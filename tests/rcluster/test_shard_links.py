@@ -486,3 +486,27 @@ def test_a_second_gateway_with_a_live_ones_id_refuses_to_start_on_a_cluster(
     with pytest.raises(DuplicateGateway, match="in use by another running gateway"):
         twin.start()
     twin.shutdown()
+
+
+def test_a_login_storm_waits_for_pooled_connections_instead_of_failing(
+        shared_redis_cluster: LocalRedisCluster) -> None:
+    """More threads than the pool holds, on every master: each waits for a connection, as on
+    one Redis (redis-py's default pool fails at once with "Too many connections")."""
+    broker = _broker(shared_redis_cluster, pool_size=4)
+    failures: list[BaseException] = []
+
+    def claim(i: int) -> None:
+        try:
+            broker.claim_name(f"storm{i}", f"sid{i}", None)
+        except BaseException as exc:  # every failure is the finding
+            failures.append(exc)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(360)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert failures == []
+    finally:
+        broker.close()
