@@ -26,6 +26,7 @@ import contextlib
 import functools
 import logging
 import os
+import random
 import re
 import shutil
 import socket
@@ -97,25 +98,32 @@ def redis_cli_binary() -> str:
     return found
 
 
-def free_cluster_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """``n`` distinct free ports whose bus port (port + 10000) is free as well.
+PORT_RANGE = (10000, 32768 - BUS_OFFSET)
+"""Where node ports are picked: below Linux's ephemeral range (32768 and up), bus ports
+included, so an outgoing connection elsewhere on the machine cannot take one between
+the pick and redis-server's bind."""
 
-    Both sockets of every pick stay bound until all are picked, so no two
-    picks collide (a race with other processes remains, as always).
+
+def free_cluster_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct free ports in ``PORT_RANGE`` whose bus port (port + 10000) is free too.
+
+    Random picks, each tried by binding both; the sockets stay bound until all
+    are picked, so no two picks collide. Another process may still take one
+    before redis-server binds it: ``LocalRedisCluster.start`` then picks again.
     """
+    rng = random.Random()
     with contextlib.ExitStack() as stack:
         picked: list[int] = []
         for _ in range(200 * n):
             if len(picked) == n:
                 return picked
-            s = stack.enter_context(socket.socket())
-            s.bind((host, 0))
-            port = int(s.getsockname()[1])
-            if port + BUS_OFFSET > 65535:
+            port = rng.randrange(*PORT_RANGE)
+            if port in picked:
                 continue
-            bus = stack.enter_context(socket.socket())
             try:
-                bus.bind((host, port + BUS_OFFSET))
+                for p in (port, port + BUS_OFFSET):
+                    s = stack.enter_context(socket.socket())
+                    s.bind((host, p))
             except OSError:
                 continue
             picked.append(port)
@@ -347,9 +355,18 @@ class LocalRedisCluster:
         try:
             cli = redis_cli_binary()
             cluster_server_binary()
-            for port in self.ports:
-                self._start_node(port)
-            self.wait_until(self._all_answer, what="every node to answer")
+            for attempt in range(1, 4):
+                for port in self.ports:
+                    self._start_node(port)
+                try:
+                    self.wait_until(self._all_answer, what="every node to answer")
+                    break
+                except ClusterError:
+                    if attempt == 3 or not self._lost_a_port():
+                        raise
+                    logger.info("a node's port was taken before it could bind: new ports")
+                    self.stop()
+                    self.ports = free_cluster_ports(len(self.ports), self.host)
             if self._create_it:
                 self._create(cli)
                 self.wait_ready()
@@ -370,6 +387,11 @@ class LocalRedisCluster:
                 "--cluster-replica-validity-factor", "0",
                 "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"]
         self._nodes[port] = _Child(f"redis {port}", args, self.dir / f"node-{port}.log")
+
+    def _lost_a_port(self) -> bool:
+        """Whether a node exited because its port or bus port was taken meanwhile."""
+        return any(not child.running and "Address already in use" in child.log_end()
+                   for child in self._nodes.values())
 
     def _all_answer(self) -> bool:
         for port in self.ports:
@@ -522,5 +544,6 @@ def _text(reply: object) -> str:
     return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
-__all__ = ["BUS_OFFSET", "MIN_VERSION", "SLOTS", "ClusterNode", "LocalRedisCluster", "SlotMove",
-           "cluster_server_binary", "free_cluster_ports", "parse_nodes", "redis_cli_binary"]
+__all__ = ["BUS_OFFSET", "MIN_VERSION", "PORT_RANGE", "SLOTS", "ClusterNode",
+           "LocalRedisCluster", "SlotMove", "cluster_server_binary", "free_cluster_ports",
+           "parse_nodes", "redis_cli_binary"]

@@ -9,6 +9,7 @@ with the data, and nothing it started outlives ``stop``.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -19,6 +20,7 @@ from redis.exceptions import MovedError
 from deploy.local_cluster import ClusterError
 from deploy.redis_cluster import (
     BUS_OFFSET,
+    PORT_RANGE,
     SLOTS,
     LocalRedisCluster,
     cluster_server_binary,
@@ -48,13 +50,28 @@ def test_cluster_nodes_lines_parse_into_roles_slots_and_flags() -> None:
     assert nodes["6ec2"].slots == ((10923, 16383), (17, 17))
 
 
-def test_free_cluster_ports_have_free_bus_ports() -> None:
+def test_free_cluster_ports_have_free_bus_ports_below_the_ephemeral_range() -> None:
     ports = free_cluster_ports(6)
     assert len(set(ports)) == 6
     for port in ports:
-        assert port + BUS_OFFSET <= 65535
+        assert PORT_RANGE[0] <= port < PORT_RANGE[1]
+        assert port + BUS_OFFSET < 32768, "outgoing connections take ephemeral ports"
         assert not port_in_use("127.0.0.1", port)
         assert not port_in_use("127.0.0.1", port + BUS_OFFSET)
+
+
+@pytest.mark.slow
+def test_a_port_taken_before_its_node_binds_is_swapped_for_another(tmp_path: Path) -> None:
+    require_redis_cluster()
+    cluster = LocalRedisCluster(tmp_path)
+    taken = cluster.ports[2]
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken + BUS_OFFSET))
+        squatter.listen()
+        with cluster:
+            assert taken not in cluster.ports
+            assert len(cluster.nodes()) == 6
+            assert (tmp_path / f"node-{taken}.log").read_text().count("Address already in use")
 
 
 def test_fewer_than_three_masters_are_refused(tmp_path: Path) -> None:

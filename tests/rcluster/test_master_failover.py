@@ -1,7 +1,8 @@
 """SIGKILL of the master owning a busy room, under load: nothing acknowledged is lost.
 
-Two gateway processes on a Redis Cluster (3 masters with a replica each),
-so every send is acknowledged only once a replica has it (the gateways'
+Two gateway processes on a Redis Cluster (3 masters with two replicas each:
+the promoted master must still have a replica for ``WAIT 1``), so every
+send is acknowledged only once a replica has it (the gateways'
 ``--redis-min-replicas`` defaults to 1 with Cluster: a ``WAIT`` per master
 part of each publisher batch). Six ``ChatClient``s chat in two rooms on
 different masters every 0.1-0.2 s; then the busy room's master gets SIGKILL
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,7 +64,10 @@ from tests.support.waiting import wait_for
 
 pytestmark = [CLUSTER_GATEWAY, pytest.mark.slow, pytest.mark.timeout(150)]
 
-LEASE = ("--lease-ms", "8000")
+GATEWAY_FLAGS = ("--lease-ms", "8000", "--rate-per-s", "1000", "--burst", "1000")
+"""A lease longer than a promotion takes, and rate limits out of the way: the clients
+resend every send held during the failover at once, and a limiter's refusal is not
+what this test is about."""
 
 
 @dataclass(slots=True)
@@ -117,11 +122,27 @@ def acked_between(crowd: Crowd, room: str, start: float, end: float) -> bool:
                for outcome in found)
 
 
+def outcome_counts(crowd: Crowd, since: float) -> dict[tuple[str, str], int]:
+    """(room, outcome) -> sends made since ``since`` (crowd time): what a failure shows."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for sent in crowd.sent:
+        if sent.at < since:
+            continue
+        found = crowd.logs[sent.sender].outcomes().get(sent.ref)
+        if not found:
+            counts[(sent.room, "no outcome yet")] += 1
+        elif isinstance(found[0], ev.Acked):
+            counts[(sent.room, "acked")] += 1
+        else:
+            counts[(sent.room, f"failed {found[0].error.code}")] += 1
+    return dict(counts)
+
+
 def test_sigkill_of_a_busy_rooms_master_loses_no_acknowledged_message(
         tmp_path: Path, record_property: Callable[[str, object], None],
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="client")
-    with topology(tmp_path) as topo, gateway_processes(topo.url, 2, *LEASE) as procs:
+    with topology(tmp_path) as topo, gateway_processes(topo.url, 2, *GATEWAY_FLAGS) as procs:
         busy, calm = rooms = topo.rooms()
         names = [f"f{i}" for i in range(6)]
         crowd = Crowd({name: rooms for name in names},
@@ -152,8 +173,15 @@ def test_sigkill_of_a_busy_rooms_master_loses_no_acknowledged_message(
             promoted = time.monotonic()
             promoted_at = crowd.elapsed()
             calm_during = acked_between(crowd, calm, killed_at + 0.5, promoted_at)
-            wait_for(lambda: acked_between(crowd, busy, promoted_at, 1e9), 20, interval=0.05,
-                     what="a send to the busy room acknowledged after the promotion")
+            try:
+                wait_for(lambda: acked_between(crowd, busy, promoted_at, 1e9), 20, interval=0.05,
+                         what="a send to the busy room acknowledged after the promotion")
+            except AssertionError as exc:
+                raise AssertionError("\n".join([
+                    str(exc), f"outcomes of sends made since the promotion: "
+                    f"{outcome_counts(crowd, promoted_at)}",
+                    *(f"--- {proc.gateway_id} log:\n{proc.stderr_tail(3000)}"
+                      for proc in procs)])) from None
             working = time.monotonic()
             before = len(crowd.sent)
             wait_for(sent_count(crowd, before + 80), 30, what="chat going on after the failover")
