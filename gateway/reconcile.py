@@ -6,7 +6,7 @@ of reach (a ``bye`` during a blip), a ``hello`` undone while Redis refuses, a
 failed to remove stays in Redis under a gateway that is alive, so nobody ever
 reaps it: a ghost in ``who``, a name only its token can take. So after every
 heartbeat the housekeeper runs ``Reconciler.run``: it reads the gateway's
-``chat:gw:<id>:members`` and ``:names`` and gives back (``leave``, publishing
+``{gw:<id>}:members`` and ``:names`` and gives back (``leave``, publishing
 ``left``; name release) each one no local session holds.
 
 Races with sessions (the reconciler runs on the housekeeper thread):

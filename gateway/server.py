@@ -13,7 +13,7 @@ The accept loop and the connections' threads are the front's ``Listener``
 says ``bye`` to every session, then joins their threads.
 
 One process per gateway id: ``start`` takes the id in Redis
-(``chat:gw:<id>:instance``, a nonce renewed by every heartbeat) and raises
+(``{gw:<id>}:instance``, a nonce renewed by every heartbeat) and raises
 ``DuplicateGateway`` while another live process holds it. A process that
 crashed holds it until its lease runs out, but hears nothing on its channel
 and beats no more: ``start`` tells the two apart (``_take_id``).
@@ -42,7 +42,6 @@ from gateway.front.registry import Registry
 from gateway.housekeeping import Housekeeper
 from gateway.metrics import GatewayMetrics
 from gateway.reconcile import Reconciler
-from gateway.redis import keys
 from gateway.redis.broker import Broker, BrokerUnavailable, InstanceClaim
 from gateway.redis.target import redacted
 from gateway.sharded_subscriber import subscriber_for
@@ -182,11 +181,10 @@ class Gateway:
 
     def _outwait(self, claim: InstanceClaim) -> InstanceClaim:
         cfg = self.config
-        channel = keys.gateway_channel(cfg.gateway_id)
         first_beat = claim.last_beat_ms
         deadline = time.monotonic() + min(cfg.lease_ms / 1000, 2 * cfg.heartbeat_s + 0.5)
         while True:
-            listeners = self.broker.listeners(channel)
+            listeners = self.broker.listeners()
             beat = self.broker.last_heartbeat_ms()
             if listeners > 0 or beat != first_beat:
                 age = ("" if beat is None

@@ -12,9 +12,9 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Self, TypeVar, cast
+from typing import Any, Self, TypeVar
 
 import redis
 from redis.backoff import AbstractBackoff, ExponentialBackoff
@@ -209,7 +209,7 @@ class BrokerBase:
 
     @property
     def instance(self) -> str:
-        """This process's nonce in ``chat:gw:<id>:instance``."""
+        """This process's nonce in ``{gw:<id>}:instance``."""
         return self._instance
 
     @property
@@ -230,6 +230,21 @@ class BrokerBase:
     def _run(self, call: ScriptCall) -> Any:
         """One script on the pooled client, from the caller's thread (all but the hot path)."""
         return self._direct.one(call)
+
+    def _run_all(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Scripts in one pipeline (each in its own slot: on a cluster, one round trip per
+        node); a script Redis lacks is run again alone (``_run`` loads it). Raises the first
+        error of any other kind."""
+        pipe = self._redis.pipeline(transaction=False)
+        for call in calls:
+            pipe.evalsha(call.script.sha.decode(), len(call.keys), *call.keys, *call.args)
+        replies = pipe.execute(raise_on_error=False) if calls else []
+        for i, reply in enumerate(replies):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                replies[i] = self._run(calls[i])
+            elif isinstance(reply, Exception):
+                raise reply
+        return list(replies)
 
     @property
     def publish_command(self) -> str:
@@ -286,16 +301,6 @@ class BrokerBase:
         except redis.RedisError as exc:
             logger.debug("ping failed: %s", exc)
             return False
-
-    def listeners(self, channel: str) -> int:
-        """How many connections subscribe to ``channel`` (``PUBSUB SHARDNUMSUB`` on the
-        channel's master when sharded, else ``PUBSUB NUMSUB``); raises ``redis`` errors."""
-        if self.sharded:  # redis-py's cluster client would ask any node: ask the owner
-            owner = cast(Any, self._redis).get_node_from_key(channel)
-            counts = self._redis.pubsub_shardnumsub(channel, target_nodes=owner)
-        else:
-            counts = self._redis.pubsub_numsub(channel)
-        return int(counts[0][1]) if counts else 0
 
     def publish_probe(self, nonce: str) -> None:
         """Send ``P<nonce>`` to our own channel: the subscriber proves it still hears it."""

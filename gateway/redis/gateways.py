@@ -38,6 +38,10 @@ class Holdings:
     """Lower names."""
 
 
+REAP_CHUNK = 200
+"""Memberships or names dropped per pipelined round trip of a reap."""
+
+
 class GatewayRequests(RoomRequests, NameRequests):
     """The liveness half of ``Broker``: reaping is leaving rooms and releasing names for a
     dead gateway, one slot at a time."""
@@ -51,10 +55,9 @@ class GatewayRequests(RoomRequests, NameRequests):
         The first beat after an outage opens the grace (``lua/liveness.lua``). Renews this
         process's instance key; logs an error when another process holds it (a second
         gateway with our id, started while we were paused for more than a lease). While a
-        peer holds our reaper lock we beat only if still registered (``lua/beat.lua``): once
-        the reaper has taken us off the register, registering again would put our sessions
-        back under a reaper dropping them; the first beat after it is done says we were
-        forgotten.
+        peer holds our reaper lock we beat only if not forgotten (``lua/beat.lua``): once the
+        reaper has marked us, beating again would put our sessions back under a reaper
+        dropping them; the first beat after it is done says we were forgotten.
         """
         with self.guard("heartbeat"):
             reply = scripts.HeartbeatReply.read(self._run(scripts.Heartbeat(
@@ -84,6 +87,22 @@ class GatewayRequests(RoomRequests, NameRequests):
         if reply.ours:
             return InstanceClaim(True, reply.reserved_ms)
         return InstanceClaim(False, holder=reply.holder, last_beat_ms=self.last_heartbeat_ms())
+
+    def listeners(self) -> int:
+        """How many connections listen on this gateway's channel (``PUBSUB SHARDNUMSUB`` on the
+        channel's node when sharded, else ``PUBSUB NUMSUB``): another live process with our
+        id listens there."""
+        channel = keys.gateway_channel(self._gateway_id)
+        with self.guard("listeners"):
+            if not self.sharded:
+                counts = self._redis.pubsub_numsub(channel)
+            else:
+                # the node owning the channel's slot (redis-py's cluster client asks a random
+                # one unless told)
+                owner = getattr(self._redis, "get_node_from_key", None)
+                kw = {} if owner is None else {"target_nodes": owner(channel)}
+                counts = self._redis.pubsub_shardnumsub(channel, **kw)
+        return sum(int(n) for _, n in counts)
 
     def last_heartbeat_ms(self) -> int | None:
         """This id's last heartbeat in the liveness register (whichever process wrote it)."""
@@ -187,14 +206,15 @@ class GatewayRequests(RoomRequests, NameRequests):
         indexes and our reaper lock; returns how many ``left`` were published."""
         held = self._holdings(gw)
         lefts = 0
-        for room, lower in held.memberships:
-            lefts += self._leave_as(room, lower, gw) == "left"
-        for lower in held.names:
-            self._release_as(lower, "", gw)
+        for i in range(0, len(held.memberships), REAP_CHUNK):
+            outcomes = self._leave_all(held.memberships[i:i + REAP_CHUNK], gw)
+            lefts += outcomes.count("left")
+        for i in range(0, len(held.names), REAP_CHUNK):
+            self._release_all(held.names[i:i + REAP_CHUNK], "", gw)
         self._run(scripts.UnregisterGateway(keys.GATEWAYS, gw).call())
         self._run(scripts.DropGateway(keys.gateway_members(gw), keys.gateway_names(gw),
                                       keys.gateway_reaper(gw), self._gateway_id).call())
         return lefts
 
 
-__all__ = ["GatewayRequests", "Holdings", "InstanceClaim"]
+__all__ = ["GatewayRequests", "Holdings", "InstanceClaim", "REAP_CHUNK"]

@@ -96,10 +96,10 @@ def user_new_rooms(name: str) -> str:
     return f"chat:newrooms:{user(name)}"
 
 
-def dm_ref(to: str, sender: str, ref: str) -> str:
-    """string with a TTL: ``pending`` or ``sent``, the live dm ``sender`` sent to ``to`` with
-    ``ref``. In the recipient's slot, with the record the dm script reads."""
-    return f"{user(to)}:dmref:{name_key(sender)}:{ref}"
+def dm_ref(sender: str, ref: str) -> str:
+    """string with a TTL: ``pending`` or ``sent``, the live dm ``sender`` sent with ``ref``
+    (to whomever: a ref is the sender's). In the sender's slot."""
+    return f"{user(sender)}:dmref:{ref}"
 
 
 def gateway_tag(gateway_id: str) -> str:

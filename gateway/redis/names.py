@@ -72,13 +72,21 @@ class NameRequests(BrokerBase):
             raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name!r} is in use")
         return NameClaim(name, fresh, reply.replaced_session or None, rooms, reply.account)
 
-    def _holder_and_rooms(self, name: str) -> tuple[str, list[str]]:
-        """The gateway holding ``name`` and the rooms of its memberships, as Redis has them now."""
+    def _holder_and_rooms(self, name: str, *, index: bool = False
+                          ) -> tuple[str, list[str], bool]:
+        """The gateway holding ``name`` and the rooms of its memberships, as Redis has them now;
+        with ``index``, in the same round trip, the name joins this gateway's names index
+        (before the record: the index may only name too much) and the last value says
+        whether it was new there."""
         pipe = self._redis.pipeline(transaction=False)
+        if index:
+            pipe.sadd(keys.gateway_names(self._gateway_id), name_key(name))
         pipe.hget(keys.user(name), "gw")
         pipe.smembers(keys.user_rooms(name))
-        holder, rooms = pipe.execute()
-        return ("" if holder is None else text(holder)), sorted(text(r) for r in rooms)
+        replies = pipe.execute()
+        holder, rooms = replies[-2:]
+        return (("" if holder is None else text(holder)), sorted(text(r) for r in rooms),
+                bool(index and replies[0]))
 
     def _claim(self, name: str, session_id: str, new_hash: str, presented_hash: str, *,
                rooms: bool) -> tuple[ClaimOutcome, tuple[str, ...]]:
@@ -89,10 +97,11 @@ class NameRequests(BrokerBase):
         holder (its session's cleanup must find the rooms moved, or they would see ``left``)."""
         lower = name_key(name)
         my_names = keys.gateway_names(self._gateway_id)
-        added = bool(self._redis.sadd(my_names, lower))
+        added = False
         try:
-            for _ in range(VERDICT_TRIES):
-                holder, seen_rooms = self._holder_and_rooms(name)
+            for attempt in range(VERDICT_TRIES):
+                holder, seen_rooms, new = self._holder_and_rooms(name, index=attempt == 0)
+                added = added or new
                 if not rooms:
                     seen_rooms = []
                 verdict = self.alive([holder] if holder != self._gateway_id else [], beat=True)
@@ -158,16 +167,20 @@ class NameRequests(BrokerBase):
         ``session_id``: whichever session of this gateway holds it (an orphan). True when
         the record was deleted."""
         with self.guard("release"):
-            return self._release_as(name_key(name), session_id, self._gateway_id) == "released"
+            return self._release_all([name_key(name)], session_id,
+                                     self._gateway_id) == ["released"]
 
-    def _release_as(self, lower: str, session_id: str, owner: str) -> str:
-        """The record first (``lua/release_name.lua``, in the name's slot), then ``owner``'s
-        index entry, unless another of its sessions holds the name."""
-        outcome = text(self._run(scripts.ReleaseName(keys.user(lower), session_id,
-                                                     owner).call()))
-        if outcome != "kept":
-            self._redis.srem(keys.gateway_names(owner), lower)
-        return outcome
+    def _release_all(self, lowers: Sequence[str], session_id: str, owner: str) -> list[str]:
+        """The records first (``lua/release_name.lua``, each in its name's slot, pipelined),
+        then ``owner``'s index entries, but for names another of its sessions holds."""
+        outcomes = [text(outcome) for outcome in self._run_all(
+            [scripts.ReleaseName(keys.user(lower), session_id, owner).call()
+             for lower in lowers])]
+        gone = [lower for lower, outcome in zip(lowers, outcomes, strict=True)
+                if outcome != "kept"]
+        if gone:
+            self._redis.srem(keys.gateway_names(owner), *gone)
+        return outcomes
 
 
 __all__ = ["NameClaim", "NameRequests"]

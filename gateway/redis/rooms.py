@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,24 +193,29 @@ class RoomRequests(BrokerBase):
         The ``left`` line carries the display name stored at join time.
         """
         with self.guard("leave"):
-            return self._leave_as(room, name_key(name), self._gateway_id) == "left"
+            return self._leave_all([(room, name_key(name))], self._gateway_id) == ["left"]
 
-    def _leave_as(self, room: str, lower: str, owner: str) -> str:
-        """``name`` leaves ``room`` if ``owner`` holds it there (``lua/leave.lua``, in the room's
-        slot), then ``owner``'s index entry goes, and the name's unless another gateway holds
-        it: the room's record first, the indexes after (they may only name too much)."""
-        prefix, suffix = left_parts(room)
-        outcome = text(self._run(scripts.Leave(
-            keys.room_members(room), keys.room_seq(room), keys.room_epoch(room),
-            keys.room_log(room), keys.room_channel(room),
-            lower=lower, owner=owner, publish=self.publish_command,
-            left_prefix=prefix, left_suffix=suffix, room_ttl_ms=self._room_ttl_ms).call()))
+    def _leave_all(self, memberships: Sequence[tuple[str, str]], owner: str) -> list[str]:
+        """Each (room, lower name) leaves its room if ``owner`` holds it there
+        (``lua/leave.lua``, each in its room's slot, pipelined), then ``owner``'s index
+        entries go, and the name's unless another gateway holds it: the rooms' records
+        first, the indexes after (they may only name too much). The outcome of each."""
+        calls = []
+        for room, lower in memberships:
+            prefix, suffix = left_parts(room)
+            calls.append(scripts.Leave(
+                keys.room_members(room), keys.room_seq(room), keys.room_epoch(room),
+                keys.room_log(room), keys.room_channel(room),
+                lower=lower, owner=owner, publish=self.publish_command,
+                left_prefix=prefix, left_suffix=suffix, room_ttl_ms=self._room_ttl_ms).call())
+        outcomes = [text(outcome) for outcome in self._run_all(calls)]
         pipe = self._redis.pipeline(transaction=False)
-        pipe.hdel(keys.gateway_members(owner), keys.membership(room, lower))
-        if outcome != "other":
-            pipe.srem(keys.user_rooms(lower), room)
+        for (room, lower), outcome in zip(memberships, outcomes, strict=True):
+            pipe.hdel(keys.gateway_members(owner), keys.membership(room, lower))
+            if outcome != "other":
+                pipe.srem(keys.user_rooms(lower), room)
         pipe.execute()
-        return outcome
+        return outcomes
 
     def who(self, room: str) -> list[str]:
         """Display names present in ``room`` through live gateways.

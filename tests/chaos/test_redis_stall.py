@@ -1,7 +1,7 @@
 """A Redis stall longer than the lease must not make the gateways reap each other.
 
 While Redis is stopped (SIGSTOP) no gateway can heartbeat, so when it runs
-again every heartbeat in ``chat:gateways`` looks older than the lease. A
+again every heartbeat in ``{liveness}:gateways`` looks older than the lease. A
 gateway that reaped its peers then would publish ``left`` for every member of
 the cluster, delete their name records (any name briefly claimable without
 its token), and the victims would restore everything a heartbeat later: a

@@ -208,8 +208,38 @@ def test_room_and_gateway_traffic_is_sharded_pub_sub_only(rc: RedisCluster) -> N
         assert [p[:1] for p in _take_until(sharded[gw_ch], marker)] == [b"D"]
         rc.publish(room_ch, marker)  # PUBLISH reaches plain subscribers: nothing came before
         assert _take_until(plain, marker) == []
+        assert gw2.listeners() == 1  # PUBSUB SHARDNUMSUB on the channel's node
     finally:
         for sub in (*sharded.values(), plain):
             sub.close()
+        gw1.close()
+        gw2.close()
+
+
+def test_a_reap_after_the_nodes_lost_their_scripts_loads_them(
+        rc: RedisCluster, cluster: list[int]) -> None:
+    """The reap pipelines its leave and release scripts over several nodes; a node that lost
+    its scripts (a restart) answers NOSCRIPT, and those run again with their text."""
+    clock = FakeClock()
+    gw1 = Broker(cast(redis.Redis, rc), "gw1", lease_ms=LEASE_MS, clock=clock, sharded=True)
+    gw2 = Broker(cast(redis.Redis, rc), "gw2", lease_ms=LEASE_MS, clock=clock, sharded=True)
+    rooms = [f"r{i}" for i in range(12)]
+    try:
+        for gw in (gw1, gw2):
+            gw.heartbeat()
+        gw1.claim_name("Bob", "s1", None)
+        for room in rooms:
+            gw1.join(room, "Bob")
+        assert len({node_port(rc, keys.room_members(room)) for room in rooms}) == MASTERS
+        for _ in range(2):
+            clock.advance(LEASE_MS / 2000)
+            gw2.heartbeat()
+        for port in cluster:
+            with redis.Redis(port=port) as node:
+                node.script_flush()
+        assert gw2.reap_dead() == ["gw1"]
+        assert [rc.hget(keys.room_members(room), "bob") for room in rooms] == [None] * 12
+        assert rc.exists(keys.user("bob"), keys.gateway_members("gw1")) == 0
+    finally:
         gw1.close()
         gw2.close()

@@ -179,7 +179,7 @@ def test_room_keys_share_the_room_hash_tag() -> None:
 
 def test_user_and_gateway_keys_are_spelled_as_documented() -> None:
     assert keys.user("BoB") == "{user:bob}"
-    assert keys.dm_ref("BoB", "Ann", "x") == "{user:bob}:dmref:ann:x"
+    assert keys.dm_ref("BoB", "x") == "{user:bob}:dmref:x"
     assert keys.user_rooms("BoB") == "{user:bob}:rooms"
     assert keys.GRACE == "{liveness}:grace"
     assert keys.PULSE == "{liveness}:pulse"
@@ -588,7 +588,7 @@ def test_repeated_dm_ref_is_a_duplicate_even_after_the_recipient_left(
         gw1: Broker, gw2: Broker, raw: Any, listen: Callable[..., Listener]) -> None:
     gw2.claim_name("Alice", "s2", None)
     gw1.send_dm("Bob", "Alice", "one", 1.0, "d1")
-    assert raw.get(keys.dm_ref("alice", "bob", "d1")) == b"sent"
+    assert raw.get(keys.dm_ref("bob", "d1")) == b"sent"
     sub = listen(keys.gateway_channel("gw2"))
     assert gw1.send_dm("bob", "alice", "one", 1.0, "d1").duplicate
     gw2.release_name("Alice", "s2")
@@ -805,7 +805,7 @@ def test_a_reaper_that_dies_mid_walk_leaves_the_gateway_for_the_next_one(
         raise redis.ConnectionError("the reaper's link died mid-walk")
 
     with monkeypatch.context() as patch:
-        patch.setattr(gw2, "_release_as", lost)
+        patch.setattr(gw2, "_release_all", lost)
         with pytest.raises(BrokerUnavailable):
             gw2.reap_dead()
     assert raw.zscore(keys.GATEWAYS, "gw1") == 0  # forgotten: dead even during a grace
@@ -832,6 +832,26 @@ def test_a_forgotten_gateway_that_beats_after_the_lock_expired_learns_it(
     raw.delete(keys.gateway_reaper("gw1"))
     assert gw1.heartbeat() is True  # a beat of 0 before: its state may be half dropped
     assert raw.zscore(keys.GATEWAYS, "gw1") == T0 * 1000 + LEASE_MS
+
+
+def test_a_reap_on_a_redis_that_lost_its_scripts_loads_them(
+        gw1: Broker, gw2: Broker, clock: FakeClock, raw: Any,
+        listen: Callable[..., Listener]) -> None:
+    gw1.claim_name("Bob", "s1", None)
+    gw1.join("dev", "Bob")
+    lease_runs_out(clock, gw2)
+    raw.script_flush()  # a restarted Redis: the pipelined leave and release meet NOSCRIPT
+    sub = listen(keys.room_channel("dev"))
+    assert gw2.reap_dead() == ["gw1"]
+    assert sub.take() == [("{room:dev}:ch", b"E" + line(Left("dev", "Bob")))]
+    assert raw.exists(keys.user("bob"), keys.room_members("dev")) == 0
+
+
+def test_listeners_counts_who_listens_on_the_gateway_channel(
+        gw1: Broker, listen: Callable[..., Listener]) -> None:
+    assert gw1.listeners() == 0
+    listen(keys.gateway_channel("gw1"))
+    assert gw1.listeners() == 1
 
 
 def test_reaping_never_takes_oneself(gw1: Broker, clock: FakeClock, raw: Any) -> None:

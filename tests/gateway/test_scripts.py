@@ -68,4 +68,4 @@ def test_every_script_file_starts_with_the_cursors_and_its_includes() -> None:
         < source.index("local function grace_open") < source.index("local gateways_key")
     source = scripts.SendDm.SCRIPT.source.decode()
     assert source.index("local key, arg = cursor(KEYS), cursor(ARGV)") \
-        < source.index("local function too_late") < source.index("local user_key")
+        < source.index("local function too_late") < source.index("local ref_key")

@@ -74,7 +74,7 @@ def test_a_refused_cross_slot_call_would_be_seen() -> None:
     (keys.room_channel("dev"), (keys.room_seq("dev"), keys.room_members("dev"))),
     (keys.gateway_channel("gw-1"), (keys.gateway_members("gw-1"), keys.gateway_reaper("gw-1"))),
     (keys.GRACE, (keys.GATEWAYS, keys.PULSE)),
-    (keys.user_new_rooms("BoB"), (keys.user("bob"), keys.dm_ref("bob", "ann", "r"),
+    (keys.user_new_rooms("BoB"), (keys.user("bob"), keys.dm_ref("bob", "r"),
                                   account_keys.account("BOB"))),
 ])
 def test_keys_of_one_owner_share_its_slot(channel_and_keys: tuple[str, tuple[str, ...]]) -> None:

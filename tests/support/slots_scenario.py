@@ -129,6 +129,17 @@ def run(make: MakeBroker, clock: FakeClock, raw: Any) -> None:
     assert raw.zscore(keys.GATEWAYS, "gw1") is None
     assert gw1.heartbeat() is True  # it learns it was forgotten
 
+    # an outage: nobody beat for a lease (the pulse is gone): the grace keeps every registered
+    # gateway alive, judged in the liveness slot for every other slot
+    clock.advance(2 * LEASE_MS / 1000)
+    raw.delete(keys.PULSE)
+    assert gw2.who("dev") == ["Bob"]  # gw3's beat is stale, but the grace opened
+    assert raw.exists(keys.GRACE) == 1
+    assert gw2.reap_dead() == []
+    gw2.heartbeat()  # renews the pulse
+    raw.delete(keys.GRACE)  # its lease ran out
+    assert gw2.who("dev") == []  # gw3 never beat again: dead, and no new grace
+
     # graceful stop, then a start under the same id after a crash
     gw3.retire()
     assert gw3.claim_instance().ours

@@ -57,10 +57,7 @@ from gateway.redis.scripts.core import (
     ScriptCall,
     load,
 )
-from gateway.redis.scripts.dms import (
-    DmReply,
-    SendDm,
-)
+from gateway.redis.scripts.dms import SendDm
 from gateway.redis.scripts.gateways import (
     Beat,
     ClaimInstance,
@@ -101,7 +98,6 @@ __all__ = [
     "ClaimName",
     "ClaimReply",
     "DeadGateways",
-    "DmReply",
     "DropGateway",
     "ForgetGateway",
     "Heartbeat",
