@@ -241,6 +241,11 @@ class ShardRouter:
             return done
         return self._submit(_Join(len(calls), single=False), calls)
 
+    def run_all(self, calls: Sequence[ScriptCall]) -> Future[list[Any]]:
+        """``submit_all`` for a caller about to wait for the outcome: on a cluster its parts
+        go to the masters' publishers as any other submission."""
+        return self.submit_all(calls)
+
     def stop(self) -> None:
         """Write what is queued (a redirected request is answered with its last error),
         then end every thread."""
