@@ -167,6 +167,11 @@ class _Request:
     """An ``ASK`` redirection: the node to send it to once, after ``ASKING``."""
 
 
+def _slot(call: ScriptCall) -> int:
+    """Where a call runs: its first key's slot (all its keys share it; 0 for none)."""
+    return key_slot(call.keys[0]) if call.keys else 0
+
+
 def _reroute(outcome: Any) -> str | None:
     """Why a request must be sent again ("moved", "ask", "tryagain", "failover"), or None
     when ``outcome`` is its answer."""
@@ -283,7 +288,7 @@ class ShardRouter:
                 parts.setdefault(node, []).append(request)
             elif self._may_resend(request):
                 request.outcome = redis.ConnectionError(
-                    f"no master known for slot {key_slot(request.call.keys[0])}")
+                    f"no master known for slot {_slot(request.call)}")
                 unknown.append(request)
             else:
                 request.join.settle(request.index, request.outcome)
@@ -309,7 +314,7 @@ class ShardRouter:
                 lambda future, part=part: self._part_done(part, future))  # type: ignore[misc]
 
     def _owner(self, call: ScriptCall) -> Node | None:
-        return self._slots.owner(key_slot(call.keys[0]) if call.keys else 0)
+        return self._slots.owner(_slot(call))
 
     def _publisher(self, node: Node) -> Publisher | None:
         """``node``'s publisher, made (and started) the first time; None once stopped."""
