@@ -154,6 +154,7 @@ class ShardedSubscriber(Subscriber):
         member or a waiting join, each on the master owning its slot."""
         self._dirty = False
         now = time.monotonic()
+        self._down = {node: at for node, at in self._down.items() if at > now}
         if self._map_stale and now >= self._map_retry_at:
             try:
                 self._slots.refresh()
@@ -175,9 +176,10 @@ class ShardedSubscriber(Subscriber):
                 self._refuse(room)
         self._unserved = unserved
         if unserved:  # try again after a backoff, reading the map first
-            self._failures += 1
             self._map_stale = True
-            self._map_retry_at = now + self._backoff.compute(self._failures)
+            if self._map_retry_at <= now:  # not put off by a sync for another reason
+                self._failures += 1
+                self._map_retry_at = now + self._backoff.compute(self._failures)
         else:
             self._failures = 0
         self._update_connected()
