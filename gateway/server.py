@@ -44,7 +44,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.reconcile import Reconciler
 from gateway.redis.broker import Broker, BrokerUnavailable, InstanceClaim
 from gateway.redis.target import redacted
-from gateway.subscriber import Subscriber
+from gateway.sharded_subscriber import subscriber_for
 from protocol.frames import ByeReason
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,8 @@ class Gateway:
             new_rooms_per_min=config.new_rooms_per_min, new_rooms_burst=config.new_rooms_burst)
         self.flusher = Flusher()
         self._housekeeper: Housekeeper | None = None
-        self.subscriber = Subscriber(
-            self.broker.endpoint.address if self.broker.endpoint else config.redis_url,
-            config.gateway_id, self.registry, self.broker, self.metrics,
+        self.subscriber = subscriber_for(
+            self.broker, config.redis_url, config.gateway_id, self.registry, self.metrics,
             backoff=backoff, on_probe=self._probe_returned)
         self.reconciler = Reconciler(self.broker, self.registry, lambda: self._stopping)
         self._housekeeper = Housekeeper(

@@ -49,6 +49,11 @@ def _fixed(address: RedisAddress) -> Callable[[], RedisAddress]:
 
 
 class Subscriber:
+    _MESSAGE = b"message"
+    """The kind of a publication on the link (``smessage`` on sharded pub/sub)."""
+    _SUBSCRIBED = b"subscribe"
+    """The kind of a subscription's confirmation (``ssubscribe`` on sharded pub/sub)."""
+
     def __init__(self, redis: str | Callable[[], RedisAddress], gateway_id: str,
                  registry: Registry, broker: Broker,
                  metrics: GatewayMetrics, *, backoff: AbstractBackoff | None = None,
@@ -270,9 +275,10 @@ class Subscriber:
     def _dispatch(self, replies: list[Any]) -> None:
         groups: dict[str, list[tuple[bytes, int, bytes]]] = {}
         rolled_back: set[tuple[str, bytes]] = set()
+        message, subscribed = self._MESSAGE, self._SUBSCRIBED
         for reply in replies:
             kind = reply[0]
-            if kind == b"message":
+            if kind == message:
                 channel, data = reply[1], reply[2]
                 room = keys.room_of_channel(channel)
                 if room is None:
@@ -294,7 +300,7 @@ class Subscriber:
                     who, line = payloads.read_addressed(data)
                     for session in self._registry.members(room):
                         session.deliver_event(room, line + b"\n", who)
-            elif kind == b"subscribe":
+            elif kind == subscribed:
                 self._confirmed(reply[1])
         for room, group in groups.items():
             self._fan_out(room, group)

@@ -24,7 +24,8 @@ from gateway.redis import keys, payloads, scripts
 from gateway.redis.endpoint import RedisEndpoint
 from gateway.redis.errors import BrokerUnavailable, guard, too_late
 from gateway.redis.pending import Pending, PublishBatch
-from gateway.redis.publisher import ClientLink, Link, Publisher, WireLink
+from gateway.redis.publisher import ClientLink, Link, Publisher, Submitter, WireLink
+from gateway.redis.router import ShardLink, ShardRouter
 from gateway.redis.scripts import ScriptCall
 from gateway.redis.target import ClusterTarget, parse_target
 from protocol.codec import encode
@@ -142,10 +143,10 @@ class BrokerBase:
         self._serial = itertools.count(1)
         self._instance = self._names + secrets.token_hex(8)
         """This process's nonce: tells it from another process started with the same id."""
-        self._publisher = Publisher(link or ClientLink(client), publish_retry,
-                                    on_batch=on_batch, name=f"publisher-{gateway_id}",
-                                    min_replicas=min_replicas, window_ms=window,
-                                    wait_key=keys.gateway_wait(gateway_id))
+        self._publisher: Submitter = Publisher(
+            link or ClientLink(client), publish_retry, on_batch=on_batch,
+            name=f"publisher-{gateway_id}", min_replicas=min_replicas, window_ms=window,
+            wait_key=keys.gateway_wait(gateway_id))
         self.min_replicas = min_replicas
         self.endpoint: RedisEndpoint | None = None
         """How ``from_url`` reaches Redis (None for a broker built on a client)."""
@@ -184,9 +185,18 @@ class BrokerBase:
         if min_replicas is None:
             min_replicas = endpoint.target.default_min_replicas
         kw.setdefault("sharded", isinstance(endpoint.target, ClusterTarget))
-        broker = cls(endpoint.client, gateway_id, link=WireLink(endpoint.address, timeout_s),
-                     publish_retry=retry(), min_replicas=min_replicas, **kw)
+        slots = endpoint.slots
+        link = WireLink(endpoint.address, timeout_s) if slots is None else ClientLink(
+            endpoint.client)  # on a cluster the router below replaces the one publisher
+        broker = cls(endpoint.client, gateway_id, link=link, publish_retry=retry(),
+                     min_replicas=min_replicas, **kw)
         broker.endpoint = endpoint
+        if slots is not None:
+            broker._publisher = ShardRouter(
+                slots, lambda node: ShardLink(endpoint.node_address(node), timeout_s), retry,
+                on_batch=kw.get("on_batch", lambda size, seconds: None),
+                name=f"publisher-{gateway_id}", min_replicas=min_replicas,
+                window_ms=broker.publish_window_ms, wait_key=keys.gateway_wait(gateway_id))
         return broker
 
     @property

@@ -14,7 +14,8 @@ from protocol.errors import ChatError, ErrorCode
 logger = logging.getLogger(__name__)
 
 _UNAVAILABLE_REPLY = re.compile(
-    r"(?:^|: -)(?:OOM|READONLY|MASTERDOWN|MISCONF|NOREPLICAS|LOADING|TRYAGAIN|CLUSTERDOWN)\b"
+    r"(?:^|: -)(?:OOM|READONLY|MASTERDOWN|MISCONF|NOREPLICAS|LOADING|TRYAGAIN|CLUSTERDOWN"
+    r"|MOVED|ASK)\b"
 )
 """Error replies meaning Redis cannot serve writes now, not a bug of ours. Inside a script
 Redis 6 reports them as ``Error running script (...): @user_script: 14: -OOM ...``."""
@@ -25,6 +26,14 @@ _UNAVAILABLE_ERRORS = (
     redis.exceptions.ClusterDownError,
 )
 """The same replies when redis-py maps them to classes (it strips the code from the text)."""
+_CLUSTER_OUTAGES = (
+    redis.exceptions.ClusterError,
+    redis.exceptions.RedisClusterException,  # a slot with no master, no node answering
+    redis.exceptions.AskError,  # MOVED and ASK
+)
+"""Redis Cluster in the middle of a failover or a slot migration: redis-py's cluster client
+gave up following it (too many redirections, a slot with no master yet, no node answering),
+or a redirection reached the broker after the publisher's own attempts."""
 
 
 class BrokerUnavailable(ChatError):
@@ -40,6 +49,8 @@ def guard(what: str) -> Iterator[None]:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise BrokerUnavailable(f"redis unavailable during {what}: {exc}") from exc
+    except _CLUSTER_OUTAGES as exc:
+        raise BrokerUnavailable(f"redis cluster unavailable during {what}: {exc}") from exc
     except redis.ResponseError as exc:
         if isinstance(exc, _UNAVAILABLE_ERRORS) or _UNAVAILABLE_REPLY.search(str(exc)):
             raise BrokerUnavailable(f"redis refused {what}: {exc}") from exc

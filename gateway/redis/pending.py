@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar
 
 from gateway.redis.errors import BrokerUnavailable
-from gateway.redis.publisher import Publisher
+from gateway.redis.publisher import Submitter
 from gateway.redis.scripts import ScriptCall
 
 GIVE_UP_S = 120.0
@@ -29,7 +29,7 @@ class PublishBatch:
 
     __slots__ = ("_calls", "_future", "_publisher")
 
-    def __init__(self, publisher: Publisher) -> None:
+    def __init__(self, publisher: Submitter) -> None:
         self._publisher = publisher
         self._calls: list[ScriptCall] = []
         self._future: concurrent.futures.Future[list[Any]] | None = None

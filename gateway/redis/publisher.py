@@ -202,6 +202,11 @@ def _read_wait(wire: RedisWire, wait: Wait | None) -> int:
     return replies[1] if isinstance(replies[1], int) else 0
 
 
+read_wait = _read_wait
+reply_value = _value
+"""For the cluster's links (``gateway.redis.router``), which read replies the same way."""
+
+
 class ClientLink:
     """A batch through a redis-py client, one script call after another.
 
@@ -281,6 +286,21 @@ class _Group:
 
 
 _Slot = tuple[_Group, int]
+
+
+class Submitter(Protocol):
+    """What the broker hands its messages and dms to: a ``Publisher`` (one Redis), or a
+    ``gateway.redis.router.ShardRouter`` (a publisher per master of a cluster)."""
+
+    def start(self) -> None: ...
+
+    def submit(self, call: ScriptCall) -> Future[Any]: ...
+
+    def submit_all(self, calls: Sequence[ScriptCall]) -> Future[list[Any]]: ...
+
+    def run_all(self, calls: Sequence[ScriptCall]) -> Future[list[Any]]: ...
+
+    def stop(self) -> None: ...
 
 
 class PublisherStopped(redis.ConnectionError):
@@ -518,6 +538,7 @@ __all__ = [
     "Link",
     "Publisher",
     "PublisherStopped",
+    "Submitter",
     "Script",
     "ScriptCall",
     "Wait",

@@ -133,9 +133,15 @@ def test_fewer_replicas_than_asked_is_unavailable_and_the_resend_is_a_repeat(
         ok.close()
 
 
-def test_a_cluster_url_is_refused_with_a_clear_error(redis_server: RedisServer) -> None:
-    with pytest.raises(TopologyError, match="not a Redis Cluster"):
-        Broker.from_url(f"redis+cluster://127.0.0.1:{redis_server.port}", "gw1")
+def test_a_cluster_url_at_a_plain_redis_is_refused_with_a_clear_error(
+        redis_server: RedisServer) -> None:
+    broker = Broker.from_url(f"redis+cluster://127.0.0.1:{redis_server.port}", "gw1")
+    try:
+        assert broker.endpoint is not None
+        with pytest.raises(TopologyError, match="not a Redis Cluster"):
+            broker.endpoint.check()  # what the gateway runs at start
+    finally:
+        broker.close()
 
 
 def test_a_graceful_failover_is_followed_by_every_link_and_ids_go_on(
