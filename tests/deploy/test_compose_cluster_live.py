@@ -160,7 +160,10 @@ def test_gateways_on_the_cluster_chat_through_haproxy_in_several_rooms(
         clients = {name: stack.enter_context(chat_client(dep, name, log, rooms))
                    for name, log in logs.items()}
         for client in clients.values():
-            client.connect(timeout=20)
+            try:
+                client.connect(timeout=20)
+            except Exception as exc:
+                raise AssertionError(f"{exc}{dep.explain()}") from exc
         for room in rooms:
             text = f"hello in {room}"
             clients["alice"].send(room, text)

@@ -333,7 +333,9 @@ def test_graceful_stop_of_a_gateway_moves_its_clients_quietly(deployment: Deploy
     """`docker stop` of one replica (what `compose stop` and scaling down do): bye/shutdown."""
     log, victim = _survive(deployment, "stopped", lambda c: c.stop(timeout=15))
     victim.reload()
-    assert victim.attrs["State"]["ExitCode"] == 0, victim.attrs["State"]
+    assert victim.attrs["State"]["ExitCode"] == 0, (
+        f"{victim.attrs['State']}; its log's end:\n"
+        f"{victim.logs(tail=80).decode(errors='replace')}")
     assert log.of(ev.Disconnected) == [ev.Disconnected("shutdown")]
 
 
