@@ -21,22 +21,21 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import redis
 
 from gateway import account_keys as keys
+from gateway.redis.scripts import core
 from gateway.redis.scripts.core import Builder, Script, ScriptCall, key_field, text_of
 
 _LUA = resources.files("gateway.accounts") / "lua"
-_ARGS = resources.files("gateway.redis") / "lua" / "args.lua"
-"""The cursors every script reads its KEYS and ARGV through (the Redis layer's prelude)."""
 
 
 def load(name: str) -> Script:
-    """``gateway/accounts/lua/<name>.lua`` with the ``args.lua`` cursors before it."""
-    body = (_LUA / f"{name}.lua").read_text(encoding="utf-8")
-    return Script.of(name, "\n".join([_ARGS.read_text(encoding="utf-8"), body]))
+    """``gateway/accounts/lua/<name>.lua`` with the Redis layer's ``args.lua`` cursors (and
+    any ``-- includes:`` snippets) before it, as every script of ``gateway/redis/lua/``."""
+    return core.load(name, _LUA)
 
 
 def run(client: redis.Redis, call: ScriptCall) -> Any:
@@ -51,6 +50,14 @@ def run(client: redis.Redis, call: ScriptCall) -> Any:
 
 def _status(raw: Any) -> str:
     return text_of(raw[0] if isinstance(raw, list) else raw)
+
+
+class _StatusReply(enum.Enum):
+    """A reply that is one status word (alone or first of a list): the member of that value."""
+
+    @classmethod
+    def read(cls, raw: Any) -> Self:
+        return cls(_status(raw))
 
 
 # ---------------------------------------------------------------- accounts
@@ -72,14 +79,10 @@ class CreateAccount(Builder):
         return cls(keys.account(name), name, password_hash, created_ms)
 
 
-class CreateReply(enum.Enum):
+class CreateReply(_StatusReply):
     CREATED = "created"
     EXISTS = "exists"
     """The name has an account: nothing written."""
-
-    @classmethod
-    def read(cls, raw: Any) -> CreateReply:
-        return cls(_status(raw))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,15 +108,11 @@ class SetHash(Builder):
                    int(clear_failures))
 
 
-class SetHashReply(enum.Enum):
+class SetHashReply(_StatusReply):
     SET = "set"
     NO_ACCOUNT = "no_account"
     CHANGED = "changed"
     """The stored hash is no longer the expected one (another change won): nothing written."""
-
-    @classmethod
-    def read(cls, raw: Any) -> SetHashReply:
-        return cls(_status(raw))
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,14 +128,10 @@ class DeleteAccount(Builder):
         return cls(keys.account(name), keys.name_failures(name))
 
 
-class DeleteReply(enum.Enum):
+class DeleteReply(_StatusReply):
     DELETED = "deleted"
     ABSENT = "absent"
     """There was no account (the failure counter is cleared all the same)."""
-
-    @classmethod
-    def read(cls, raw: Any) -> DeleteReply:
-        return cls(_status(raw))
 
 
 # ---------------------------------------------------------------- the login limiter

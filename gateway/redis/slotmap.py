@@ -24,6 +24,7 @@ from typing import Any
 import hiredis
 from redis.crc import key_slot as _crc_slot
 
+from gateway.redis.target import HostPort
 from gateway.redis.wire import RedisWire, pack
 
 log = logging.getLogger(__name__)
@@ -32,18 +33,13 @@ SLOTS = 16384
 
 
 @dataclass(frozen=True, slots=True)
-class Node:
-    """A cluster node's address as ``CLUSTER SHARDS`` announces it."""
-
-    host: str
-    port: int
+class Node(HostPort):
+    """A cluster node's address as ``CLUSTER SHARDS`` announces it; written as a URL's
+    ``HostPort`` (``host:port``, an IPv6 host in brackets)."""
 
     @property
     def name(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-    def __str__(self) -> str:
-        return self.name
+        return str(self)
 
 
 def key_slot(key: str | bytes) -> int:

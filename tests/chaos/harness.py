@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 
@@ -35,6 +35,7 @@ from protocol import frames as fr
 from protocol.codec import decode_server
 from protocol.errors import ErrorCode
 from tests.support.gateways import GatewayProcess
+from tests.support.waiting import wait_for
 
 E = TypeVar("E", bound=ev.ClientEvent)
 
@@ -430,3 +431,84 @@ def gateway_processes(redis_url: str, count: int = 2) -> Iterator[list[GatewayPr
 def sent_count(crowd: Crowd, at_least: int) -> Callable[[], bool]:
     """A condition: the crowd has made at least ``at_least`` sends."""
     return lambda: len(crowd.sent) >= at_least
+
+
+# ---------------------------------------------------------------- the failover tests' steps
+#
+# A master or primary killed, a slot moved: the tests of tests/chaos and tests/rcluster that
+# run one fault under steady chat with two gateway processes share these steps, so each test
+# reads as its fault and what it must not break.
+
+
+def acked_between(crowd: Crowd, start: float, end: float = float("inf"),
+                  room: str | None = None) -> bool:
+    """Some send made in [start, end] (crowd time), to ``room`` if given, was acknowledged:
+    chat works again after a failover (or kept working somewhere during it)."""
+    refs = {s.ref for s in crowd.sent
+            if start <= s.at <= end and (room is None or s.room == room)}
+    return any(isinstance(outcome, ev.Acked)
+               for log in crowd.logs.values()
+               for ref, found in log.outcomes().items() if ref in refs
+               for outcome in found)
+
+
+def spread_crowd(names: Sequence[str], rooms: Sequence[str],
+                 procs: Sequence[GatewayProcess]) -> Crowd:
+    """Clients each in every one of ``rooms``, given every gateway with first choices spread
+    over them, sending every 0.1-0.2 s; a send answered ``unavailable`` is held and resent
+    (60 s), so a failover may delay a send but every send must end acknowledged."""
+    return Crowd({name: rooms for name in names},
+                 {name: [f"127.0.0.1:{procs[(i + k) % len(procs)].port}"
+                         for k in range(len(procs))]
+                  for i, name in enumerate(names)},
+                 interval=(0.1, 0.2), hold_unavailable=60.0)
+
+
+def drain(crowd: Crowd, node_of: Callable[[str], redis.Redis],
+          ) -> tuple[dict[str, list[fr.Message]], dict[str, Any]]:
+    """Wait for an outcome of every send and for every client caught up with its rooms;
+    return each room's stored messages and epoch, read from ``node_of(room)`` (a new client
+    on the node serving the room, closed here)."""
+    wait_for(lambda: not crowd.unresolved(), 30, what="an outcome for every send")
+    nodes = {room: node_of(room) for room in crowd.rooms}
+    try:
+        wait_for(lambda: caught_up(crowd, lambda room: room_seq(nodes[room], room)), 30,
+                 what="every client caught up")
+        return ({room: stored_messages(node, room) for room, node in nodes.items()},
+                {room: node.get(keys.room_epoch(room)) for room, node in nodes.items()})
+    finally:
+        for node in nodes.values():
+            node.close()
+
+
+def gateway_problems(procs: Iterable[GatewayProcess]) -> list[str]:
+    """Assert every gateway still runs and answers ``/healthz`` with 200 (within 15 s);
+    return each line of their logs that means a crash."""
+    problems: list[str] = []
+    for proc in procs:
+        assert proc.running, f"{proc.gateway_id} exited"
+        wait_for(lambda proc=proc: proc.health() == 200, 15,  # type: ignore[misc]
+                 what=f"{proc.gateway_id} healthy")
+        problems.extend(f"{proc.gateway_id} log: {line}"
+                        for line in proc.stderr_tail(1 << 20).splitlines()
+                        if CRASH.search(line))
+    return problems
+
+
+def verdict_of(crowd: Crowd, stored: Mapping[str, Sequence[fr.Message]],
+               procs: Iterable[GatewayProcess],
+               records: Iterable[logging.LogRecord]) -> tuple[Verdict, list[str]]:
+    """The judge's verdict on a drained crowd, and every problem seen: the verdict's, the
+    sends refused, the gateways' (``gateway_problems``) and the client library's errors
+    in ``records`` (caplog's)."""
+    verdict = judge(crowd.sent, crowd.logs, crowd.rooms_of, stored)
+    return verdict, [*verdict.problems, *crowd.refused, *gateway_problems(procs),
+                     *library_errors(records)]
+
+
+def assert_every_send_acked(verdict: Verdict, summary: str, problems: Sequence[str]) -> None:
+    """The failover tests' promise: no problem, nothing lost, duplicated or reordered, and
+    no send failed (a held send is resent until it is acknowledged)."""
+    assert list(problems) == [], "\n".join([summary, *problems[:40]])
+    assert (verdict.lost, verdict.duplicated, verdict.reordered) == (0, 0, 0), summary
+    assert verdict.failed == 0, f"a held send was never acknowledged: {summary}"

@@ -52,6 +52,7 @@ import pytest
 from client import events as ev
 from protocol.frames import Message
 from tests.chaos.harness import (
+    CRASH,
     NOTES_KEY,
     SUMMARY_KEY,
     Crowd,
@@ -76,8 +77,6 @@ LOG_LEVEL = os.environ.get("CHAT_CHAOS_LOG_LEVEL", "WARNING")
 LOG_DIR = os.environ.get("CHAT_CHAOS_LOG_DIR")
 """If set, the gateways' logs of every run are written there (chaos-gateways.log)."""
 STALL = "SIGSTOP redis 5 s, SIGCONT"
-CRASH = re.compile(r"Traceback|_crashed|handler_failed")
-"""Gateway log lines that mean an unexpected exception, whatever the fault."""
 
 
 

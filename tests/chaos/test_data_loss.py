@@ -25,11 +25,11 @@ import pytest
 from client import events as ev
 from gateway.redis import keys
 from tests.chaos.harness import (
-    CRASH,
     NOTES_KEY,
     SUMMARY_KEY,
     Crowd,
     caught_up,
+    gateway_problems,
     gateway_processes,
     judge,
     library_errors,
@@ -61,10 +61,6 @@ def epochs(redis_server: RedisServer) -> dict[str, str | None]:
         admin.close()
     return {room: value.decode() if isinstance(value, bytes) else None
             for room, value in raw.items()}
-
-
-def healthy(proc: GatewayProcess) -> Callable[[], bool]:
-    return lambda: proc.health() == 200
 
 
 @pytest.mark.slow
@@ -123,12 +119,7 @@ def test_redis_restarted_empty_moves_rooms_to_a_new_epoch_and_chat_goes_on(
                 wait_for(who_all, 15, interval=0.1, what=f"who of {room} == every member")
         finally:
             observer.close()
-        for proc in gateway_procs:
-            assert proc.running, f"{proc.gateway_id} exited"
-            wait_for(healthy(proc), 15, what=f"{proc.gateway_id} healthy")
-            problems.extend(f"{proc.gateway_id} log: {line}"
-                            for line in proc.stderr_tail(1 << 20).splitlines()
-                            if CRASH.search(line))
+        problems.extend(gateway_problems(gateway_procs))
         assert all(c.connected for c in crowd.clients.values())
         problems.extend(library_errors(caplog.records))
     finally:

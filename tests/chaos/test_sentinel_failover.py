@@ -34,20 +34,17 @@ from pathlib import Path
 
 import pytest
 
-from client import events as ev
 from deploy.sentinel import LocalSentinel
 from tests.chaos.harness import (
-    CRASH,
     NOTES_KEY,
     SUMMARY_KEY,
-    Crowd,
-    caught_up,
+    acked_between,
+    assert_every_send_acked,
+    drain,
     gateway_processes,
-    judge,
-    library_errors,
-    room_seq,
     sent_count,
-    stored_messages,
+    spread_crowd,
+    verdict_of,
 )
 from tests.conftest import require_program
 from tests.support.gateways import GatewayProcess
@@ -69,15 +66,6 @@ def sentinel(tmp_path: Path) -> Iterator[LocalSentinel]:
 def gateway_procs(sentinel: LocalSentinel) -> Iterator[list[GatewayProcess]]:
     with gateway_processes(sentinel.url) as procs:
         yield procs
-
-
-def acked_after(crowd: Crowd, at: float) -> bool:
-    """Some send made after ``at`` (crowd time) was acknowledged."""
-    refs = {s.ref for s in crowd.sent if s.at > at}
-    return any(isinstance(outcome, ev.Acked)
-               for log in crowd.logs.values()
-               for ref, found in log.outcomes().items() if ref in refs
-               for outcome in found)
 
 
 GATEWAY_NEWS = re.compile(r"level=(WARNING|ERROR)")
@@ -113,16 +101,11 @@ def run_failover(sentinel: LocalSentinel, gateway_procs: list[GatewayProcess],
                  record_property: Callable[[str, object], None],
                  caplog: pytest.LogCaptureFixture, timeline: list[str]) -> None:
     caplog.set_level(logging.WARNING, logger="client")
-    names = [f"s{i}" for i in range(6)]
-    crowd = Crowd({name: ROOMS for name in names},
-                  {name: [f"127.0.0.1:{gateway_procs[(i + k) % 2].port}" for k in range(2)]
-                   for i, name in enumerate(names)},
-                  interval=(0.1, 0.2), hold_unavailable=60.0)
+    crowd = spread_crowd([f"s{i}" for i in range(6)], ROOMS, gateway_procs)
 
     def note(what: str) -> None:
         timeline.append(f"{crowd.elapsed():6.1f}s {what} (sent {len(crowd.sent)})")
 
-    problems: list[str] = []
     try:
         crowd.connect_all()
         crowd.start_chatting()
@@ -142,7 +125,7 @@ def run_failover(sentinel: LocalSentinel, gateway_procs: list[GatewayProcess],
         promoted_at = crowd.elapsed()
         new_primary = sentinel.primary_port()
         note(f"the sentinels say {new_primary} is the primary")
-        wait_for(lambda: acked_after(crowd, promoted_at), 20, interval=0.05,
+        wait_for(lambda: acked_between(crowd, promoted_at), 20, interval=0.05,
                  what="a send acknowledged after the promotion")
         working = time.monotonic()
         note("first send acknowledged after the promotion")
@@ -155,28 +138,12 @@ def run_failover(sentinel: LocalSentinel, gateway_procs: list[GatewayProcess],
             f"the sentinels failed over more than once (old, new): {sentinel.switches()}; "
             "a second failover while the gateways still wrote to the first promoted primary "
             "is split brain: Redis discards what that primary took when it is made a replica")
-        admin = sentinel.client(sentinel.primary_port())
-        wait_for(lambda: not crowd.unresolved(), 30, what="an outcome for every send")
-        wait_for(lambda: caught_up(crowd, lambda room: room_seq(admin, room)), 30,
-                 what="every client caught up")
+        stored, after = drain(crowd, lambda room: sentinel.client(sentinel.primary_port()))
         note("every send has an outcome and every client caught up")
-        stored = {room: stored_messages(admin, room) for room in ROOMS}
-        after = {room: admin.get(f"{{room:{room}}}:epoch") for room in ROOMS}
         assert after == epochs, (
             f"rooms moved to a new epoch ({epochs} -> {after}): the primary now serving "
             "lacked ids the gateways had already delivered, so they renewed the epochs")
-        admin.close()
-        verdict = judge(crowd.sent, crowd.logs, crowd.rooms_of, stored)
-        problems.extend(verdict.problems)
-        problems.extend(crowd.refused)
-        for proc in gateway_procs:
-            assert proc.running, f"{proc.gateway_id} exited"
-            wait_for(lambda proc=proc: proc.health() == 200, 15,  # type: ignore[misc]
-                     what=f"{proc.gateway_id} healthy")
-            problems.extend(f"{proc.gateway_id} log: {line}"
-                            for line in proc.stderr_tail(1 << 20).splitlines()
-                            if CRASH.search(line))
-        problems.extend(library_errors(caplog.records))
+        verdict, problems = verdict_of(crowd, stored, gateway_procs, caplog.records)
     finally:
         crowd.close_all()
 
@@ -188,7 +155,5 @@ def run_failover(sentinel: LocalSentinel, gateway_procs: list[GatewayProcess],
         f"first ack after the promotion {working - promoted:.2f}s after it",
         f"sends failed: {verdict.failed} (of {len(failed_in_failover)} made from the kill to "
         "5 s after the promotion)"])
-    assert problems == [], "\n".join([summary, *problems[:40]])
-    assert (verdict.lost, verdict.duplicated, verdict.reordered) == (0, 0, 0), summary
-    assert verdict.failed == 0, f"a held send was never acknowledged: {summary}"
+    assert_every_send_acked(verdict, summary, problems)
     assert working - promoted < 10, "chat did not work again within 10 s of the promotion"

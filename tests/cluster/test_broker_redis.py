@@ -22,18 +22,9 @@ from gateway.redis.broker import Broker, BrokerUnavailable
 from protocol.codec import encode
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import DirectMessage, Joined, Left, Message
+from tests.support.broker_clock import FakeClock
 from tests.support.redis_server import RedisEndpoint, RedisServer
 from tests.support.waiting import wait_for
-
-T0 = 1_700_000_000.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Listener:

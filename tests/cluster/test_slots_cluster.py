@@ -27,10 +27,11 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from deploy.local_cluster import redis_server_binary as redis_binary
-from gateway.redis import keys, publisher, scripts
+from gateway.redis import keys
 from gateway.redis.broker import Broker
+from tests.support.broker_clock import LEASE_MS, FakeClock
 from tests.support.redis_server import free_port, port_in_use
-from tests.support.slots_scenario import LEASE_MS, LUA_SCRIPTS, FakeClock, run, scripts_in
+from tests.support.slots_scenario import LUA_SCRIPTS, record_script_calls, run, scripts_in
 from tests.support.waiting import wait_for
 
 MASTERS = 3
@@ -129,14 +130,7 @@ def node_port(rc: RedisCluster, key: str) -> int:
 
 def test_every_script_runs_on_a_cluster_with_the_results_of_one_redis(
         rc: RedisCluster, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[scripts.ScriptCall] = []
-    one = publisher.ClientLink.one
-
-    def recording(self: publisher.ClientLink, call: scripts.ScriptCall) -> Any:
-        calls.append(call)
-        return one(self, call)
-
-    monkeypatch.setattr(publisher.ClientLink, "one", recording)
+    calls = record_script_calls(monkeypatch)
     clock = FakeClock()
     run(lambda gw: Broker(cast(redis.Redis, rc), gw, lease_ms=LEASE_MS, clock=clock,
                           sharded=True), clock, rc)

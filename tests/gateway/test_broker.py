@@ -32,34 +32,7 @@ from protocol.codec import encode
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.frames import DirectMessage, Joined, Left, Message, TypingNotice
 from protocol.names import name_key
-
-LEASE_MS = 8000
-T0 = 1_700_000_000.0
-
-
-class FakeClock:
-    """Seconds since the epoch that only move when a test says so."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def lease_runs_out(clock: FakeClock, *beating: Broker) -> None:
-    """Let a lease pass while ``beating`` keep beating: every other gateway's lease runs out.
-
-    As in a live cluster someone beats meanwhile; a lease without any heartbeat
-    would be an outage (see ``outage``).
-    """
-    for _ in range(2):
-        clock.advance(LEASE_MS / 2000)
-        for broker in beating:
-            broker.heartbeat()
+from tests.support.broker_clock import LEASE_MS, T0, FakeClock, lease_runs_out
 
 
 class Listener:

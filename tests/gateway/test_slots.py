@@ -11,31 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from importlib import resources
-from typing import Any
 
 import fakeredis
 import pytest
 from redis.crc import key_slot
 
 from gateway import account_keys
-from gateway.redis import keys, publisher, scripts
+from gateway.redis import keys, scripts
 from gateway.redis.broker import Broker
-from tests.support.slots_scenario import LEASE_MS, LUA_SCRIPTS, FakeClock, run, scripts_in
+from tests.support.broker_clock import LEASE_MS, FakeClock
+from tests.support.slots_scenario import LUA_SCRIPTS, record_script_calls, run, scripts_in
 
 INCLUDES = {"args", "liveness", "deadline", "room_lifetime", "new_rooms"}
 
 
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[scripts.ScriptCall]]:
-    calls: list[scripts.ScriptCall] = []
-    one = publisher.ClientLink.one
-
-    def recording(self: publisher.ClientLink, call: scripts.ScriptCall) -> Any:
-        calls.append(call)
-        return one(self, call)
-
-    monkeypatch.setattr(publisher.ClientLink, "one", recording)
-    yield calls
+    yield record_script_calls(monkeypatch)
 
 
 def slots_of(call: scripts.ScriptCall) -> set[int]:

@@ -12,12 +12,12 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from gateway.conversations import Conversations
-from gateway.redis import keys, scripts
-from gateway.redis.broker import Broker
+import pytest
 
-LEASE_MS = 8000
-T0 = 1_700_000_000.0
+from gateway.conversations import Conversations
+from gateway.redis import keys, publisher, scripts
+from gateway.redis.broker import Broker
+from tests.support.broker_clock import LEASE_MS, FakeClock, lease_runs_out
 
 LUA_SCRIPTS = frozenset({
     "beat", "claim_instance", "claim_name", "dead_gateways", "drop_gateway", "forget_gateway",
@@ -27,25 +27,21 @@ LUA_SCRIPTS = frozenset({
 """Every script file of ``gateway/redis/lua/`` but the shared snippets; the scenario runs each."""
 
 
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 MakeBroker = Callable[[str], Broker]
 
 
-def lease_runs_out(clock: FakeClock, *beating: Broker) -> None:
-    for _ in range(2):
-        clock.advance(LEASE_MS / 2000)
-        for broker in beating:
-            broker.heartbeat()
+def record_script_calls(monkeypatch: pytest.MonkeyPatch) -> list[scripts.ScriptCall]:
+    """Every script call the brokers hand to Redis from now on (``ClientLink.one``, which
+    both the pooled path and the publisher use), in order, each still run."""
+    calls: list[scripts.ScriptCall] = []
+    one = publisher.ClientLink.one
+
+    def recording(self: publisher.ClientLink, call: scripts.ScriptCall) -> Any:
+        calls.append(call)
+        return one(self, call)
+
+    monkeypatch.setattr(publisher.ClientLink, "one", recording)
+    return calls
 
 
 def run(make: MakeBroker, clock: FakeClock, raw: Any) -> None:
@@ -153,5 +149,4 @@ def scripts_in(calls: list[scripts.ScriptCall]) -> set[str]:
     return {call.script.name for call in calls}
 
 
-__all__ = ["LEASE_MS", "LUA_SCRIPTS", "T0", "FakeClock", "MakeBroker", "lease_runs_out", "run",
-           "scripts_in"]
+__all__ = ["LUA_SCRIPTS", "MakeBroker", "record_script_calls", "run", "scripts_in"]

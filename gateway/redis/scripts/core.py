@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import astuple, dataclass, field, fields
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any, ClassVar
 
 Arg = str | bytes | int
@@ -40,13 +41,16 @@ class ScriptCall:
 _LUA = resources.files("gateway.redis") / "lua"
 
 
-def _text(name: str) -> str:
-    return (_LUA / f"{name}.lua").read_text(encoding="utf-8")
+def _text(name: str, folder: Traversable = _LUA) -> str:
+    return (folder / f"{name}.lua").read_text(encoding="utf-8")
 
 
-def load(name: str) -> Script:
-    """``lua/<name>.lua`` with ``args.lua`` and its ``-- includes:`` snippets before it."""
-    body = _text(name)
+def load(name: str, folder: Traversable = _LUA) -> Script:
+    """``<folder>/<name>.lua`` with ``args.lua`` and its ``-- includes:`` snippets before it.
+
+    ``folder`` is ``gateway/redis/lua/`` unless another package's scripts (the accounts')
+    share the Redis layer's cursors and snippets, which always come from there."""
+    body = _text(name, folder)
     parts = [_text("args")]
     for line in body.splitlines():
         if line.startswith("-- includes:"):
