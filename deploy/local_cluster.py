@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -46,6 +47,7 @@ from deploy.spawn import (
     healthy,
     owns_port,
     wait_healthy,
+    wait_ports,
 )
 from protocol.address import Address
 
@@ -188,8 +190,12 @@ class GatewayStatus:
     """HAProxy's view (UP, DOWN, ...), None without HAProxy."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _GatewaySlot:
+    """One gateway's place in the cluster. A port of 0 is picked by the gateway itself at
+    its first start (``--ports-file``: no port probed in advance, which another process
+    could take meanwhile) and kept for its restarts."""
+
     index: int
     gateway_id: str
     port: int
@@ -241,15 +247,16 @@ class LocalCluster:
         self._gateway_args = list(gateway_args)
         self._startup_timeout = startup_timeout
         self._stop_timeout = stop_timeout
-        picked = iter(free_ports(n * ((base_port == 0) + (base_health_port == 0)), host))
-        ports = [next(picked) if base_port == 0 else base_port + i for i in range(n)]
-        health_ports = [
-            next(picked) if base_health_port == 0 else base_health_port + i for i in range(n)
-        ]
         hostname = socket.gethostname()
+        # A gateway that picks its own port cannot be named after it: its id is this
+        # cluster's (random) instance and its number, unique among clusters on one Redis.
+        instance = secrets.token_hex(3)
         self._slots = [
-            _GatewaySlot(i, f"{hostname}:{port}", port, health_port)
-            for i, (port, health_port) in enumerate(zip(ports, health_ports, strict=True))
+            _GatewaySlot(i, f"{hostname}:{base_port + i}" if base_port
+                         else f"{hostname}:{instance}-{i + 1}",
+                         base_port + i if base_port else 0,
+                         base_health_port + i if base_health_port else 0)
+            for i in range(n)
         ]
         self._redis: _Child | None = None
         self._redis_url = redis_url or ""
@@ -347,6 +354,7 @@ class LocalCluster:
             for slot in self._slots:
                 self._gateways[slot.index] = self._spawn_gateway(slot)
             for slot in self._slots:
+                self._learn_ports(slot)
                 self._wait_healthy(slot)
             if self._haproxy_wanted:
                 self._start_haproxy()
@@ -401,6 +409,7 @@ class LocalCluster:
             return
         slot = self._slots[index]
         self._gateways[index] = self._spawn_gateway(slot)
+        self._learn_ports(slot)
         self._wait_healthy(slot)
 
     # ----------------------------------------------------------------- status
@@ -446,9 +455,10 @@ class LocalCluster:
 
     def check_ports(self) -> None:
         """Refuse to start when a port is taken: say which, and how to choose others."""
-        wanted = [(slot.port, f"chat port of gateway {slot.index + 1}") for slot in self._slots]
+        wanted = [(slot.port, f"chat port of gateway {slot.index + 1}")
+                  for slot in self._slots if slot.port]
         wanted += [(slot.health_port, f"health port of gateway {slot.index + 1}")
-                   for slot in self._slots]
+                   for slot in self._slots if slot.health_port]
         if self._external_redis is None and self._redis_port:
             wanted.append((self._redis_port, "Redis port"))
         if self._haproxy_wanted and self._haproxy_port:
@@ -493,13 +503,28 @@ class LocalCluster:
         finally:
             client.close()
 
+    def _ports_file(self, slot: _GatewaySlot) -> Path:
+        return self.data_dir / f"gateway-{slot.index + 1}.ports"
+
     def _spawn_gateway(self, slot: _GatewaySlot) -> _Child:
+        ports_file = self._ports_file(slot)
+        ports_file.unlink(missing_ok=True)
         args = gateway_command(
             host=self.host, port=slot.port, health_port=slot.health_port,
             redis_url=self._redis_url, gateway_id=slot.gateway_id, log_level=self._log_level,
-            extra=self._gateway_args)
+            extra=self._gateway_args, ports_file=ports_file)
         return _Child(f"gateway {slot.index + 1} ({slot.gateway_id})", args,
                       self.log_dir / f"gateway-{slot.index + 1}.log", env=gateway_env())
+
+    def _learn_ports(self, slot: _GatewaySlot) -> None:
+        """The ports the gateway listens on, once it does (those it picked for a 0)."""
+        child = self._gateways[slot.index]
+        assert child is not None
+        port, health_port = wait_ports(child.proc, self._ports_file(slot), self._startup_timeout,
+                                       name=child.name, log=child.log_end)
+        slot.port = port
+        if health_port is not None:
+            slot.health_port = health_port
 
     def _wait_healthy(self, slot: _GatewaySlot) -> None:
         child = self._gateways[slot.index]
