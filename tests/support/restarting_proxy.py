@@ -9,7 +9,6 @@ import contextlib
 import select
 import socket
 import threading
-import time
 
 
 class RestartingProxy:
@@ -28,6 +27,7 @@ class RestartingProxy:
         self.restarted = threading.Event()
         self.up = threading.Event()
         self._stop = False
+        self._closed = threading.Event()
         threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
 
     @property
@@ -44,7 +44,11 @@ class RestartingProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(self._target)
+            try:
+                upstream = socket.create_connection(self._target)
+            except OSError:
+                client.close()
+                continue
             with self._lock:
                 self._sockets += [client, upstream]
             link = id(client)
@@ -83,8 +87,13 @@ class RestartingProxy:
         threading.Thread(target=self._come_back, args=(down_s,), daemon=True).start()
 
     def _come_back(self, down_s: float) -> None:
-        time.sleep(down_s)  # the restart's length is the scenario, not a wait for an event
-        listener = socket.create_server(("127.0.0.1", self.port))
+        # the restart's length is the scenario, not a wait for an event; ``close`` ends it
+        if self._closed.wait(down_s):
+            return
+        try:
+            listener = socket.create_server(("127.0.0.1", self.port))
+        except OSError:  # the port went to someone else: Redis stays away
+            return
         with self._lock:
             if self._stop:
                 listener.close()
@@ -95,6 +104,7 @@ class RestartingProxy:
 
     def close(self) -> None:
         self._stop = True
+        self._closed.set()
         with self._lock:
             listener, self._listener = self._listener, None
             sockets, self._sockets = self._sockets, []
