@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from gateway.redis import keys
@@ -417,3 +417,69 @@ def test_the_link_opens_at_start_so_a_slow_lookup_refuses_no_message(
     finally:
         broker.close()
     assert raw.llen(keys.room_log("lobby")) == 1
+
+
+ONCE = Script.of("once", """
+if redis.call('SET', KEYS[1] .. ':' .. ARGV[1], 1, 'NX') then
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+end
+return redis.call('LLEN', KEYS[1])""")
+"""An idempotent push (a dedup key per value), as the publisher's real scripts are."""
+
+
+class LosesTheSecond:
+    """The real link: its first batch waits for ``gate``; its second runs in Redis but
+    loses its reply, and Redis is then away (nothing written) for ``down_s``."""
+
+    def __init__(self, url: str, down_s: float) -> None:
+        self.inner = WireLink(RedisAddress.from_url(url), 2.0)
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.down_s = down_s
+        self.up_at = 0.0
+        self.batches: list[list[Any]] = []
+
+    def run(self, calls: Sequence[ScriptCall], wait: Wait | None = None) -> list[Any]:
+        if not self.batches:
+            self.entered.set()
+            self.gate.wait(10)
+        if time.monotonic() < self.up_at:
+            raise BatchLost([], ConnectionRefusedError("redis is restarting"), written=False)
+        self.batches.append([call.args[0] for call in calls])
+        replies = self.inner.run(calls, wait)
+        if len(self.batches) == 2:
+            self.inner.close()
+            self.up_at = time.monotonic() + self.down_s
+            raise BatchLost([], ConnectionResetError("reply lost"))
+        return replies
+
+    def connect(self) -> None:
+        """Connects at the first batch."""
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_the_rest_of_a_parked_group_is_parked_with_it_not_written_past_it(
+        redis_server: RedisServer, raw: redis.Redis) -> None:
+    """A group split over two batches (``max_batch``) whose first part is in doubt: its
+    second part waits with it, so it reaches Redis after it, and neither fails."""
+    link = LosesTheSecond(redis_server.url, down_s=0.3)
+    publisher = Publisher(link, Retry(NoBackoff(), 1), max_batch=2, settle_s=5.0,
+                          settle_backoff=ExponentialBackoff(cap=0.05, base=0.01))
+    try:
+        first = publisher.submit(ScriptCall(ONCE, ("l",), (b"first",)))
+        assert link.entered.wait(5)  # the publisher's thread holds the link
+        other = publisher.submit_all([ScriptCall(ONCE, ("l",), (b"x",))])
+        group = publisher.submit_all([ScriptCall(ONCE, ("l",), (b"g0",)),
+                                      ScriptCall(ONCE, ("l",), (b"g1",))])
+        link.gate.set()
+        assert first.result(5) == 1
+        assert other.result(10) == [3]  # its resend: the lost run had pushed x and g0
+        assert group.result(10) == [3, 4]
+    finally:
+        link.gate.set()
+        publisher.stop()
+    assert raw.lrange("l", 0, -1) == [b"first", b"x", b"g0", b"g1"]
+    assert link.batches[1] == [b"x", b"g0"]  # lost; g1 was not written before its resend
+    assert link.batches[2] == [b"x", b"g0"] and link.batches[3] == [b"g1"]
