@@ -50,8 +50,10 @@ Threads: ``submit`` is called by any thread. One thread at a time touches the
 link: the one that set ``_busy`` (the publisher's thread, or a ``run_all``
 caller); it writes every queued request older than its own, oldest first, so
 the requests of one thread reach Redis in the order they were submitted.
-``Publisher._lock`` guards ``_busy``, the queue and starting and stopping (never
-held across I/O); ``_wake`` (a condition on it) wakes the publisher's thread.
+``Publisher._lock`` guards ``_busy``, the queue, the parked requests and starting
+and stopping (never held across I/O, nor across a pause before a resend);
+``_wake`` (a condition on it) wakes the publisher's thread, with a timeout when
+parked requests are due.
 """
 
 from __future__ import annotations
