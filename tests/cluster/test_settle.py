@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from gateway.redis import keys
 from gateway.redis.broker import Broker, BrokerUnavailable
+from tests.conftest import Connect, StartGateway
+from tests.gateway.live import login, send_ok
 from tests.support.redis_server import RedisServer
 from tests.support.restarting_proxy import RestartingProxy
 
@@ -81,3 +84,28 @@ def test_a_send_in_doubt_is_unavailable_when_redis_stays_away_past_the_settle_ti
         broker.close()
     with redis_server.client() as raw:  # the one escape left: it ran, Redis stayed away
         assert raw.llen(keys.room_log("lobby")) == 1
+
+
+def test_frames_sent_while_a_send_settles_are_answered_not_refused_as_a_burst(
+        proxy: RestartingProxy, start_gateway: StartGateway, connect: Connect) -> None:
+    """The session's reader waits for the send in doubt (2 s of "restart"); the client
+    sends 50 pings meanwhile at 25 a second, about its rate of 20 with the 40 it had
+    saved up. Read at once after the wait they are more than a burst, but the wait is
+    credited to the session's bucket: every one gets its ``pong``, after the ``ack``."""
+    gw = start_gateway(redis_url=proxy.url)
+    client = connect(gw.address)
+    login(client, "ann")
+    assert send_ok(client, "lobby", "loads the script", "w") == 1
+    proxy.restart_after_next_script(down_s=2.0, marker=b"settle-me")
+    client.send(type="send", room="lobby", text="settle-me", ref="s1")
+    for n in range(50):
+        client.send(type="ping", ref=f"p{n}")
+        time.sleep(0.04)  # the client's pace, not a wait for an event
+    assert proxy.restarted.is_set()
+    assert client.recv_type("ack", ref="s1", timeout=15)["id"] == 2
+    answers: list[dict[str, Any]] = []
+    while len(answers) < 50:  # live messages (the room's own two) may come between
+        frame = client.recv(timeout=10)
+        if frame["type"] in ("pong", "error"):
+            answers.append(frame)
+    assert [(a["type"], a["ref"]) for a in answers] == [("pong", f"p{n}") for n in range(50)]

@@ -22,6 +22,7 @@ class RestartingProxy:
         self._sockets: list[socket.socket] = []
         self._armed: float | None = None
         """The restart's down time, armed for the next script."""
+        self._marker = b"EVALSHA"
         self._watched: int | None = None
         """The connection whose next reply is swallowed (the script's)."""
         self.restarted = threading.Event()
@@ -34,9 +35,12 @@ class RestartingProxy:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def restart_after_next_script(self, down_s: float) -> None:
+    def restart_after_next_script(self, down_s: float, marker: bytes = b"EVALSHA") -> None:
+        """Arm the restart for the next bytes to Redis holding ``marker`` (a script's
+        argument picks the one script among a gateway's many)."""
         with self._lock:
             self._armed = down_s
+            self._marker = marker
 
     def _accept(self, listener: socket.socket) -> None:
         while not self._stop:
@@ -64,7 +68,7 @@ class RestartingProxy:
                 if not data:
                     return
                 with self._lock:
-                    if upward and self._armed is not None and b"EVALSHA" in data:
+                    if upward and self._armed is not None and self._marker in data:
                         self._watched = link
                     swallow = not upward and link == self._watched
                 if swallow:  # Redis ran the script and answered: the answer is lost
