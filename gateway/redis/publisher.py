@@ -59,6 +59,7 @@ parked requests are due.
 from __future__ import annotations
 
 import logging
+import select
 import threading
 import time
 from collections import deque
@@ -73,7 +74,7 @@ from redis.backoff import AbstractBackoff, ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from gateway.redis.scripts import Script, ScriptCall
-from gateway.redis.wire import RedisAddress, RedisWire
+from gateway.redis.wire import RedisAddress, RedisWire, RedisWireError
 
 log = logging.getLogger(__name__)
 
@@ -172,13 +173,22 @@ class WireLink:
         self._address = address
         self._timeout = timeout
         self._wire: RedisWire | None = None
+        self._poll = select.poll()
 
     def _connected(self) -> RedisWire:
         if self._wire is None:
             address = self._address if isinstance(self._address, RedisAddress) \
                 else self._address()
             self._wire = RedisWire(address, timeout=self._timeout)
+            self._poll = select.poll()
+            self._poll.register(self._wire.fileno(), select.POLLIN)
         return self._wire
+
+    def _closed_by_peer(self) -> bool:
+        """The idle connection has something to read before anything was written on it:
+        Redis closed it (a restart, a kill, ``CLIENT KILL``), so what is written now can
+        never run there, and a failure is no doubt (one ``poll``, no wait)."""
+        return bool(self._poll.poll(0))
 
     def connect(self) -> None:
         self._connected()
@@ -191,6 +201,8 @@ class WireLink:
         written = False
         try:
             wire = self._connected()
+            if self._closed_by_peer():
+                raise RedisWireError("Redis closed the idle connection")
             written = True  # from here on any byte may have reached Redis
             wire.send(b"".join([pack_call(call) for call in calls]) + tail)
             wire.read_into(replies, len(calls))

@@ -109,3 +109,19 @@ def test_frames_sent_while_a_send_settles_are_answered_not_refused_as_a_burst(
         if frame["type"] in ("pong", "error"):
             answers.append(frame)
     assert [(a["type"], a["ref"]) for a in answers] == [("pong", f"p{n}") for n in range(50)]
+
+
+def test_a_send_on_a_link_redis_closed_while_idle_is_no_doubt_and_fails_at_once(
+        redis_server: RedisServer) -> None:
+    """Redis killed while the link was idle: the link sees the close before it writes, so
+    the send cannot have run and is ``unavailable`` after the retries, not the settle."""
+    broker = Broker.from_url(redis_server.url, "gw1")
+    try:
+        assert broker.publish_message("lobby", "Bob", "x", 1.0, "r1").id == 1
+        redis_server.kill()
+        started = time.monotonic()
+        with pytest.raises(BrokerUnavailable):
+            broker.publish_message("lobby", "Bob", "y", 1.0, "r2")
+        assert time.monotonic() - started < 3.0  # the settle time is 10 s
+    finally:
+        broker.close()
