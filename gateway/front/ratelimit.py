@@ -11,7 +11,8 @@ from collections.abc import Callable
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up; one token a frame."""
 
-    __slots__ = ("_burst", "_clock", "_rate", "_stamp", "_tokens")
+    __slots__ = ("_burst", "_ceiling", "_ceiling_until", "_clock", "_rate", "_stamp",
+                 "_tokens")
 
     def __init__(self, rate: float, burst: int,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -20,11 +21,29 @@ class TokenBucket:
         self._tokens = float(burst)
         self._clock = clock
         self._stamp = clock()
+        self._ceiling = self._burst
+        """What may be saved up: the burst, or more for a while after ``credit``."""
+        self._ceiling_until = 0.0
 
     def _refill(self) -> None:
         now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        if self._ceiling > self._burst and now >= self._ceiling_until:
+            self._ceiling = self._burst
+            self._tokens = min(self._tokens, self._burst)
+        self._tokens = min(self._ceiling, self._tokens + (now - self._stamp) * self._rate)
         self._stamp = now
+
+    def credit(self, seconds: float) -> None:
+        """The owner did not read for ``seconds`` through no fault of the client (its
+        reader waited for Redis): what the client sent meanwhile, within its rate, now
+        comes in at once and must not count as a burst. For the next ``seconds`` the
+        bucket may hold ``seconds`` worth of tokens past its burst (earned during the
+        wait, as if each frame had been read when it came); then the burst again."""
+        if seconds <= 0:
+            return
+        self._ceiling = max(self._ceiling, self._burst + seconds * self._rate)
+        self._ceiling_until = max(self._ceiling_until, self._clock() + seconds)
+        self._refill()  # what the wait earned, no longer cut at the burst
 
     def take(self) -> bool:
         """Spend one token; False when the bucket is empty (the frame is dropped)."""

@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 MAX_INFLIGHT = 256
 """Sends and dms of one session awaiting their answers at most."""
 
+CREDIT_AFTER_S = 0.5
+"""A wait for the broker longer than this is credited to the session's frame bucket
+(``TokenBucket.credit``): a send in doubt may wait up to the publisher's settle time
+(``gateway.redis.publisher.SETTLE_S``), and the frames the client sent meanwhile, at
+its rate, must not be refused as a burst when the reader gets to them."""
+
 
 class Inflight:
     """Sends and dms handed to the broker, not yet answered (the reader thread's only)."""
@@ -64,6 +70,7 @@ class Inflight:
         self._batch = None
         out: list[bytes] = []
         acks = refusals = 0
+        started = time.monotonic()
         for frame, line, pending in inflight:
             try:
                 result = pending.result()
@@ -82,6 +89,9 @@ class Inflight:
             elif frame.ref is not None:
                 out.append(codec.encode(Ack(frame.ref, result.id)))
                 acks += 1
+        waited = time.monotonic() - started
+        if waited > CREDIT_AFTER_S:
+            s._bucket.credit(waited)
         if acks:
             s._svc.metrics.frames_out.labels("ack").inc(acks)
         if out:
@@ -90,4 +100,4 @@ class Inflight:
             s._charge_refusal()
 
 
-__all__ = ["MAX_INFLIGHT", "Inflight"]
+__all__ = ["CREDIT_AFTER_S", "MAX_INFLIGHT", "Inflight"]

@@ -24,7 +24,14 @@ from gateway.redis import keys, payloads, scripts
 from gateway.redis.endpoint import RedisEndpoint
 from gateway.redis.errors import BrokerUnavailable, guard, too_late
 from gateway.redis.pending import Pending, PublishBatch
-from gateway.redis.publisher import ClientLink, Link, Publisher, Submitter, WireLink
+from gateway.redis.publisher import (
+    SETTLE_S,
+    ClientLink,
+    Link,
+    Publisher,
+    Submitter,
+    WireLink,
+)
 from gateway.redis.router import ShardLink, ShardRouter
 from gateway.redis.scripts import ScriptCall
 from gateway.redis.target import ClusterTarget, parse_target
@@ -103,7 +110,7 @@ class BrokerBase:
                  on_batch: Callable[[int, float], None] = lambda size, seconds: None,
                  min_replicas: int = 0, room_ttl_ms: int = DEFAULT_ROOM_TTL_MS,
                  new_rooms_per_min: float = 10.0, new_rooms_burst: int = 60,
-                 sharded: bool = False) -> None:
+                 sharded: bool = False, publish_settle_s: float = SETTLE_S) -> None:
         """``clock`` times heartbeats and leases (tests move it); ``deadline_clock`` times
         deadlines, which Redis compares with its own clock, so it is the real time but in
         tests. ``publish_window_ms`` defaults to the one that fits the client's socket
@@ -113,7 +120,9 @@ class BrokerBase:
 
         Messages and dms go through the publisher (``gateway.redis.publisher``) on
         ``link``, by default through ``client`` itself; ``publish_retry`` re-sends a batch
-        whose link failed, ``on_batch`` gets each batch's size and seconds.
+        whose link failed, ``on_batch`` gets each batch's size and seconds;
+        ``publish_settle_s``: how long a request in doubt (written, its reply lost) is sent
+        again before it is answered ``unavailable`` (``gateway.redis.publisher.SETTLE_S``).
 
         ``sharded``: Redis Cluster, where room and gateway channels are sharded pub/sub
         (``SPUBLISH``); else ``PUBLISH`` (one Redis, Sentinel: Redis 6.2 has no ``SPUBLISH``)."""
@@ -146,7 +155,7 @@ class BrokerBase:
         self._publisher: Submitter = Publisher(
             link or ClientLink(client), publish_retry, on_batch=on_batch,
             name=f"publisher-{gateway_id}", min_replicas=min_replicas, window_ms=window,
-            wait_key=keys.gateway_wait(gateway_id))
+            wait_key=keys.gateway_wait(gateway_id), settle_s=publish_settle_s)
         self.min_replicas = min_replicas
         self.endpoint: RedisEndpoint | None = None
         """How ``from_url`` reaches Redis (None for a broker built on a client)."""

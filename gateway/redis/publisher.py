@@ -17,8 +17,23 @@ objects drive it; tests inject a backoff that never sleeps). That is safe
 because every script the publisher runs carries a dedup key and a deadline
 (docs/architecture.md, "Deadlines"): a second run of a script that did
 run is a repeat, one that reaches Redis after its deadline writes nothing.
-When the retries run out the remaining requests fail with the connection
-error, which the broker answers ``unavailable``. With ``min_replicas`` each
+When the retries run out, a request that was never written fails with the
+connection error, which the broker answers ``unavailable``: it was not
+carried out. A request that was written and whose reply was lost is *in
+doubt*: its script may have run. It is not answered ``unavailable`` (which
+promises "not carried out") while Redis may still come back: it is set aside
+("parked") and sent again, with backoff, until Redis answers it or
+``settle_s`` (``SETTLE_S``) has passed since it was first in doubt. Redis's
+answer to that resend is authoritative: ``repeat`` (it ran: its id),
+``too_late`` (it never ran and never will) or a first run within its
+deadline. Parked requests hold no lock and not the link: other batches are
+written (or fail) meanwhile as usual, and the publisher's thread writes the
+parked ones, oldest first, ahead of whatever is queued when their backoff is
+over. Only a request still unanswered after ``settle_s`` fails (the one
+escape left, docs/reliability.md, "Known limits"). A session waits for
+all its requests before it submits more, so parking one of them reorders
+nothing of that session's; the rest of a parked request's group is parked
+with it. With ``min_replicas`` each
 batch ends with ``WAIT`` (``Wait``): its requests count only once that many
 replicas have them.
 
@@ -35,13 +50,16 @@ Threads: ``submit`` is called by any thread. One thread at a time touches the
 link: the one that set ``_busy`` (the publisher's thread, or a ``run_all``
 caller); it writes every queued request older than its own, oldest first, so
 the requests of one thread reach Redis in the order they were submitted.
-``Publisher._lock`` guards ``_busy``, the queue and starting and stopping (never
-held across I/O); ``_wake`` (a condition on it) wakes the publisher's thread.
+``Publisher._lock`` guards ``_busy``, the queue, the parked requests and starting
+and stopping (never held across I/O, nor across a pause before a resend);
+``_wake`` (a condition on it) wakes the publisher's thread, with a timeout when
+parked requests are due.
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import threading
 import time
 from collections import deque
@@ -52,16 +70,25 @@ from typing import Any, Protocol, cast
 
 import hiredis
 import redis
-from redis.backoff import NoBackoff
+from redis.backoff import AbstractBackoff, ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from gateway.redis.scripts import Script, ScriptCall
-from gateway.redis.wire import RedisAddress, RedisWire
+from gateway.redis.wire import RedisAddress, RedisWire, RedisWireError
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1024
 """Requests written in one round trip at most; the rest make the next batch."""
+
+SETTLE_S = 10.0
+"""How long a request in doubt (written, its reply lost) is sent again before it is answered
+``unavailable``: long enough for a Redis restart or a short outage, short enough that a
+waiting client is not left hanging (it waits for its ``ack`` that much longer)."""
+
+SETTLE_BACKOFF = ExponentialBackoff(cap=0.5, base=0.05)
+"""The pause before each resend of parked requests (each resend has the retries of any
+batch too): at most 0.5 s, so a Redis back again is noticed within about that."""
 
 _GIVE_UP_S = 120.0
 """How long a ``run_all`` caller waits for the link at most (``pending.GIVE_UP_S``: only a
@@ -71,12 +98,16 @@ bug could hold it that long)."""
 class BatchLost(redis.ConnectionError):
     """The link failed during a batch; ``received`` are the replies that came first.
 
-    A ``redis.ConnectionError``, so redis-py's ``Retry`` retries it.
+    A ``redis.ConnectionError``, so redis-py's ``Retry`` retries it. ``written``: the
+    calls past ``received`` may have reached Redis (they are in doubt); False only when
+    the link failed before a byte of them was sent (connecting), so they did not run.
     """
 
-    def __init__(self, received: list[Any], cause: BaseException) -> None:
+    def __init__(self, received: list[Any], cause: BaseException, *,
+                 written: bool = True) -> None:
         super().__init__(f"redis link lost: {cause!r}")
         self.received = received
+        self.written = written
 
 
 class Link(Protocol):
@@ -142,13 +173,22 @@ class WireLink:
         self._address = address
         self._timeout = timeout
         self._wire: RedisWire | None = None
+        self._poll = select.poll()
 
     def _connected(self) -> RedisWire:
         if self._wire is None:
             address = self._address if isinstance(self._address, RedisAddress) \
                 else self._address()
             self._wire = RedisWire(address, timeout=self._timeout)
+            self._poll = select.poll()
+            self._poll.register(self._wire.fileno(), select.POLLIN)
         return self._wire
+
+    def _closed_by_peer(self) -> bool:
+        """The idle connection has something to read before anything was written on it:
+        Redis closed it (a restart, a kill, ``CLIENT KILL``), so what is written now can
+        never run there, and a failure is no doubt (one ``poll``, no wait)."""
+        return bool(self._poll.poll(0))
 
     def connect(self) -> None:
         self._connected()
@@ -158,8 +198,12 @@ class WireLink:
         missing: list[int] = []
         acked = 0
         tail = wait.commands() if wait is not None else b""
+        written = False
         try:
             wire = self._connected()
+            if self._closed_by_peer():
+                raise RedisWireError("Redis closed the idle connection")
+            written = True  # from here on any byte may have reached Redis
             wire.send(b"".join([pack_call(call) for call in calls]) + tail)
             wire.read_into(replies, len(calls))
             acked = _read_wait(wire, wait)
@@ -175,7 +219,7 @@ class WireLink:
             self.close()
             # under WAIT nothing counts before its reply; else what came before the loss
             settled = [] if wait is not None else replies[:missing[0]] if missing else replies
-            raise BatchLost([_value(r) for r in settled], exc) from exc
+            raise BatchLost([_value(r) for r in settled], exc, written=written) from exc
         values = [_value(r) for r in replies]
         if any(isinstance(v, redis.ResponseError) and str(v).startswith("READONLY")
                for v in values):
@@ -260,7 +304,8 @@ class _Group:
     Touched by the publisher's thread only once queued.
     """
 
-    __slots__ = ("calls", "future", "outcomes", "remaining", "single", "submitted", "waits")
+    __slots__ = ("calls", "future", "outcomes", "remaining", "single", "submitted", "until",
+                 "waits")
 
     def __init__(self, calls: Sequence[ScriptCall], single: bool) -> None:
         self.calls = calls
@@ -271,6 +316,8 @@ class _Group:
         self.submitted = time.monotonic()
         self.waits = False
         """Its caller waits in ``run_all`` and writes it when the link comes free."""
+        self.until = [0.0] * len(calls)
+        """Per call: 0 while it is not in doubt, else until when (monotonic) it is sent again."""
 
     def settle(self, index: int, outcome: Any) -> None:
         self.outcomes[index] = outcome
@@ -313,9 +360,14 @@ class Publisher:
     def __init__(self, link: Link, retry: Retry | None = None, *,
                  on_batch: Callable[[int, float], None] = lambda size, seconds: None,
                  max_batch: int = MAX_BATCH, name: str = "publisher", min_replicas: int = 0,
-                 window_ms: int = 1500, wait_key: str = "") -> None:
+                 window_ms: int = 1500, wait_key: str = "", settle_s: float = 0.0,
+                 settle_backoff: AbstractBackoff = SETTLE_BACKOFF) -> None:
         """``retry`` re-sends a batch whose link failed (default: never); ``on_batch`` gets
         each batch's size and round-trip seconds (metrics, once per batch).
+
+        ``settle_s`` > 0: a request in doubt once the retries ran out is parked and sent
+        again after each ``settle_backoff`` pause, for up to ``settle_s`` (module docstring;
+        the broker passes ``SETTLE_S``); 0: it fails with the others, as one never written.
 
         ``min_replicas`` > 0: each batch ends with ``WAIT`` (``Wait``, on ``wait_key``),
         for as long as the oldest request of the batch has left of its ``window_ms``; a
@@ -337,6 +389,14 @@ class Publisher:
         """Wakes ``run_all`` callers when the link comes free (their batch may be written)."""
         self._callers = 0
         """``run_all`` callers waiting for their batch."""
+        self._settle_s = settle_s
+        self._settle_backoff = settle_backoff
+        self._parked: list[_Slot] = []
+        """Requests in doubt waiting to be sent again, oldest first (module docstring)."""
+        self._parked_due = 0.0
+        """When (monotonic) the parked requests are sent again."""
+        self._parked_rounds = 0
+        """Resends of parked requests in a row that left some parked (their backoff)."""
         self._stopped = False
         # A daemon only so that a broker nobody closed (a test) cannot keep the
         # interpreter alive; ``stop()`` ends and joins it.
@@ -385,11 +445,12 @@ class Publisher:
             taken = None
             if not self._busy:  # in the same step as the append: no other thread takes it
                 self._busy = True
-                taken = self._take(self._max_batch)
+                taken = self._take_batch()
         self._write_own(group, taken)
         return group.future
 
-    def _write_own(self, group: _Group, taken: list[_Group] | None) -> None:
+    def _write_own(self, group: _Group,
+                   taken: tuple[list[_Slot], list[_Group]] | None) -> None:
         """A ``run_all`` caller: until ``group`` is written, wait for the link to be free and
         then write what is queued, oldest first (``group`` among it), as the publisher's
         thread would. The thread writing hands the link to the callers waiting when it is
@@ -408,13 +469,15 @@ class Publisher:
                             self._callers -= 1
                             group.waits = False
                             return
-                    if group.future.done() or not self._queue or self._queue[0] is None:
+                    # a parked group (no longer ``waits``) is the publisher's thread's
+                    if (group.future.done() or not group.waits or not self._queue
+                            or self._queue[0] is None):
                         self._callers -= 1
                         return
                     self._busy = True
-                    groups = self._take(self._max_batch)
+                    groups = self._take_batch()
             try:
-                self._write(groups)
+                self._write(*groups)
             finally:
                 with self._lock:
                     self._released()
@@ -426,8 +489,17 @@ class Publisher:
         self._busy = False
         if self._callers:
             self._turn.notify_all()
-        if self._queue and not any(g is not None and g.waits for g in self._queue):
+        if self._parked or (
+                self._queue and not any(g is not None and g.waits for g in self._queue)):
             self._wake.notify_all()
+
+    def _take_batch(self) -> tuple[list[_Slot], list[_Group]]:
+        """Under ``_lock``, by the thread taking the link: the parked requests if their pause
+        is over (first: they are the oldest), then queued groups (``_take``)."""
+        parked: list[_Slot] = []
+        if self._parked and time.monotonic() >= self._parked_due:
+            parked, self._parked = self._parked, []
+        return parked, self._take(max(1, self._max_batch - len(parked)))
 
     def _take(self, limit: int) -> list[_Group]:
         """Under ``_lock``: queued groups, oldest first, up to ``limit`` calls (at least one
@@ -443,11 +515,26 @@ class Publisher:
             size += len(group.calls)
         return groups
 
-    def _write(self, groups: list[_Group]) -> None:
-        """Write ``groups`` in batches of at most ``max_batch`` (the thread holding ``_busy``)."""
-        slots = [(group, i) for group in groups for i in range(len(group.calls))]
+    def _write(self, parked: list[_Slot], groups: list[_Group], final: bool = False) -> None:
+        """Write ``parked``, then ``groups``, in batches of at most ``max_batch`` (the thread
+        holding ``_busy``). The rest of a group with a request parked is parked with it
+        unwritten, so that nothing of a group reaches Redis before its parked requests.
+        ``final`` (stopping): nothing is parked, what is in doubt fails."""
+        slots = parked + [(group, i) for group in groups for i in range(len(group.calls))]
+        held: set[_Group] = set()
+        parked_any = False
         for start in range(0, len(slots), self._max_batch):
-            self._commit(slots[start:start + self._max_batch])
+            chunk = slots[start:start + self._max_batch]
+            if held:
+                self._park([slot for slot in chunk if slot[0] in held])
+                chunk = [slot for slot in chunk if slot[0] not in held]
+            if chunk:
+                held |= self._commit(chunk, final)
+            parked_any = parked_any or bool(held)
+        if not parked_any:
+            with self._lock:
+                if not self._parked:
+                    self._parked_rounds = 0
 
     def stop(self) -> None:
         """Write what is queued, then end the thread; later submissions fail at once."""
@@ -476,17 +563,28 @@ class Publisher:
             with self._lock:
                 self._released()
         while True:
+            final = False
             with self._lock:
-                self._wake.wait_for(lambda: self._queue and not self._busy)
-                if self._queue[0] is None:
-                    return
+                while self._busy or not (self._queue or (
+                        self._parked and time.monotonic() >= self._parked_due)):
+                    # parked requests wake it when their pause is over (when the link is
+                    # busy, its release does: ``_released``)
+                    self._wake.wait(None if self._busy or not self._parked
+                                    else self._parked_due - time.monotonic())
                 self._busy = True
-                groups = self._take(self._max_batch)
+                if self._queue and self._queue[0] is None:  # stopping: one last resend
+                    taken: tuple[list[_Slot], list[_Group]] = (self._parked, [])
+                    self._parked = []
+                    final = True
+                else:
+                    taken = self._take_batch()
             try:
-                self._write(groups)
+                self._write(*taken, final=final)
             finally:
                 with self._lock:
                     self._released()
+            if final:
+                return
 
     def _connect_early(self) -> None:
         """Open the link as the thread starts, not at the first batch: a batch's requests
@@ -499,7 +597,10 @@ class Publisher:
         except (OSError, redis.RedisError) as exc:
             log.warning("event=publisher_connect_failed error=%r", exc)
 
-    def _commit(self, batch: list[_Slot]) -> None:
+    def _commit(self, batch: list[_Slot], final: bool = False) -> set[_Group]:
+        """Write ``batch`` with the retries; complete each request from its reply, or with
+        the error once the retries ran out, or park it if it is in doubt (module
+        docstring). Returns the groups of the requests parked."""
         started = time.perf_counter()
         pending = batch
 
@@ -507,8 +608,11 @@ class Publisher:
             nonlocal pending
             wait = None
             if self._min_replicas:
-                oldest = min(group.submitted for group, _ in pending)
-                left_ms = self._window_ms - int((time.monotonic() - oldest) * 1000)
+                # a resend's WAIT has the window of a fresh request: its run (or repeat)
+                # counts once replicas have it, however late
+                now = time.monotonic()
+                fresh = [group.submitted for group, i in pending if not group.until[i]]
+                left_ms = self._window_ms - (int((now - min(fresh)) * 1000) if fresh else 0)
                 wait = Wait(self._min_replicas, left_ms, self._wait_key)
             replies = self._link.run([group.calls[i] for group, i in pending], wait)
             for (group, i), reply in zip(pending, replies, strict=True):
@@ -521,15 +625,42 @@ class Publisher:
                 for (group, i), reply in zip(pending, error.received, strict=False):
                     group.settle(i, reply)
                 pending = pending[len(error.received):]
+                if error.written and self._settle_s > 0:  # the rest may have run: in doubt
+                    until = time.monotonic() + self._settle_s
+                    for group, i in pending:
+                        if not group.until[i]:
+                            group.until[i] = until
 
+        parked: list[_Slot] = []
         try:
             self._retry.call_with_retry(attempt, failed)
         except Exception as exc:
             if not isinstance(exc, redis.RedisError):
                 log.exception("event=publisher_batch_failed size=%d", len(pending))
+            now = time.monotonic()
             for group, i in pending:
-                group.settle(i, exc)
+                if not final and isinstance(exc, redis.RedisError) and group.until[i] > now:
+                    parked.append((group, i))
+                else:
+                    group.settle(i, exc)
+            if parked:
+                log.warning("event=publisher_in_doubt parked=%d error=%r", len(parked), exc)
+                self._park(parked)
         self._on_batch(len(batch), time.perf_counter() - started)
+        return {group for group, _ in parked}
+
+    def _park(self, slots: list[_Slot]) -> None:
+        """Set ``slots`` aside to be sent again after the next pause (``settle_backoff``)."""
+        if not slots:
+            return
+        with self._lock:
+            self._parked.extend(slots)
+            self._parked_rounds += 1
+            self._parked_due = (time.monotonic()
+                                + self._settle_backoff.compute(self._parked_rounds))
+            for group, _ in slots:
+                group.waits = False  # its run_all caller waits for its future only
+            self._wake.notify_all()
 
 
 __all__ = [
@@ -538,6 +669,8 @@ __all__ = [
     "Link",
     "Publisher",
     "PublisherStopped",
+    "SETTLE_BACKOFF",
+    "SETTLE_S",
     "Submitter",
     "Script",
     "ScriptCall",

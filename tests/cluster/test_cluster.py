@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from gateway.redis import keys
+from gateway.redis.publisher import SETTLE_S
 from gateway.server import Gateway
 from gateway.subscriber import Ticket
 from protocol.limits import Limits
@@ -428,7 +429,10 @@ def test_redis_stopped_and_restarted_mid_stream_loses_nothing_acknowledged(
     try:
         wait_for(lambda: len(acked) >= 30, 10, what="messages before the outage")
         redis_server.stop()
-        wait_for(lambda: all(refused), 10, what="every sender refused during the outage")
+        # a sender whose send was in flight at the stop is in doubt: refused only once
+        # the publisher's settle time has passed with Redis still away
+        wait_for(lambda: all(refused), SETTLE_S + 10,
+                 what="every sender refused during the outage")
         before_restart = len(acked)
         redis_server.start()
         wait_for(lambda: len(acked) >= before_restart + 30, 15, what="messages after it")
@@ -448,8 +452,9 @@ def test_redis_stopped_and_restarted_mid_stream_loses_nothing_acknowledged(
 
 
 def _ack_or_error(client: WireClient, ref: str) -> dict[str, Any]:
+    """The answer to ``ref``: a send in doubt is answered within the settle time."""
     while True:
-        frame = client.recv()
+        frame = client.recv(SETTLE_S + 5)
         if frame["type"] in ("ack", "error") and frame.get("ref") == ref:
             return frame
 

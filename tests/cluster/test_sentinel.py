@@ -17,11 +17,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from deploy.sentinel import MASTER_NAME, LocalSentinel
+from gateway.redis import keys, scripts
 from gateway.redis.broker import Broker, BrokerUnavailable
 from gateway.redis.endpoint import TopologyError
 from gateway.redis.target import TargetError, parse_target
+from tests.cluster.test_publisher import Restarting
 from tests.conftest import Connect, StartGateway, require_program
 from tests.gateway.live import error, ids, login, read_messages
 from tests.support.redis_server import RedisServer
@@ -123,6 +128,7 @@ def test_fewer_replicas_than_asked_is_unavailable_and_the_resend_is_a_repeat(
     with the same ref is a repeat (acknowledged once a batch's WAIT is met)."""
     greedy = Broker.from_url(sentinel.url, "gw-wait", min_replicas=3)
     ok = Broker.from_url(sentinel.url, "gw-ok")
+    load_publish_script(sentinel)
     try:
         with pytest.raises(BrokerUnavailable):
             greedy.publish_message("wait-room", "ann", "x", 1.0, "w1")
@@ -142,6 +148,56 @@ def test_a_cluster_url_at_a_plain_redis_is_refused_with_a_clear_error(
             broker.endpoint.check()  # what the gateway runs at start
     finally:
         broker.close()
+
+
+def load_publish_script(sentinel: LocalSentinel) -> None:
+    """Redis has the message script already, as after any earlier send. Else a batch's
+    ``EVALSHA`` meets ``NOSCRIPT`` and its text goes only after the batch's ``WAIT``, which
+    a ``WAIT 3`` on 2 replicas sits out to the end of the window: the script then runs past
+    its deadline and writes nothing (the test above failed so when it ran first)."""
+    with sentinel.client(sentinel.primary_port()) as raw:
+        raw.script_load(scripts.PublishMessage.SCRIPT.source)
+
+
+def lost_reply_broker(sentinel: LocalSentinel, gateway: str, min_replicas: int) -> Broker:
+    """A broker on the primary whose first batch runs but loses its reply, then meets a
+    Redis away for more than its retries (``Restarting``, back after 0.5 s)."""
+    url = f"redis://{sentinel.host}:{sentinel.primary_port()}/0"
+    load_publish_script(sentinel)
+    link = Restarting(url)
+    link.restart(0.5)
+    return Broker(redis.Redis.from_url(url, socket_timeout=2.0), gateway, link=link,
+                  publish_retry=Retry(NoBackoff(), 3), min_replicas=min_replicas,
+                  publish_settle_s=5.0)
+
+
+def test_a_reply_lost_under_wait_is_acknowledged_once_the_resend_s_wait_is_met(
+        sentinel: LocalSentinel) -> None:
+    broker = lost_reply_broker(sentinel, "gw-lost", 1)
+    try:
+        pub = broker.publish_message("lost-room", "ann", "x", 1.0, "l1")
+    finally:
+        broker.close()
+    assert (pub.id, pub.duplicate) == (1, True)
+
+
+def test_a_repeat_settled_under_wait_is_unavailable_while_replicas_do_not_confirm(
+        sentinel: LocalSentinel) -> None:
+    """The resend finds the lost run (``repeat``), but its own ``WAIT`` is short: the
+    write is not known to be on enough replicas, so no ``ack``."""
+    broker = lost_reply_broker(sentinel, "gw-lost3", 3)
+    try:
+        with pytest.raises(BrokerUnavailable, match="NOREPLICAS"):
+            broker.publish_message("lost3-room", "ann", "x", 1.0, "l1")
+    finally:
+        broker.close()
+    with sentinel.client(sentinel.primary_port()) as raw:
+        assert raw.llen(keys.room_log("lost3-room")) == 1  # it ran: the documented case
+
+
+def test_a_cluster_url_is_refused_with_a_clear_error(redis_server: RedisServer) -> None:
+    with pytest.raises(TopologyError, match="not a Redis Cluster"):
+        Broker.from_url(f"redis+cluster://127.0.0.1:{redis_server.port}", "gw1")
 
 
 def test_a_graceful_failover_is_followed_by_every_link_and_ids_go_on(

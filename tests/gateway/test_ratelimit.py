@@ -89,3 +89,32 @@ def test_byte_budget_saves_up_at_most_its_burst(clock: FakeClock) -> None:
     clock.now += 3600
     budget.spend(5000)
     assert not budget.ready()
+
+
+def test_a_wait_of_the_owner_is_credited_then_the_burst_applies_again(
+        clock: FakeClock) -> None:
+    """A reader that waited 3 s for Redis finds the 60 frames a client sent meanwhile at
+    20 a second: they pass (read on time, each would have), a 61st does not; once the
+    credit's time is over, the bucket saves up to its burst again, no more."""
+    bucket = TokenBucket(rate=20.0, burst=40, clock=clock)
+    assert all(bucket.take() for _ in range(40))
+    clock.now += 3.0
+    bucket.credit(3.0)
+    assert [bucket.take() for _ in range(61)] == [True] * 60 + [False]
+    clock.now += 60.0
+    assert [bucket.take() for _ in range(41)] == [True] * 40 + [False]
+
+
+def test_without_the_credit_frames_sent_during_a_wait_are_a_burst(clock: FakeClock) -> None:
+    bucket = TokenBucket(rate=20.0, burst=40, clock=clock)
+    assert all(bucket.take() for _ in range(40))
+    clock.now += 3.0
+    assert [bucket.take() for _ in range(41)] == [True] * 40 + [False]
+
+
+def test_an_unused_credit_expires(clock: FakeClock) -> None:
+    bucket = TokenBucket(rate=20.0, burst=40, clock=clock)
+    clock.now += 2.0
+    bucket.credit(2.0)  # an idle client: 40 + 40 for two seconds
+    clock.now += 2.0
+    assert [bucket.take() for _ in range(41)] == [True] * 40 + [False]
