@@ -195,11 +195,6 @@ def test_a_repeat_settled_under_wait_is_unavailable_while_replicas_do_not_confir
         assert raw.llen(keys.room_log("lost3-room")) == 1  # it ran: the documented case
 
 
-def test_a_cluster_url_is_refused_with_a_clear_error(redis_server: RedisServer) -> None:
-    with pytest.raises(TopologyError, match="not a Redis Cluster"):
-        Broker.from_url(f"redis+cluster://127.0.0.1:{redis_server.port}", "gw1")
-
-
 def test_a_graceful_failover_is_followed_by_every_link_and_ids_go_on(
         sentinel: LocalSentinel, start_gateway: StartGateway, connect: Connect) -> None:
     """SENTINEL FAILOVER: the old primary becomes a replica (its writes answer READONLY,
