@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import logging
 import select
+import ssl
 import threading
 import time
 from collections import deque
@@ -187,8 +188,27 @@ class WireLink:
     def _closed_by_peer(self) -> bool:
         """The idle connection has something to read before anything was written on it:
         Redis closed it (a restart, a kill, ``CLIENT KILL``), so what is written now can
-        never run there, and a failure is no doubt (one ``poll``, no wait)."""
-        return bool(self._poll.poll(0))
+        never run there, and a failure is no doubt (one ``poll``, no wait).
+
+        Readable is not yet closed under TLS: a TLS 1.3 server sends its session tickets
+        after the handshake, records with no data for us. A non-blocking read takes them
+        (``SSLWantReadError``: nothing more, the link is fine); an end of stream, or
+        bytes Redis never sends unasked, mean the link is no use."""
+        if not self._poll.poll(0):
+            return False
+        assert self._wire is not None
+        sock = self._wire.sock
+        try:
+            sock.setblocking(False)
+            try:
+                sock.recv(1)
+            finally:
+                sock.settimeout(self._timeout)
+        except (ssl.SSLWantReadError, BlockingIOError):
+            return False
+        except OSError:
+            return True
+        return True
 
     def connect(self) -> None:
         self._connected()
