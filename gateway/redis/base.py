@@ -205,7 +205,8 @@ class BrokerBase:
                 slots, lambda node: ShardLink(endpoint.node_address(node), timeout_s), retry,
                 on_batch=kw.get("on_batch", lambda size, seconds: None),
                 name=f"publisher-{gateway_id}", min_replicas=min_replicas,
-                window_ms=broker.publish_window_ms, wait_key=keys.gateway_wait(gateway_id))
+                window_ms=broker.publish_window_ms, wait_key=keys.gateway_wait(gateway_id),
+                settle_s=kw.get("publish_settle_s", SETTLE_S))
         return broker
 
     @property

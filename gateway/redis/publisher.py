@@ -639,12 +639,16 @@ class Publisher:
                 group.settle(i, reply)
             pending = []
 
+        doubtful: set[_Slot] = set()
+
         def failed(error: Exception) -> None:
             nonlocal pending
             if isinstance(error, BatchLost):
                 for (group, i), reply in zip(pending, error.received, strict=False):
                     group.settle(i, reply)
                 pending = pending[len(error.received):]
+                if error.written:
+                    doubtful.update(pending)
                 if error.written and self._settle_s > 0:  # the rest may have run: in doubt
                     until = time.monotonic() + self._settle_s
                     for group, i in pending:
@@ -661,6 +665,10 @@ class Publisher:
             for group, i in pending:
                 if not final and isinstance(exc, redis.RedisError) and group.until[i] > now:
                     parked.append((group, i))
+                elif (group, i) in doubtful and not getattr(exc, "written", False):
+                    # a later connect failed, but this one may have run: say so (the
+                    # cluster's router settles it on the slot's next master)
+                    group.settle(i, BatchLost([], exc, written=True))
                 else:
                     group.settle(i, exc)
             if parked:

@@ -165,6 +165,9 @@ class _Request:
     """Its last reply or error (what it fails with when it may not go again)."""
     ask: Node | None = None
     """An ``ASK`` redirection: the node to send it to once, after ``ASKING``."""
+    doubt_until: float = 0.0
+    """Once written and its reply lost (its master died mid-batch): until when it is sent
+    again, past its window, for the answer that settles it (``repeat`` or ``too_late``)."""
 
 
 def _slot(call: ScriptCall) -> int:
@@ -204,7 +207,8 @@ class ShardRouter:
                  retry: Callable[[], Retry | None], *,
                  on_batch: Callable[[int, float], None] = lambda size, seconds: None,
                  name: str = "publisher", min_replicas: int = 0, window_ms: int = 1500,
-                 wait_key: str = "", max_redirects: int = MAX_REDIRECTS) -> None:
+                 wait_key: str = "", max_redirects: int = MAX_REDIRECTS,
+                 settle_s: float = 0.0) -> None:
         self._slots = slots
         self._link_for = link_for
         self._retry = retry
@@ -212,6 +216,7 @@ class ShardRouter:
         self._name = name
         self._min_replicas = min_replicas
         self._window_ms = window_ms
+        self._settle_s = settle_s
         self._wait_key = wait_key.replace("{", "").replace("}", "")
         self._max_redirects = max_redirects
         self._lock = threading.Lock()
@@ -358,10 +363,22 @@ class ShardRouter:
             self._redirects.put(again)
 
     def _may_resend(self, request: _Request) -> bool:
+        """Within its window; or, once in doubt (``BatchLost.written``: it may have run on
+        a master that died before answering), until ``settle_s`` has passed: its dedup key
+        and deadline make the new master's answer final, as ``Publisher`` settles on one
+        Redis. A request never written fails when its window ends (``unavailable`` is
+        then true)."""
         if request.redirects >= self._max_redirects and _reroute(request.outcome) in (
                 "moved", "ask"):
             return False
-        return (time.monotonic() - request.join.submitted) * 1000 < self._window_ms
+        now = time.monotonic()
+        outcome = request.outcome
+        if (not request.doubt_until and self._settle_s > 0
+                and isinstance(outcome, BatchLost) and outcome.written):
+            request.doubt_until = now + self._settle_s
+        if request.doubt_until:
+            return now < request.doubt_until
+        return (now - request.join.submitted) * 1000 < self._window_ms
 
     # ------------------------------------------------------------------ thread
 

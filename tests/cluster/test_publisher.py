@@ -291,6 +291,21 @@ def test_settling_off_a_reply_lost_for_good_is_unavailable_and_its_resend_is_a_r
     broker.close()
 
 
+def test_a_request_in_doubt_fails_as_in_doubt_though_the_last_try_never_connected(
+        redis_server: RedisServer) -> None:
+    """Written and its reply lost, then retries that could not connect: its outcome says
+    it may have run (``BatchLost.written``), what the cluster's router settles it by."""
+    link = Restarting(redis_server.url)
+    link.restart(60.0)
+    publisher = Publisher(link, Retry(NoBackoff(), 2))
+    try:
+        with pytest.raises(BatchLost) as lost:
+            publisher.submit(ScriptCall(INCR, ("n",), ())).result(5)
+    finally:
+        publisher.stop()
+    assert lost.value.written and link.refused == 2
+
+
 def test_many_sessions_share_few_round_trips(redis_server: RedisServer) -> None:
     sizes: list[int] = []
     broker = Broker.from_url(redis_server.url, "gw1", backoff=NoBackoff(),

@@ -8,6 +8,7 @@ same scenarios on a real cluster are in tests/rcluster/test_shard_links.py.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -170,6 +171,53 @@ def test_a_lost_master_sends_its_requests_where_the_slot_is_now_and_stalls_no_ot
         assert failed_over.is_set()
         assert [(n, k) for n, k, _, _ in seen] == [(A, key), (B, other), (B, key)] or \
             [(n, k) for n, k, _, _ in seen] == [(B, other), (A, key), (B, key)]
+    finally:
+        r.stop()
+
+
+def promoted_late(slots: SlotMap, after_s: float) -> Callable[[Node, ScriptCall], Any]:
+    """Master A runs the first request and dies before answering it; its replica (B)
+    takes A's slots ``after_s`` later and answers ``repeat`` (it has the write)."""
+    died: list[float] = []
+
+    def answer(node: Node, c: ScriptCall) -> Any:
+        if node == B:
+            return "repeat"
+        if not died:
+            died.append(time.monotonic())
+            return BatchLost([], ConnectionResetError("A died"), written=True)
+        if time.monotonic() - died[0] > after_s:
+            for s in range(SLOTS // 2):
+                slots.moved(Redirect(False, s, B))
+        return BatchLost([], ConnectionRefusedError("A is gone"), written=False)
+
+    return answer
+
+
+def test_a_request_in_doubt_is_sent_again_past_its_window_until_the_new_master_answers(
+        ) -> None:
+    """Its reply was lost with its master: it may have run, so ``unavailable`` would be
+    a guess. Sent again after the promotion (later than its window), the new master's
+    answer settles it."""
+    seen: list[tuple[Node, str, bool, int]] = []
+    slots = slot_map(halves)
+    key = key_on(A, "doubt")
+    r = router(slots, promoted_late(slots, 0.3), seen, window_ms=100, settle_s=5.0)
+    try:
+        assert r.submit(call(key)).result(10) == "repeat"
+        assert seen[-1][0] == B
+    finally:
+        r.stop()
+
+
+def test_without_settling_a_request_in_doubt_fails_when_its_window_ends() -> None:
+    seen: list[tuple[Node, str, bool, int]] = []
+    slots = slot_map(halves)
+    r = router(slots, promoted_late(slots, 0.3), seen, window_ms=100)
+    try:
+        with pytest.raises(redis.ConnectionError):  # unavailable
+            r.submit(call(key_on(A, "doubt"))).result(10)
+        assert all(node == A for node, _, _, _ in seen)  # gave up before the promotion
     finally:
         r.stop()
 
