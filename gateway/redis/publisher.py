@@ -342,14 +342,19 @@ class _Group:
     def settle(self, index: int, outcome: Any) -> None:
         self.outcomes[index] = outcome
         self.remaining -= 1
-        if self.remaining:
-            return
-        if not self.single:
-            self.future.set_result(self.outcomes)
-        elif isinstance(outcome, BaseException):
-            self.future.set_exception(outcome)
-        else:
-            self.future.set_result(outcome)
+        if not self.remaining:
+            complete(self.future, self.single, self.outcomes)
+
+
+def complete(future: Future[Any], single: bool, outcomes: list[Any]) -> None:
+    """Answer a submission once every call has its outcome: the list (``submit_all``), or
+    the one call's reply or error (``submit``)."""
+    if not single:
+        future.set_result(outcomes)
+    elif isinstance(outcomes[0], BaseException):
+        future.set_exception(outcomes[0])
+    else:
+        future.set_result(outcomes[0])
 
 
 _Slot = tuple[_Group, int]
@@ -700,6 +705,7 @@ __all__ = [
     "SETTLE_BACKOFF",
     "SETTLE_S",
     "Submitter",
+    "complete",
     "Script",
     "ScriptCall",
     "Wait",

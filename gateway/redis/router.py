@@ -54,6 +54,7 @@ from gateway.redis.publisher import (
     PublisherStopped,
     Wait,
     WireLink,
+    complete,
     pack_call,
     read_wait,
     reply_value,
@@ -137,17 +138,12 @@ class _Join:
         self.submitted = time.monotonic()
 
     def settle(self, index: int, outcome: Any) -> None:
-        with self._lock:
+        with self._lock:  # the masters' publisher threads answer parts at once
             self.outcomes[index] = outcome
             self.remaining -= 1
             if self.remaining:
                 return
-        if not self.single:
-            self.future.set_result(self.outcomes)
-        elif isinstance(outcome, BaseException):
-            self.future.set_exception(outcome)
-        else:
-            self.future.set_result(outcome)
+        complete(self.future, self.single, self.outcomes)
 
 
 @dataclass(slots=True)
