@@ -244,17 +244,23 @@ class WireLink:
         if any(isinstance(v, redis.ResponseError) and str(v).startswith("READONLY")
                for v in values):
             self.close()
-        if wait is not None and acked < wait.replicas:
-            short = redis.ResponseError(
-                f"NOREPLICAS {acked} of {wait.replicas} replicas acknowledged the batch "
-                f"within {wait.timeout_ms} ms")
-            values = [v if isinstance(v, Exception) else short for v in values]
-        return values
+        return short_of_replicas(values, wait, acked)
 
     def close(self) -> None:
         if self._wire is not None:
             self._wire.close()
             self._wire = None
+
+
+def short_of_replicas(values: list[Any], wait: Wait | None, acked: int) -> list[Any]:
+    """A batch's replies, each success turned into ``NOREPLICAS`` when its ``WAIT`` saw
+    fewer replicas than asked: those writes count only once replicas have them."""
+    if wait is None or acked >= wait.replicas:
+        return values
+    short = redis.ResponseError(
+        f"NOREPLICAS {acked} of {wait.replicas} replicas acknowledged the batch "
+        f"within {wait.timeout_ms} ms")
+    return [v if isinstance(v, Exception) else short for v in values]
 
 
 def _read_wait(wire: RedisWire, wait: Wait | None) -> int:
@@ -706,6 +712,7 @@ __all__ = [
     "SETTLE_S",
     "Submitter",
     "complete",
+    "short_of_replicas",
     "Script",
     "ScriptCall",
     "Wait",

@@ -58,6 +58,7 @@ from gateway.redis.publisher import (
     pack_call,
     read_wait,
     reply_value,
+    short_of_replicas,
 )
 from gateway.redis.scripts import ScriptCall
 from gateway.redis.slotmap import Node, Redirect, SlotMap, SlotMapError, key_slot
@@ -116,12 +117,7 @@ class ShardLink(WireLink):
             raise BatchLost([] if wait is not None else [reply_value(r) for r in replies],
                             exc) from exc
         values = [reply_value(r) for r in replies]
-        if wait is not None and acked < wait.replicas:
-            short = redis.ResponseError(
-                f"NOREPLICAS {acked} of {wait.replicas} replicas acknowledged the batch "
-                f"within {wait.timeout_ms} ms")
-            values = [v if isinstance(v, Exception) else short for v in values]
-        return values
+        return short_of_replicas(values, wait, acked)
 
 
 class _Join:
