@@ -22,7 +22,7 @@ from gateway.redis.broker import Broker
 from tests.support.broker_clock import LEASE_MS, FakeClock
 from tests.support.slots_scenario import LUA_SCRIPTS, record_script_calls, run, scripts_in
 
-INCLUDES = {"args", "liveness", "deadline", "room_lifetime", "new_rooms"}
+INCLUDES = {"args", "liveness", "deadline", "numbering", "room_lifetime", "new_rooms"}
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 -- Give a room message the room's next id, store it, publish it (or find it is a repeat).
--- includes: deadline, room_lifetime
+-- includes: deadline, numbering, room_lifetime
 local seq_key, epoch_key, log_key, ref_key, members_key = key(), key(), key(), key(), key()
 local channel_key = key()
 local epoch_candidate, line_prefix, line_suffix = arg(), arg(), arg()
@@ -7,16 +7,9 @@ local history, publish, ref_ttl_ms, room_ttl_ms = tonumber(arg()), arg(), arg(),
 local message_tag, deadline_ms = arg(), arg()
 -- publish: 'PUBLISH', or 'SPUBLISH' on Redis Cluster (the channel shares the room's slot)
 -- -> {'too_late'}: past the deadline, nothing written; else {'sent' or 'repeat', id, epoch}
--- The ref is read before the deadline: a run whose reply was lost stays a repeat when the
--- retry arrives late, never an 'unavailable' for a message that was published.
-local epoch = redis.call('GET', epoch_key)
-local seen = redis.call('GET', ref_key)
-if not seen and too_late(deadline_ms) then
-  return {'too_late'}
-end
+local epoch, seen = begin_numbered(epoch_key, ref_key, epoch_candidate, deadline_ms)
 if not epoch then
-  epoch = epoch_candidate
-  redis.call('SET', epoch_key, epoch)
+  return {'too_late'}
 end
 if seen then
   return {'repeat', tonumber(seen), epoch}

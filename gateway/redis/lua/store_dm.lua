@@ -2,20 +2,15 @@
 -- In the conversation's slot; the caller publishes the stored line to the recipient's
 -- gateway (its channel is in that gateway's slot), and the receiving session drops a repeat
 -- by its id.
--- includes: deadline
+-- includes: deadline, numbering
 local seq_key, epoch_key, log_key, ref_key = key(), key(), key(), key()
 local epoch_candidate, line_prefix, history = arg(), arg(), tonumber(arg())
 local ref_ttl_ms, deadline_ms = arg(), arg()
 -- -> {'too_late'}: past the deadline, nothing written; else {'sent' or 'repeat', id, epoch,
--- line ('' for a repeat)}. The ref is read before the deadline, as publish_message does.
-local epoch = redis.call('GET', epoch_key)
-local seen = redis.call('GET', ref_key)
-if not seen and too_late(deadline_ms) then
-  return {'too_late'}
-end
+-- line ('' for a repeat)}.
+local epoch, seen = begin_numbered(epoch_key, ref_key, epoch_candidate, deadline_ms)
 if not epoch then
-  epoch = epoch_candidate
-  redis.call('SET', epoch_key, epoch)
+  return {'too_late'}
 end
 if seen then
   return {'repeat', tonumber(seen), epoch, ''}
